@@ -1,0 +1,75 @@
+"""Shared fixtures: small random weight files and short test signals, made at test time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from uvrsep.network import AsppNetConfig, CascadedASPPNet
+
+REPO = Path(__file__).resolve().parents[1]
+PARITY = REPO.parent / "shared" / "fixtures" / "parity"
+SR = 44100
+
+
+def random_net(channels: int = 16, bins: int = 672, seed: int = 0) -> CascadedASPPNet:
+    """A random HP-layout net whose BatchNorm statistics keep the mask away from 0 and 1."""
+    torch.manual_seed(seed)
+    net = CascadedASPPNet(AsppNetConfig(bins=bins, channels=channels))
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        net.out.weight.mul_(0.1)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(weights_dir) -> Path:
+    """fp32 weight file of a 16-wide HP-layout net (the 31191 KB family)."""
+    path = weights_dir / "tiny_fp32.pth"
+    torch.save(random_net().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_fp16(weights_dir) -> Path:
+    """The same net stored in float16, as RVC ships its files."""
+    path = weights_dir / "tiny_fp16.pth"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in random_net().state_dict().items()}, path)
+    return path
+
+
+def music_like(seconds: float, sr: int = SR, channels: int = 2, seed: int = 1) -> np.ndarray:
+    """float32 ``[channels, T]``: a vibrato tone, a chord and a little noise, in (-1, 1)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * sr))) / sr
+    voice = 0.3 * np.sin(2 * np.pi * (440 * t + 3 * np.sin(2 * np.pi * 5 * t)))
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (130.8, 164.8, 196.0))
+    out = np.stack([voice + chord + 0.02 * rng.standard_normal(t.size) for _ in range(channels)])
+    out[1 % channels] *= 0.8
+    return out.astype(np.float32)
+
+
+@pytest.fixture
+def short_wav(tmp_path) -> Path:
+    path = tmp_path / "clip.wav"
+    sf.write(path, music_like(0.5).T, SR, subtype="PCM_16")
+    return path
+
+
+def sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    """10·log10(Σref² / Σ(ref − est)²)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    err = ref - np.asarray(est, dtype=np.float64)
+    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-300)))

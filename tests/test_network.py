@@ -1,0 +1,115 @@
+import pytest
+import torch
+
+from tests.conftest import random_net
+from uvrsep.errors import IncompatibleCheckpointError
+from uvrsep.network import AsppNetConfig, CascadedASPPNet, load_network
+from uvrsep.network.layers import crop_center
+
+
+def test_crop_center_crops_time_only():
+    skip = torch.arange(2 * 3 * 8 * 10, dtype=torch.float32).reshape(2, 3, 8, 10)
+    target = torch.zeros(2, 3, 8, 6)
+    out = crop_center(skip, target)
+    assert out.shape == (2, 3, 8, 6)
+    assert torch.equal(out, skip[:, :, :, 2:8])
+    assert crop_center(skip, torch.zeros(2, 3, 8, 10)) is skip
+    with pytest.raises(ValueError):
+        crop_center(target, skip)
+
+
+@pytest.mark.parametrize("channels", [16, 32])
+def test_mask_shape_and_range(channels):
+    net = CascadedASPPNet(AsppNetConfig(bins=672, channels=channels)).eval()
+    with torch.inference_mode():
+        mask = net(torch.rand(2, 2, 673, 256))
+        aux = net.forward_with_aux(torch.rand(1, 2, 673, 256))
+    assert mask.shape == (2, 2, 673, 256)
+    assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+    assert torch.equal(mask[:, :, 672], mask[:, :, 671])  # replicate-padded last row
+    assert [a.shape for a in aux] == [(1, 2, 673, 256)] * 3
+
+
+def test_official_key_layout_for_123812kb():
+    from tests.conftest import PARITY
+
+    listing = PARITY / "keys_123812KB.txt"
+    if not listing.is_file():
+        pytest.skip("../shared/fixtures/parity is not present")
+    rows = [line.split() for line in listing.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    expected = {row[0]: row for row in rows}
+    ours = CascadedASPPNet(AsppNetConfig(bins=672, channels=32)).state_dict()
+    assert set(ours) == set(expected)
+    for key, tensor in ours.items():
+        assert str(tuple(tensor.shape)).replace(" ", "") in " ".join(expected[key]).replace(" ", ""), key
+
+
+def test_7_branch_aspp_keeps_conv6_and_conv7():
+    net = CascadedASPPNet(AsppNetConfig(bins=672, channels=16, dilations=(4, 8, 16, 16, 16)))
+    keys = net.state_dict()
+    assert "stg1_low_band_net.aspp.conv6.conv.0.weight" in keys
+    assert "stg1_low_band_net.aspp.conv7.conv.0.weight" in keys
+    assert keys["stg1_low_band_net.aspp.bottleneck.0.conv.0.weight"].shape[1] == 7 * 128
+
+
+def test_fp16_and_fp32_files_load_to_same_fp32_net(tiny_weights, tiny_weights_fp16):
+    a = load_network(tiny_weights, 672)
+    b = load_network(tiny_weights_fp16, 672)
+    assert a.file_dtype == torch.float32 and b.file_dtype == torch.float16
+    assert a.net.config.channels == 16
+    for (ka, va), (kb, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
+        assert ka == kb and va.dtype == vb.dtype
+        if va.is_floating_point():
+            assert va.dtype == torch.float32
+            torch.testing.assert_close(va, vb, atol=1e-2, rtol=1e-3)
+
+
+def test_missing_and_misshapen_keys_are_named(tmp_path):
+    state = random_net().state_dict()
+    del state["out.weight"]
+    state["aux1_out.weight"] = torch.zeros(2, 99, 1, 1)
+    state["extra.thing"] = torch.zeros(1)
+    path = tmp_path / "broken.pth"
+    torch.save(state, path)
+    with pytest.raises(IncompatibleCheckpointError) as err:
+        load_network(path, 672)
+    message = str(err.value)
+    assert "broken.pth" in message
+    assert "missing: out.weight" in message
+    assert "unexpected: extra.thing" in message
+    assert "aux1_out.weight (2, 99, 1, 1) (net wants (2, 16, 1, 1))" in message
+    assert "cascaded ASPP net (width 16" in message
+
+
+def test_vr51_weights_are_recognised_and_refused(tmp_path):
+    state = {
+        "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0": torch.zeros(128, 336),
+        "out.weight": torch.zeros(2, 48, 1, 1),
+    }
+    path = tmp_path / "VR-DeEchoNormal.pth"
+    torch.save(state, path)
+    with pytest.raises(IncompatibleCheckpointError, match="VR 5.1 net .*nout 48, bins 672"):
+        load_network(path, 672)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n", "Git LFS pointer"),
+        (b"\x00\x01garbage" * 10, "not a readable PyTorch weight file"),
+    ],
+)
+def test_unreadable_files(tmp_path, content, message):
+    path = tmp_path / "w.pth"
+    path.write_bytes(content)
+    with pytest.raises(IncompatibleCheckpointError, match=message):
+        load_network(path, 672)
+
+
+def test_missing_file_and_non_state_dict(tmp_path):
+    with pytest.raises(IncompatibleCheckpointError, match="not found"):
+        load_network(tmp_path / "nothere.pth", 672)
+    path = tmp_path / "list.pth"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(IncompatibleCheckpointError, match="state dict of tensors"):
+        load_network(path, 672)

@@ -1,0 +1,110 @@
+"""The cascaded ASPP U-Net of UVR's VR architecture (v5 "HP" family), one parametrised class.
+
+``channels`` selects the checkpoint family: 16 (``nets.py``, 31191 KB), 32 (``nets_123812KB`` =
+``nets_61968KB``: HP, HP2, HP3, HP5, 1–6_HP-UVR) or 64 (``nets_537238KB``). ``dilations`` of
+length 5 gives the 7-branch ASPP of the 33966 / 537238 nets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ASPPModule, Conv2DBNActiv, Decoder, Encoder
+
+
+@dataclass(frozen=True)
+class AsppNetConfig:
+    """Hyper-parameters of :class:`CascadedASPPNet`.
+
+    ``bins`` is the number of frequency rows the net sees (the band layout's ``bins``);
+    ``bins / 2`` must be divisible by 16. ``context`` is the frames cropped from each side of a
+    window's output (UVR's ``offset``).
+    """
+
+    bins: int = 672
+    channels: int = 32
+    dilations: tuple[int, ...] = (4, 8, 16)
+    context: int = 128
+
+
+class BaseASPPNet(nn.Module):
+    """Four encoders, ASPP, four decoders. ``[B, nin, F, T] → [B, ch, F, T]`` (F divisible by 16)."""
+
+    def __init__(self, nin: int, ch: int, dilations: tuple[int, ...] = (4, 8, 16)):
+        super().__init__()
+        self.enc1 = Encoder(nin, ch, 3, 2, 1)
+        self.enc2 = Encoder(ch, ch * 2, 3, 2, 1)
+        self.enc3 = Encoder(ch * 2, ch * 4, 3, 2, 1)
+        self.enc4 = Encoder(ch * 4, ch * 8, 3, 2, 1)
+        self.aspp = ASPPModule(ch * 8, ch * 16, dilations)
+        self.dec4 = Decoder(ch * (8 + 16), ch * 8, 3, 1, 1)
+        self.dec3 = Decoder(ch * (4 + 8), ch * 4, 3, 1, 1)
+        self.dec2 = Decoder(ch * (2 + 4), ch * 2, 3, 1, 1)
+        self.dec1 = Decoder(ch * (1 + 2), ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, e1 = self.enc1(x)
+        h, e2 = self.enc2(h)
+        h, e3 = self.enc3(h)
+        h, e4 = self.enc4(h)
+        h = self.aspp(h)
+        h = self.dec4(h, e4)
+        h = self.dec3(h, e3)
+        h = self.dec2(h, e2)
+        return self.dec1(h, e1)
+
+
+class CascadedASPPNet(nn.Module):
+    """Three-stage cascade: low/high half-band nets, a full-band net, a final full-band net.
+
+    Input: normalised magnitudes ``[B, 2, bins + 1, T]``. Output of :meth:`forward`: the mask
+    ``[B, 2, bins + 1, T]`` in [0, 1] (the last row replicates row ``bins - 1``).
+    """
+
+    def __init__(self, config: AsppNetConfig = AsppNetConfig()):
+        super().__init__()
+        ch = config.channels
+        if config.bins % 32:
+            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by 16")
+        self.config = config
+        self.stg1_low_band_net = BaseASPPNet(2, ch, config.dilations)
+        self.stg1_high_band_net = BaseASPPNet(2, ch, config.dilations)
+        self.stg2_bridge = Conv2DBNActiv(ch + 2, ch // 2, 1, 1, 0)
+        self.stg2_full_band_net = BaseASPPNet(ch // 2, ch, config.dilations)
+        self.stg3_bridge = Conv2DBNActiv(2 * ch + 2, ch, 1, 1, 0)
+        self.stg3_full_band_net = BaseASPPNet(ch, 2 * ch, config.dilations)
+        self.out = nn.Conv2d(2 * ch, 2, 1, bias=False)
+        self.aux1_out = nn.Conv2d(ch, 2, 1, bias=False)
+        self.aux2_out = nn.Conv2d(ch, 2, 1, bias=False)
+
+    @property
+    def context(self) -> int:
+        """Frames cropped from each side of a window's output."""
+        return self.config.context
+
+    def _pad_rows(self, mask: torch.Tensor) -> torch.Tensor:
+        return F.pad(mask, (0, 0, 0, self.config.bins + 1 - mask.shape[2]), mode="replicate")
+
+    def _stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the cascade on ``x[:, :, :bins]``: final features and the two stage outputs."""
+        x = x[:, :, : self.config.bins]
+        half = x.shape[2] // 2
+        aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :half]), self.stg1_high_band_net(x[:, :, half:])], dim=2)
+        h = torch.cat([x, aux1], dim=1)
+        aux2 = self.stg2_full_band_net(self.stg2_bridge(h))
+        h = torch.cat([x, aux1, aux2], dim=1)
+        return self.stg3_full_band_net(self.stg3_bridge(h)), aux1, aux2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _, _ = self._stages(x)
+        return self._pad_rows(torch.sigmoid(self.out(h)))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Final mask and the two auxiliary masks, each ``[B, 2, bins + 1, T]`` (for training)."""
+        h, aux1, aux2 = self._stages(x)
+        return tuple(self._pad_rows(torch.sigmoid(head(z))) for head, z in
+                     ((self.out, h), (self.aux1_out, aux1), (self.aux2_out, aux2)))

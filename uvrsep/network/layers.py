@@ -1,0 +1,131 @@
+"""Building blocks of UVR's VR-architecture U-Nets (``layers_123812KB`` in the original).
+
+Module and attribute names (``conv``, ``conv1`` ... ``bottleneck``) are kept exactly, so the
+official state dicts load key for key. Shapes are ``[batch, channels, bins, frames]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def crop_center(skip: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Centre-crop ``skip`` along time (last axis) to ``target``'s frame count.
+
+    Only the time axis is cropped: the frequency axes already agree. Raises ``ValueError`` if
+    ``skip`` is shorter than ``target``.
+    """
+    n_skip, n_target = skip.shape[3], target.shape[3]
+    if n_skip == n_target:
+        return skip
+    if n_skip < n_target:
+        raise ValueError(f"skip has {n_skip} frames, fewer than the {n_target} it must be cropped to")
+    start = (n_skip - n_target) // 2
+    return skip[:, :, :, start : start + n_target]
+
+
+class Conv2DBNActiv(nn.Module):
+    """Conv2d (no bias) → BatchNorm2d → activation. ``[B, nin, F, T] → [B, nout, F', T']``."""
+
+    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
+                 dilation: int = 1, activ: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(nin, nout, kernel_size=ksize, stride=stride, padding=pad, dilation=dilation, bias=False),
+            nn.BatchNorm2d(nout),
+            activ(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class SeparableConv2DBNActiv(nn.Module):
+    """Depthwise conv → pointwise 1×1 conv → BatchNorm2d → activation (UVR's ``SeperableConv2DBNActiv``)."""
+
+    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
+                 dilation: int = 1, activ: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(nin, nin, kernel_size=ksize, stride=stride, padding=pad, dilation=dilation,
+                      groups=nin, bias=False),
+            nn.Conv2d(nin, nout, kernel_size=1, bias=False),
+            nn.BatchNorm2d(nout),
+            activ(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Encoder(nn.Module):
+    """Two conv blocks (LeakyReLU); the second strides. Returns ``(downsampled, skip)``.
+
+    ``[B, nin, F, T] → ([B, nout, F/s, T/s], [B, nout, F, T])``.
+    """
+
+    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
+                 activ: type[nn.Module] = nn.LeakyReLU):
+        super().__init__()
+        self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ)
+        self.conv2 = Conv2DBNActiv(nout, nout, ksize, stride, pad, activ=activ)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.conv1(x)
+        return self.conv2(skip), skip
+
+
+class Decoder(nn.Module):
+    """×2 bilinear upsampling, concatenation with the time-cropped skip, one conv block (ReLU).
+
+    ``[B, c, F, T]`` with skip ``[B, c_skip, 2F, T_skip]`` → ``[B, nout, 2F, 2T]``.
+    """
+
+    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
+                 activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
+        super().__init__()
+        self.conv = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ)
+        self.dropout = nn.Dropout2d(0.1) if dropout else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        if skip is not None:
+            x = torch.cat([x, crop_center(skip, x)], dim=1)
+        h = self.conv(x)
+        if self.dropout is not None:
+            h = self.dropout(h)
+        return h
+
+
+class ASPPModule(nn.Module):
+    """Atrous spatial pyramid pooling: a frequency-pooled branch, a 1×1 branch and one separable
+    dilated branch per dilation, concatenated and squeezed by a 1×1 bottleneck.
+
+    ``dilations`` has 3 entries for the 5-branch nets (conv3..conv5) and 5 for the 7-branch
+    nets (conv3..conv7; conv6 and conv7 are two modules, as RVC has them).
+    ``[B, nin, F, T] → [B, nout, F, T]``.
+    """
+
+    def __init__(self, nin: int, nout: int, dilations: tuple[int, ...] = (4, 8, 16),
+                 activ: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.n_dilated = len(dilations)
+        self.conv1 = nn.Sequential(
+            nn.AdaptiveAvgPool2d((1, None)),
+            Conv2DBNActiv(nin, nin, 1, 1, 0, activ=activ),
+        )
+        self.conv2 = Conv2DBNActiv(nin, nin, 1, 1, 0, activ=activ)
+        for i, d in enumerate(dilations):
+            setattr(self, f"conv{i + 3}", SeparableConv2DBNActiv(nin, nin, 3, 1, d, d, activ=activ))
+        self.bottleneck = nn.Sequential(
+            Conv2DBNActiv(nin * (2 + len(dilations)), nout, 1, 1, 0, activ=activ),
+            nn.Dropout2d(0.1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        feats = [F.interpolate(self.conv1(x), size=(h, w), mode="bilinear", align_corners=True), self.conv2(x)]
+        feats += [getattr(self, f"conv{i + 3}")(x) for i in range(self.n_dilated)]
+        return self.bottleneck(torch.cat(feats, dim=1))

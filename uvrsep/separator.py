@@ -1,0 +1,262 @@
+"""The orchestrator: audio → bands → windows → network → masks → stems.
+
+:class:`Separator` loads a weight file once and separates any number of inputs with it,
+reproducing RVC's ``AudioPre`` numbers (see README, "Faithfulness").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import bands
+from .audio import read_audio, to_stereo
+from .config import BandLayout, load_band_layout
+from .errors import ConfigError
+from .masks import apply_aggressiveness, mask_silence
+from .network import load_network
+from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
+from .windows import WindowPlan, run_windows
+
+#: Band config used for HP-family (ASPP) weights when nothing says otherwise (as RVC does).
+DEFAULT_PARAMS = "4band_v2"
+#: Frames re-synthesised to give back the input's last partial hop.
+TAIL_FRAMES = 128
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; others are checked for availability."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or mps)")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("device cuda was asked for, but no CUDA GPU is available")
+        # Strict fp32: PyTorch's TF32 default for convolutions alone costs ~10 dB of parity.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device mps was asked for, but MPS is not available")
+    return torch.device(device)
+
+
+def primary_stem_for(model_path: Path) -> str:
+    """HP-family weights mask the instrumental, except RVC's HP3 (vocal-primary, by file name)."""
+    return "vocals" if "HP3" in model_path.name else "instrumental"
+
+
+@dataclass
+class PhaseTimes:
+    """Seconds spent per phase of the last :meth:`Separator.separate` call."""
+
+    read: float = 0.0
+    analysis: float = 0.0
+    network: float = 0.0
+    synthesis: float = 0.0
+
+
+class Separator:
+    """Separate vocals from accompaniment with an official VR (HP-family) weight file.
+
+    Args:
+        model: path to a ``.pth`` weight file (HP2_all_vocals.pth, 2_HP-UVR.pth, ...).
+        params: band config name or JSON path; default ``4band_v2`` (with a notice).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        aggressiveness: RVC's 0–100 setting (default 10), applied to the mask per window.
+        tta: add a second pass shifted by half a window and average.
+        postprocess: RVC's ``mask_silence`` on the predicted magnitudes.
+        batch_size: windows per network call (results do not depend on it).
+        window_size: frames per window (512 as in RVC).
+        high_end: ``mirroring`` (default), ``mirroring2`` or ``none``.
+        progress: show a tqdm bar over windows.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        params: str | Path | None = None,
+        device: str = "auto",
+        aggressiveness: float = 10,
+        tta: bool = False,
+        postprocess: bool = False,
+        batch_size: int | None = None,
+        window_size: int = 512,
+        high_end: str = "mirroring",
+        progress: bool = False,
+    ):
+        self.notes: list[str] = []
+        if params is None:
+            params = DEFAULT_PARAMS
+            self.notes.append(f"no band config given: using {DEFAULT_PARAMS} (as RVC does for HP-family weights)")
+        if high_end not in HIGH_END_MODES:
+            raise ConfigError(f"unknown high-end mode {high_end!r} (use {', '.join(HIGH_END_MODES)})")
+        if not 0 <= aggressiveness <= 100:
+            raise ConfigError(f"aggressiveness must be between 0 and 100, got {aggressiveness}")
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        self.layout: BandLayout = load_band_layout(params)
+        self.device = resolve_device(device)
+        self.model_path = Path(model)
+        self.weights = load_network(self.model_path, self.layout.bins, self.device)
+        self.net = self.weights.net
+        if window_size <= 2 * self.net.context:
+            raise ConfigError(f"window size {window_size} must exceed twice the context ({self.net.context})")
+        self.aggressiveness = aggressiveness / 100
+        self.tta = tta
+        self.postprocess = postprocess
+        self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
+        self.window_size = window_size
+        self.high_end = high_end
+        self.progress = progress
+        self.primary = primary_stem_for(self.model_path)
+        self.secondary = "instrumental" if self.primary == "vocals" else "vocals"
+        self.times = PhaseTimes()
+
+    # -- network stage -------------------------------------------------------------------
+    def _predict_windows(self, batch: torch.Tensor) -> torch.Tensor:
+        """``[B, 2, F, W]`` normalised magnitudes → ``[B, 2, F, W - 2·context]`` masked magnitudes."""
+        mask = self.net(batch)
+        mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
+        pred = mask * batch
+        c = self.net.context
+        return pred[:, :, :, c:-c]
+
+    def predict_magnitudes(self, mag: np.ndarray, on_window: Callable[[int], None] | None = None) -> np.ndarray:
+        """Masked magnitudes ``[2, F, N]`` for the mix magnitudes ``mag`` (float32 ``[2, F, N]``).
+
+        Normalises by the global maximum, runs the windows (and the TTA pass) and scales back.
+        Digital silence gives zeros (the original divides by zero there).
+        """
+        coef = mag.max()
+        if not coef > 0:
+            return np.zeros_like(mag)
+        norm = mag / coef
+        passes = [False, True] if self.tta else [False]
+        preds = []
+        with torch.inference_mode():
+            for shifted in passes:
+                plan = WindowPlan.for_frames(mag.shape[2], self.window_size, self.net.context, shifted=shifted)
+                preds.append(
+                    run_windows(norm, plan, self._predict_windows, batch_size=self.batch_size,
+                                device=self.device, on_window=on_window)
+                )
+        if self.tta:
+            return (preds[0] + preds[1]) * 0.5 * coef
+        return preds[0] * coef
+
+    def n_windows(self, n_frames: int) -> int:
+        """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
+        plan = WindowPlan.for_frames(n_frames, self.window_size, self.net.context)
+        return plan.n_windows * 2 + 1 if self.tta else plan.n_windows
+
+    # -- whole pipeline ------------------------------------------------------------------
+    def load(self, path: str | Path) -> np.ndarray:
+        """Read a file as float32 stereo ``[2, T]`` at the model's sample rate."""
+        t0 = time.perf_counter()
+        wave, sr = read_audio(path)
+        wave = self.prepare(wave, sr)
+        self.times.read = time.perf_counter() - t0
+        return wave
+
+    def prepare(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Bring ``[C, T]`` (or ``[T]``) audio to float32 stereo at the model's rate (top band's resampler)."""
+        wave = np.atleast_2d(np.asarray(wave, dtype=np.float32))
+        if wave.shape[0] > 2:
+            wave = wave[:2]
+        if sample_rate != self.layout.sample_rate:
+            wave = bands.resample(wave, sample_rate, self.layout.sample_rate, self.layout.top.resample_type)
+        return to_stereo(wave)
+
+    def separate(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> Stems:
+        """Separate a file path, or an array ``[C, T]`` / ``[T]`` given with its ``sample_rate``.
+
+        Returns :class:`Stems` at the model's rate, each ``[2, T]`` where ``T`` is the input's
+        duration at that rate.
+        """
+        self.times = PhaseTimes()
+        if isinstance(audio, (str, Path)):
+            wave = self.load(audio)
+        else:
+            if sample_rate is None:
+                raise ConfigError("separate(array) needs its sample_rate")
+            wave = self.prepare(audio, sample_rate)
+
+        t0 = time.perf_counter()
+        analysis = bands.analyze(wave, self.layout)
+        spec = analysis.spec
+        mag = np.abs(spec)
+        phase = np.angle(spec)
+        self.times.analysis = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        bar = tqdm(total=self.n_windows(spec.shape[2]), unit="win", disable=None if self.progress else True, leave=False)
+        with bar:
+            pred = self.predict_magnitudes(mag, on_window=bar.update)
+        self.times.network = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        if self.postprocess:
+            pred = mask_silence(pred, np.clip(mag - pred, 0, np.inf))
+        primary = pred * np.exp(1.0j * phase)
+        secondary = spec - primary
+        waves = {
+            self.primary: self._synthesize(primary, analysis),
+            self.secondary: self._synthesize(secondary, analysis),
+        }
+        self.times.synthesis = time.perf_counter() - t0
+        return Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
+
+    def _synthesize(self, stem: np.ndarray, analysis: bands.Analysis) -> np.ndarray:
+        """Stem spectrogram → float32 ``[2, n_samples]``.
+
+        The first ``hop·(frames − 1)`` samples are the original's synthesis, unchanged. The
+        original drops the input's last partial hop; those few samples are synthesised again
+        from the last frames with longer iSTFTs and appended.
+        """
+        high = None
+        if self.high_end != "none" and analysis.high_end is not None:
+            high = mirror_high_end(stem, analysis.high_end, self.layout, self.high_end)
+        wave = bands.synthesize(stem, self.layout, high)
+        missing = analysis.n_samples - wave.shape[1]
+        if missing > 0:
+            k = min(stem.shape[2], TAIL_FRAMES)
+            base = bands.output_length(self.layout, k)
+            seg = bands.synthesize(stem[:, :, -k:], self.layout, None if high is None else high[:, :, -k:],
+                                   n_samples=base + missing)
+            wave = np.concatenate([wave, seg[:, base : base + missing]], axis=1)
+        return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
+
+    def output_paths(self, path: str | Path, output_dir: str | Path = ".", fmt: str = "wav") -> dict[str, Path]:
+        """Where :meth:`separate_file` writes the stems of ``path``."""
+        return stem_paths(output_dir, Path(path).stem, (self.primary, self.secondary), fmt)
+
+    def separate_file(
+        self,
+        path: str | Path,
+        output_dir: str | Path = ".",
+        *,
+        fmt: str = "wav",
+        bit_depth: str = "16",
+        overwrite: bool = False,
+    ) -> dict[str, Path]:
+        """Separate ``path`` and write ``<output_dir>/<name>_<stem>.<fmt>``; returns the paths.
+
+        Refuses (before any work) when an output exists and ``overwrite`` is false.
+        """
+        path = Path(path)
+        refuse_existing(self.output_paths(path, output_dir, fmt).values(), overwrite)
+        stems = self.separate(path)
+        return stems.write(output_dir, path.stem, fmt=fmt, bit_depth=bit_depth, overwrite=overwrite)

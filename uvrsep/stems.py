@@ -1,0 +1,90 @@
+"""From the predicted magnitudes to the two stems: masked (primary) and residual (secondary).
+
+The primary stem is what the mask keeps, ``y = pred · e^{jφ}``; the secondary is the rest of the
+mix, ``v = X − y``. Each stem's top band gets its high end back by "mirroring" (see
+:func:`mirror_high_end`) before synthesis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import write_audio
+from .errors import AudioWriteError
+from .config import BandLayout
+
+HIGH_END_MODES = ("mirroring", "mirroring2", "none")
+
+
+def mirror_high_end(stem: np.ndarray, high_end: np.ndarray, layout: BandLayout, mode: str = "mirroring") -> np.ndarray:
+    """UVR's high-end mirroring for one stem spectrogram ``[2, bins + 1, T]``.
+
+    The stem's magnitudes just below the pre-filter (rows ``pfs - 10 - h .. pfs - 11``) are
+    flipped upwards and given the mix's top-band phase; per bin, whichever of that mirror and
+    the mix's own high end (``high_end``, ``[2, h, T]``) is quieter is kept. ``mirroring2``
+    multiplies the mirror by ``1.7 ·`` the mix's high end instead. Returns ``[2, h, T]``.
+    """
+    h = high_end.shape[1]
+    pfs = layout.pre_filter[0] if layout.pre_filter is not None else layout.bins
+    mirror = np.flip(np.abs(stem[:, pfs - 10 - h : pfs - 10, :]), 1)
+    if mode == "mirroring":
+        mirror = mirror * np.exp(1.0j * np.angle(high_end))
+    elif mode == "mirroring2":
+        mirror = np.multiply(mirror, high_end * 1.7)
+    else:
+        raise ValueError(f"unknown high-end mode {mode!r}")
+    return np.where(np.abs(high_end) <= np.abs(mirror), high_end, mirror)
+
+
+@dataclass
+class Stems:
+    """Separated audio: ``waves[name]`` is float32 ``[2, samples]`` at ``sample_rate``.
+
+    ``primary`` names the masked stem; the other is the residual.
+    """
+
+    waves: dict[str, np.ndarray]
+    sample_rate: int
+    primary: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.waves)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.waves[name]
+
+    def write(
+        self,
+        output_dir: str | Path,
+        track: str,
+        *,
+        fmt: str = "wav",
+        bit_depth: str = "16",
+        overwrite: bool = False,
+    ) -> dict[str, Path]:
+        """Write each stem as ``<output_dir>/<track>_<stem>.<fmt>``; returns the paths.
+
+        Nothing is written if any target exists and ``overwrite`` is false.
+        """
+        paths = stem_paths(output_dir, track, self.names, fmt)
+        refuse_existing(paths.values(), overwrite)
+        for name, path in paths.items():
+            write_audio(path, self.waves[name], self.sample_rate, bit_depth=bit_depth, overwrite=overwrite)
+        return paths
+
+
+def stem_paths(output_dir: str | Path, track: str, names: tuple[str, ...], fmt: str) -> dict[str, Path]:
+    """``{stem: <output_dir>/<track>_<stem>.<fmt>}``."""
+    return {name: Path(output_dir) / f"{track}_{name}.{fmt}" for name in names}
+
+
+def refuse_existing(paths, overwrite: bool) -> None:
+    """Raise :class:`AudioWriteError` naming the targets that exist, unless ``overwrite``."""
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise AudioWriteError(f"{', '.join(existing)}: already exists (use --overwrite to replace)")

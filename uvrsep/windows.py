@@ -1,0 +1,101 @@
+"""Cutting a long spectrogram into the fixed-size windows the network sees, and stitching back.
+
+A window is ``window`` frames wide; the network's output loses ``context`` frames on each side,
+so consecutive windows advance by ``hop = window - 2 * context`` frames (UVR's ``roi_size``).
+The padding follows UVR's ``make_padding`` exactly; the TTA plan shifts everything by half a hop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the windows of an ``n_frames``-long spectrogram start, and how it is padded."""
+
+    n_frames: int
+    window: int
+    context: int
+    pad_left: int
+    pad_right: int
+    n_windows: int
+    shift: int = 0
+
+    @property
+    def hop(self) -> int:
+        """Frames each window contributes (``window - 2 * context``)."""
+        return self.window - 2 * self.context
+
+    @classmethod
+    def for_frames(cls, n_frames: int, window: int, context: int, *, shifted: bool = False) -> WindowPlan:
+        """Plan for ``n_frames`` frames; ``shifted=True`` gives the TTA pass (half a hop later)."""
+        if window <= 2 * context:
+            raise ConfigError(f"window of {window} frames must be larger than twice the context ({context})")
+        if n_frames < 1:
+            raise ConfigError("cannot plan windows for an empty spectrogram")
+        hop = window - 2 * context
+        pad_left = context
+        pad_right = hop - n_frames % hop + context
+        n_windows = math.ceil(n_frames / hop)
+        shift = 0
+        if shifted:
+            shift = hop // 2
+            pad_left += shift
+            pad_right += shift
+            n_windows += 1
+        return cls(n_frames, window, context, pad_left, pad_right, n_windows, shift)
+
+    def starts(self) -> list[int]:
+        """First padded frame of each window."""
+        return [i * self.hop for i in range(self.n_windows)]
+
+    def pad(self, mag: np.ndarray) -> np.ndarray:
+        """Zero-pad ``[C, F, n_frames]`` along time to ``[C, F, pad_left + n_frames + pad_right]``."""
+        return np.pad(mag, ((0, 0), (0, 0), (self.pad_left, self.pad_right)), mode="constant")
+
+    def trim(self, stitched: np.ndarray) -> np.ndarray:
+        """Cut the stitched outputs ``[C, F, n_windows * hop]`` back to ``[C, F, n_frames]``."""
+        return stitched[:, :, self.shift : self.shift + self.n_frames]
+
+
+def run_windows(
+    mag: np.ndarray,
+    plan: WindowPlan,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int = 1,
+    device: torch.device | str = "cpu",
+    on_window: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Run ``predict`` over every window of ``mag`` and stitch the outputs.
+
+    Args:
+        mag: float32 ``[C, F, n_frames]``.
+        predict: maps a batch ``[B, C, F, window]`` to ``[B, C, F, hop]`` (context removed).
+        batch_size: windows per ``predict`` call; results do not depend on it.
+        on_window: called with the number of windows just finished (progress).
+
+    Returns:
+        float32 ``[C, F, n_frames]``.
+    """
+    padded = plan.pad(mag)
+    starts = plan.starts()
+    out = np.empty((mag.shape[0], mag.shape[1], plan.n_windows * plan.hop), dtype=np.float32)
+    for first in range(0, len(starts), max(1, batch_size)):
+        chunk = starts[first : first + max(1, batch_size)]
+        batch = torch.from_numpy(np.stack([padded[:, :, s : s + plan.window] for s in chunk])).to(device)
+        result = predict(batch).detach().to("cpu", torch.float32).numpy()
+        for j in range(len(chunk)):
+            i = first + j
+            out[:, :, i * plan.hop : (i + 1) * plan.hop] = result[j]
+        if on_window is not None:
+            on_window(len(chunk))
+    return plan.trim(out)
