@@ -16,16 +16,20 @@ PARITY = REPO.parent / "shared" / "fixtures" / "parity"
 SR = 44100
 
 
-def random_net(channels: int = 16, bins: int = 672, seed: int = 0) -> CascadedASPPNet:
-    """A random HP-layout net whose BatchNorm statistics keep the mask away from 0 and 1."""
+def random_net(channels: int = 16, bins: int = 672, seed: int = 0, calibrate: bool = True) -> CascadedASPPNet:
+    """A random HP-layout net. ``calibrate`` sets the BatchNorm statistics from a forward pass
+    on random magnitudes, so activations stay normalised and the mask varies over time and
+    frequency (with PyTorch's initial statistics the mask is ~0.5 everywhere)."""
     torch.manual_seed(seed)
     net = CascadedASPPNet(AsppNetConfig(bins=bins, channels=channels))
-    with torch.no_grad():
+    if calibrate:
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-        net.out.weight.mul_(0.1)
+                module.reset_running_stats()
+                module.momentum = None  # cumulative average over the calibration pass
+        net.train()
+        with torch.no_grad():
+            net(torch.rand(1, 2, bins + 1, 256) ** 4)
     return net.eval()
 
 

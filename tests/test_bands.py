@@ -61,14 +61,14 @@ def test_pre_filter_gains_of_4band_v2():
     assert not spec[:, 672].any()
 
 
-def test_longer_synthesis_keeps_the_original_samples():
+def test_extra_frames_leave_the_original_frames_unchanged():
     layout = load_band_layout("4band_v2")
     x = music_like(1.0)
-    analysis = bands.analyze(x, layout)
-    base = bands.synthesize(analysis.spec, layout, analysis.high_end)
-    assert base.shape[1] == 480 * (x.shape[1] // 480)
-    assert base.dtype == np.float64  # complex128 synthesis buffers, as the original
-    longer = bands.synthesize(analysis.spec, layout, analysis.high_end, n_samples=x.shape[1])
-    assert longer.shape[1] == x.shape[1]
-    tail = slice(base.shape[1], x.shape[1])
-    assert sdr(x[:, tail], longer[:, tail]) > 20
+    plain = bands.analyze(x, layout)
+    padded = bands.analyze(x, layout, extra_frames=4)
+    assert plain.n_frames == padded.n_frames == plain.spec.shape[2] == 1 + x.shape[1] // 480
+    assert padded.spec.shape[2] == plain.n_frames + 4
+    np.testing.assert_array_equal(padded.spec[:, :, : plain.n_frames], plain.spec)
+    np.testing.assert_array_equal(padded.high_end[:, :, : plain.n_frames], plain.high_end)
+    out = bands.synthesize(plain.spec, layout, plain.high_end)
+    assert out.shape[1] == 480 * (x.shape[1] // 480) and out.dtype == np.float64

@@ -63,6 +63,7 @@ def test_analysis_matches_golden_intermediates():
     wave, _ = sf.read(str(PARITY / "fixture24.wav"), dtype="float32", always_2d=True)
     analysis = bands.analyze(np.ascontiguousarray(wave.T), layout)
     assert tuple(golden["X_spec_m_shape"]) == analysis.spec.shape
+    assert analysis.n_frames == analysis.spec.shape[2]
     ref = golden["X_spec_m"]
     ours = analysis.spec[:, :, : ref.shape[2]]
     assert sdr(ref.real, ours.real) > 100 and sdr(ref.imag, ours.imag) > 100

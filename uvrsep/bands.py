@@ -15,6 +15,7 @@ parity target is 60 dB SDR against its output.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -36,15 +37,20 @@ class Analysis:
         high_end: the mix's raw top rows of the top band, complex64 ``[2, h, frames]``, kept
             for high-end mirroring (``None`` when the layout has no such rows).
         n_samples: length of the analysed waveform at the layout's rate.
+        n_frames: frames the original analysis has for that waveform. ``frames`` exceeds it
+            when :func:`analyze` was asked for ``extra_frames`` past the end.
     """
 
     spec: np.ndarray
     high_end: np.ndarray | None
     n_samples: int
+    n_frames: int
 
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> np.ndarray:
     """Resample along the last axis with the named resampler (librosa's dispatch and length rule)."""
+    if wave.shape[-1] == 0:
+        return wave
     return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type)
 
 
@@ -75,16 +81,17 @@ def _from_channels(wave: np.ndarray, stereo_mode: str) -> np.ndarray:
 def stft(wave: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
     """STFT of a float32 ``[2, T]`` waveform: complex64 ``[2, n_fft/2 + 1, 1 + T // hop]``."""
     channels = _to_channels(wave, stereo_mode)
-    return np.stack(
-        [librosa.stft(np.asfortranarray(ch), n_fft=band.n_fft, hop_length=band.hop_length) for ch in channels]
-    )
+    with warnings.catch_warnings():
+        # Clips shorter than n_fft are fine: frames are zero-padded (centred STFT).
+        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+        return np.stack(
+            [librosa.stft(np.asfortranarray(ch), n_fft=band.n_fft, hop_length=band.hop_length) for ch in channels]
+        )
 
 
-def istft(spec: np.ndarray, band: Band, stereo_mode: str, length: int | None = None) -> np.ndarray:
+def istft(spec: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
     """Inverse of :func:`stft` for a ``[2, rows, frames]`` spectrogram (float64 for complex128 input)."""
-    channels = [
-        librosa.istft(np.asfortranarray(ch), hop_length=band.hop_length, length=length) for ch in spec
-    ]
+    channels = [librosa.istft(np.asfortranarray(ch), hop_length=band.hop_length) for ch in spec]
     return _from_channels(np.stack(channels), stereo_mode)
 
 
@@ -121,26 +128,48 @@ def apply_highpass(spec: np.ndarray, start: int, stop: int) -> None:
         spec[:, : stop + 1, :] = 0
 
 
-def analyze(wave: np.ndarray, layout: BandLayout) -> Analysis:
+def frame_count(n_samples: int, layout: BandLayout) -> int:
+    """Frames of the combined spectrogram for ``n_samples`` samples (the smallest band's count)."""
+    counts, length = [], n_samples
+    for i in range(len(layout.bands) - 1, -1, -1):
+        band = layout.bands[i]
+        if i < len(layout.bands) - 1 and band.sample_rate != layout.bands[i + 1].sample_rate:
+            length = math.ceil(length * band.sample_rate / layout.bands[i + 1].sample_rate)
+        counts.append(1 + length // band.hop_length)
+    return min(counts)
+
+
+def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0) -> Analysis:
     """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate``.
 
     Returns the combined spectrogram (complex64 ``[2, bins + 1, frames]``, pre-filtered) and the
-    raw high end used for mirroring. ``frames`` is the smallest band's frame count.
+    raw high end used for mirroring. ``frames`` is the smallest band's frame count, plus
+    ``extra_frames`` frames past the end, computed from each band's waveform padded with zeros
+    (the frames before them are exactly the unpadded analysis: the centred STFT sees zeros past
+    the end either way).
     """
+    n_samples = wave.shape[-1]
+    n_frames = frame_count(n_samples, layout)
     bands = layout.bands
     waves: list[np.ndarray | None] = [None] * len(bands)
     specs: list[np.ndarray | None] = [None] * len(bands)
     waves[-1] = wave
     for i in range(len(bands) - 1, -1, -1):
+        band = bands[i]
         if i < len(bands) - 1:
-            waves[i] = resample(waves[i + 1], bands[i + 1].sample_rate, bands[i].sample_rate, bands[i].resample_type)
-        specs[i] = stft(waves[i], bands[i], layout.stereo_mode)
-    n_frames = min(s.shape[2] for s in specs)
+            waves[i] = resample(waves[i + 1], bands[i + 1].sample_rate, band.sample_rate, band.resample_type)
+        band_wave = waves[i]
+        if extra_frames:
+            # Pad each band after its (truncating) resampling, so the lower bands stay exact.
+            padded = (n_frames + extra_frames - 1) * band.hop_length
+            band_wave = np.pad(band_wave, ((0, 0), (0, max(0, padded - band_wave.shape[-1]))))
+        specs[i] = stft(band_wave, band, layout.stereo_mode)
+    total = min(n_frames + extra_frames, min(s.shape[2] for s in specs))
 
-    combined = np.zeros((2, layout.bins + 1, n_frames), dtype=np.complex64)
+    combined = np.zeros((2, layout.bins + 1, total), dtype=np.complex64)
     row = 0
     for band, spec in zip(bands, specs):
-        combined[:, row : row + band.width, :] = spec[:, band.crop[0] : band.crop[1], :n_frames]
+        combined[:, row : row + band.width, :] = spec[:, band.crop[0] : band.crop[1], :total]
         row += band.width
 
     if layout.pre_filter is not None:
@@ -158,8 +187,8 @@ def analyze(wave: np.ndarray, layout: BandLayout) -> Analysis:
     h = layout.high_end_rows
     if h > 0:
         top = layout.top
-        high_end = specs[-1][:, top.n_fft // 2 - h : top.n_fft // 2, :n_frames]
-    return Analysis(spec=combined, high_end=high_end, n_samples=wave.shape[-1])
+        high_end = specs[-1][:, top.n_fft // 2 - h : top.n_fft // 2, :total]
+    return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
 
 
 def output_length(layout: BandLayout, n_frames: int) -> int:
@@ -167,61 +196,39 @@ def output_length(layout: BandLayout, n_frames: int) -> int:
     return layout.top.hop_length * (n_frames - 1)
 
 
-def synthesize(
-    spec: np.ndarray,
-    layout: BandLayout,
-    high_end: np.ndarray | None = None,
-    n_samples: int | None = None,
-) -> np.ndarray:
-    """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, T]`` at the layout's rate.
+def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None) -> np.ndarray:
+    """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, hop_top·(frames − 1)]``.
 
     ``high_end`` (complex ``[2, h, frames]``) replaces the top band's highest rows, as mirroring
-    produces it. With ``n_samples=None``, ``T = hop_top * (frames - 1)``, exactly as the
-    original. A larger ``n_samples`` extends every band's iSTFT so the output reaches that length
-    (used to give back the input's last partial hop; those extra samples come from the last
-    frame's second half).
+    produces it. The output is float64, as the original's complex128 buffers make it.
     """
     bands = layout.bands
     n_frames = spec.shape[2]
-    top = layout.top
-    base = output_length(layout, n_frames)
-    extra = 0 if n_samples is None else max(0, n_samples - base)
-
-    def band_length(band: Band) -> int | None:
-        if not extra:
-            return None
-        return band.hop_length * (n_frames - 1) + math.ceil(extra * band.sample_rate / top.sample_rate)
-
+    if n_frames < 2:
+        return np.zeros((2, 0))
     wave = None
     row = 0
     for i, band in enumerate(bands):
         buf = np.zeros((2, band.n_rows, n_frames), dtype=np.complex128)
         buf[:, band.crop[0] : band.crop[1], :] = spec[:, row : row + band.width, :]
         row += band.width
-        length = band_length(band)
         if i == len(bands) - 1:
             if high_end is not None and high_end.shape[1] > 0:
                 h = high_end.shape[1]
                 buf[:, band.n_fft // 2 - h : band.n_fft // 2, :] = high_end
             if band.highpass is not None and band.highpass[0] > 0:
                 apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
-            part = istft(buf, band, layout.stereo_mode, length)
+            part = istft(buf, band, layout.stereo_mode)
             wave = part if wave is None else np.add(wave, part)
         else:
-            next_sr = bands[i + 1].sample_rate
             if i == 0:
                 apply_lowpass(buf, *band.lowpass)
-                wave = istft(buf, band, layout.stereo_mode, length)
+                wave = istft(buf, band, layout.stereo_mode)
                 res_type = SYNTHESIS_LOW_RESAMPLER
             else:
                 apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
                 apply_lowpass(buf, *band.lowpass)
-                wave = np.add(wave, istft(buf, band, layout.stereo_mode, length))
+                wave = np.add(wave, istft(buf, band, layout.stereo_mode))
                 res_type = SYNTHESIS_MID_RESAMPLER
-            wave = resample(wave, band.sample_rate, next_sr, res_type)
-            next_length = band_length(bands[i + 1])
-            if next_length is not None:
-                wave = librosa.util.fix_length(wave, size=next_length, axis=-1)
-    if extra:
-        wave = librosa.util.fix_length(wave, size=base + extra, axis=-1)
+            wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, res_type)
     return wave

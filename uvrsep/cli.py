@@ -96,6 +96,10 @@ def separate(
             failed += 1
             _error(str(exc))
             continue
+        except (MemoryError, RuntimeError, ValueError, OSError) as exc:  # never a traceback per input
+            failed += 1
+            _error(f"{path}: {type(exc).__name__}: {exc}")
+            continue
         typer.echo(f"{path} -> {', '.join(str(p) for p in written.values())}")
     if len(inputs) > 1 or failed or skipped:
         typer.echo(f"done: {len(inputs) - failed - skipped} separated, {skipped} skipped, {failed} failed", err=True)

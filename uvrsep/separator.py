@@ -26,8 +26,10 @@ from .windows import WindowPlan, run_windows
 
 #: Band config used for HP-family (ASPP) weights when nothing says otherwise (as RVC does).
 DEFAULT_PARAMS = "4band_v2"
-#: Frames re-synthesised to give back the input's last partial hop.
+#: Frames re-synthesised to give back the input's last partial hop ...
 TAIL_FRAMES = 128
+#: ... and frames analysed past the end for it (the last partial hop lies in the first).
+TAIL_EXTRA_FRAMES = 4
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -127,20 +129,24 @@ class Separator:
 
     # -- network stage -------------------------------------------------------------------
     def _predict_windows(self, batch: torch.Tensor) -> torch.Tensor:
-        """``[B, 2, F, W]`` normalised magnitudes → ``[B, 2, F, W - 2·context]`` masked magnitudes."""
-        mask = self.net(batch)
-        mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
-        pred = mask * batch
+        """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after aggressiveness)."""
+        mask = apply_aggressiveness(self.net(batch), self.aggressiveness, self.layout.split_bin)
         c = self.net.context
-        return pred[:, :, :, c:-c]
+        return mask[:, :, :, c:-c]
 
-    def predict_magnitudes(self, mag: np.ndarray, on_window: Callable[[int], None] | None = None) -> np.ndarray:
-        """Masked magnitudes ``[2, F, N]`` for the mix magnitudes ``mag`` (float32 ``[2, F, N]``).
+    def predict_magnitudes(
+        self, mag: np.ndarray, n_frames: int | None = None, on_window: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Masked magnitudes for the mix magnitudes ``mag`` (float32 ``[2, F, N]``).
 
-        Normalises by the global maximum, runs the windows (and the TTA pass) and scales back.
-        Digital silence gives zeros (the original divides by zero there).
+        Only the first ``n_frames`` frames (default: all) are normalised (by their global
+        maximum) and run through the network, window by window, plus the TTA pass; frames past
+        ``n_frames`` reuse the mask of the last one. The arithmetic is RVC's:
+        ``mask · (mag / max) · max``, TTA ``(p1 + p2) · 0.5 · max``. Digital silence gives zeros
+        (the original divides by zero there).
         """
-        coef = mag.max()
+        n_frames = mag.shape[2] if n_frames is None else n_frames
+        coef = mag[:, :, :n_frames].max()
         if not coef > 0:
             return np.zeros_like(mag)
         norm = mag / coef
@@ -148,11 +154,12 @@ class Separator:
         preds = []
         with torch.inference_mode():
             for shifted in passes:
-                plan = WindowPlan.for_frames(mag.shape[2], self.window_size, self.net.context, shifted=shifted)
-                preds.append(
-                    run_windows(norm, plan, self._predict_windows, batch_size=self.batch_size,
-                                device=self.device, on_window=on_window)
-                )
+                plan = WindowPlan.for_frames(n_frames, self.window_size, self.net.context, shifted=shifted)
+                mask = run_windows(norm[:, :, :n_frames], plan, self._predict_windows, batch_size=self.batch_size,
+                                   device=self.device, on_window=on_window)
+                if mag.shape[2] > n_frames:
+                    mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], mag.shape[2] - n_frames, axis=2)], axis=2)
+                preds.append(mask * norm)
         if self.tta:
             return (preds[0] + preds[1]) * 0.5 * coef
         return preds[0] * coef
@@ -195,21 +202,25 @@ class Separator:
             wave = self.prepare(audio, sample_rate)
 
         t0 = time.perf_counter()
-        analysis = bands.analyze(wave, self.layout)
+        analysis = bands.analyze(wave, self.layout, extra_frames=TAIL_EXTRA_FRAMES)
+        n = analysis.n_frames
         spec = analysis.spec
         mag = np.abs(spec)
         phase = np.angle(spec)
         self.times.analysis = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        bar = tqdm(total=self.n_windows(spec.shape[2]), unit="win", disable=None if self.progress else True, leave=False)
+        bar = tqdm(total=self.n_windows(n), unit="win", disable=None if self.progress else True, leave=False)
         with bar:
-            pred = self.predict_magnitudes(mag, on_window=bar.update)
+            pred = self.predict_magnitudes(mag, n, on_window=bar.update)
         self.times.network = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         if self.postprocess:
-            pred = mask_silence(pred, np.clip(mag - pred, 0, np.inf))
+            # On the original's frames exactly as it does; the extra frames get their own pass.
+            post = mask_silence(pred[:, :, :n], np.clip(mag[:, :, :n] - pred[:, :, :n], 0, np.inf))
+            tail = mask_silence(pred, np.clip(mag - pred, 0, np.inf))[:, :, n:]
+            pred = np.concatenate([post, tail], axis=2)
         primary = pred * np.exp(1.0j * phase)
         secondary = spec - primary
         waves = {
@@ -220,23 +231,24 @@ class Separator:
         return Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
 
     def _synthesize(self, stem: np.ndarray, analysis: bands.Analysis) -> np.ndarray:
-        """Stem spectrogram → float32 ``[2, n_samples]``.
+        """Stem spectrogram (with the extra frames) → float32 ``[2, n_samples]``.
 
-        The first ``hop·(frames − 1)`` samples are the original's synthesis, unchanged. The
-        original drops the input's last partial hop; those few samples are synthesised again
-        from the last frames with longer iSTFTs and appended.
+        The first ``hop·(frames − 1)`` samples are the original's synthesis of its own frames,
+        unchanged. The original drops the input's last partial hop; those samples come from a
+        second synthesis of the last frames plus the extra frames past the end (analysed from the
+        zero-padded mix, masked with the last frame's mask), so the end of the file is kept.
         """
+        n = analysis.n_frames
         high = None
         if self.high_end != "none" and analysis.high_end is not None:
             high = mirror_high_end(stem, analysis.high_end, self.layout, self.high_end)
-        wave = bands.synthesize(stem, self.layout, high)
+        wave = bands.synthesize(stem[:, :, :n], self.layout, None if high is None else high[:, :, :n])
         missing = analysis.n_samples - wave.shape[1]
         if missing > 0:
-            k = min(stem.shape[2], TAIL_FRAMES)
-            base = bands.output_length(self.layout, k)
-            seg = bands.synthesize(stem[:, :, -k:], self.layout, None if high is None else high[:, :, -k:],
-                                   n_samples=base + missing)
-            wave = np.concatenate([wave, seg[:, base : base + missing]], axis=1)
+            first = max(0, n - TAIL_FRAMES)
+            seg = bands.synthesize(stem[:, :, first:], self.layout, None if high is None else high[:, :, first:])
+            start = (n - 1 - first) * self.layout.top.hop_length  # seg starts at frame `first`'s centre
+            wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
         return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
 
     def output_paths(self, path: str | Path, output_dir: str | Path = ".", fmt: str = "wav") -> dict[str, Path]:

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SR, music_like
+from uvrsep import Separator
+from uvrsep.audio import write_audio
+from uvrsep.errors import AudioReadError, AudioWriteError, ConfigError
+
+
+@pytest.fixture(scope="module")
+def separator(tiny_weights):
+    return Separator(tiny_weights, device="cpu")
+
+
+def test_half_second_input_keeps_its_length(separator, short_wav):
+    stems = separator.separate(short_wav)
+    assert set(stems.names) == {"instrumental", "vocals"}
+    assert stems.primary == "instrumental"
+    for wave in stems.waves.values():
+        assert wave.shape == (2, int(0.5 * SR))
+        assert wave.dtype == np.float32 and np.isfinite(wave).all()
+    # The two stems add back up to the (band-limited) mix.
+    mix = sf.read(short_wav, dtype="float32")[0].T
+    residual = mix - stems["instrumental"] - stems["vocals"]
+    rms = lambda a: np.sqrt(np.mean(a**2))  # noqa: E731
+    assert rms(residual) < 0.05 * rms(mix)
+    # The last partial hop, which the original drops, is reconstructed as well as the rest.
+    tail = slice(480 * (mix.shape[1] // 480), None)
+    assert rms(residual[:, tail]) < 0.08 * rms(mix[:, tail])
+
+
+def test_default_params_notice(separator):
+    assert any("4band_v2" in note for note in separator.notes)
+
+
+@pytest.mark.parametrize("n_samples", [1, 100, 479, 480, 481, 5000])
+def test_very_short_inputs(separator, n_samples):
+    stems = separator.separate(music_like(1.0)[:, :n_samples], SR)
+    for wave in stems.waves.values():
+        assert wave.shape == (2, n_samples) and np.isfinite(wave).all()
+
+
+def test_digital_silence_gives_silence(separator):
+    for postprocess in (False, True):
+        separator.postprocess = postprocess
+        stems = separator.separate(np.zeros((2, SR // 2), dtype=np.float32), SR)
+        for wave in stems.waves.values():
+            assert np.isfinite(wave).all() and not wave.any()
+    separator.postprocess = False
+
+
+def test_postprocess_without_any_quiet_frame(separator):
+    # RVC's mask_silence raises IndexError when no frame is quiet; uvrsep must not.
+    loud = np.random.default_rng(3).uniform(-1, 1, (2, SR // 2)).astype(np.float32)
+    separator.postprocess = True
+    try:
+        stems = separator.separate(loud, SR)
+    finally:
+        separator.postprocess = False
+    assert all(np.isfinite(w).all() for w in stems.waves.values())
+
+
+def test_mono_48k_input_becomes_stereo_44k(separator, tmp_path):
+    path = tmp_path / "mono48.wav"
+    sf.write(path, music_like(0.5, sr=48000, channels=1)[0], 48000, subtype="PCM_16")
+    stems = separator.separate(path)
+    assert stems.sample_rate == 44100
+    assert stems["vocals"].shape == (2, 22050)
+    total = stems["vocals"] + stems["instrumental"]  # the mix, duplicated to both channels
+    np.testing.assert_allclose(total[0], total[1], atol=2e-3)
+
+
+def test_batched_and_single_window_inference_agree(tiny_weights):
+    single = Separator(tiny_weights, device="cpu", batch_size=1)
+    batched = Separator(tiny_weights, device="cpu", batch_size=3)
+    rng = np.random.default_rng(0)
+    mag = rng.random((2, 673, 700), dtype=np.float32)  # 3 windows
+    a = single.predict_magnitudes(mag)
+    b = batched.predict_magnitudes(mag)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_tta_and_aggressiveness_change_the_result(tiny_weights):
+    mag = np.random.default_rng(1).random((2, 673, 300), dtype=np.float32)
+    base = Separator(tiny_weights, device="cpu", aggressiveness=0).predict_magnitudes(mag)
+    aggr = Separator(tiny_weights, device="cpu", aggressiveness=30).predict_magnitudes(mag)
+    assert np.all(aggr <= base + 1e-7) and not np.allclose(aggr, base)  # mask**(1+v) <= mask
+    # TTA only differs where the shifted windows see other context: use a long input.
+    mag = np.random.default_rng(1).random((2, 673, 800), dtype=np.float32)
+    base = Separator(tiny_weights, device="cpu").predict_magnitudes(mag)
+    tta = Separator(tiny_weights, device="cpu", tta=True).predict_magnitudes(mag)
+    assert not np.allclose(tta, base, rtol=1e-4, atol=1e-5)
+
+
+def test_hp3_file_name_is_vocal_primary(tiny_weights, tmp_path):
+    hp3 = tmp_path / "HP3_all_vocals.pth"
+    hp3.write_bytes(tiny_weights.read_bytes())
+    sep = Separator(hp3, device="cpu")
+    assert (sep.primary, sep.secondary) == ("vocals", "instrumental")
+
+
+def test_write_clips_instead_of_wrapping(tmp_path):
+    wave = np.array([[1.0, 1.2, -1.5, 0.5]], dtype=np.float32).repeat(2, axis=0)
+    path = write_audio(tmp_path / "loud.wav", wave, SR)
+    data, _ = sf.read(path, dtype="int16")
+    assert data[:, 0].tolist() == [32767, 32767, -32768, 16384]
+    with pytest.raises(AudioWriteError, match="already exists"):
+        write_audio(path, wave, SR)
+    write_audio(path, wave * 0, SR, overwrite=True)
+    assert not sf.read(path)[0].any()
+    assert [p.name for p in tmp_path.iterdir()] == ["loud.wav"]  # no temporary file left
+
+
+def test_bad_inputs_are_clear_errors(separator, tmp_path):
+    with pytest.raises(AudioReadError, match="nothere.wav: no such file"):
+        separator.separate(tmp_path / "nothere.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wave file" * 20)
+    with pytest.raises(AudioReadError, match="junk.wav: cannot decode audio"):
+        separator.separate(junk)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0, 2)), SR)
+    with pytest.raises(AudioReadError, match="empty.wav: holds no audio"):
+        separator.separate(empty)
+    with pytest.raises(ConfigError, match="sample_rate"):
+        separator.separate(np.zeros((2, 10), dtype=np.float32))
+
+
+def test_bad_settings(tiny_weights):
+    with pytest.raises(ConfigError, match="unknown band config"):
+        Separator(tiny_weights, params="5band_nope", device="cpu")
+    with pytest.raises(ConfigError, match="aggressiveness"):
+        Separator(tiny_weights, aggressiveness=150, device="cpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        Separator(tiny_weights, device="tpu")
