@@ -63,7 +63,7 @@ def test_bad_weights_are_one_line_errors(short_wav, tmp_path):
     torch.save({"linear.weight": torch.zeros(3, 3)}, not_weights)
     result = invoke("separate", short_wav, "-m", not_weights, "-o", tmp_path)
     assert result.exit_code == 1
-    assert "model.pth: not a supported cascaded ASPP" in result.output
+    assert "model.pth: not a supported VR weight file" in result.output
     assert "Traceback" not in result.output
     result = invoke("separate", short_wav, "-m", tmp_path / "none.pth")
     assert result.exit_code == 1 and "weight file not found" in result.output

@@ -3,7 +3,7 @@ import torch
 
 from tests.conftest import random_net
 from uvrsep.errors import IncompatibleCheckpointError
-from uvrsep.network import AsppNetConfig, CascadedASPPNet, load_network
+from uvrsep.network import Architecture, AsppNetConfig, CascadedASPPNet, CascadedNet, LstmNetConfig, load_network
 from uvrsep.network.layers import crop_center
 
 
@@ -81,15 +81,14 @@ def test_missing_and_misshapen_keys_are_named(tmp_path):
     assert "cascaded ASPP net (width 16" in message
 
 
-def test_vr51_weights_are_recognised_and_refused(tmp_path):
-    state = {
-        "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0": torch.zeros(128, 336),
-        "out.weight": torch.zeros(2, 48, 1, 1),
-    }
+def test_vr51_weights_pin_their_bins(tmp_path):
+    state = CascadedNet(LstmNetConfig(bins=672, nout=16)).state_dict()
     path = tmp_path / "VR-DeEchoNormal.pth"
     torch.save(state, path)
-    with pytest.raises(IncompatibleCheckpointError, match="VR 5.1 net .*nout 48, bins 672"):
-        load_network(path, 672)
+    loaded = load_network(path)  # bins come from the LSTM input size
+    assert loaded.architecture == Architecture(family="vr51", width=16, nout_lstm=128, bins=672)
+    with pytest.raises(IncompatibleCheckpointError, match="needs a band config with 672 bins, not 768"):
+        load_network(path, 768)
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,18 @@ def test_analysis_matches_golden_intermediates():
     ours = analysis.spec[:, :, : ref.shape[2]]
     assert sdr(ref.real, ours.real) > 100 and sdr(ref.imag, ours.imag) > 100
     assert np.isclose(np.abs(analysis.spec).max(), float(golden["coef"]), rtol=1e-6)
+
+
+def test_vr51_deecho_matches_golden():
+    """RVC's AudioPreDeEcho path (CascadedNet nout 48, 4band_v3, no aggressiveness)."""
+    weights = PARITY / "vr51" / "random_deecho48_fp16.pth"
+    sep = Separator(weights, device="cpu", aggressiveness=100)  # ignored by the VR 5.1 path, as in RVC
+    assert (sep.primary, sep.secondary, sep.layout.name) == ("no_echo", "echo", "4band_v3")
+    stems = sep.separate(PARITY / "fixture24.wav")
+    for stem, golden in ((sep.primary, "masked"), (sep.secondary, "residual")):
+        ref, _ = sf.read(str(PARITY / "vr51" / "golden" / "default" / f"{golden}.flac"), dtype="float64")
+        ours = stems[stem].T
+        assert ours.shape == (1058400, 2) and len(ref) == 1058400
+        for ch in range(2):
+            value = sdr(ref[:, ch], ours[:, ch])
+            assert value >= 60, f"vr51 {stem} channel {ch}: {value:.1f} dB"

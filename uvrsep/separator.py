@@ -17,15 +17,13 @@ from tqdm import tqdm
 
 from . import bands
 from .audio import read_audio, to_stereo
-from .config import BandLayout, load_band_layout
+from .config import BandLayout, list_band_layouts, load_band_layout
 from .errors import ConfigError
 from .masks import apply_aggressiveness, mask_silence
-from .network import load_network
+from .network import Architecture, detect_architecture, load_network, read_state_dict
 from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
 from .windows import WindowPlan, run_windows
 
-#: Band config used for HP-family (ASPP) weights when nothing says otherwise (as RVC does).
-DEFAULT_PARAMS = "4band_v2"
 #: Frames re-synthesised to give back the input's last partial hop ...
 TAIL_FRAMES = 128
 #: ... and frames analysed past the end for it (the last partial hop lies in the first).
@@ -54,9 +52,31 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def primary_stem_for(model_path: Path) -> str:
-    """HP-family weights mask the instrumental, except RVC's HP3 (vocal-primary, by file name)."""
-    return "vocals" if "HP3" in model_path.name else "instrumental"
+def stem_labels(arch: Architecture, model_path: Path) -> tuple[str, str]:
+    """(masked, residual) stem names for weights given by path, following RVC's rules.
+
+    HP-family (ASPP) weights mask the instrumental, except RVC's HP3 (vocal-primary, by file
+    name). VR 5.1 weights mask the dry signal: ``no_echo`` / ``echo``, or ``no_reverb`` /
+    ``reverb`` when the file name contains "DeReverb".
+    """
+    name = model_path.name
+    if arch.family == "vr51":
+        return ("no_reverb", "reverb") if "DeReverb" in name else ("no_echo", "echo")
+    return ("vocals", "instrumental") if "HP3" in name else ("instrumental", "vocals")
+
+
+def default_params(arch: Architecture) -> str:
+    """The original's band config for weights that do not say: 4band_v2 for ASPP nets (RVC's
+    AudioPre), 4band_v3 for VR 5.1 nets with 672 bins (RVC's AudioPreDeEcho)."""
+    if arch.family == "aspp":
+        return "4band_v2"
+    if arch.bins == 672:
+        return "4band_v3"
+    plausible = [name for name in list_band_layouts() if load_band_layout(name).bins == arch.bins]
+    raise ConfigError(
+        f"this {arch.label} does not say which band config it needs; pass --params "
+        f"({', '.join(plausible) or 'no shipped config has ' + str(arch.bins) + ' bins'})"
+    )
 
 
 @dataclass
@@ -100,19 +120,21 @@ class Separator:
         progress: bool = False,
     ):
         self.notes: list[str] = []
-        if params is None:
-            params = DEFAULT_PARAMS
-            self.notes.append(f"no band config given: using {DEFAULT_PARAMS} (as RVC does for HP-family weights)")
         if high_end not in HIGH_END_MODES:
             raise ConfigError(f"unknown high-end mode {high_end!r} (use {', '.join(HIGH_END_MODES)})")
         if not 0 <= aggressiveness <= 100:
             raise ConfigError(f"aggressiveness must be between 0 and 100, got {aggressiveness}")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        self.layout: BandLayout = load_band_layout(params)
         self.device = resolve_device(device)
         self.model_path = Path(model)
-        self.weights = load_network(self.model_path, self.layout.bins, self.device)
+        state = read_state_dict(self.model_path)
+        self.architecture = detect_architecture(state, self.model_path)
+        if params is None:
+            params = default_params(self.architecture)
+            self.notes.append(f"no band config given: using {params} (the original's default for a {self.architecture.label})")
+        self.layout: BandLayout = load_band_layout(params)
+        self.weights = load_network(self.model_path, self.layout.bins, self.device, state=state)
         self.net = self.weights.net
         if window_size <= 2 * self.net.context:
             raise ConfigError(f"window size {window_size} must exceed twice the context ({self.net.context})")
@@ -123,14 +145,15 @@ class Separator:
         self.window_size = window_size
         self.high_end = high_end
         self.progress = progress
-        self.primary = primary_stem_for(self.model_path)
-        self.secondary = "instrumental" if self.primary == "vocals" else "vocals"
+        self.primary, self.secondary = stem_labels(self.architecture, self.model_path)
         self.times = PhaseTimes()
 
     # -- network stage -------------------------------------------------------------------
     def _predict_windows(self, batch: torch.Tensor) -> torch.Tensor:
         """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after aggressiveness)."""
-        mask = apply_aggressiveness(self.net(batch), self.aggressiveness, self.layout.split_bin)
+        mask = self.net(batch)
+        if self.net.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
+            mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
         c = self.net.context
         return mask[:, :, :, c:-c]
 

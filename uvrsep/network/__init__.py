@@ -1,14 +1,27 @@
 """The network stage: VR-architecture nets and loading of official weight files."""
 
 from .cascaded_aspp import AsppNetConfig, BaseASPPNet, CascadedASPPNet
-from .checkpoint import LoadedWeights, describe_state_dict, load_network, read_state_dict
+from .cascaded_lstm import BaseNet, CascadedNet, LstmNetConfig
+from .checkpoint import (
+    Architecture,
+    LoadedWeights,
+    describe_state_dict,
+    detect_architecture,
+    load_network,
+    read_state_dict,
+)
 
 __all__ = [
+    "Architecture",
     "AsppNetConfig",
     "BaseASPPNet",
+    "BaseNet",
     "CascadedASPPNet",
+    "CascadedNet",
     "LoadedWeights",
+    "LstmNetConfig",
     "describe_state_dict",
+    "detect_architecture",
     "load_network",
     "read_state_dict",
 ]

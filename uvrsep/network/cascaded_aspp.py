@@ -65,6 +65,8 @@ class CascadedASPPNet(nn.Module):
     ``[B, 2, bins + 1, T]`` in [0, 1] (the last row replicates row ``bins - 1``).
     """
 
+    uses_aggressiveness = True
+
     def __init__(self, config: AsppNetConfig = AsppNetConfig()):
         super().__init__()
         ch = config.channels

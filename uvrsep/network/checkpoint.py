@@ -1,4 +1,4 @@
-"""Reading official UVR / RVC VR weight files into :class:`CascadedASPPNet`.
+"""Reading official UVR / RVC VR weight files into :class:`CascadedASPPNet` or :class:`CascadedNet`.
 
 Official files are plain ``torch.save(state_dict)`` pickles (float32 from UVR, float16 from RVC).
 They are read with ``torch.load(..., weights_only=True)``: no code in a weight file runs. The
@@ -17,6 +17,7 @@ import torch
 
 from ..errors import IncompatibleCheckpointError
 from .cascaded_aspp import AsppNetConfig, CascadedASPPNet
+from .cascaded_lstm import CascadedNet, LstmNetConfig
 
 _FIRST_CONV = "stg1_low_band_net.enc1.conv1.conv.0.weight"
 #: Dilations of the 7-branch ASPP (``layers_537238KB``: conv6 and conv7 reuse the last rate).
@@ -28,10 +29,11 @@ MAX_LISTED = 6
 class LoadedWeights:
     """A net built and filled from a weight file."""
 
-    net: CascadedASPPNet
+    net: torch.nn.Module
     path: Path
     file_dtype: torch.dtype
     n_tensors: int
+    architecture: Architecture
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -76,18 +78,54 @@ def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     return f"not a VR net (top-level keys: {shown}); {base}"
 
 
-def _config_for(state: dict[str, torch.Tensor], bins: int, path: Path) -> AsppNetConfig:
-    if _FIRST_CONV not in state or any("lstm_dec2" in k for k in state) or any(".enc5." in k for k in state):
-        raise IncompatibleCheckpointError(
-            f"{path}: not a supported cascaded ASPP (HP-family) weight file: it looks like "
-            f"{describe_state_dict(state)}"
+@dataclass(frozen=True)
+class Architecture:
+    """What a state dict is, worked out from its keys and shapes alone.
+
+    ``family`` is ``"aspp"`` (v5 HP family, :class:`CascadedASPPNet`; ``width`` = stage-1
+    channels) or ``"vr51"`` (:class:`CascadedNet`; ``width`` = nout). ``bins`` is set where the
+    weights pin it (VR 5.1: the LSTM input size).
+    """
+
+    family: str
+    width: int
+    dilations: tuple[int, ...] = (4, 8, 16)
+    nout_lstm: int = 128
+    bins: int | None = None
+
+    def build(self, bins: int) -> torch.nn.Module:
+        """The network for this architecture over ``bins`` frequency rows."""
+        if self.family == "vr51":
+            return CascadedNet(LstmNetConfig(bins=bins, nout=self.width, nout_lstm=self.nout_lstm))
+        return CascadedASPPNet(AsppNetConfig(bins=bins, channels=self.width, dilations=self.dilations))
+
+    @property
+    def label(self) -> str:
+        if self.family == "vr51":
+            return f"VR 5.1 net (nout {self.width}, nout_lstm {self.nout_lstm}, bins {self.bins})"
+        return f"cascaded ASPP net (width {self.width}, {2 + len(self.dilations)}-branch ASPP)"
+
+
+def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "<weights>") -> Architecture:
+    """Identify the network family and widths of a state dict (never from the file size)."""
+    lstm_key = "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0"
+    if lstm_key in state and "out.weight" in state:
+        return Architecture(
+            family="vr51",
+            width=int(state["out.weight"].shape[1]),
+            nout_lstm=2 * int(state.get("stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0", torch.zeros(0, 64)).shape[1]),
+            bins=2 * int(state[lstm_key].shape[1]),
         )
-    channels = int(state[_FIRST_CONV].shape[0])
-    dilations = SEVEN_BRANCH_DILATIONS if any(".aspp.conv7." in k for k in state) else (4, 8, 16)
-    return AsppNetConfig(bins=bins, channels=channels, dilations=dilations)
+    if _FIRST_CONV in state and not any(".enc5." in k for k in state):
+        dilations = SEVEN_BRANCH_DILATIONS if any(".aspp.conv7." in k for k in state) else (4, 8, 16)
+        return Architecture(family="aspp", width=int(state[_FIRST_CONV].shape[0]), dilations=dilations)
+    raise IncompatibleCheckpointError(
+        f"{path}: not a supported VR weight file (cascaded ASPP or VR 5.1): it looks like "
+        f"{describe_state_dict(state)}"
+    )
 
 
-def _check_match(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def _check_match(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, arch: Architecture) -> None:
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -104,21 +142,38 @@ def _check_match(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
             more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
             parts.append(f"{label}: {', '.join(items[:MAX_LISTED])}{more}")
     raise IncompatibleCheckpointError(
-        f"{path}: weights do not fit a {net.config.channels}-wide cascaded ASPP net "
+        f"{path}: weights do not fit a {arch.label} "
         f"({'; '.join(parts)}); the file looks like {describe_state_dict(state)}"
     )
 
 
-def load_network(path: str | Path, bins: int, device: str | torch.device = "cpu") -> LoadedWeights:
-    """Build the net a weight file describes, load it (cast to float32) and put it in eval mode."""
+def load_network(
+    path: str | Path,
+    bins: int | None = None,
+    device: str | torch.device = "cpu",
+    state: dict[str, torch.Tensor] | None = None,
+) -> LoadedWeights:
+    """Build the net a weight file describes, load it (cast to float32), put it in eval mode.
+
+    ``bins`` is the band layout's bin count; it may be omitted for VR 5.1 weights, which pin it,
+    and must agree with them. ``state`` skips reading the file again.
+    """
     path = Path(path)
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
+    arch = detect_architecture(state, path)
+    if arch.bins is not None and bins is not None and bins != arch.bins:
+        raise IncompatibleCheckpointError(
+            f"{path}: this {arch.label} needs a band config with {arch.bins} bins, not {bins}"
+        )
+    bins = bins if bins is not None else arch.bins
+    if bins is None:
+        raise IncompatibleCheckpointError(f"{path}: a {arch.label} needs a band config to size it")
     try:
-        net = CascadedASPPNet(_config_for(state, bins, path))
+        net = arch.build(bins)
     except ValueError as exc:
         raise IncompatibleCheckpointError(f"{path}: {exc}") from None
-    _check_match(net, state, path)
+    _check_match(net, state, path, arch)
     first = next(v for v in state.values() if v.is_floating_point())
     net.load_state_dict(state, strict=True)
     net.float().eval().to(device)
-    return LoadedWeights(net=net, path=path, file_dtype=first.dtype, n_tensors=len(state))
+    return LoadedWeights(net=net, path=path, file_dtype=first.dtype, n_tensors=len(state), architecture=arch)

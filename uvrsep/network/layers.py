@@ -129,3 +129,90 @@ class ASPPModule(nn.Module):
         feats = [F.interpolate(self.conv1(x), size=(h, w), mode="bilinear", align_corners=True), self.conv2(x)]
         feats += [getattr(self, f"conv{i + 3}")(x) for i in range(self.n_dilated)]
         return self.bottleneck(torch.cat(feats, dim=1))
+
+
+# -- VR 5.1 blocks (``layers_new`` in the original) -------------------------------------------
+
+
+class StridedEncoder(nn.Module):
+    """VR 5.1 encoder: the *first* conv block strides, the second does not; no skip output.
+
+    ``[B, nin, F, T] → [B, nout, F/s, T/s]`` (LeakyReLU).
+    """
+
+    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
+                 activ: type[nn.Module] = nn.LeakyReLU):
+        super().__init__()
+        self.conv1 = Conv2DBNActiv(nin, nout, ksize, stride, pad, activ=activ)
+        self.conv2 = Conv2DBNActiv(nout, nout, ksize, 1, pad, activ=activ)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.conv1(x))
+
+
+class UpDecoder(nn.Module):
+    """VR 5.1 decoder: like :class:`Decoder` with its conv block named ``conv1``."""
+
+    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
+                 activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
+        super().__init__()
+        self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ)
+        self.dropout = nn.Dropout2d(0.1) if dropout else None
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        if skip is not None:
+            x = torch.cat([x, crop_center(skip, x)], dim=1)
+        h = self.conv1(x)
+        if self.dropout is not None:
+            h = self.dropout(h)
+        return h
+
+
+class DenseASPPModule(nn.Module):
+    """VR 5.1 ASPP: full (not separable) 3×3 convs with anisotropic (freq, time) dilations.
+
+    ``[B, nin, F, T] → [B, nout, F, T]``.
+    """
+
+    def __init__(self, nin: int, nout: int, dilations=((4, 2), (8, 4), (12, 6)),
+                 activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.AdaptiveAvgPool2d((1, None)), Conv2DBNActiv(nin, nout, 1, 1, 0, activ=activ))
+        self.conv2 = Conv2DBNActiv(nin, nout, 1, 1, 0, activ=activ)
+        self.conv3 = Conv2DBNActiv(nin, nout, 3, 1, dilations[0], dilations[0], activ=activ)
+        self.conv4 = Conv2DBNActiv(nin, nout, 3, 1, dilations[1], dilations[1], activ=activ)
+        self.conv5 = Conv2DBNActiv(nin, nout, 3, 1, dilations[2], dilations[2], activ=activ)
+        self.bottleneck = Conv2DBNActiv(nout * 5, nout, 1, 1, 0, activ=activ)
+        self.dropout = nn.Dropout2d(0.1) if dropout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        feats = [
+            F.interpolate(self.conv1(x), size=(h, w), mode="bilinear", align_corners=True),
+            self.conv2(x), self.conv3(x), self.conv4(x), self.conv5(x),
+        ]
+        out = self.bottleneck(torch.cat(feats, dim=1))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return out
+
+
+class LSTMModule(nn.Module):
+    """Squeeze channels to one, run a bidirectional LSTM over frames, expand back to the bins.
+
+    ``[B, nin_conv, F, T] → [B, 1, F, T]`` with ``F = nin_lstm``.
+    """
+
+    def __init__(self, nin_conv: int, nin_lstm: int, nout_lstm: int):
+        super().__init__()
+        self.conv = Conv2DBNActiv(nin_conv, 1, 1, 1, 0)
+        self.lstm = nn.LSTM(input_size=nin_lstm, hidden_size=nout_lstm // 2, bidirectional=True)
+        self.dense = nn.Sequential(nn.Linear(nout_lstm, nin_lstm), nn.BatchNorm1d(nin_lstm), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, n_bins, n_frames = x.shape
+        h = self.conv(x)[:, 0].permute(2, 0, 1)  # [T, B, F]
+        h, _ = self.lstm(h)
+        h = self.dense(h.reshape(-1, h.shape[-1]))  # [T·B, F]
+        return h.reshape(n_frames, n, 1, n_bins).permute(1, 2, 3, 0)
