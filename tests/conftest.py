@@ -33,6 +33,14 @@ def random_net(channels: int = 16, bins: int = 672, seed: int = 0, calibrate: bo
     return net.eval()
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty uvrsep cache folder (never the user's)."""
+    home = tmp_path_factory.mktemp("uvrsep_home")
+    monkeypatch.setenv("UVRSEP_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("weights")

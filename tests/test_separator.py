@@ -5,7 +5,7 @@ import soundfile as sf
 from tests.conftest import SR, music_like
 from uvrsep import Separator
 from uvrsep.audio import write_audio
-from uvrsep.errors import AudioReadError, AudioWriteError, ConfigError
+from uvrsep.errors import AudioReadError, AudioWriteError, ConfigError, IncompatibleCheckpointError
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +94,17 @@ def test_tta_and_aggressiveness_change_the_result(tiny_weights):
 
 
 def test_hp3_file_name_is_vocal_primary(tiny_weights, tmp_path):
-    hp3 = tmp_path / "HP3_all_vocals.pth"
+    hp3 = tmp_path / "my_HP3_finetune.pth"  # no registry entry: RVC's file-name rule applies
     hp3.write_bytes(tiny_weights.read_bytes())
     sep = Separator(hp3, device="cpu")
     assert (sep.primary, sep.secondary) == ("vocals", "instrumental")
+
+
+def test_registry_file_name_with_other_weights_is_refused(tiny_weights, tmp_path):
+    fake = tmp_path / "HP3_all_vocals.pth"  # the registry says: a 32-wide ASPP net
+    fake.write_bytes(tiny_weights.read_bytes())
+    with pytest.raises(IncompatibleCheckpointError, match="registry entry HP3_all_vocals is aspp family, width 32"):
+        Separator(fake, device="cpu")
 
 
 def test_write_clips_instead_of_wrapping(tmp_path):

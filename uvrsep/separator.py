@@ -18,7 +18,9 @@ from tqdm import tqdm
 from . import bands
 from .audio import read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
-from .errors import ConfigError
+from .errors import ConfigError, IncompatibleCheckpointError
+from .hub import resolve_model
+from .registry import STEM_LABELS
 from .masks import apply_aggressiveness, mask_silence
 from .network import Architecture, detect_architecture, load_network, read_state_dict
 from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
@@ -90,10 +92,10 @@ class PhaseTimes:
 
 
 class Separator:
-    """Separate vocals from accompaniment with an official VR (HP-family) weight file.
+    """Separate two stems with an official VR weight file (HP family or VR 5.1).
 
     Args:
-        model: path to a ``.pth`` weight file (HP2_all_vocals.pth, 2_HP-UVR.pth, ...).
+        model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...).
         params: band config name or JSON path; default ``4band_v2`` (with a notice).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         aggressiveness: RVC's 0–100 setting (default 10), applied to the mask per window.
@@ -102,7 +104,12 @@ class Separator:
         batch_size: windows per network call (results do not depend on it).
         window_size: frames per window (512 as in RVC).
         high_end: ``mirroring`` (default), ``mirroring2`` or ``none``.
-        progress: show a tqdm bar over windows.
+        progress: show tqdm bars (windows, downloads).
+        offline: never download; a registry name must already be in the cache.
+
+    ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); a name not
+    yet cached is downloaded. The band config and stem names come from ``params``, else the
+    registry entry, else UVR's hash table, else the original's default for the family.
     """
 
     def __init__(
@@ -118,6 +125,7 @@ class Separator:
         window_size: int = 512,
         high_end: str = "mirroring",
         progress: bool = False,
+        offline: bool = False,
     ):
         self.notes: list[str] = []
         if high_end not in HIGH_END_MODES:
@@ -127,15 +135,30 @@ class Separator:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
-        self.model_path = Path(model)
+        resolved = resolve_model(model, offline=offline, progress=progress)
+        self.model_path = resolved.path
+        self.spec = resolved.spec
         state = read_state_dict(self.model_path)
         self.architecture = detect_architecture(state, self.model_path)
+        self._check_registry_architecture()
+        known_params, known_primary = None, None
+        if self.spec is not None:
+            known_params, known_primary = self.spec.params, self.spec.primary
+        elif resolved.uvr_entry is not None:
+            known_params, known_primary = resolved.uvr_entry["params"], resolved.uvr_entry["primary"]
+            self.notes.append(f"identified {self.model_path.name} by UVR's model hash: {known_params}, primary stem {known_primary}")
+        if params is None:
+            params = known_params
         if params is None:
             params = default_params(self.architecture)
             self.notes.append(f"no band config given: using {params} (the original's default for a {self.architecture.label})")
         self.layout: BandLayout = load_band_layout(params)
         self.weights = load_network(self.model_path, self.layout.bins, self.device, state=state)
         self.net = self.weights.net
+        if known_primary is not None:
+            self.primary, self.secondary = STEM_LABELS[known_primary]
+        else:
+            self.primary, self.secondary = stem_labels(self.architecture, self.model_path)
         if window_size <= 2 * self.net.context:
             raise ConfigError(f"window size {window_size} must exceed twice the context ({self.net.context})")
         self.aggressiveness = aggressiveness / 100
@@ -145,8 +168,17 @@ class Separator:
         self.window_size = window_size
         self.high_end = high_end
         self.progress = progress
-        self.primary, self.secondary = stem_labels(self.architecture, self.model_path)
         self.times = PhaseTimes()
+
+    def _check_registry_architecture(self) -> None:
+        spec, arch = self.spec, self.architecture
+        if spec is None:
+            return
+        if (spec.family and spec.family != arch.family) or (spec.width and spec.width != arch.width):
+            raise IncompatibleCheckpointError(
+                f"{self.model_path}: registry entry {spec.name} is {spec.family} family, width {spec.width}, "
+                f"but the file holds a {arch.label}"
+            )
 
     # -- network stage -------------------------------------------------------------------
     def _predict_windows(self, batch: torch.Tensor) -> torch.Tensor:
@@ -286,12 +318,16 @@ class Separator:
         fmt: str = "wav",
         bit_depth: str = "16",
         overwrite: bool = False,
+        stems: tuple[str, ...] | None = None,
     ) -> dict[str, Path]:
         """Separate ``path`` and write ``<output_dir>/<name>_<stem>.<fmt>``; returns the paths.
 
-        Refuses (before any work) when an output exists and ``overwrite`` is false.
+        ``stems`` limits which stems are written. Refuses (before any work) when an output
+        exists and ``overwrite`` is false.
         """
         path = Path(path)
-        refuse_existing(self.output_paths(path, output_dir, fmt).values(), overwrite)
-        stems = self.separate(path)
-        return stems.write(output_dir, path.stem, fmt=fmt, bit_depth=bit_depth, overwrite=overwrite)
+        wanted = stems or (self.primary, self.secondary)
+        refuse_existing([p for k, p in self.output_paths(path, output_dir, fmt).items() if k in wanted], overwrite)
+        result = self.separate(path)
+        result.waves = {k: v for k, v in result.waves.items() if k in wanted}
+        return result.write(output_dir, path.stem, fmt=fmt, bit_depth=bit_depth, overwrite=overwrite)

@@ -2,7 +2,8 @@
 
 ``channels`` selects the checkpoint family: 16 (``nets.py``, 31191 KB), 32 (``nets_123812KB`` =
 ``nets_61968KB``: HP, HP2, HP3, HP5, 1–6_HP-UVR) or 64 (``nets_537238KB``). ``dilations`` of
-length 5 gives the 7-branch ASPP of the 33966 / 537238 nets.
+length 5 gives the 7-branch ASPP of the 33966 / 537238 nets; ``levels=5`` with 4 dilations the
+129605 net.
 """
 
 from __future__ import annotations
@@ -21,26 +22,34 @@ class AsppNetConfig:
     """Hyper-parameters of :class:`CascadedASPPNet`.
 
     ``bins`` is the number of frequency rows the net sees (the band layout's ``bins``);
-    ``bins / 2`` must be divisible by 16. ``context`` is the frames cropped from each side of a
-    window's output (UVR's ``offset``).
+    ``bins / 2`` must be divisible by ``2 ** levels``. ``context`` is the frames cropped from
+    each side of a window's output (UVR's ``offset``). ``levels`` is 4, or 5 for UVR's 129605
+    net (which also has a 6-branch ASPP: ``dilations=(4, 8, 16, 16)``).
     """
 
     bins: int = 672
     channels: int = 32
     dilations: tuple[int, ...] = (4, 8, 16)
     context: int = 128
+    levels: int = 4
 
 
 class BaseASPPNet(nn.Module):
-    """Four encoders, ASPP, four decoders. ``[B, nin, F, T] → [B, ch, F, T]`` (F divisible by 16)."""
+    """Four (or five) encoders, ASPP, as many decoders. ``[B, nin, F, T] → [B, ch, F, T]``."""
 
-    def __init__(self, nin: int, ch: int, dilations: tuple[int, ...] = (4, 8, 16)):
+    def __init__(self, nin: int, ch: int, dilations: tuple[int, ...] = (4, 8, 16), levels: int = 4):
         super().__init__()
+        self.levels = levels
         self.enc1 = Encoder(nin, ch, 3, 2, 1)
         self.enc2 = Encoder(ch, ch * 2, 3, 2, 1)
         self.enc3 = Encoder(ch * 2, ch * 4, 3, 2, 1)
         self.enc4 = Encoder(ch * 4, ch * 8, 3, 2, 1)
-        self.aspp = ASPPModule(ch * 8, ch * 16, dilations)
+        if levels == 5:
+            self.enc5 = Encoder(ch * 8, ch * 16, 3, 2, 1)
+            self.aspp = ASPPModule(ch * 16, ch * 32, dilations)
+            self.dec5 = Decoder(ch * (16 + 32), ch * 16, 3, 1, 1)
+        else:
+            self.aspp = ASPPModule(ch * 8, ch * 16, dilations)
         self.dec4 = Decoder(ch * (8 + 16), ch * 8, 3, 1, 1)
         self.dec3 = Decoder(ch * (4 + 8), ch * 4, 3, 1, 1)
         self.dec2 = Decoder(ch * (2 + 4), ch * 2, 3, 1, 1)
@@ -51,7 +60,11 @@ class BaseASPPNet(nn.Module):
         h, e2 = self.enc2(h)
         h, e3 = self.enc3(h)
         h, e4 = self.enc4(h)
-        h = self.aspp(h)
+        if self.levels == 5:
+            h, e5 = self.enc5(h)
+            h = self.dec5(self.aspp(h), e5)
+        else:
+            h = self.aspp(h)
         h = self.dec4(h, e4)
         h = self.dec3(h, e3)
         h = self.dec2(h, e2)
@@ -70,15 +83,16 @@ class CascadedASPPNet(nn.Module):
     def __init__(self, config: AsppNetConfig = AsppNetConfig()):
         super().__init__()
         ch = config.channels
-        if config.bins % 32:
-            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by 16")
+        if config.bins % (2 ** (config.levels + 1)):
+            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by {2 ** config.levels}")
         self.config = config
-        self.stg1_low_band_net = BaseASPPNet(2, ch, config.dilations)
-        self.stg1_high_band_net = BaseASPPNet(2, ch, config.dilations)
+        d, lv = config.dilations, config.levels
+        self.stg1_low_band_net = BaseASPPNet(2, ch, d, lv)
+        self.stg1_high_band_net = BaseASPPNet(2, ch, d, lv)
         self.stg2_bridge = Conv2DBNActiv(ch + 2, ch // 2, 1, 1, 0)
-        self.stg2_full_band_net = BaseASPPNet(ch // 2, ch, config.dilations)
+        self.stg2_full_band_net = BaseASPPNet(ch // 2, ch, d, lv)
         self.stg3_bridge = Conv2DBNActiv(2 * ch + 2, ch, 1, 1, 0)
-        self.stg3_full_band_net = BaseASPPNet(ch, 2 * ch, config.dilations)
+        self.stg3_full_band_net = BaseASPPNet(ch, 2 * ch, d, lv)
         self.out = nn.Conv2d(2 * ch, 2, 1, bias=False)
         self.aux1_out = nn.Conv2d(ch, 2, 1, bias=False)
         self.aux2_out = nn.Conv2d(ch, 2, 1, bias=False)

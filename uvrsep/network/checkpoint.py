@@ -20,8 +20,9 @@ from .cascaded_aspp import AsppNetConfig, CascadedASPPNet
 from .cascaded_lstm import CascadedNet, LstmNetConfig
 
 _FIRST_CONV = "stg1_low_band_net.enc1.conv1.conv.0.weight"
-#: Dilations of the 7-branch ASPP (``layers_537238KB``: conv6 and conv7 reuse the last rate).
-SEVEN_BRANCH_DILATIONS = (4, 8, 16, 16, 16)
+#: ASPP dilations by branch count: 5 (most nets), 6 (UVR's 129605), 7 (33966 / 537238, where
+#: conv6 and conv7 reuse the last rate as two separate modules, as RVC has them).
+ASPP_DILATIONS = {5: (4, 8, 16), 6: (4, 8, 16, 16), 7: (4, 8, 16, 16, 16)}
 MAX_LISTED = 6
 
 
@@ -70,7 +71,7 @@ def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
         return f"a VR 5.1 net (CascadedNet with LSTM decoder, nout {nout}, bins {bins}); {base}"
     if _FIRST_CONV in state:
         ch = state[_FIRST_CONV].shape[0]
-        branches = 7 if any(".aspp.conv7." in k for k in state) else 5
+        branches = 5 + sum(any(f".aspp.conv{i}." in k for k in state) for i in (6, 7))
         level = ", 5 levels" if any(".enc5." in k for k in state) else ""
         return f"a cascaded ASPP net (width {ch}, {branches}-branch ASPP{level}); {base}"
     prefixes = sorted({k.split(".")[0] for k in state})
@@ -90,6 +91,7 @@ class Architecture:
     family: str
     width: int
     dilations: tuple[int, ...] = (4, 8, 16)
+    levels: int = 4
     nout_lstm: int = 128
     bins: int | None = None
 
@@ -97,13 +99,16 @@ class Architecture:
         """The network for this architecture over ``bins`` frequency rows."""
         if self.family == "vr51":
             return CascadedNet(LstmNetConfig(bins=bins, nout=self.width, nout_lstm=self.nout_lstm))
-        return CascadedASPPNet(AsppNetConfig(bins=bins, channels=self.width, dilations=self.dilations))
+        return CascadedASPPNet(
+            AsppNetConfig(bins=bins, channels=self.width, dilations=self.dilations, levels=self.levels)
+        )
 
     @property
     def label(self) -> str:
         if self.family == "vr51":
             return f"VR 5.1 net (nout {self.width}, nout_lstm {self.nout_lstm}, bins {self.bins})"
-        return f"cascaded ASPP net (width {self.width}, {2 + len(self.dilations)}-branch ASPP)"
+        five = ", 5 levels" if self.levels == 5 else ""
+        return f"cascaded ASPP net (width {self.width}, {2 + len(self.dilations)}-branch ASPP{five})"
 
 
 def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "<weights>") -> Architecture:
@@ -116,9 +121,13 @@ def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "<wei
             nout_lstm=2 * int(state.get("stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0", torch.zeros(0, 64)).shape[1]),
             bins=2 * int(state[lstm_key].shape[1]),
         )
-    if _FIRST_CONV in state and not any(".enc5." in k for k in state):
-        dilations = SEVEN_BRANCH_DILATIONS if any(".aspp.conv7." in k for k in state) else (4, 8, 16)
-        return Architecture(family="aspp", width=int(state[_FIRST_CONV].shape[0]), dilations=dilations)
+    if _FIRST_CONV in state:
+        branches = 5 + sum(any(f".aspp.conv{i}." in k for k in state) for i in (6, 7))
+        levels = 5 if any(".enc5." in k for k in state) else 4
+        return Architecture(
+            family="aspp", width=int(state[_FIRST_CONV].shape[0]),
+            dilations=ASPP_DILATIONS[branches], levels=levels,
+        )
     raise IncompatibleCheckpointError(
         f"{path}: not a supported VR weight file (cascaded ASPP or VR 5.1): it looks like "
         f"{describe_state_dict(state)}"

@@ -1,0 +1,153 @@
+"""The model registry: official VR weight files known by name (``configs/models.toml``).
+
+A :class:`ModelSpec` says where a file comes from, which band config and stems it has and how
+to check it. Files a user imports (``uvrsep models import``) are added to a user registry in the
+cache folder. UVR's hash table (MD5 of the last 10,000 KiB) identifies other files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .resources import resource_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: UVR's primary-stem names → (masked, residual) file labels.
+STEM_LABELS = {
+    "Instrumental": ("instrumental", "vocals"),
+    "Vocals": ("vocals", "instrumental"),
+    "No Echo": ("no_echo", "echo"),
+    "Echo": ("echo", "no_echo"),
+    "No Reverb": ("no_reverb", "reverb"),
+    "Reverb": ("reverb", "no_reverb"),
+    "Noise": ("noise", "no_noise"),
+    "No Noise": ("no_noise", "noise"),
+    "No Woodwinds": ("no_woodwinds", "woodwinds"),
+    "No Piano": ("no_piano", "piano"),
+}
+UVR_HASH_TAIL = 10_000 * 1024
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry (see the header of ``configs/models.toml`` for the fields)."""
+
+    name: str
+    file: str
+    urls: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    source: str = "user"
+    family: str | None = None
+    width: int | None = None
+    params: str | None = None
+    primary: str = "Instrumental"
+    sha256: str | None = None
+    size: int | None = None
+    note: str = ""
+
+    @property
+    def stems(self) -> tuple[str, str]:
+        """(masked, residual) stem labels."""
+        return STEM_LABELS.get(self.primary, (self.primary.lower().replace(" ", "_"), "rest"))
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str) -> ModelSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(raw) - known
+        if unknown or "name" not in raw or "file" not in raw:
+            raise ConfigError(f"{where}: bad model entry {raw.get('name', '?')!r} ({', '.join(sorted(unknown)) or 'needs name and file'})")
+        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        if raw.get("primary", "Instrumental") not in STEM_LABELS:
+            raise ConfigError(f"{where}: {raw['name']}: unknown primary stem {raw['primary']!r}")
+        return cls(**raw)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, (), "")}
+
+
+@dataclass
+class Registry:
+    """Shipped entries plus user-imported ones, and UVR's hash table."""
+
+    models: list[ModelSpec]
+    uvr_hashes: dict[str, dict] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def find(self, name: str) -> ModelSpec | None:
+        """Entry whose name, alias or file name (with or without ``.pth``) is ``name``."""
+        key = name.lower().removesuffix(".pth")
+        for spec in self.models:
+            labels = {spec.name, spec.file, *spec.aliases}
+            if key in {x.lower().removesuffix(".pth") for x in labels}:
+                return spec
+        return None
+
+    def get(self, name: str) -> ModelSpec:
+        """Like :meth:`find`, but an unknown name is a :class:`ConfigError` with suggestions."""
+        spec = self.find(name)
+        if spec is None:
+            labels = [x for m in self.models for x in (m.name, *m.aliases)]
+            close = difflib.get_close_matches(name, labels, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown model {name!r}: not a file and not a registry name{hint} (see `uvrsep models list`)")
+        return spec
+
+    def identify_by_uvr_hash(self, path: Path) -> dict | None:
+        """UVR's table entry for a file (MD5 of its last 10,000 KiB), if any."""
+        return self.uvr_hashes.get(uvr_hash(path))
+
+
+def uvr_hash(path: Path) -> str:
+    """UVR's model hash: MD5 of the last 10,000 KiB (the whole file if smaller)."""
+    with open(path, "rb") as fh:
+        try:
+            fh.seek(-UVR_HASH_TAIL, 2)
+        except OSError:
+            fh.seek(0)
+        return hashlib.md5(fh.read()).hexdigest()
+
+
+def user_registry_path(home: Path) -> Path:
+    return home / "user_models.json"
+
+
+def load_registry(home: Path | None = None) -> Registry:
+    """The shipped registry, plus the user registry under ``home`` (the cache folder) if given."""
+    path = resource_dir("configs") / "models.toml"
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    models = [ModelSpec.from_dict(m, str(path)) for m in raw.get("model", [])]
+    if home is not None and user_registry_path(home).is_file():
+        user_path = user_registry_path(home)
+        try:
+            entries = json.loads(user_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{user_path}: unreadable user registry ({exc})") from None
+        user = [ModelSpec.from_dict(m, str(user_path)) for m in entries]
+        user_names = {m.name for m in user}
+        models = [m for m in models if m.name not in user_names] + user
+    return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}))
+
+
+def add_user_model(home: Path, spec: ModelSpec) -> None:
+    """Add (or replace) an entry in the user registry, atomically."""
+    path = user_registry_path(home)
+    entries = []
+    if path.is_file():
+        entries = [e for e in json.loads(path.read_text(encoding="utf-8")) if e.get("name") != spec.name]
+    entries.append(spec.to_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(entries, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
