@@ -53,7 +53,7 @@ def test_bad_file_does_not_stop_the_others(tiny_weights, short_wav, tmp_path):
     assert "missing.wav: no such file" in result.output
     assert "broken.wav: cannot decode audio" in result.output
     assert "Traceback" not in result.output
-    assert "1 separated, 0 skipped, 2 failed" in result.output
+    assert "1 processed, 0 skipped, 2 failed" in result.output
     assert (tmp_path / "clip_vocals.wav").exists()
     assert not list(tmp_path.glob("broken_*")) and not list(tmp_path.glob("*.part"))
 

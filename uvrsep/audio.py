@@ -7,7 +7,12 @@ atomic: a temporary file in the target folder, renamed when complete.
 
 from __future__ import annotations
 
+import glob
+import json
+import logging
 import os
+import shutil
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -17,27 +22,55 @@ import soundfile as sf
 
 from .errors import AudioReadError, AudioWriteError
 
-#: ``--bit-depth`` choices and the soundfile subtype each maps to.
+log = logging.getLogger(__name__)
+
+#: ``--bit-depth`` choices and the soundfile subtype each maps to (lossless formats).
 BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
-OUTPUT_FORMATS = ("wav", "flac")
+#: Output formats and their soundfile (libsndfile) container; mp3 and ogg are lossy.
+OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3", "ogg": "OGG"}
+LOSSY_SUBTYPES = {"mp3": "MPEG_LAYER_III", "ogg": "VORBIS"}
+#: Extensions read with soundfile (libsndfile); anything else goes through ffmpeg.
+SOUNDFILE_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
+)
+#: Extensions (audio and video containers) decoded with ffmpeg.
+FFMPEG_EXTENSIONS = frozenset(
+    ".m4a .aac .alac .wma .ac3 .eac3 .dts .amr .mka .mp4 .m4v .mkv .webm .mov .avi .flv .ts .3gp .wmv .mpg .mpeg".split()
+)
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 ``[channels, samples]`` plus its sample rate.
 
-    Raises :class:`AudioReadError` naming the file when it is missing, unreadable, empty or
-    holds non-finite samples.
+    soundfile reads what libsndfile can; video containers, m4a/aac and anything soundfile
+    refuses go through ffmpeg (first audio stream, or ``stream``), which also down-mixes inputs
+    with more than two channels to stereo with its standard matrix. Raises
+    :class:`AudioReadError` naming the file when it is missing, unreadable, empty or holds
+    non-finite samples.
     """
     path = Path(path)
     if not path.exists():
         raise AudioReadError(f"{path}: no such file")
     if path.is_dir():
         raise AudioReadError(f"{path}: is a folder, not an audio file")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        wav = data.T
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_exc:
-        wav, sr = _read_with_librosa(path, sf_exc)
+    if path.stat().st_size == 0:
+        raise AudioReadError(f"{path}: is an empty (0-byte) file")
+    wav = None
+    if stream is None and path.suffix.lower() not in FFMPEG_EXTENSIONS:
+        try:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            wav = data.T
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            first_error = exc
+    else:
+        first_error = None
+    if wav is None or wav.shape[0] > 2:
+        if shutil.which("ffmpeg"):
+            wav, sr = read_with_ffmpeg(path, stream or 0)
+        elif wav is None:
+            wav, sr = _read_with_librosa(path, first_error or AudioReadError("soundfile cannot read it"))
+        else:
+            log.warning("%s: %d channels and no ffmpeg to down-mix them: keeping the first two", path, wav.shape[0])
     if wav.shape[-1] == 0:
         raise AudioReadError(f"{path}: holds no audio samples")
     if not np.isfinite(wav).all():
@@ -45,18 +78,57 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
 
 
-def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
-    import librosa
-
+def _probe(path: Path, stream: int) -> tuple[int, int, float | None]:
+    """(sample rate, channels, duration in s or None) of an audio stream, from ffprobe."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", f"a:{stream}",
+           "-show_entries", "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wav, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-    except Exception as exc:  # audioread raises many unrelated types
-        raise AudioReadError(
-            f"{path}: cannot decode audio ({first_error}; fallback decoder: {exc or type(exc).__name__})"
-        ) from None
-    return np.atleast_2d(wav), int(sr)
+        out = subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout
+        info = json.loads(out)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, json.JSONDecodeError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        reason = detail.decode(errors="replace").strip().splitlines()[-1:] or [type(exc).__name__]
+        raise AudioReadError(f"{path}: cannot decode audio ({reason[0]})") from None
+    streams = info.get("streams") or []
+    if not streams:
+        which = "any audio stream" if stream == 0 else f"audio stream {stream}"
+        raise AudioReadError(f"{path}: has no {which}")
+    st = streams[0]
+    duration = st.get("duration") or info.get("format", {}).get("duration")
+    return int(st["sample_rate"]), int(st["channels"]), float(duration) if duration else None
+
+
+def read_with_ffmpeg(path: Path, stream: int = 0) -> tuple[np.ndarray, int]:
+    """Decode one audio stream with ffmpeg (no shell) to float32 ``[C, T]``, C ≤ 2."""
+    sr, channels, _ = _probe(path, stream)
+    channels = min(channels, 2)
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-vn",
+           "-ac", str(channels), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
+        raise AudioReadError(f"{path}: cannot decode audio ({reason[0]})")
+    data = np.frombuffer(proc.stdout, dtype="<f4")
+    data = data[: len(data) // channels * channels]
+    return data.reshape(-1, channels).T.copy(), sr
+
+
+def duration_seconds(path: str | os.PathLike) -> float:
+    """Duration of an audio file in seconds (header only; no decoding where avoidable)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioReadError(f"{path}: no such file")
+    if path.suffix.lower() not in FFMPEG_EXTENSIONS:
+        try:
+            return sf.info(str(path)).duration
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+            pass
+    if shutil.which("ffprobe"):
+        duration = _probe(path, 0)[2]
+        if duration is not None:
+            return duration
+    wav, sr = read_audio(path)
+    return wav.shape[-1] / sr
 
 
 def to_stereo(wav: np.ndarray) -> np.ndarray:
@@ -76,8 +148,8 @@ def write_audio(
 ) -> Path:
     """Write ``wav`` (``[channels, samples]``) atomically; integer formats clip, never wrap.
 
-    The format follows the file extension (``.wav`` or ``.flac``). An existing file is only
-    replaced with ``overwrite=True``.
+    The format follows the file extension (``.wav``, ``.flac``, ``.mp3``, ``.ogg``; the bit depth
+    applies to the lossless ones). An existing file is only replaced with ``overwrite=True``.
     """
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
@@ -85,8 +157,8 @@ def write_audio(
         raise AudioWriteError(f"{path}: unsupported output format {fmt!r} (use {', '.join(OUTPUT_FORMATS)})")
     if bit_depth not in BIT_DEPTHS:
         raise AudioWriteError(f"unsupported bit depth {bit_depth!r} (use {', '.join(BIT_DEPTHS)})")
-    subtype = BIT_DEPTHS[bit_depth]
-    if not sf.check_format(fmt.upper(), subtype):
+    subtype = LOSSY_SUBTYPES.get(fmt, BIT_DEPTHS[bit_depth])
+    if not sf.check_format(OUTPUT_FORMATS[fmt], subtype):
         raise AudioWriteError(f"{path}: {fmt} cannot store bit depth {bit_depth}")
     if path.exists() and not overwrite:
         raise AudioWriteError(f"{path}: already exists (pass overwrite to replace it)")
@@ -94,11 +166,19 @@ def write_audio(
     if subtype != "FLOAT":
         # Clip to the int range: the original's (x * 32768).astype(int16) wraps 1.0 to -32768.
         data = np.clip(data, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise AudioWriteError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
     os.close(fd)
     try:
-        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=fmt.upper())
+        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=OUTPUT_FORMATS[fmt])
         os.replace(tmp_name, path)
     except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)

@@ -9,6 +9,11 @@ from typing import Annotated
 import typer
 
 from . import __version__
+import sys
+
+from tqdm import tqdm
+
+from .batch import DEFAULT_TEMPLATE
 from .config import list_band_layouts
 from .errors import ConfigError, UvrsepError
 
@@ -18,6 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Separate voc
 class OutputFormat(str, Enum):
     wav = "wav"
     flac = "flac"
+    mp3 = "mp3"
+    ogg = "ogg"
 
 
 class BitDepth(str, Enum):
@@ -39,13 +46,16 @@ def _error(message: str) -> None:
 
 @app.command()
 def separate(
-    inputs: Annotated[list[Path], typer.Argument(help="Audio files to separate.", show_default=False)],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Audio or video files, folders, or globs ('clips/**/*.wav').", show_default=False),
+    ] = None,
     model: Annotated[
         str, typer.Option("--model", "-m", help="Weight file (.pth) or registry name (see `uvrsep models list`), e.g. HP2_all_vocals.")
-    ],
+    ] = ...,
     params: Annotated[
         str | None,
-        typer.Option(help="Band config name or .json path [default: 4band_v2 for HP-family weights]."),
+        typer.Option(help="Band config name or .json path [default: the registry's, else 4band_v2 / 4band_v3 by family]."),
     ] = None,
     aggressiveness: Annotated[
         float, typer.Option(min=0, max=100, help="RVC's aggressiveness, 0–100: higher pushes more vocal out of the instrumental.")
@@ -55,62 +65,98 @@ def separate(
         bool, typer.Option("--postprocess", help="Give quiet stretches of the residual back to the masked stem (RVC's mask_silence).")
     ] = False,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the stems.")] = Path("."),
-    output_format: Annotated[OutputFormat, typer.Option("--output-format", help="Container of the stems.")] = OutputFormat.wav,
-    bit_depth: Annotated[BitDepth, typer.Option("--bit-depth", help="16 or 24-bit integer (clipped), or 32-bit float.")] = BitDepth.pcm16,
+    name_template: Annotated[
+        str, typer.Option("--name-template", help="Output path below --output-dir; fields {name} {stem} {ext} {model} {parent}.")
+    ] = DEFAULT_TEMPLATE,
+    output_format: Annotated[OutputFormat, typer.Option("--output-format", help="wav / flac (lossless) or mp3 / ogg.")] = OutputFormat.wav,
+    bit_depth: Annotated[BitDepth, typer.Option("--bit-depth", help="16 or 24-bit integer (clipped), or 32-bit float (wav/flac).")] = BitDepth.pcm16,
+    sample_rate: Annotated[
+        int | None, typer.Option("--sample-rate", min=1000, help="Resample the stems (Hz), e.g. 16000 for ASR [default: the model's, 44100].")
+    ] = None,
+    mono: Annotated[bool, typer.Option("--mono", help="Write mono stems (mean of the two channels).")] = False,
+    stems: Annotated[
+        str | None, typer.Option("--stems", help="Comma-separated stem labels to write (e.g. vocals) [default: both].")
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also take the files in subfolders of folder inputs.")] = False,
+    from_list: Annotated[
+        str | None, typer.Option("--from-list", help="File with one input path per line ('-': stdin).")
+    ] = None,
+    mirror_tree: Annotated[
+        bool, typer.Option("--mirror-tree", help="Keep each input's folder layout (below the folder given) under --output-dir.")
+    ] = False,
+    stream: Annotated[
+        int | None, typer.Option("--stream", min=0, help="Audio stream of video / multi-stream files [default: the first].")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", help="JSONL record of the run; re-running with it resumes.")
+    ] = None,
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Windows per network call [default: 1 on CPU, 4 on GPU].")
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist.")] = False,
-    stems: Annotated[
-        str | None, typer.Option("--stems", help="Comma-separated stem labels to write (e.g. vocals) [default: both].")
-    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist (default: skip those inputs).")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download: a registry name must already be cached.")] = False,
 ) -> None:
-    """Write <name>_vocals and <name>_instrumental stems for each input (at the model's rate, 44.1 kHz)."""
+    """Write a vocal and an instrumental stem (or the model's two stems) for each input.
+
+    Inputs: any format soundfile reads, plus anything ffmpeg decodes (mp3, m4a, opus, mp4, mkv,
+    ...). Mono is duplicated to stereo; more than two channels are down-mixed to stereo as ffmpeg
+    does. Stems are at the model's rate (44.1 kHz) unless --sample-rate is given. Existing outputs
+    are never replaced without --overwrite. Exit code 1 if any input failed.
+    """
+    from .batch import Manifest, OutputPlan, collect_inputs, find_conflicts, run_batch
     from .separator import Separator
 
+    items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
+    if not items and not problems:
+        _error("no input given (files, folders, globs or --from-list)")
+        raise typer.Exit(2)
     try:
         separator = Separator(
-            model,
-            params=params,
-            device=device.value,
-            aggressiveness=aggressiveness,
-            tta=tta,
-            postprocess=postprocess,
-            batch_size=batch_size,
-            progress=True,
-            offline=offline,
+            model, params=params, device=device.value, aggressiveness=aggressiveness, tta=tta,
+            postprocess=postprocess, batch_size=batch_size, progress=len(items) == 1, offline=offline, stream=stream,
         )
         wanted = _parse_stems(stems, (separator.primary, separator.secondary))
+        model_name = separator.spec.name if separator.spec else Path(separator.model_path).name.removesuffix(".pth")
+        plan = OutputPlan(
+            output_dir=output_dir, template=name_template, fmt=output_format.value, bit_depth=bit_depth.value,
+            stems=wanted, sample_rate=sample_rate, mono=mono, mirror_tree=mirror_tree, overwrite=overwrite,
+            model=model_name,
+        )
     except UvrsepError as exc:
         _error(str(exc))
         raise typer.Exit(1) from None
     for note in separator.notes:
         typer.echo(f"note: {note}", err=True)
+    conflicts = find_conflicts(items, plan, wanted)
+    if conflicts:
+        for line in conflicts[:20]:
+            _error(f"output conflict: {line}")
+        _error("nothing was done: use --mirror-tree or a --name-template with {parent} to keep them apart")
+        raise typer.Exit(2)
+    for spec, reason in problems:
+        _error(f"{spec}: {reason}")
 
-    failed = skipped = 0
-    for path in inputs:
-        targets = {k: v for k, v in separator.output_paths(path, output_dir, output_format.value).items() if k in wanted}
-        if not overwrite and any(p.exists() for p in targets.values()):
-            skipped += 1
-            typer.echo(f"skipped {path}: output exists ({', '.join(map(str, targets.values()))}; --overwrite replaces)", err=True)
-            continue
-        try:
-            written = separator.separate_file(
-                path, output_dir, fmt=output_format.value, bit_depth=bit_depth.value, overwrite=overwrite, stems=wanted
-            )
-        except UvrsepError as exc:
-            failed += 1
-            _error(str(exc))
-            continue
-        except (MemoryError, RuntimeError, ValueError, OSError) as exc:  # never a traceback per input
-            failed += 1
-            _error(f"{path}: {type(exc).__name__}: {exc}")
-            continue
-        typer.echo(f"{path} -> {', '.join(str(p) for p in written.values())}")
-    if len(inputs) > 1 or failed or skipped:
-        typer.echo(f"done: {len(inputs) - failed - skipped} separated, {skipped} skipped, {failed} failed", err=True)
+    bar = tqdm(total=len(items), unit="file", disable=None if len(items) > 1 else True)
+
+    def on_result(result) -> None:
+        bar.update(1)
+        if result.status == "failed":
+            bar.write(f"error: {result.error}", file=sys.stderr)
+        elif result.status == "skipped":
+            bar.write(f"skipped {result.input}: {result.error or 'outputs exist'} (--overwrite replaces)", file=sys.stderr)
+        else:
+            bar.write(f"{result.input} -> {', '.join(result.outputs)}")
+
+    report = None
+    try:
+        with bar:
+            report = run_batch(separator, items, plan, manifest=Manifest(manifest), on_result=on_result)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the file being written was removed; re-run (with the same --manifest) to go on", err=True)
+        raise typer.Exit(130) from None
+    failed = report.count("failed") + len(problems)
+    typer.echo(f"done: {report.summary()}" + (f" ({len(problems)} input(s) matched nothing)" if problems else ""), err=True)
     if failed:
         raise typer.Exit(1)
 

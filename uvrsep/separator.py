@@ -7,7 +7,7 @@ reproducing RVC's ``AudioPre`` numbers (see README, "Faithfulness").
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,16 +16,19 @@ import torch
 from tqdm import tqdm
 
 from . import bands
-from .audio import read_audio, to_stereo
+from .audio import duration_seconds, read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
-from .errors import ConfigError, IncompatibleCheckpointError
+from .errors import ConfigError, IncompatibleCheckpointError, UvrsepError
 from .hub import resolve_model
 from .registry import STEM_LABELS
 from .masks import apply_aggressiveness, mask_silence
 from .network import Architecture, detect_architecture, load_network, read_state_dict
+from .network.fusion import fuse_for_inference, use_channels_last
 from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
-from .windows import WindowPlan, run_windows
+from .windows import WindowPlan, run_windows_many
 
+#: Errors that fail one input of a batch (anything else stops the batch).
+_ITEM_ERRORS = (UvrsepError, MemoryError, RuntimeError, ValueError, OSError)
 #: Frames re-synthesised to give back the input's last partial hop ...
 TAIL_FRAMES = 128
 #: ... and frames analysed past the end for it (the last partial hop lies in the first).
@@ -106,6 +109,7 @@ class Separator:
         high_end: ``mirroring`` (default), ``mirroring2`` or ``none``.
         progress: show tqdm bars (windows, downloads).
         offline: never download; a registry name must already be in the cache.
+        stream: audio stream of video / multi-stream files to decode (default: the first).
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); a name not
     yet cached is downloaded. The band config and stem names come from ``params``, else the
@@ -126,6 +130,7 @@ class Separator:
         high_end: str = "mirroring",
         progress: bool = False,
         offline: bool = False,
+        stream: int | None = None,
     ):
         self.notes: list[str] = []
         if high_end not in HIGH_END_MODES:
@@ -154,7 +159,9 @@ class Separator:
             self.notes.append(f"no band config given: using {params} (the original's default for a {self.architecture.label})")
         self.layout: BandLayout = load_band_layout(params)
         self.weights = load_network(self.model_path, self.layout.bins, self.device, state=state)
-        self.net = self.weights.net
+        del state
+        self.net = fuse_for_inference(self.weights.net)
+        self.channels_last = use_channels_last(self.net, self.device)
         if known_primary is not None:
             self.primary, self.secondary = STEM_LABELS[known_primary]
         else:
@@ -168,6 +175,7 @@ class Separator:
         self.window_size = window_size
         self.high_end = high_end
         self.progress = progress
+        self.stream = stream
         self.times = PhaseTimes()
 
     def _check_registry_architecture(self) -> None:
@@ -183,6 +191,8 @@ class Separator:
     # -- network stage -------------------------------------------------------------------
     def _predict_windows(self, batch: torch.Tensor) -> torch.Tensor:
         """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after aggressiveness)."""
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         mask = self.net(batch)
         if self.net.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
             mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
@@ -201,23 +211,45 @@ class Separator:
         (the original divides by zero there).
         """
         n_frames = mag.shape[2] if n_frames is None else n_frames
-        coef = mag[:, :, :n_frames].max()
-        if not coef > 0:
-            return np.zeros_like(mag)
-        norm = mag / coef
+        return self.predict_magnitudes_many([(mag, n_frames)], on_window)[0]
+
+    def predict_magnitudes_many(
+        self, items: list[tuple[np.ndarray, int]], on_window: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]:
+        """:meth:`predict_magnitudes` for several clips, sharing network calls between them.
+
+        Each clip keeps its own normalisation, so each result equals processing it alone.
+        """
         passes = [False, True] if self.tta else [False]
-        preds = []
+        coefs = [mag[:, :, :n].max() for mag, n in items]
+        live = [k for k, c in enumerate(coefs) if c > 0]
+        norms = {k: items[k][0] / coefs[k] for k in live}
+        jobs = [
+            (k, shifted) for k in live for shifted in passes
+        ]
+        plans = [
+            (norms[k][:, :, : items[k][1]],
+             WindowPlan.for_frames(items[k][1], self.window_size, self.net.context, shifted=shifted))
+            for k, shifted in jobs
+        ]
         with torch.inference_mode():
-            for shifted in passes:
-                plan = WindowPlan.for_frames(n_frames, self.window_size, self.net.context, shifted=shifted)
-                mask = run_windows(norm[:, :, :n_frames], plan, self._predict_windows, batch_size=self.batch_size,
-                                   device=self.device, on_window=on_window)
-                if mag.shape[2] > n_frames:
-                    mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], mag.shape[2] - n_frames, axis=2)], axis=2)
-                preds.append(mask * norm)
-        if self.tta:
-            return (preds[0] + preds[1]) * 0.5 * coef
-        return preds[0] * coef
+            masks = run_windows_many(plans, self._predict_windows, batch_size=self.batch_size,
+                                     device=self.device, on_window=on_window)
+        preds: dict[int, list[np.ndarray]] = {k: [] for k in live}
+        for (k, _), mask in zip(jobs, masks):
+            mag, n = items[k]
+            if mag.shape[2] > n:
+                mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], mag.shape[2] - n, axis=2)], axis=2)
+            preds[k].append(mask * norms[k])
+        out = []
+        for k, (mag, _) in enumerate(items):
+            if k not in preds:
+                out.append(np.zeros_like(mag))
+            elif self.tta:
+                out.append((preds[k][0] + preds[k][1]) * 0.5 * coefs[k])
+            else:
+                out.append(preds[k][0] * coefs[k])
+        return out
 
     def n_windows(self, n_frames: int) -> int:
         """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
@@ -227,11 +259,51 @@ class Separator:
     # -- whole pipeline ------------------------------------------------------------------
     def load(self, path: str | Path) -> np.ndarray:
         """Read a file as float32 stereo ``[2, T]`` at the model's sample rate."""
-        t0 = time.perf_counter()
-        wave, sr = read_audio(path)
-        wave = self.prepare(wave, sr)
-        self.times.read = time.perf_counter() - t0
-        return wave
+        wave, sr = read_audio(path, self.stream)
+        return self.prepare(wave, sr)
+
+    def separate_batch(
+        self, paths: Iterable[str | Path], *, group_windows: int = 8
+    ) -> Iterator[tuple[Path, Stems | Exception]]:
+        """Separate many files, yielding ``(path, stems)`` or ``(path, error)`` per input, in order.
+
+        Consecutive inputs are grouped until a group needs about ``group_windows`` network
+        windows, so short clips share network calls. A group that fails is redone one input at a
+        time so that each error lands on the input that caused it; errors are
+        :class:`UvrsepError` (bad audio, ...) or the exception that stopped that input.
+        """
+        group: list[Path] = []
+        windows = 0
+        for path in map(Path, paths):
+            try:
+                seconds = duration_seconds(path)
+            except UvrsepError as exc:
+                yield from self._run_group(group)
+                group, windows = [], 0
+                yield path, exc
+                continue
+            group.append(path)
+            frames = int(seconds * self.layout.sample_rate) // self.layout.top.hop_length + 1
+            windows += self.n_windows(frames)
+            if windows >= group_windows:
+                yield from self._run_group(group)
+                group, windows = [], 0
+        yield from self._run_group(group)
+
+    def _run_group(self, group: list[Path]) -> Iterator[tuple[Path, Stems | Exception]]:
+        if len(group) > 1:
+            try:
+                results = self.separate_many(group)
+            except _ITEM_ERRORS:
+                results = None
+            if results is not None:
+                yield from zip(group, results)
+                return
+        for path in group:
+            try:
+                yield path, self.separate_many([path])[0]
+            except _ITEM_ERRORS as exc:
+                yield path, exc
 
     def prepare(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
         """Bring ``[C, T]`` (or ``[T]``) audio to float32 stereo at the model's rate (top band's resampler)."""
@@ -248,41 +320,65 @@ class Separator:
         Returns :class:`Stems` at the model's rate, each ``[2, T]`` where ``T`` is the input's
         duration at that rate.
         """
-        self.times = PhaseTimes()
         if isinstance(audio, (str, Path)):
-            wave = self.load(audio)
-        else:
-            if sample_rate is None:
-                raise ConfigError("separate(array) needs its sample_rate")
-            wave = self.prepare(audio, sample_rate)
+            return self.separate_many([audio])[0]
+        return self.separate_array(audio, sample_rate)
+
+    def separate_array(self, wave: np.ndarray, sample_rate: int | None) -> Stems:
+        """Separate an in-memory waveform ``[C, T]`` (or ``[T]``) at ``sample_rate``."""
+        if sample_rate is None:
+            raise ConfigError("separate(array) needs its sample_rate")
+        return self.separate_many([(wave, sample_rate)])[0]
+
+    def separate_many(
+        self,
+        inputs: list[str | Path | tuple[np.ndarray, int]],
+        on_window: Callable[[int], None] | None = None,
+    ) -> list[Stems]:
+        """Separate several inputs (paths or ``(wave, sample_rate)`` pairs) with shared network
+        calls: windows of different clips are batched together, each clip keeps its own
+        normalisation, and each result equals separating that input alone.
+        """
+        self.times = PhaseTimes()
+        t0 = time.perf_counter()
+        waves = [self.load(x) if isinstance(x, (str, Path)) else self.prepare(*x) for x in inputs]
+        self.times.read = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        analysis = bands.analyze(wave, self.layout, extra_frames=TAIL_EXTRA_FRAMES)
-        n = analysis.n_frames
-        spec = analysis.spec
-        mag = np.abs(spec)
-        phase = np.angle(spec)
+        analyses = [bands.analyze(w, self.layout, extra_frames=TAIL_EXTRA_FRAMES) for w in waves]
+        del waves
+        mags = [np.abs(a.spec) for a in analyses]
         self.times.analysis = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        bar = tqdm(total=self.n_windows(n), unit="win", disable=None if self.progress else True, leave=False)
+        total = sum(self.n_windows(a.n_frames) for a, m in zip(analyses, mags) if m.any())
+        bar = tqdm(total=total, unit="win", disable=None if self.progress else True, leave=False)
         with bar:
-            pred = self.predict_magnitudes(mag, n, on_window=bar.update)
+            preds = self.predict_magnitudes_many(
+                [(m, a.n_frames) for m, a in zip(mags, analyses)], on_window=on_window or bar.update
+            )
         self.times.network = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        results = [self._stems(a, m, p) for a, m, p in zip(analyses, mags, preds)]
+        self.times.synthesis = time.perf_counter() - t0
+        return results
+
+    def _stems(self, analysis: bands.Analysis, mag: np.ndarray, pred: np.ndarray) -> Stems:
+        """Masked magnitudes → the two stems (post-processing, phase, mirroring, synthesis)."""
+        n = analysis.n_frames
+        spec = analysis.spec
         if self.postprocess:
             # On the original's frames exactly as it does; the extra frames get their own pass.
             post = mask_silence(pred[:, :, :n], np.clip(mag[:, :, :n] - pred[:, :, :n], 0, np.inf))
             tail = mask_silence(pred, np.clip(mag - pred, 0, np.inf))[:, :, n:]
             pred = np.concatenate([post, tail], axis=2)
-        primary = pred * np.exp(1.0j * phase)
+        primary = pred * np.exp(1.0j * np.angle(spec))
         secondary = spec - primary
         waves = {
             self.primary: self._synthesize(primary, analysis),
             self.secondary: self._synthesize(secondary, analysis),
         }
-        self.times.synthesis = time.perf_counter() - t0
         return Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
 
     def _synthesize(self, stem: np.ndarray, analysis: bands.Analysis) -> np.ndarray:

@@ -86,16 +86,33 @@ def run_windows(
     Returns:
         float32 ``[C, F, n_frames]``.
     """
-    padded = plan.pad(mag)
-    starts = plan.starts()
-    out = np.empty((mag.shape[0], mag.shape[1], plan.n_windows * plan.hop), dtype=np.float32)
-    for first in range(0, len(starts), max(1, batch_size)):
-        chunk = starts[first : first + max(1, batch_size)]
-        batch = torch.from_numpy(np.stack([padded[:, :, s : s + plan.window] for s in chunk])).to(device)
+    return run_windows_many([(mag, plan)], predict, batch_size=batch_size, device=device, on_window=on_window)[0]
+
+
+def run_windows_many(
+    items: list[tuple[np.ndarray, WindowPlan]],
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int = 1,
+    device: torch.device | str = "cpu",
+    on_window: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """:func:`run_windows` for several spectrograms at once: windows of different items share
+    network calls (each item keeps its own values), which keeps batches full for short clips."""
+    padded = [plan.pad(mag) for mag, plan in items]
+    outs = [
+        np.empty((mag.shape[0], mag.shape[1], plan.n_windows * plan.hop), dtype=np.float32) for mag, plan in items
+    ]
+    jobs = [(k, i) for k, (_, plan) in enumerate(items) for i in range(plan.n_windows)]
+    step = max(1, batch_size)
+    for first in range(0, len(jobs), step):
+        chunk = jobs[first : first + step]
+        windows = [padded[k][:, :, i * items[k][1].hop : i * items[k][1].hop + items[k][1].window] for k, i in chunk]
+        batch = torch.from_numpy(np.stack(windows)).to(device)
         result = predict(batch).detach().to("cpu", torch.float32).numpy()
-        for j in range(len(chunk)):
-            i = first + j
-            out[:, :, i * plan.hop : (i + 1) * plan.hop] = result[j]
+        for j, (k, i) in enumerate(chunk):
+            hop = items[k][1].hop
+            outs[k][:, :, i * hop : (i + 1) * hop] = result[j]
         if on_window is not None:
             on_window(len(chunk))
-    return plan.trim(out)
+    return [plan.trim(out) for out, (_, plan) in zip(outs, items)]

@@ -1,0 +1,221 @@
+"""Batch processing over a corpus of awkward and bad inputs, resume, conflicts, cross-clip batching."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tests.conftest import SR, music_like
+from uvrsep import Separator
+from uvrsep.batch import InputItem, OutputPlan, collect_inputs, find_conflicts
+from uvrsep.cli import app
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+runner = CliRunner()
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
+    """A folder of inputs that must separate (good) and inputs that must fail (bad)."""
+    root = tmp_path_factory.mktemp("corpus")
+    good, bad = set(), set()
+
+    def put(name, data, sr, subtype=None, ok=True):
+        sf.write(root / name, data, sr, subtype=subtype)
+        (good if ok else bad).add(name)
+
+    put("short 0.1 s.wav", music_like(0.1).T, SR)
+    put("silence.wav", np.zeros((SR // 2, 2), dtype=np.float32), SR)
+    put("eight_ch_8k.wav", np.repeat(music_like(0.5, sr=8000, channels=1).T, 8, axis=1) * 0.2, 8000)
+    put("hi_192k.wav", music_like(0.3, sr=192000).T, 192000)
+    put("pcm24.wav", music_like(0.4).T, SR, "PCM_24")
+    put("float.wav", music_like(0.4).T, SR, "FLOAT")
+    put("ひらがな ünïcode.flac", music_like(0.4).T, SR)
+    put("song.mp3", music_like(0.5).T, SR)
+    nan = music_like(0.3).T.copy()
+    nan[100, 0] = np.nan
+    put("nan.wav", nan, SR, "FLOAT", ok=False)
+    (root / "empty.wav").write_bytes(b"")
+    bad.add("empty.wav")
+    full = root / "pcm24.wav"
+    (root / "truncated.wav").write_bytes(full.read_bytes()[:30])
+    bad.add("truncated.wav")
+    (root / "random.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    bad.add("random.wav")
+    if shutil.which("ffmpeg"):
+        ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.6", "-f", "lavfi", "-i",
+               "color=c=black:s=32x32:d=0.6", "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(root / "video.mp4"))
+        good.add("video.mp4")
+        ffmpeg("-f", "lavfi", "-i", "color=c=black:s=32x32:d=0.5", "-c:v", "mpeg4", str(root / "no_audio.mp4"))
+        bad.add("no_audio.mp4")
+    return root, good, bad
+
+
+def test_corpus_batch(corpus, tiny_weights, tmp_path):
+    root, good, bad = corpus
+    out = tmp_path / "out"
+    manifest = tmp_path / "run.jsonl"
+    result = runner.invoke(app, ["separate", str(root), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu",
+                                 "--manifest", str(manifest)])
+    assert result.exit_code == 1, result.output  # some inputs are bad
+    assert "Traceback" not in result.output
+    records = {Path(r["input"]).name: r for r in map(json.loads, manifest.read_text().splitlines())}
+    assert set(records) == good | bad
+    for name in good:
+        assert records[name]["status"] == "ok", records[name]
+        stem = Path(name).stem
+        for label in ("vocals", "instrumental"):
+            data, sr = sf.read(out / f"{stem}_{label}.wav")
+            assert sr == SR and data.shape[1] == 2 and np.isfinite(data).all()
+            assert abs(len(data) / SR - sf.info(str(out / f"{stem}_{label}.wav")).duration) < 1e-9
+    for name in bad:
+        rec = records[name]
+        assert rec["status"] == "failed" and name in rec["error"] and "\n" not in rec["error"], rec
+        assert not list(out.glob(f"{Path(name).stem}_*"))
+    assert "silence" in {Path(n).stem for n in good}
+    silent, _ = sf.read(out / "silence_vocals.wav")
+    assert not silent.any()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    assert f"{len(good)} processed, 0 skipped, {len(bad)} failed" in result.output
+
+
+def test_unwritable_output_folder_fails_each_input(corpus, tiny_weights, tmp_path):
+    root, _, _ = corpus
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    result = runner.invoke(app, ["separate", str(root / "pcm24.wav"), "-m", str(tiny_weights),
+                                 "-o", str(blocker / "sub"), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "cannot create the output folder" in result.output and "Traceback" not in result.output
+
+
+def test_asr_ready_output_template_and_stems(corpus, tiny_weights, tmp_path):
+    root, _, _ = corpus
+    out = tmp_path / "asr"
+    result = runner.invoke(app, [
+        "separate", str(root / "pcm24.wav"), str(root / "float.wav"), "-m", str(tiny_weights), "-o", str(out),
+        "--stems", "vocals", "--sample-rate", "16000", "--mono", "--output-format", "flac",
+        "--name-template", "{stem}/{name}_{model}.{ext}", "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac"))
+    assert files == ["vocals/float_tiny_fp32.flac", "vocals/pcm24_tiny_fp32.flac"]
+    info = sf.info(str(out / files[0]))
+    assert info.samplerate == 16000 and info.channels == 1
+    assert abs(info.duration - 0.4) < 1e-3
+
+
+def test_lossy_formats(corpus, tiny_weights, tmp_path):
+    root, _, _ = corpus
+    for fmt in ("mp3", "ogg"):
+        result = runner.invoke(app, ["separate", str(root / "pcm24.wav"), "-m", str(tiny_weights), "-o", str(tmp_path),
+                                     "--output-format", fmt, "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        assert sf.info(str(tmp_path / f"pcm24_vocals.{fmt}")).samplerate == SR
+
+
+def test_conflicts_are_reported_before_any_work(tmp_path, tiny_weights):
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        sf.write(tmp_path / "in" / sub / "clip.wav", music_like(0.2).T, SR)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["separate", str(tmp_path / "in"), "-r", "-m", str(tiny_weights), "-o", str(out)])
+    assert result.exit_code == 2 and "would both write" in result.output
+    assert not out.exists()
+    result = runner.invoke(app, ["separate", str(tmp_path / "in"), "-r", "--mirror-tree", "-m", str(tiny_weights),
+                                 "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == [
+        "a/clip_instrumental.wav", "a/clip_vocals.wav", "b/clip_instrumental.wav", "b/clip_vocals.wav"]
+
+
+def test_collect_inputs_globs_lists_and_missing(tmp_path):
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    for p in ("d/x.wav", "d/e/y.flac", "d/notes.txt"):
+        (tmp_path / p).write_bytes(b"x")
+    items, problems = collect_inputs([str(tmp_path / "d")])
+    assert [i.path.name for i in items] == ["x.wav"]
+    items, _ = collect_inputs([str(tmp_path / "d")], recursive=True)
+    assert sorted(i.path.name for i in items) == ["x.wav", "y.flac"]
+    items, _ = collect_inputs([str(tmp_path / "d" / "**" / "*.flac")])
+    assert [i.path.name for i in items] == ["y.flac"]
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# inputs\n{tmp_path / 'd' / 'x.wav'}\n\n{tmp_path / 'gone.wav'}\n")
+    items, problems = collect_inputs([], from_list=str(listing))
+    assert [i.path.name for i in items] == ["x.wav", "gone.wav"]  # the missing one fails when read
+    _, problems = collect_inputs([str(tmp_path / "nothing*.wav")])
+    assert problems and "matches no file" in problems[0][1]
+
+
+def test_template_must_name_the_stem():
+    with pytest.raises(Exception, match="must contain"):
+        OutputPlan(template="{name}.{ext}")
+    plan = OutputPlan(template="{parent}/{name}_{stem}.{ext}")
+    items = [InputItem(Path("/x/a/clip.wav"), Path("/x")), InputItem(Path("/x/b/clip.wav"), Path("/x"))]
+    assert not find_conflicts(items, plan, ("vocals",))
+
+
+def test_cross_clip_batching_equals_one_at_a_time(tiny_weights):
+    clips = [(music_like(d, seed=s), SR) for d, s in ((0.3, 1), (1.7, 2), (0.05, 3), (3.5, 4))]
+    clips.append((np.zeros((2, 4000), dtype=np.float32), SR))
+    batched = Separator(tiny_weights, device="cpu", batch_size=4).separate_many(clips)
+    alone = Separator(tiny_weights, device="cpu", batch_size=1)
+    for (wave, sr), together in zip(clips, batched):
+        single = alone.separate_array(wave, sr)
+        for name in together.names:
+            np.testing.assert_allclose(together[name], single[name], rtol=1e-4, atol=1e-6)
+
+
+def test_separate_batch_yields_errors_per_item(tiny_weights, tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, music_like(0.3).T, SR)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"nope")
+    sep = Separator(tiny_weights, device="cpu")
+    results = list(sep.separate_batch([good, bad, good]))
+    assert [p.name for p, _ in results] == ["good.wav", "bad.wav", "good.wav"]
+    assert isinstance(results[1][1], Exception) and "bad.wav" in str(results[1][1])
+    assert results[0][1]["vocals"].shape == (2, int(0.3 * SR))
+
+
+def test_killed_batch_resumes(tmp_path, tiny_weights):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(6):
+        sf.write(clips / f"c{i}.wav", music_like(1.0, seed=i).T, SR)
+    out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
+    cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out),
+           "--manifest", str(manifest), "--device", "cpu"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        if "->" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = {json.loads(x)["input"] for x in manifest.read_text().splitlines() if '"ok"' in x}
+    assert 1 <= len(done_before) < 6
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*.wav")}
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(list(out.glob("*.wav"))) == 12
+    for path, mtime in mtimes.items():
+        assert path.stat().st_mtime_ns == mtime  # nothing complete was redone
+    assert f"{6 - len(done_before)} processed, {len(done_before)} skipped, 0 failed" in rerun.stderr
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
