@@ -171,6 +171,129 @@ def _parse_stems(value: str | None, available: tuple[str, str]) -> tuple[str, ..
     return wanted
 
 
+@app.command("eval")
+def eval_command(
+    folder: Annotated[Path, typer.Argument(help="Folder of items, each with mixture, vocals and accompaniment files.")],
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Model(s) to score (path or registry name); repeatable.")
+    ] = None,
+    params: Annotated[str | None, typer.Option(help="Band config for the model(s).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Report prefix: writes PREFIX.csv and PREFIX.json.")] = Path("eval_report"),
+    device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
+    offline: Annotated[bool, typer.Option("--offline")] = False,
+) -> None:
+    """Per-item and median SDR / SI-SDR of both stems, next to the mixture and the oracle IRM."""
+    from .evaluation import STEMS, baselines, evaluate, load_items, separator_system, write_reports
+    from .separator import Separator
+
+    try:
+        items = load_items(folder)
+        systems = {}
+        for m in model or []:
+            sep = Separator(m, params=params, device=device.value, offline=offline)
+            if {sep.primary, sep.secondary} != {"vocals", "instrumental"}:
+                raise ConfigError(f"{m}: its stems are {sep.primary}/{sep.secondary}, not vocals/instrumental")
+            systems[Path(m).name.removesuffix(".pth")] = separator_system(sep)
+        systems.update(baselines())
+        results = evaluate(items, systems)
+    except UvrsepError as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    keys = [f"{s}_{m}" for s in STEMS for m in ("sdr", "si_sdr")]
+    fmt = lambda v: "     -" if v is None else f"{v:6.2f}"  # noqa: E731
+    typer.echo(f"{'system':16} {'item':28} " + " ".join(f"{k:>18}" for k in keys))
+    for scores in results:
+        for item, row in scores.rows.items():
+            typer.echo(f"{scores.system:16} {item:28} " + " ".join(f"{fmt(row[k]):>18}" for k in keys))
+    for scores in results:
+        typer.echo(f"{scores.system:16} {'MEDIAN':28} " + " ".join(f"{fmt(scores.median(k)):>18}" for k in keys))
+    csv_path, json_path = write_reports(results, output)
+    typer.echo(f"wrote {csv_path} and {json_path}", err=True)
+
+
+@app.command("prepare-data")
+def prepare_data(
+    out: Annotated[Path, typer.Argument(help="Folder for the packed training set.")],
+    shared_data: Annotated[Path, typer.Option(help="Folder with manifest.csv and vocals/ (the project's shared data).")] = Path("../shared/data"),
+    split: Annotated[str, typer.Option(help="Split of the vocal manifest to pack (train / valid).")] = "train",
+    music: Annotated[list[Path] | None, typer.Option(help="Folder(s) of instrumental music; repeatable.")] = None,
+    speech: Annotated[
+        list[Path] | None, typer.Option(help="Folder(s) of extra speech; repeatable ('DIR:HZ' marks band-limited audio).")
+    ] = None,
+    max_mb: Annotated[float, typer.Option(help="Size budget of the packed arrays (MB).")] = 50.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    hold_out: Annotated[
+        float, typer.Option(help="Fraction of music files held out for validation (the first files of a seeded order).")
+    ] = 0.1,
+) -> None:
+    """Decode, resample and pack vocals and music into a compact training set."""
+    from .training.data import Source, prepare_dataset, sources_from_manifest, split_music
+
+    sources = sources_from_manifest(shared_data, split)
+    for folder in speech or []:
+        name, _, hz = str(folder).partition(":")
+        files = tuple(sorted(str(p) for p in Path(name).rglob("*") if p.suffix.lower() in {".wav", ".ogg", ".flac", ".mp3", ".opus"}))
+        sources.append(Source(f"speech:{Path(name).name}", "vocals", files, 1.0, float(hz) if hz else None))
+    for folder in music or []:
+        train_files, held = split_music(folder, hold_out, seed)
+        chosen = held if split == "valid" else train_files
+        sources.append(Source(f"music:{folder.name}", "music", tuple(chosen)))
+    index = prepare_dataset(sources, out, max_mb=max_mb, seed=seed)
+    typer.echo(f"packed {index['vocals_seconds'] / 60:.1f} min of vocals and {index['music_seconds'] / 60:.1f} min of music "
+               f"from {len(index['segments'])} files into {out}")
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option(help="Packed training set (uvrsep prepare-data).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints (last.pth) and train_log.jsonl.")],
+    family: Annotated[str, typer.Option(help="aspp or vr51.")] = "aspp",
+    width: Annotated[int, typer.Option(help="ASPP stage-1 channels (16/32/64) or VR 5.1 nout.")] = 16,
+    branches: Annotated[int, typer.Option(help="ASPP branches: 5, 6 or 7.")] = 5,
+    params: Annotated[str, typer.Option(help="Band config.")] = "4band_v2",
+    steps: Annotated[int, typer.Option(help="Total optimiser steps (the schedule spans them).")] = 1000,
+    batch_size: Annotated[int, typer.Option()] = 4,
+    lr: Annotated[float, typer.Option()] = 5e-4,
+    crop_frames: Annotated[int, typer.Option(help="STFT frames per example.")] = 256,
+    val_dir: Annotated[Path | None, typer.Option(help="Evaluation items for periodic validation SDR.")] = None,
+    val_every: Annotated[int, typer.Option()] = 200,
+    checkpoint_every: Annotated[int, typer.Option()] = 100,
+    time_budget: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many seconds.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    workers: Annotated[int, typer.Option(help="Threads preparing examples.")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue from OUT/last.pth if it exists.")] = True,
+) -> None:
+    """Train a model (resumable; deterministic for a given seed)."""
+    from tqdm import tqdm
+
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=str(data), out=str(out), family=family, width=width, branches=branches, params=params, steps=steps,
+        batch_size=batch_size, lr=lr, crop_frames=crop_frames, val_dir=str(val_dir) if val_dir else None,
+        val_every=val_every, checkpoint_every=checkpoint_every, time_budget_s=time_budget, device=device,
+        workers=workers, seed=seed, resume=resume,
+    )
+    bar = tqdm(total=steps, unit="step")
+
+    def on_log(record):
+        bar.n = record["step"]
+        bar.set_postfix({k: v for k, v in record.items() if k in ("loss", "val_vocals_sdr")})
+        if "val_vocals_sdr" in record:
+            bar.write(json_line(record))
+
+    with bar:
+        last = train(cfg, on_log=on_log)
+    typer.echo(json_line(last))
+
+
+def json_line(record: dict) -> str:
+    import json
+
+    return json.dumps(record)
+
+
 @app.command("params")
 def params_list() -> None:
     """List the shipped band configurations (for --params)."""

@@ -22,7 +22,8 @@ from .errors import ConfigError, IncompatibleCheckpointError, UvrsepError
 from .hub import resolve_model
 from .registry import STEM_LABELS
 from .masks import apply_aggressiveness, mask_silence
-from .network import Architecture, detect_architecture, load_network, read_state_dict
+from .network import Architecture, detect_architecture, load_network
+from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference, use_channels_last
 from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
 from .windows import WindowPlan, run_windows_many
@@ -143,11 +144,13 @@ class Separator:
         resolved = resolve_model(model, offline=offline, progress=progress)
         self.model_path = resolved.path
         self.spec = resolved.spec
-        state = read_state_dict(self.model_path)
+        state, meta = read_checkpoint(self.model_path)
         self.architecture = detect_architecture(state, self.model_path)
         self._check_registry_architecture()
         known_params, known_primary = None, None
-        if self.spec is not None:
+        if meta.get("params") or meta.get("primary"):  # a uvrsep checkpoint says what it is
+            known_params, known_primary = meta.get("params"), meta.get("primary")
+        elif self.spec is not None:
             known_params, known_primary = self.spec.params, self.spec.primary
         elif resolved.uvr_entry is not None:
             known_params, known_primary = resolved.uvr_entry["params"], resolved.uvr_entry["primary"]

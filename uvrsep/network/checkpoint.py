@@ -39,6 +39,12 @@ class LoadedWeights:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weight file safely; raise :class:`IncompatibleCheckpointError` naming the file."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a weight file: its state dict, plus the metadata of a uvrsep checkpoint (``params``,
+    ``primary``, ``architecture``, ...; empty for the plain state dicts of official files)."""
     path = Path(path)
     if not path.is_file():
         raise IncompatibleCheckpointError(f"{path}: weight file not found")
@@ -53,11 +59,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise IncompatibleCheckpointError(f"{path}: not a readable PyTorch weight file ({reason})") from None
+    meta = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        meta = {k: v for k, v in obj.items() if k in ("format", "params", "primary", "architecture", "step")}
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise IncompatibleCheckpointError(f"{path}: does not hold a state dict of tensors")
-    return obj
+    return obj, meta
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:

@@ -1,0 +1,105 @@
+"""Training: data preparation, deterministic mixing, bit-identical resume, export, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import music_like
+from uvrsep import Separator
+from uvrsep.training import PackedSet, Source, TrainConfig, export_model, make_example, prepare_dataset, train
+from uvrsep.training.loop import validate
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    vocals, music = [], []
+    for i in range(3):
+        path = root / f"voice{i}.wav"
+        sf.write(path, music_like(2.0, sr=48000, channels=1, seed=i)[0], 48000)
+        vocals.append(str(path))
+        path = root / f"band{i}.flac"
+        rng = np.random.default_rng(10 + i)
+        sf.write(path, (0.1 * rng.standard_normal((2, 44100 * 2))).T, 44100)
+        music.append(str(path))
+    sources = [
+        Source("songs", "vocals", tuple(vocals[:2]), weight=1.0),
+        Source("dialog", "vocals", tuple(vocals[2:]), weight=1.0, bandwidth_hz=5500),
+        Source("bgm", "music", tuple(music)),
+    ]
+    out = tmp_path_factory.mktemp("packed")
+    prepare_dataset(sources, out, max_mb=1.0, seed=0)
+    return out
+
+
+def test_prepare_keeps_budget_and_sources(packed):
+    data = PackedSet(packed)
+    size = (packed / "vocals.npy").stat().st_size + (packed / "music.npy").stat().st_size
+    assert size <= 1.0 * 2**20 + 1024
+    assert {s.source for s in data.by_kind["vocals"]} == {"songs", "dialog"}
+    assert data.vocals.dtype == np.float16 and data.music.shape[0] == 2
+
+
+def test_examples_are_deterministic_and_mixed(packed):
+    data = PackedSet(packed)
+    a_mix, a_acc = make_example(data, 0, 5, 1, 1.0)
+    b_mix, b_acc = make_example(data, 0, 5, 1, 1.0)
+    c_mix, _ = make_example(data, 0, 6, 1, 1.0)
+    assert np.array_equal(a_mix, b_mix) and np.array_equal(a_acc, b_acc)
+    assert not np.array_equal(a_mix, c_mix)
+    assert a_mix.shape == (2, 44100) and np.abs(a_mix).max() <= 0.95 + 1e-6
+
+
+def tiny_config(packed, out, **kw) -> TrainConfig:
+    fields = dict(data=str(packed), out=str(out), family="aspp", width=4, params="1band_sr44100_hl256",
+                  steps=4, batch_size=2, crop_frames=32, warmup_steps=2, checkpoint_every=1, seed=3)
+    fields.update(kw)
+    return TrainConfig(**fields)
+
+
+def test_stopped_and_resumed_run_is_bit_identical(packed, tmp_path):
+    train(tiny_config(packed, tmp_path / "straight"))
+    train(tiny_config(packed, tmp_path / "resumed"), stop_after=2)
+    middle = torch.load(tmp_path / "resumed" / "last.pth", weights_only=True)
+    assert middle["step"] == 2
+    train(tiny_config(packed, tmp_path / "resumed"))
+    a = torch.load(tmp_path / "straight" / "last.pth", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pth", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+
+
+def test_export_loads_like_official_weights(packed, tmp_path):
+    cfg = tiny_config(packed, tmp_path / "run", steps=1)
+    train(cfg)
+    exported = export_model(tmp_path / "run" / "last.pth", tmp_path / "model.pth")
+    sep = Separator(exported, device="cpu")
+    assert sep.layout.name == "1band_sr44100_hl256" and sep.primary == "instrumental"
+    assert not sep.notes  # the checkpoint says its band config: no default assumed
+    assert sep.weights.file_dtype == torch.float16
+    stems = sep.separate_array(music_like(0.3), 44100)
+    assert stems["vocals"].shape == (2, 13230)
+
+
+def test_vr51_family_trains(packed, tmp_path):
+    cfg = tiny_config(packed, tmp_path / "vr", family="vr51", width=8, nout_lstm=16, steps=1, crop_frames=32)
+    record = train(cfg)
+    assert record["step"] == 1 and np.isfinite(record["loss"])
+
+
+def test_validation_reports_sdr(packed, tmp_path):
+    folder = tmp_path / "val" / "item0"
+    folder.mkdir(parents=True)
+    voc = music_like(0.5, seed=4)
+    acc = 0.05 * np.random.default_rng(0).standard_normal(voc.shape).astype(np.float32)
+    for name, wave in (("mixture", voc + acc), ("vocals", voc), ("accompaniment", acc)):
+        sf.write(folder / f"{name}.wav", wave.T, 44100, subtype="FLOAT")
+    cfg = tiny_config(packed, tmp_path / "run", steps=2, val_dir=str(tmp_path / "val"), val_every=2)
+    record = train(cfg)
+    assert "val_vocals_sdr" in record and np.isfinite(record["val_vocals_sdr"])
+    assert set(validate(tmp_path / "run" / "last.pth", cfg)) == {"vocals_sdr", "accompaniment_sdr"}

@@ -1,0 +1,239 @@
+"""The training loop: on-the-fly mixtures, the model's own band analysis, masked-magnitude loss.
+
+Checkpoints are self-describing (architecture, band config, primary stem, weights, optimizer,
+scheduler, step, RNG state) and load through the same code as official weights. Training is
+deterministic: an example depends only on (seed, step, index), and the torch RNG state is saved,
+so a stopped and resumed run gives the same weights as an uninterrupted one (on the same device).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import bands
+from ..config import load_band_layout
+from ..network import Architecture
+from ..network.checkpoint import ASPP_DILATIONS
+from .data import SAMPLE_RATE, PackedSet, make_example
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "uvrsep-checkpoint/1"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in every checkpoint."""
+
+    data: str
+    out: str
+    family: str = "aspp"
+    width: int = 16
+    branches: int = 5
+    nout_lstm: int = 128
+    params: str = "4band_v2"
+    primary: str = "Instrumental"
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 50
+    crop_frames: int = 256
+    seed: int = 0
+    val_dir: str | None = None
+    val_every: int = 200
+    val_items: int | None = None
+    checkpoint_every: int = 100
+    time_budget_s: float | None = None
+    device: str = "cpu"
+    workers: int = 0
+    amp: bool = True
+    resume: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def architecture(self, bins: int) -> Architecture:
+        if self.family == "vr51":
+            return Architecture("vr51", self.width, nout_lstm=self.nout_lstm, bins=bins)
+        return Architecture("aspp", self.width, dilations=ASPP_DILATIONS[self.branches])
+
+
+def _features(layout, mix: np.ndarray, target: np.ndarray, frames: int, rng: np.random.Generator):
+    """Normalised magnitudes of mix and target, ``[2, bins + 1, frames]`` (random crop)."""
+    x = np.abs(bands.analyze(mix, layout).spec)
+    y = np.abs(bands.analyze(target, layout).spec)
+    start = int(rng.integers(0, x.shape[2] - frames + 1)) if x.shape[2] > frames else 0
+    x, y = x[:, :, start : start + frames], y[:, :, start : start + frames]
+    if x.shape[2] < frames:
+        pad = ((0, 0), (0, 0), (0, frames - x.shape[2]))
+        x, y = np.pad(x, pad), np.pad(y, pad)
+    scale = float(x.max()) or 1.0
+    return x / scale, y / scale
+
+
+def make_batch(cfg: TrainConfig, data: PackedSet, layout, step: int, pool=None) -> tuple[torch.Tensor, torch.Tensor]:
+    seconds = (cfg.crop_frames + 8) * layout.top.hop_length / SAMPLE_RATE
+
+    def one(i: int):
+        mix, acc = make_example(data, cfg.seed, step, i, seconds)
+        target = acc if cfg.primary == "Instrumental" else mix - acc
+        return _features(layout, mix, target, cfg.crop_frames, np.random.default_rng([cfg.seed, step, i, 1]))
+
+    pairs = list(pool.map(one, range(cfg.batch_size))) if pool else [one(i) for i in range(cfg.batch_size)]
+    x = torch.from_numpy(np.stack([p[0] for p in pairs])).float()
+    y = torch.from_numpy(np.stack([p[1] for p in pairs])).float()
+    return x, y
+
+
+def loss_fn(net, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L1 on the masked magnitude, 0.8 for the final mask and 0.2 shared by the aux heads."""
+    masks = net.forward_with_aux(x)
+    main = F.l1_loss(masks[0] * x, y)
+    aux = sum(F.l1_loss(m * x, y) for m in masks[1:]) / (len(masks) - 1)
+    return 0.8 * main + 0.2 * aux
+
+
+def _schedule(cfg: TrainConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def save_checkpoint(path: Path, cfg: TrainConfig, arch: Architecture, net, opt=None, sched=None, step=0, history=None) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(arch).items()},
+        "params": cfg.params,
+        "primary": cfg.primary,
+        "state_dict": {k: v.detach().to("cpu") for k, v in net.state_dict().items()},
+        "step": step,
+        "config": asdict(cfg),
+        "history": history or [],
+    }
+    if opt is not None:
+        payload["optimizer"] = opt.state_dict()
+        payload["scheduler"] = sched.state_dict()
+        payload["torch_rng"] = torch.get_rng_state()
+    tmp = path.with_name(path.name + ".part")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def export_model(checkpoint: Path, out: Path, *, half: bool = True) -> Path:
+    """A compact inference file from a training checkpoint (fp16 weights + metadata)."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    payload = {k: ckpt[k] for k in ("format", "architecture", "params", "primary", "step")}
+    payload["state_dict"] = state
+    tmp = out.with_name(out.name + ".part")
+    torch.save(payload, tmp)
+    tmp.replace(out)
+    return out
+
+
+def validate(checkpoint: Path, cfg: TrainConfig) -> dict[str, float]:
+    """Median SDR of both stems on the validation items, through the full inference path."""
+    from ..evaluation import evaluate, load_items, separator_system
+    from ..separator import Separator
+
+    items = load_items(cfg.val_dir)
+    if cfg.val_items is not None and len(items) > cfg.val_items:  # an even spread over the kinds
+        items = [items[round(i * (len(items) - 1) / max(1, cfg.val_items - 1))] for i in range(cfg.val_items)]
+    sep = Separator(checkpoint, params=cfg.params, device=cfg.device)
+    scores = evaluate(items, {"model": separator_system(sep)})[0]
+    result = {k: scores.median(k) for k in ("vocals_sdr", "accompaniment_sdr")}
+    for kind in sorted({name.split("_")[0] for name in scores.rows}):
+        names = [n for n in scores.rows if n.startswith(kind + "_")]
+        result[f"{kind}_vocals_sdr"] = scores.median("vocals_sdr", names)
+    return result
+
+
+def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
+    """Run (or resume) training; returns the last log record.
+
+    ``stop_after`` ends this invocation after that many steps (the schedule still spans
+    ``cfg.steps``), as an interruption would; a later call resumes from ``last.pth``.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    layout = load_band_layout(cfg.params)
+    arch = cfg.architecture(layout.bins)
+    net = arch.build(layout.bins).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg))
+    step, history = 0, []
+    last = out / "last.pth"
+    if cfg.resume and last.is_file():
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        net.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        step, history = int(ckpt["step"]), list(ckpt.get("history", []))
+        log.info("resumed from %s at step %d", last, step)
+    data = PackedSet(Path(cfg.data))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    pool = ThreadPoolExecutor(cfg.workers) if cfg.workers > 0 else None
+    log_path = out / "train_log.jsonl"
+    started = time.perf_counter()
+    record: dict = {"step": step}
+    try:
+        first_step = step
+        while step < cfg.steps:
+            if stop_after is not None and step - first_step >= stop_after:
+                break
+            if cfg.time_budget_s is not None and time.perf_counter() - started > cfg.time_budget_s:
+                log.info("time budget reached at step %d", step)
+                break
+            x, y = make_batch(cfg, data, layout, step, pool)
+            x, y = x.to(device), y.to(device)
+            net.train()
+            with torch.autocast(device.type, enabled=use_amp, dtype=torch.float16):
+                loss = loss_fn(net, x, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            record = {"step": step, "loss": round(float(loss.detach()), 6), "lr": sched.get_last_lr()[0],
+                      "seconds": round(time.perf_counter() - started, 2)}
+            if cfg.val_dir and (step % cfg.val_every == 0 or step == cfg.steps):
+                net.eval()
+                with tempfile.TemporaryDirectory() as tmp:
+                    probe = Path(tmp) / "probe.pth"
+                    save_checkpoint(probe, cfg, arch, net, step=step)
+                    record.update({f"val_{k}": v for k, v in validate(probe, cfg).items()})
+            history.append(record)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if on_log is not None:
+                on_log(record)
+            if step % cfg.checkpoint_every == 0:
+                save_checkpoint(last, cfg, arch, net, opt, sched, step, history)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    save_checkpoint(last, cfg, arch, net, opt, sched, step, history)
+    return record
