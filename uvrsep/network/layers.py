@@ -80,20 +80,23 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """×2 bilinear upsampling, concatenation with the time-cropped skip, one conv block (ReLU).
 
-    ``[B, c, F, T]`` with skip ``[B, c_skip, 2F, T_skip]`` → ``[B, nout, 2F, 2T]``.
+    ``[B, c, F, T]`` with skip ``[B, c_skip, 2F, T_skip]`` → ``[B, nout, 2F, 2T]``. The conv
+    block is stored as ``conv`` (``conv1`` in the VR 5.1 layout: :class:`UpDecoder`).
     """
+
+    conv_attr = "conv"
 
     def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
                  activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
         super().__init__()
-        self.conv = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ)
+        setattr(self, self.conv_attr, Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ))
         self.dropout = nn.Dropout2d(0.1) if dropout else None
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         if skip is not None:
             x = torch.cat([x, crop_center(skip, x)], dim=1)
-        h = self.conv(x)
+        h = getattr(self, self.conv_attr)(x)
         if self.dropout is not None:
             h = self.dropout(h)
         return h
@@ -150,23 +153,10 @@ class StridedEncoder(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-class UpDecoder(nn.Module):
-    """VR 5.1 decoder: like :class:`Decoder` with its conv block named ``conv1``."""
+class UpDecoder(Decoder):
+    """VR 5.1 decoder: :class:`Decoder` with its conv block named ``conv1``."""
 
-    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
-                 activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
-        super().__init__()
-        self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ)
-        self.dropout = nn.Dropout2d(0.1) if dropout else None
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        if skip is not None:
-            x = torch.cat([x, crop_center(skip, x)], dim=1)
-        h = self.conv1(x)
-        if self.dropout is not None:
-            h = self.dropout(h)
-        return h
+    conv_attr = "conv1"
 
 
 class DenseASPPModule(nn.Module):
