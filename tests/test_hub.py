@@ -262,3 +262,22 @@ def test_uvr_hash_identifies_user_files(tmp_path, monkeypatch):
     table.uvr_hashes[reg.uvr_hash(big)] = {"params": "4band_44100", "primary": "Vocals"}
     assert table.identify_by_uvr_hash(big)["params"] == "4band_44100"
     assert table.identify_by_uvr_hash(small) is None
+
+
+def test_separator_uses_uvr_hash_for_unknown_files(tmp_path, monkeypatch, tiny_weights):
+    from uvrsep import Separator
+    from uvrsep import registry as reg
+
+    weights = tmp_path / "mystery.pth"
+    weights.write_bytes(tiny_weights.read_bytes())
+    real = reg.load_registry
+
+    def patched(home=None):
+        table = real(home)
+        table.uvr_hashes[reg.uvr_hash(weights)] = {"params": "4band_44100", "primary": "Vocals"}
+        return table
+
+    monkeypatch.setattr(reg, "load_registry", patched)
+    sep = Separator(weights, device="cpu")
+    assert sep.layout.name == "4band_44100" and sep.primary == "vocals"
+    assert any("UVR's model hash" in note for note in sep.notes)

@@ -93,7 +93,7 @@ def test_vr51_family_trains(packed, tmp_path):
 
 
 def test_validation_reports_sdr(packed, tmp_path):
-    folder = tmp_path / "val" / "item0"
+    folder = tmp_path / "val" / "singing_00"
     folder.mkdir(parents=True)
     voc = music_like(0.5, seed=4)
     acc = 0.05 * np.random.default_rng(0).standard_normal(voc.shape).astype(np.float32)
@@ -102,4 +102,4 @@ def test_validation_reports_sdr(packed, tmp_path):
     cfg = tiny_config(packed, tmp_path / "run", steps=2, val_dir=str(tmp_path / "val"), val_every=2)
     record = train(cfg)
     assert "val_vocals_sdr" in record and np.isfinite(record["val_vocals_sdr"])
-    assert set(validate(tmp_path / "run" / "last.pth", cfg)) == {"vocals_sdr", "accompaniment_sdr"}
+    assert set(validate(tmp_path / "run" / "last.pth", cfg)) == {"vocals_sdr", "accompaniment_sdr", "singing_vocals_sdr"}

@@ -265,9 +265,11 @@ def resolve_model(
     path = Path(model)
     if path.is_file():
         spec = registry.find(path.name)
-        entry = None if spec is not None else registry.identify_by_uvr_hash(path)
-        return ResolvedModel(path, spec, entry)
-    if path.suffix == ".pth" or os.sep in str(model):
+    elif path.suffix == ".pth" or os.sep in str(model):
         raise UvrsepError(f"{path}: weight file not found")
-    spec = registry.get(str(model))
-    return ResolvedModel(download(spec, home, progress=progress, offline=offline), spec)
+    else:
+        spec = registry.get(str(model))
+        path = download(spec, home, progress=progress, offline=offline)
+    # UVR's table: for files the registry does not know, or whose band config it leaves open.
+    entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
+    return ResolvedModel(path, spec, entry)

@@ -150,11 +150,15 @@ class Separator:
         known_params, known_primary = None, None
         if meta.get("params") or meta.get("primary"):  # a uvrsep checkpoint says what it is
             known_params, known_primary = meta.get("params"), meta.get("primary")
-        elif self.spec is not None:
-            known_params, known_primary = self.spec.params, self.spec.primary
-        elif resolved.uvr_entry is not None:
-            known_params, known_primary = resolved.uvr_entry["params"], resolved.uvr_entry["primary"]
-            self.notes.append(f"identified {self.model_path.name} by UVR's model hash: {known_params}, primary stem {known_primary}")
+        else:
+            if self.spec is not None:
+                known_params, known_primary = self.spec.params, self.spec.primary
+            if resolved.uvr_entry is not None:
+                known_params = known_params or resolved.uvr_entry["params"]
+                known_primary = known_primary or resolved.uvr_entry["primary"]
+                self.notes.append(
+                    f"identified {self.model_path.name} by UVR's model hash: {known_params}, primary stem {known_primary}"
+                )
         if params is None:
             params = known_params
         if params is None:

@@ -156,8 +156,12 @@ def validate(checkpoint: Path, cfg: TrainConfig) -> dict[str, float]:
     sep = Separator(checkpoint, params=cfg.params, device=cfg.device)
     scores = evaluate(items, {"model": separator_system(sep)})[0]
     result = {k: scores.median(k) for k in ("vocals_sdr", "accompaniment_sdr")}
-    for kind in sorted({name.split("_")[0] for name in scores.rows}):
-        names = [n for n in scores.rows if n.startswith(kind + "_")]
+    # Per kind of item, for sets named like scripts/build_valset.py does ("singing_03", "dialog_01").
+    kinds: dict[str, list[str]] = {}
+    for name in scores.rows:
+        if "_" in name:
+            kinds.setdefault(name.rsplit("_", 1)[0], []).append(name)
+    for kind, names in sorted(kinds.items()):
         result[f"{kind}_vocals_sdr"] = scores.median("vocals_sdr", names)
     return result
 
