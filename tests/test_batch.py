@@ -219,3 +219,27 @@ def test_killed_batch_resumes(tmp_path, tiny_weights):
         assert path.stat().st_mtime_ns == mtime  # nothing complete was redone
     assert f"{6 - len(done_before)} processed, {len(done_before)} skipped, 0 failed" in rerun.stderr
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+
+
+def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(5):
+        sf.write(clips / f"c{i}.wav", music_like(1.0, seed=i).T, SR)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "->" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    for wav in out.glob("*.wav"):
+        assert sf.info(str(wav)).frames == SR  # every file there is complete

@@ -1,11 +1,19 @@
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
 from tests.conftest import SR, music_like
 from uvrsep import Separator
 from uvrsep.audio import write_audio
-from uvrsep.errors import AudioReadError, AudioWriteError, ConfigError, IncompatibleCheckpointError
+from uvrsep.errors import (
+    AudioReadError,
+    AudioWriteError,
+    ConfigError,
+    EmptyAudioError,
+    IncompatibleCheckpointError,
+    UnsupportedFormatError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +136,7 @@ def test_bad_inputs_are_clear_errors(separator, tmp_path):
         separator.separate(junk)
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros((0, 2)), SR)
-    with pytest.raises(AudioReadError, match="empty.wav: holds no audio"):
+    with pytest.raises(EmptyAudioError, match="empty.wav: holds no audio"):
         separator.separate(empty)
     with pytest.raises(ConfigError, match="sample_rate"):
         separator.separate(np.zeros((2, 10), dtype=np.float32))
@@ -141,3 +149,30 @@ def test_bad_settings(tiny_weights):
         Separator(tiny_weights, aggressiveness=150, device="cpu")
     with pytest.raises(ConfigError, match="unknown device"):
         Separator(tiny_weights, device="tpu")
+
+
+def test_decoding_without_ffmpeg_falls_back(separator, tmp_path, monkeypatch):
+    import shutil as sh
+
+    monkeypatch.setattr(sh, "which", lambda name: None)  # as on a machine without ffmpeg
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wave file" * 20)
+    with pytest.raises(UnsupportedFormatError, match="junk.wav: cannot decode audio"):
+        separator.separate(junk)
+    eight = tmp_path / "eight.wav"
+    sf.write(eight, np.repeat(music_like(0.2, channels=1).T, 8, axis=1) * 0.1, SR)
+    stems = separator.separate(eight)  # >2 channels, no ffmpeg: the first two are kept
+    assert stems["vocals"].shape == (2, int(0.2 * SR))
+
+
+def test_out_of_memory_is_a_clear_error(tiny_weights, monkeypatch):
+    from uvrsep.errors import OutOfMemoryError
+
+    sep = Separator(tiny_weights, device="cpu", batch_size=4)
+
+    def boom(batch):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(sep, "_predict_windows", boom)
+    with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*--batch-size 1"):
+        sep.separate_array(music_like(0.3), SR)

@@ -22,7 +22,10 @@ from .errors import (  # noqa: E402
     AudioReadError,
     AudioWriteError,
     ConfigError,
+    EmptyAudioError,
     IncompatibleCheckpointError,
+    OutOfMemoryError,
+    UnsupportedFormatError,
     UvrsepError,
 )
 from .separator import Separator  # noqa: E402
@@ -33,9 +36,12 @@ __all__ = [
     "AudioWriteError",
     "BandLayout",
     "ConfigError",
+    "EmptyAudioError",
     "IncompatibleCheckpointError",
+    "OutOfMemoryError",
     "Separator",
     "Stems",
+    "UnsupportedFormatError",
     "UvrsepError",
     "__version__",
     "list_band_layouts",

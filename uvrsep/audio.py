@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioReadError, AudioWriteError
+from .errors import AudioReadError, AudioWriteError, EmptyAudioError, UnsupportedFormatError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.n
     if path.is_dir():
         raise AudioReadError(f"{path}: is a folder, not an audio file")
     if path.stat().st_size == 0:
-        raise AudioReadError(f"{path}: is an empty (0-byte) file")
+        raise EmptyAudioError(f"{path}: is an empty (0-byte) file")
     wav = None
     if stream is None and path.suffix.lower() not in FFMPEG_EXTENSIONS:
         try:
@@ -72,10 +72,25 @@ def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.n
         else:
             log.warning("%s: %d channels and no ffmpeg to down-mix them: keeping the first two", path, wav.shape[0])
     if wav.shape[-1] == 0:
-        raise AudioReadError(f"{path}: holds no audio samples")
+        raise EmptyAudioError(f"{path}: holds no audio samples")
     if not np.isfinite(wav).all():
         raise AudioReadError(f"{path}: holds NaN or infinite samples")
     return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+
+
+def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
+    """Fallback decoder (audioread) for machines without ffmpeg."""
+    import librosa
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wav, sr = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
+    except Exception as exc:  # audioread raises many unrelated types
+        raise UnsupportedFormatError(
+            f"{path}: cannot decode audio ({first_error}; fallback decoder: {exc or type(exc).__name__})"
+        ) from None
+    return np.atleast_2d(wav), int(sr)
 
 
 def _probe(path: Path, stream: int) -> tuple[int, int, float | None]:
@@ -88,11 +103,11 @@ def _probe(path: Path, stream: int) -> tuple[int, int, float | None]:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, json.JSONDecodeError, OSError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         reason = detail.decode(errors="replace").strip().splitlines()[-1:] or [type(exc).__name__]
-        raise AudioReadError(f"{path}: cannot decode audio ({reason[0]})") from None
+        raise UnsupportedFormatError(f"{path}: cannot decode audio ({reason[0]})") from None
     streams = info.get("streams") or []
     if not streams:
         which = "any audio stream" if stream == 0 else f"audio stream {stream}"
-        raise AudioReadError(f"{path}: has no {which}")
+        raise UnsupportedFormatError(f"{path}: has no {which}")
     st = streams[0]
     duration = st.get("duration") or info.get("format", {}).get("duration")
     return int(st["sample_rate"]), int(st["channels"]), float(duration) if duration else None
@@ -107,7 +122,7 @@ def read_with_ffmpeg(path: Path, stream: int = 0) -> tuple[np.ndarray, int]:
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
-        raise AudioReadError(f"{path}: cannot decode audio ({reason[0]})")
+        raise UnsupportedFormatError(f"{path}: cannot decode audio ({reason[0]})")
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // channels * channels]
     return data.reshape(-1, channels).T.copy(), sr

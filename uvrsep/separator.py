@@ -18,7 +18,7 @@ from tqdm import tqdm
 from . import bands
 from .audio import duration_seconds, read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
-from .errors import ConfigError, IncompatibleCheckpointError, UvrsepError
+from .errors import ConfigError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
 from .hub import resolve_model
 from .registry import STEM_LABELS
 from .masks import apply_aggressiveness, mask_silence
@@ -239,9 +239,15 @@ class Separator:
              WindowPlan.for_frames(items[k][1], self.window_size, self.net.context, shifted=shifted))
             for k, shifted in jobs
         ]
-        with torch.inference_mode():
-            masks = run_windows_many(plans, self._predict_windows, batch_size=self.batch_size,
-                                     device=self.device, on_window=on_window)
+        try:
+            with torch.inference_mode():
+                masks = run_windows_many(plans, self._predict_windows, batch_size=self.batch_size,
+                                         device=self.device, on_window=on_window)
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            raise OutOfMemoryError(
+                f"the network ran out of memory on {self.device} with {self.batch_size} window(s) per call"
+                f"{'; try --batch-size 1' if self.batch_size > 1 else ''} ({type(exc).__name__})"
+            ) from None
         preds: dict[int, list[np.ndarray]] = {k: [] for k in live}
         for (k, _), mask in zip(jobs, masks):
             mag, n = items[k]
