@@ -91,7 +91,7 @@ def stft(wave: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
 
 def istft(spec: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
     """Inverse of :func:`stft` for a ``[2, rows, frames]`` spectrogram (float64 for complex128 input)."""
-    channels = [librosa.istft(np.asfortranarray(ch), hop_length=band.hop_length) for ch in spec]
+    channels = [librosa.istft(ch, hop_length=band.hop_length) for ch in spec]
     return _from_channels(np.stack(channels), stereo_mode)
 
 
@@ -231,4 +231,5 @@ def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None
                 wave = np.add(wave, istft(buf, band, layout.stereo_mode))
                 res_type = SYNTHESIS_MID_RESAMPLER
             wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, res_type)
+        del buf  # before the next band's buffer is allocated
     return wave

@@ -373,7 +373,10 @@ class Separator:
         self.times.network = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        results = [self._stems(a, m, p) for a, m, p in zip(analyses, mags, preds)]
+        results = []
+        for k in range(len(analyses)):  # release each clip's arrays as soon as its stems exist
+            results.append(self._stems(analyses[k], mags[k], preds[k]))
+            analyses[k] = mags[k] = preds[k] = None
         self.times.synthesis = time.perf_counter() - t0
         return results
 
@@ -386,12 +389,14 @@ class Separator:
             post = mask_silence(pred[:, :, :n], np.clip(mag[:, :, :n] - pred[:, :, :n], 0, np.inf))
             tail = mask_silence(pred, np.clip(mag - pred, 0, np.inf))[:, :, n:]
             pred = np.concatenate([post, tail], axis=2)
-        primary = pred * np.exp(1.0j * np.angle(spec))
-        secondary = spec - primary
-        waves = {
-            self.primary: self._synthesize(primary, analysis),
-            self.secondary: self._synthesize(secondary, analysis),
-        }
+        # y = pred · e^{jφ} and v = X − y, as RVC computes them, with one stem buffer reused.
+        stem = np.exp(1.0j * np.angle(spec))
+        stem *= pred
+        del pred, mag
+        waves = {self.primary: self._synthesize(stem, analysis)}
+        np.subtract(spec, stem, out=stem)
+        analysis.spec = None  # no longer needed: free it before the second synthesis
+        waves[self.secondary] = self._synthesize(stem, analysis)
         return Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
 
     def _synthesize(self, stem: np.ndarray, analysis: bands.Analysis) -> np.ndarray:

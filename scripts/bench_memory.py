@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Peak memory against input length: one fresh process per length, a table at the end.
+
+    python scripts/bench_memory.py [--minutes 1 10 60] [--model PATH] [--width 16]
+
+Each length gets a deterministic stereo test signal (tones, chords, noise) at 44.1 kHz written
+to a temporary WAV, separated by `uvrsep separate` in a child process (CPU), whose peak RSS
+(ru_maxrss of the child) and wall time are reported. Without --model a random net of the HP
+family (cascaded ASPP, --width 16 by default: ~4x cheaper than the 32-wide HP net, same code
+path) is used, since the HP network runs at about real time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+def make_signal(path: Path, minutes: float, sr: int = 44100) -> None:
+    """Write a deterministic test signal block by block (constant memory)."""
+    rng = np.random.default_rng(0)
+    block = sr * 10
+    total = int(minutes * 60 * sr)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=2, subtype="PCM_16") as fh:
+        for start in range(0, total, block):
+            t = (np.arange(start, min(total, start + block)) / sr)[:, None]
+            x = 0.25 * np.sin(2 * np.pi * (220 + 110 * np.sin(2 * np.pi * 0.1 * t)) * t)
+            x = x + 0.1 * np.sin(2 * np.pi * 130.8 * t) + 0.02 * rng.standard_normal((len(t), 2))
+            fh.write(x.astype(np.float32))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--width", type=int, default=16)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        if model is None:
+            from uvrsep.network import Architecture
+
+            torch.manual_seed(0)
+            model = tmp / f"random_aspp{args.width}.pth"
+            torch.save(Architecture("aspp", args.width).build(672).state_dict(), model)
+        for minutes in args.minutes:
+            wav = tmp / f"input_{minutes:g}min.wav"
+            make_signal(wav, minutes)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            t0 = time.perf_counter()
+            cmd = [sys.executable, "-m", "uvrsep", "separate", str(wav), "-m", str(model), "-o", str(tmp / "out"),
+                   "--device", "cpu", "--overwrite", "--params", "4band_v2"]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            wall = time.perf_counter() - t0
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            status = "ok" if proc.returncode == 0 else f"failed: {proc.stderr.strip().splitlines()[-1:]}"
+            # ru_maxrss of children is the maximum over all children so far: report it only when it grew.
+            rows.append((minutes, peak / 1024 if peak > before else float("nan"), wall, status))
+            wav.unlink()
+    print(f"model: {args.model or f'random cascaded ASPP, width {args.width}'}; machine: {os.cpu_count()} cores")
+    print(f"{'minutes':>8} | {'peak RSS MiB':>12} | {'wall s':>8} | status")
+    for minutes, rss, wall, status in rows:
+        print(f"{minutes:8g} | {rss:12.0f} | {wall:8.1f} | {status}")
+
+
+if __name__ == "__main__":
+    main()
