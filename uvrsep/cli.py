@@ -250,6 +250,7 @@ def train_command(
     family: Annotated[str, typer.Option(help="aspp or vr51.")] = "aspp",
     width: Annotated[int, typer.Option(help="ASPP stage-1 channels (16/32/64) or VR 5.1 nout.")] = 16,
     branches: Annotated[int, typer.Option(help="ASPP branches: 5, 6 or 7.")] = 5,
+    levels: Annotated[int, typer.Option(help="ASPP U-Net levels: 4, or 5 (UVR's 129605 net, with --branches 6).")] = 4,
     params: Annotated[str, typer.Option(help="Band config.")] = "4band_v2",
     steps: Annotated[int, typer.Option(help="Total optimiser steps (the schedule spans them).")] = 1000,
     batch_size: Annotated[int, typer.Option()] = 4,
@@ -270,7 +271,8 @@ def train_command(
     from .training import TrainConfig, train
 
     cfg = TrainConfig(
-        data=str(data), out=str(out), family=family, width=width, branches=branches, params=params, steps=steps,
+        data=str(data), out=str(out), family=family, width=width, branches=branches, levels=levels, params=params,
+        steps=steps,
         batch_size=batch_size, lr=lr, crop_frames=crop_frames, val_dir=str(val_dir) if val_dir else None,
         val_every=val_every, checkpoint_every=checkpoint_every, time_budget_s=time_budget, device=device,
         workers=workers, seed=seed, resume=resume,

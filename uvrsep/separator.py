@@ -28,6 +28,7 @@ from .network.fusion import fuse_for_inference, use_channels_last
 from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
 from .windows import WindowPlan, run_windows_many
 
+_TORCH_OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
 #: Errors that fail one input of a batch (anything else stops the batch).
 _ITEM_ERRORS = (UvrsepError, MemoryError, RuntimeError, ValueError, OSError)
 #: Frames re-synthesised to give back the input's last partial hop ...
@@ -243,7 +244,7 @@ class Separator:
             with torch.inference_mode():
                 masks = run_windows_many(plans, self._predict_windows, batch_size=self.batch_size,
                                          device=self.device, on_window=on_window)
-        except (MemoryError, torch.OutOfMemoryError) as exc:
+        except (MemoryError, _TORCH_OOM) as exc:
             raise OutOfMemoryError(
                 f"the network ran out of memory on {self.device} with {self.batch_size} window(s) per call"
                 f"{'; try --batch-size 1' if self.batch_size > 1 else ''} ({type(exc).__name__})"

@@ -41,6 +41,7 @@ class TrainConfig:
     family: str = "aspp"
     width: int = 16
     branches: int = 5
+    levels: int = 4
     nout_lstm: int = 128
     params: str = "4band_v2"
     primary: str = "Instrumental"
@@ -65,7 +66,7 @@ class TrainConfig:
     def architecture(self, bins: int) -> Architecture:
         if self.family == "vr51":
             return Architecture("vr51", self.width, nout_lstm=self.nout_lstm, bins=bins)
-        return Architecture("aspp", self.width, dilations=ASPP_DILATIONS[self.branches])
+        return Architecture("aspp", self.width, dilations=ASPP_DILATIONS[self.branches], levels=self.levels)
 
 
 def _features(layout, mix: np.ndarray, target: np.ndarray, frames: int, rng: np.random.Generator):
