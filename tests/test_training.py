@@ -31,7 +31,7 @@ def packed(tmp_path_factory):
         Source("bgm", "music", tuple(music)),
     ]
     out = tmp_path_factory.mktemp("packed")
-    prepare_dataset(sources, out, max_mb=1.0, seed=0)
+    prepare_dataset(sources, out, max_mb=1.0, seed=0, codec="float16")
     return out
 
 
@@ -41,6 +41,25 @@ def test_prepare_keeps_budget_and_sources(packed):
     assert size <= 1.0 * 2**20 + 1024
     assert {s.source for s in data.by_kind["vocals"]} == {"songs", "dialog"}
     assert data.vocals.dtype == np.float16 and data.music.shape[0] == 2
+
+
+def test_opus_packing_holds_more_audio(packed, tmp_path):
+    import json
+
+    index = json.loads((packed / "index.json").read_text())
+    sources = []
+    for kind in ("vocals", "music"):
+        files = tuple(sorted({s["file"] for s in index["segments"] if s["kind"] == kind}))
+        sources.append(Source(kind, kind, files))
+    prepare_dataset(sources, tmp_path / "opus", max_mb=0.2, seed=0, codec="opus")
+    data = PackedSet(tmp_path / "opus")
+    size = sum(p.stat().st_size for p in (tmp_path / "opus").glob("*.opus"))
+    assert size <= 0.25 * 2**20
+    assert data.vocals.shape[1] == data.index["vocals_samples"] > 0
+    float16_seconds = 0.1 * 2**20 / 88200  # the vocals' half of the budget as float16: 1.2 s
+    assert data.vocals.shape[1] / 44100 > 4 * float16_seconds  # here: all 6 s of the sources
+    mix, acc = make_example(data, 0, 1, 0, 1.0)
+    assert np.isfinite(mix).all() and mix.shape == (2, 44100)
 
 
 def test_examples_are_deterministic_and_mixed(packed):

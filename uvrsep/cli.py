@@ -220,7 +220,8 @@ def prepare_data(
     speech: Annotated[
         list[Path] | None, typer.Option(help="Folder(s) of extra speech; repeatable ('DIR:HZ' marks band-limited audio).")
     ] = None,
-    max_mb: Annotated[float, typer.Option(help="Size budget of the packed arrays (MB).")] = 50.0,
+    max_mb: Annotated[float, typer.Option(help="Size budget of the packed set (MB).")] = 50.0,
+    codec: Annotated[str, typer.Option(help="opus (~11x more audio per MB) or float16 (memory-mapped).")] = "opus",
     seed: Annotated[int, typer.Option()] = 0,
     hold_out: Annotated[
         float, typer.Option(help="Fraction of music files held out for validation (the first files of a seeded order).")
@@ -238,7 +239,7 @@ def prepare_data(
         train_files, held = split_music(folder, hold_out, seed)
         chosen = held if split == "valid" else train_files
         sources.append(Source(f"music:{folder.name}", "music", tuple(chosen)))
-    index = prepare_dataset(sources, out, max_mb=max_mb, seed=seed)
+    index = prepare_dataset(sources, out, max_mb=max_mb, seed=seed, codec=codec)
     typer.echo(f"packed {index['vocals_seconds'] / 60:.1f} min of vocals and {index['music_seconds'] / 60:.1f} min of music "
                f"from {len(index['segments'])} files into {out}")
 

@@ -1,9 +1,9 @@
 """Training data: a compact packed set of sources, and mixtures made from it on the fly.
 
 ``prepare_dataset`` decodes vocal and music files, resamples them to 44.1 kHz, and packs them
-as float16 arrays (``vocals.npy`` mono, ``music.npy`` stereo) with an ``index.json`` of segments
-(source, kind, weight, bandwidth). It keeps a size budget, so a ~50 MB set can travel to a GPU
-machine and be memory-mapped there.
+(``vocals`` mono, ``music`` stereo; Ogg Opus, or float16 arrays) with an ``index.json`` of
+segments (source, kind, weight, bandwidth). It keeps a size budget, so a ~50 MB set (about
+100 min of audio with Opus) can travel to a GPU machine and be read fast there.
 
 ``make_example`` draws one training mixture from a packed set: a vocal crop (speed/pitch
 change, EQ, pan, gain) over a music crop at a vocal-to-music ratio between -10 and +15 dB,
@@ -22,6 +22,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import scipy.signal
+import soundfile as sf
 
 from ..audio import read_audio
 
@@ -81,17 +82,35 @@ def _load(path: str, channels: int) -> np.ndarray:
     return wave if wave.shape[0] == 2 else np.concatenate([wave, wave])
 
 
+#: Bytes per second and channel each packing codec needs (Opus: measured ~7.7 KB/s on the vocals).
+CODEC_BYTES_PER_SECOND = {"float16": 2 * SAMPLE_RATE, "opus": 8_000}
+OPUS_RATE = 48000
+
+
 def prepare_dataset(
-    sources: list[Source], out_dir: Path, *, max_mb: float = 50.0, seed: int = 0, max_seconds_per_file: float = 20.0
+    sources: list[Source],
+    out_dir: Path,
+    *,
+    max_mb: float = 50.0,
+    seed: int = 0,
+    max_seconds_per_file: float = 20.0,
+    codec: str = "opus",
 ) -> dict:
     """Pack ``sources`` into ``out_dir`` within ``max_mb`` (files drawn in a seeded order, the
     budget split between vocals and music by the number of kinds present, at most
     ``max_seconds_per_file`` from each file, a seeded excerpt, so the budget covers many files).
-    Returns the index."""
+
+    ``codec`` "opus" stores Ogg Opus (about 11x more audio per MB; decoded into RAM when the set
+    is opened), "float16" raw arrays (memory-mapped, no decoding). Returns the index.
+    """
+    if codec not in CODEC_BYTES_PER_SECOND:
+        raise ValueError(f"unknown codec {codec!r} (use {', '.join(CODEC_BYTES_PER_SECOND)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     kinds = sorted({s.kind for s in sources})
-    budget = {k: max_mb * 2**20 / len(kinds) for k in kinds}
+    # The budget in samples (per channel) of each kind, at 44.1 kHz.
+    per_sample = CODEC_BYTES_PER_SECOND[codec] / SAMPLE_RATE
+    budget = {k: max_mb * 2**20 / len(kinds) / per_sample for k in kinds}
     arrays: dict[str, list[np.ndarray]] = {"vocals": [], "music": []}
     used = {"vocals": 0, "music": 0}
     segments: list[Segment] = []
@@ -105,8 +124,7 @@ def prepare_dataset(
             src = by_name[name]
             path = str(queues[name].pop())
             channels = 1 if src.kind == "vocals" else 2
-            bytes_per_sample = 2 * channels
-            room = int((budget[src.kind] - used[src.kind] * bytes_per_sample) // bytes_per_sample)
+            room = int((budget[src.kind] - used[src.kind] * channels) // channels)
             if room < SAMPLE_RATE:  # less than a second left for this kind
                 queues[name] = []
                 continue
@@ -121,10 +139,15 @@ def prepare_dataset(
             segments.append(Segment(src.name, src.kind, path, used[src.kind], wave.shape[1], src.weight, src.bandwidth_hz))
             arrays[src.kind].append(wave.astype(np.float16))
             used[src.kind] += wave.shape[1]
-    index = {"sample_rate": SAMPLE_RATE, "seed": seed, "segments": [asdict(s) for s in segments]}
+    index = {"sample_rate": SAMPLE_RATE, "seed": seed, "codec": codec, "segments": [asdict(s) for s in segments]}
     for kind, channels in (("vocals", 1), ("music", 2)):
         data = np.concatenate(arrays[kind], axis=1) if arrays[kind] else np.zeros((channels, 0), np.float16)
-        np.save(out_dir / f"{kind}.npy", data)
+        if codec == "opus" and data.shape[1]:
+            at48 = librosa.resample(data.astype(np.float32), orig_sr=SAMPLE_RATE, target_sr=OPUS_RATE, res_type="soxr_hq")
+            sf.write(out_dir / f"{kind}.opus", at48.T, OPUS_RATE, format="OGG", subtype="OPUS")
+        else:
+            np.save(out_dir / f"{kind}.npy", data)
+        index[f"{kind}_samples"] = data.shape[1]
         index[f"{kind}_seconds"] = data.shape[1] / SAMPLE_RATE
     (out_dir / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
     return index
@@ -136,8 +159,8 @@ class PackedSet:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.index = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
-        self.vocals = np.load(self.folder / "vocals.npy", mmap_mode="r")
-        self.music = np.load(self.folder / "music.npy", mmap_mode="r")
+        self.vocals = self._open("vocals", 1)
+        self.music = self._open("music", 2)
         segs = [Segment(**s) for s in self.index["segments"]]
         self.by_kind = {k: [s for s in segs if s.kind == k] for k in ("vocals", "music")}
         for kind, items in self.by_kind.items():
@@ -151,6 +174,18 @@ class PackedSet:
                 counts[s.source] = counts.get(s.source, 0) + 1
             w = np.array([s.weight / counts[s.source] for s in items])
             self.probs[kind] = w / w.sum()
+
+    def _open(self, kind: str, channels: int) -> np.ndarray:
+        """``[C, N]`` samples of one kind: memory-mapped float16, or Opus decoded into RAM."""
+        raw = self.folder / f"{kind}.npy"
+        if raw.is_file():
+            return np.load(raw, mmap_mode="r")
+        encoded = self.folder / f"{kind}.opus"
+        if not encoded.is_file():
+            return np.zeros((channels, 0), np.float32)
+        data, sr = sf.read(str(encoded), dtype="float32", always_2d=True)
+        data = librosa.resample(data.T, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        return librosa.util.fix_length(data, size=int(self.index[f"{kind}_samples"]), axis=-1)
 
     def crop(self, kind: str, rng: np.random.Generator, length: int) -> tuple[np.ndarray, Segment]:
         items = self.by_kind[kind]
