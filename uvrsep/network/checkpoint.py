@@ -72,16 +72,9 @@ def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
     """One line saying what a state dict looks like (family, widths, dtype, tensor count)."""
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values() if v.is_floating_point()})
     base = f"{len(state)} tensors, {'/'.join(dtypes) or 'no float'}"
-    lstm = [k for k in state if "lstm_dec2.lstm.weight_ih_l0" in k]
-    if lstm:
-        nout = state["out.weight"].shape[1] if "out.weight" in state else "?"
-        bins = 2 * state[lstm[-1]].shape[1]
-        return f"a VR 5.1 net (CascadedNet with LSTM decoder, nout {nout}, bins {bins}); {base}"
-    if _FIRST_CONV in state:
-        ch = state[_FIRST_CONV].shape[0]
-        branches = 5 + sum(any(f".aspp.conv{i}." in k for k in state) for i in (6, 7))
-        level = ", 5 levels" if any(".enc5." in k for k in state) else ""
-        return f"a cascaded ASPP net (width {ch}, {branches}-branch ASPP{level}); {base}"
+    arch = _identify(state)
+    if arch is not None:
+        return f"a {arch.label}; {base}"
     prefixes = sorted({k.split(".")[0] for k in state})
     shown = ", ".join(prefixes[:MAX_LISTED]) + (" ..." if len(prefixes) > MAX_LISTED else "")
     return f"not a VR net (top-level keys: {shown}); {base}"
@@ -119,14 +112,15 @@ class Architecture:
         return f"cascaded ASPP net (width {self.width}, {2 + len(self.dilations)}-branch ASPP{five})"
 
 
-def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "<weights>") -> Architecture:
-    """Identify the network family and widths of a state dict (never from the file size)."""
+def _identify(state: dict[str, torch.Tensor]) -> Architecture | None:
+    """The architecture a state dict's keys and shapes describe, or None."""
     lstm_key = "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0"
     if lstm_key in state and "out.weight" in state:
+        hidden = state.get("stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0")
         return Architecture(
             family="vr51",
             width=int(state["out.weight"].shape[1]),
-            nout_lstm=2 * int(state.get("stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0", torch.zeros(0, 64)).shape[1]),
+            nout_lstm=2 * int(hidden.shape[1]) if hidden is not None else 128,
             bins=2 * int(state[lstm_key].shape[1]),
         )
     if _FIRST_CONV in state:
@@ -136,10 +130,18 @@ def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "<wei
             family="aspp", width=int(state[_FIRST_CONV].shape[0]),
             dilations=ASPP_DILATIONS[branches], levels=levels,
         )
-    raise IncompatibleCheckpointError(
-        f"{path}: not a supported VR weight file (cascaded ASPP or VR 5.1): it looks like "
-        f"{describe_state_dict(state)}"
-    )
+    return None
+
+
+def detect_architecture(state: dict[str, torch.Tensor], path: str | Path = "<weights>") -> Architecture:
+    """Identify the network family and widths of a state dict (never from the file size)."""
+    arch = _identify(state)
+    if arch is None:
+        raise IncompatibleCheckpointError(
+            f"{path}: not a supported VR weight file (cascaded ASPP or VR 5.1): it looks like "
+            f"{describe_state_dict(state)}"
+        )
+    return arch
 
 
 def _check_match(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, arch: Architecture) -> None:
