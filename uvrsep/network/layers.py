@@ -91,12 +91,25 @@ class Decoder(nn.Module):
         super().__init__()
         setattr(self, self.conv_attr, Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ))
         self.dropout = nn.Dropout2d(0.1) if dropout else None
+        #: Set by :func:`uvrsep.network.fusion.fuse_for_inference` (BatchNorm folded): convolve the
+        #: upsampled input and the skip separately and add, instead of concatenating them first.
+        self.split_concat = False
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        if skip is not None:
-            x = torch.cat([x, crop_center(skip, x)], dim=1)
-        h = getattr(self, self.conv_attr)(x)
+        block = getattr(self, self.conv_attr)
+        if skip is not None and self.split_concat:
+            # conv([x, skip]) = conv_x(x) + conv_skip(skip): never materialises the concatenation
+            # (at full resolution the largest tensor of the net).
+            conv, channels = block.conv[0], x.shape[1]
+            h = F.conv2d(x, conv.weight[:, :channels], conv.bias, padding=conv.padding)
+            del x
+            h += F.conv2d(crop_center(skip, h), conv.weight[:, channels:], None, padding=conv.padding)
+            h = block.conv[2](block.conv[1](h))
+        else:
+            if skip is not None:
+                x = torch.cat([x, crop_center(skip, x)], dim=1)
+            h = block(x)
         if self.dropout is not None:
             h = self.dropout(h)
         return h
