@@ -191,11 +191,6 @@ def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0) -> Anal
     return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
 
 
-def output_length(layout: BandLayout, n_frames: int) -> int:
-    """Samples the original synthesis returns for ``n_frames`` frames: ``hop_top * (frames - 1)``."""
-    return layout.top.hop_length * (n_frames - 1)
-
-
 def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None) -> np.ndarray:
     """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, hop_top·(frames − 1)]``.
 

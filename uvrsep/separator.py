@@ -25,7 +25,7 @@ from .masks import apply_aggressiveness, mask_silence
 from .network import Architecture, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference, use_channels_last
-from .stems import HIGH_END_MODES, Stems, mirror_high_end, refuse_existing, stem_paths
+from .stems import HIGH_END_MODES, Stems, mirror_high_end
 from .windows import WindowPlan, run_windows_many
 
 _TORCH_OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
@@ -420,29 +420,3 @@ class Separator:
             start = (n - 1 - first) * self.layout.top.hop_length  # seg starts at frame `first`'s centre
             wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
         return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
-
-    def output_paths(self, path: str | Path, output_dir: str | Path = ".", fmt: str = "wav") -> dict[str, Path]:
-        """Where :meth:`separate_file` writes the stems of ``path``."""
-        return stem_paths(output_dir, Path(path).stem, (self.primary, self.secondary), fmt)
-
-    def separate_file(
-        self,
-        path: str | Path,
-        output_dir: str | Path = ".",
-        *,
-        fmt: str = "wav",
-        bit_depth: str = "16",
-        overwrite: bool = False,
-        stems: tuple[str, ...] | None = None,
-    ) -> dict[str, Path]:
-        """Separate ``path`` and write ``<output_dir>/<name>_<stem>.<fmt>``; returns the paths.
-
-        ``stems`` limits which stems are written. Refuses (before any work) when an output
-        exists and ``overwrite`` is false.
-        """
-        path = Path(path)
-        wanted = stems or (self.primary, self.secondary)
-        refuse_existing([p for k, p in self.output_paths(path, output_dir, fmt).items() if k in wanted], overwrite)
-        result = self.separate(path)
-        result.waves = {k: v for k, v in result.waves.items() if k in wanted}
-        return result.write(output_dir, path.stem, fmt=fmt, bit_depth=bit_depth, overwrite=overwrite)
