@@ -153,6 +153,50 @@ def to_stereo(wav: np.ndarray) -> np.ndarray:
     return wav[:2]
 
 
+def _output_format(path: Path, bit_depth: str, overwrite: bool) -> tuple[str, str]:
+    """(soundfile format, subtype) for an output path; refuses what cannot or must not be written."""
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in OUTPUT_FORMATS:
+        raise AudioWriteError(f"{path}: unsupported output format {fmt!r} (use {', '.join(OUTPUT_FORMATS)})")
+    if bit_depth not in BIT_DEPTHS:
+        raise AudioWriteError(f"unsupported bit depth {bit_depth!r} (use {', '.join(BIT_DEPTHS)})")
+    subtype = LOSSY_SUBTYPES.get(fmt, BIT_DEPTHS[bit_depth])
+    if not sf.check_format(OUTPUT_FORMATS[fmt], subtype):
+        raise AudioWriteError(f"{path}: {fmt} cannot store bit depth {bit_depth}")
+    if path.exists() and not overwrite:
+        raise AudioWriteError(f"{path}: already exists (pass overwrite to replace it)")
+    return OUTPUT_FORMATS[fmt], subtype
+
+
+def _temp_beside(path: Path) -> str:
+    """A new temporary file next to ``path`` (stale ones of a killed run removed first)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise AudioWriteError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    # mkstemp makes the file private (0600); outputs get the permissions a plain open() gives.
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp_name, 0o666 & ~mask)
+    return tmp_name
+
+
+def _frames_for_file(wav: np.ndarray, subtype: str) -> np.ndarray:
+    """``[channels, samples]`` → soundfile's ``[samples, channels]`` float32, clipped for integer formats."""
+    data = np.asarray(wav, dtype=np.float32).T
+    if subtype != "FLOAT":
+        # Clip to the int range: the original's (x * 32768).astype(int16) wraps 1.0 to -32768.
+        data = np.clip(data, -1.0, 1.0)
+    return data
+
+
 def write_audio(
     path: str | os.PathLike,
     wav: np.ndarray,
@@ -167,33 +211,11 @@ def write_audio(
     applies to the lossless ones). An existing file is only replaced with ``overwrite=True``.
     """
     path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in OUTPUT_FORMATS:
-        raise AudioWriteError(f"{path}: unsupported output format {fmt!r} (use {', '.join(OUTPUT_FORMATS)})")
-    if bit_depth not in BIT_DEPTHS:
-        raise AudioWriteError(f"unsupported bit depth {bit_depth!r} (use {', '.join(BIT_DEPTHS)})")
-    subtype = LOSSY_SUBTYPES.get(fmt, BIT_DEPTHS[bit_depth])
-    if not sf.check_format(OUTPUT_FORMATS[fmt], subtype):
-        raise AudioWriteError(f"{path}: {fmt} cannot store bit depth {bit_depth}")
-    if path.exists() and not overwrite:
-        raise AudioWriteError(f"{path}: already exists (pass overwrite to replace it)")
-    data = np.asarray(wav, dtype=np.float32).T
-    if subtype != "FLOAT":
-        # Clip to the int range: the original's (x * 32768).astype(int16) wraps 1.0 to -32768.
-        data = np.clip(data, -1.0, 1.0)
+    container, subtype = _output_format(path, bit_depth, overwrite)
+    data = _frames_for_file(wav, subtype)
+    tmp_name = _temp_beside(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):  # left by a killed run
-        stale.unlink(missing_ok=True)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as exc:
-        raise AudioWriteError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=OUTPUT_FORMATS[fmt])
+        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=container)
         os.replace(tmp_name, path)
     except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
@@ -201,3 +223,52 @@ def write_audio(
             raise AudioWriteError(f"{path}: cannot write ({exc})") from None
         raise
     return path
+
+
+class AudioStreamWriter:
+    """Write an audio file block by block, atomically: blocks go to a temporary file beside
+    ``path``, :meth:`commit` renames it into place, :meth:`abort` (or leaving a ``with`` block by
+    an exception) removes it. Same formats and rules as :func:`write_audio`."""
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, bit_depth: str = "16",
+                 overwrite: bool = False):
+        self.path = Path(path)
+        container, self.subtype = _output_format(self.path, bit_depth, overwrite)
+        self._tmp = _temp_beside(self.path)
+        try:
+            self._fh = sf.SoundFile(self._tmp, "w", samplerate=sample_rate, channels=channels,
+                                    subtype=self.subtype, format=container)
+        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise AudioWriteError(f"{self.path}: cannot write ({exc})") from None
+
+    def write(self, wav: np.ndarray) -> None:
+        """Append ``[channels, samples]``."""
+        try:
+            self._fh.write(_frames_for_file(wav, self.subtype))
+        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+            self.abort()
+            raise AudioWriteError(f"{self.path}: cannot write ({exc})") from None
+
+    def commit(self) -> Path:
+        try:
+            self._fh.close()
+            os.replace(self._tmp, self.path)
+        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+            self.abort()
+            raise AudioWriteError(f"{self.path}: cannot write ({exc})") from None
+        return self.path
+
+    def abort(self) -> None:
+        try:
+            self._fh.close()
+        except Exception:  # already closed or broken: the file goes anyway
+            pass
+        Path(self._tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> AudioStreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()

@@ -139,6 +139,36 @@ def frame_count(n_samples: int, layout: BandLayout) -> int:
     return min(counts)
 
 
+def combine(specs: list[np.ndarray], layout: BandLayout, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stack frames ``start .. stop - 1`` of each band's STFT (complex64 ``[2, n_fft/2 + 1, frames]``)
+    into the combined spectrogram ``[2, bins + 1, stop - start]``, pre-filtered; also returns the
+    top band's raw high-end rows ``[2, h, stop - start]`` (``None`` when the layout has none)."""
+    bands = layout.bands
+    combined = np.zeros((2, layout.bins + 1, stop - start), dtype=np.complex64)
+    row = 0
+    for band, spec in zip(bands, specs):
+        combined[:, row : row + band.width, :] = spec[:, band.crop[0] : band.crop[1], start:stop]
+        row += band.width
+
+    if layout.pre_filter is not None:
+        pf_start, pf_stop = layout.pre_filter
+        if len(bands) == 1:
+            apply_lowpass(combined, pf_start, pf_stop)
+        else:
+            gp = 1.0
+            for b in range(pf_start + 1, pf_stop):
+                g = math.pow(10, -(b - pf_start) * (3.5 - gp) / 20.0)
+                gp = g
+                combined[:, b, :] *= g
+
+    high_end = None
+    h = layout.high_end_rows
+    if h > 0:
+        top = layout.top
+        high_end = specs[-1][:, top.n_fft // 2 - h : top.n_fft // 2, start:stop]
+    return combined, high_end
+
+
 def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0) -> Analysis:
     """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate``.
 
@@ -165,66 +195,59 @@ def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0) -> Anal
             band_wave = np.pad(band_wave, ((0, 0), (0, max(0, padded - band_wave.shape[-1]))))
         specs[i] = stft(band_wave, band, layout.stereo_mode)
     total = min(n_frames + extra_frames, min(s.shape[2] for s in specs))
-
-    combined = np.zeros((2, layout.bins + 1, total), dtype=np.complex64)
-    row = 0
-    for band, spec in zip(bands, specs):
-        combined[:, row : row + band.width, :] = spec[:, band.crop[0] : band.crop[1], :total]
-        row += band.width
-
-    if layout.pre_filter is not None:
-        start, stop = layout.pre_filter
-        if len(bands) == 1:
-            apply_lowpass(combined, start, stop)
-        else:
-            gp = 1.0
-            for b in range(start + 1, stop):
-                g = math.pow(10, -(b - start) * (3.5 - gp) / 20.0)
-                gp = g
-                combined[:, b, :] *= g
-
-    high_end = None
-    h = layout.high_end_rows
-    if h > 0:
-        top = layout.top
-        high_end = specs[-1][:, top.n_fft // 2 - h : top.n_fft // 2, :total]
+    combined, high_end = combine(specs, layout, 0, total)
     return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
+
+
+def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
+    """Resampler taking band ``i``'s partial sum up to band ``i + 1``'s rate (``None`` for the top band)."""
+    if i == len(layout.bands) - 1:
+        return None
+    return SYNTHESIS_LOW_RESAMPLER if i == 0 else SYNTHESIS_MID_RESAMPLER
+
+
+def band_part(spec: np.ndarray, layout: BandLayout, i: int, high_end: np.ndarray | None = None) -> np.ndarray:
+    """Band ``i``'s contribution to the synthesis: its rows of the combined spectrogram
+    ``[2, bins + 1, frames]`` put back into a zero-filled band buffer, filtered and inverted.
+
+    Returns float64 ``[2, hop_i·(frames − 1)]`` at the band's rate. ``high_end`` (top band only)
+    replaces the highest rows, as mirroring produces it.
+    """
+    bands = layout.bands
+    band = bands[i]
+    row = sum(b.width for b in bands[:i])
+    buf = np.zeros((2, band.n_rows, spec.shape[2]), dtype=np.complex128)
+    buf[:, band.crop[0] : band.crop[1], :] = spec[:, row : row + band.width, :]
+    if i == len(bands) - 1:
+        if high_end is not None and high_end.shape[1] > 0:
+            h = high_end.shape[1]
+            buf[:, band.n_fft // 2 - h : band.n_fft // 2, :] = high_end
+        if band.highpass is not None and band.highpass[0] > 0:
+            apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
+    elif i == 0:
+        apply_lowpass(buf, *band.lowpass)
+    else:
+        apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
+        apply_lowpass(buf, *band.lowpass)
+    return istft(buf, band, layout.stereo_mode)
 
 
 def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None) -> np.ndarray:
     """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, hop_top·(frames − 1)]``.
 
     ``high_end`` (complex ``[2, h, frames]``) replaces the top band's highest rows, as mirroring
-    produces it. The output is float64, as the original's complex128 buffers make it.
+    produces it. The output is float64, as the original's complex128 buffers make it. Each band's
+    part is added to the partial sum of the bands below, which is then resampled up to the next
+    band's rate (:func:`synthesis_resampler`).
     """
     bands = layout.bands
-    n_frames = spec.shape[2]
-    if n_frames < 2:
+    if spec.shape[2] < 2:
         return np.zeros((2, 0))
     wave = None
-    row = 0
     for i, band in enumerate(bands):
-        buf = np.zeros((2, band.n_rows, n_frames), dtype=np.complex128)
-        buf[:, band.crop[0] : band.crop[1], :] = spec[:, row : row + band.width, :]
-        row += band.width
-        if i == len(bands) - 1:
-            if high_end is not None and high_end.shape[1] > 0:
-                h = high_end.shape[1]
-                buf[:, band.n_fft // 2 - h : band.n_fft // 2, :] = high_end
-            if band.highpass is not None and band.highpass[0] > 0:
-                apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
-            part = istft(buf, band, layout.stereo_mode)
-            wave = part if wave is None else np.add(wave, part)
-        else:
-            if i == 0:
-                apply_lowpass(buf, *band.lowpass)
-                wave = istft(buf, band, layout.stereo_mode)
-                res_type = SYNTHESIS_LOW_RESAMPLER
-            else:
-                apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
-                apply_lowpass(buf, *band.lowpass)
-                wave = np.add(wave, istft(buf, band, layout.stereo_mode))
-                res_type = SYNTHESIS_MID_RESAMPLER
-            wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, res_type)
-        del buf  # before the next band's buffer is allocated
+        part = band_part(spec, layout, i, high_end if i == len(bands) - 1 else None)
+        wave = part if wave is None else np.add(wave, part)
+        del part
+        if i < len(bands) - 1:
+            wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, synthesis_resampler(layout, i))
     return wave

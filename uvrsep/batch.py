@@ -18,14 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soxr
 
-from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, write_audio
+from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter, write_audio
 from .bands import resample
-from .errors import AudioWriteError, ConfigError, UvrsepError
+from .errors import ITEM_ERRORS, AudioWriteError, ConfigError, UvrsepError
+from .stems import StreamedStems
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+
 DEFAULT_TEMPLATE = "{name}_{stem}.{ext}"
 TEMPLATE_FIELDS = {
     "name": "input file name without extension",
@@ -128,8 +131,14 @@ class OutputPlan:
         }
 
     def write(self, stems, item: InputItem) -> dict[str, Path]:
-        """Write the wanted stems of one input (resampled / down-mixed as asked); atomic per file."""
+        """Write the wanted stems of one input (resampled / down-mixed as asked); atomic per file.
+
+        ``stems`` is :class:`~uvrsep.stems.Stems` (in memory) or :class:`~uvrsep.stems.StreamedStems`
+        (written block by block as the separation goes; no file appears unless all complete).
+        """
         targets = self.paths(item, self.stems or stems.names)
+        if isinstance(stems, StreamedStems):
+            return self._write_streamed(stems, targets)
         for name, path in targets.items():
             wave = stems[name]
             sr = stems.sample_rate
@@ -140,6 +149,39 @@ class OutputPlan:
                 sr = self.sample_rate
             write_audio(path, wave, sr, bit_depth=self.bit_depth, overwrite=self.overwrite)
         return targets
+
+    def _write_streamed(self, stems: StreamedStems, targets: dict[str, Path]) -> dict[str, Path]:
+        sr = stems.sample_rate
+        out_sr = self.sample_rate or sr
+        channels = 1 if self.mono else 2
+        writers: dict[str, AudioStreamWriter] = {}
+        # The same soxr_hq conversion as whole files get, run as a stream (identical output).
+        converters = {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq")
+                      for name in targets} if out_sr != sr else {}
+        try:
+            for name, path in targets.items():
+                writers[name] = AudioStreamWriter(path, out_sr, channels, bit_depth=self.bit_depth,
+                                                  overwrite=self.overwrite)
+            for chunk in stems:
+                for name, writer in writers.items():
+                    writer.write(self._convert(chunk[name], converters.get(name), last=False))
+            for name, writer in writers.items():
+                if name in converters:
+                    writer.write(self._convert(np.zeros((channels, 0), np.float32), converters[name], last=True))
+                writer.commit()
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            stems.close()
+            raise
+        return targets
+
+    def _convert(self, wave: np.ndarray, converter, last: bool) -> np.ndarray:
+        if self.mono and wave.shape[0] > 1:
+            wave = wave.mean(axis=0, keepdims=True)
+        if converter is None:
+            return wave
+        return converter.resample_chunk(np.ascontiguousarray(wave.T), last=last).T
 
 
 @dataclass
@@ -263,11 +305,15 @@ def run_batch(
                 message = str(outcome) if isinstance(outcome, UvrsepError) else f"{path}: {type(outcome).__name__}: {outcome}"
                 finish(ItemResult(str(path), "failed", error=message))
                 continue
-            seconds = outcome[outcome.primary].shape[1] / outcome.sample_rate
+            seconds = outcome.duration
             try:
                 written = plan.write(outcome, item)
             except (AudioWriteError, OSError) as exc:
                 finish(ItemResult(str(path), "failed", duration_s=seconds, error=str(exc)))
+                continue
+            except ITEM_ERRORS as exc:  # a long input fails while it is separated and written
+                message = str(exc) if isinstance(exc, UvrsepError) else f"{path}: {type(exc).__name__}: {exc}"
+                finish(ItemResult(str(path), "failed", duration_s=seconds, error=message))
                 continue
             finish(ItemResult(str(path), "ok", [str(p) for p in written.values()], round(seconds, 3),
                               round(elapsed + time.perf_counter() - clock, 3)))

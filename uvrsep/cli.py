@@ -94,6 +94,10 @@ def separate(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Windows per network call [default: 1 on CPU, 4 on GPU].")
     ] = None,
+    segment_threshold: Annotated[
+        float, typer.Option("--segment-threshold", min=0, help="Inputs longer than this (seconds) are separated in segments, "
+                            "in memory that does not grow with their length ('inf': never).")
+    ] = 60.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist (default: skip those inputs).")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download: a registry name must already be cached.")] = False,
 ) -> None:
@@ -102,7 +106,9 @@ def separate(
     Inputs: any format soundfile reads, plus anything ffmpeg decodes (mp3, m4a, opus, mp4, mkv,
     ...). Mono is duplicated to stereo; more than two channels are down-mixed to stereo as ffmpeg
     does. Stems are at the model's rate (44.1 kHz) unless --sample-rate is given. Existing outputs
-    are never replaced without --overwrite. Exit code 1 if any input failed.
+    are never replaced without --overwrite. Inputs longer than --segment-threshold are read,
+    separated and written segment by segment (same result, bounded memory). Exit code 1 if any
+    input failed.
     """
     from .batch import Manifest, OutputPlan, collect_inputs, find_conflicts, run_batch
     from .separator import Separator
@@ -115,6 +121,7 @@ def separate(
         separator = Separator(
             model, params=params, device=device.value, aggressiveness=aggressiveness, tta=tta,
             postprocess=postprocess, batch_size=batch_size, progress=len(items) == 1, offline=offline, stream=stream,
+            segment_threshold=segment_threshold,
         )
         wanted = _parse_stems(stems, (separator.primary, separator.secondary))
         model_name = separator.spec.name if separator.spec else Path(separator.model_path).name.removesuffix(".pth")

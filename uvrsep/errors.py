@@ -48,3 +48,7 @@ class IncompatibleCheckpointError(UvrsepError, ValueError):
 
 class OutOfMemoryError(UvrsepError, MemoryError):
     """The network ran out of (GPU or CPU) memory; a smaller --batch-size may help."""
+
+
+#: Errors that fail one input of a batch and let the batch go on (anything else stops it).
+ITEM_ERRORS = (UvrsepError, MemoryError, RuntimeError, ValueError, OSError)

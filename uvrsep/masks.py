@@ -19,6 +19,64 @@ def apply_aggressiveness(mask: torch.Tensor, value: float, split_bin: int) -> to
     return mask
 
 
+def silence_ops(
+    means: np.ndarray,
+    thres: float = 0.2,
+    min_range: int = 64,
+    fade_size: int = 32,
+) -> list[tuple[int, int, np.ndarray | None]]:
+    """The additions RVC's ``mask_silence`` makes, from the residual's per-frame means alone.
+
+    ``means`` is ``ref.mean(axis=(0, 1))`` over all ``T`` frames. Returns ``(start, stop, weights)``
+    in the original's order: frames ``start .. stop - 1`` get ``weights · ref`` added (``weights``
+    ``None``: weight 1). :func:`apply_silence_ops` applies them to any range of frames, so a long
+    input processed in segments gets exactly what the whole-file call gives.
+    """
+    if min_range < fade_size * 2:
+        raise ValueError("min_range must be >= fade_size * 2")
+    n = means.shape[0]
+    idx = np.where(means < thres)[0]
+    if idx.size == 0:
+        return []
+    breaks = np.where(np.diff(idx) != 1)[0]
+    starts = np.insert(idx[breaks + 1], 0, idx[0])
+    ends = np.append(idx[breaks], idx[-1])
+    long_runs = np.where(ends - starts > min_range)[0]
+    ops: list[tuple[int, int, np.ndarray | None]] = []
+    old_e = None
+    for s, e in zip(starts[long_runs], ends[long_runs]):
+        s, e = int(s), int(e)
+        if old_e is not None and s - old_e < fade_size:
+            s = old_e - fade_size * 2
+        if s != 0:
+            ops.append((s, s + fade_size, np.linspace(0, 1, fade_size)))
+        else:
+            s -= fade_size
+        if e != n:
+            ops.append((e - fade_size, e, np.linspace(1, 0, fade_size)))
+        else:
+            e += fade_size
+        ops.append((s + fade_size, e - fade_size, None))
+        old_e = e
+    return ops
+
+
+def apply_silence_ops(
+    mag: np.ndarray, ref: np.ndarray, ops: list[tuple[int, int, np.ndarray | None]], offset: int = 0
+) -> None:
+    """In place: apply :func:`silence_ops` to frames ``offset .. offset + T - 1`` held in ``mag`` /
+    ``ref`` ``[C, F, T]`` (``offset``: their first frame's index in the whole input)."""
+    t = mag.shape[2]
+    for start, stop, weights in ops:
+        lo, hi = max(start, offset), min(stop, offset + t)
+        if lo >= hi:
+            continue
+        piece = ref[:, :, lo - offset : hi - offset]
+        if weights is not None:
+            piece = weights[lo - start : hi - start] * piece
+        mag[:, :, lo - offset : hi - offset] += piece
+
+
 def mask_silence(
     mag: np.ndarray,
     ref: np.ndarray,
@@ -33,30 +91,6 @@ def mask_silence(
     Shapes ``[C, F, T]``; returns a new array. Unlike the original, a signal with no quiet frame
     is returned unchanged instead of raising ``IndexError``.
     """
-    if min_range < fade_size * 2:
-        raise ValueError("min_range must be >= fade_size * 2")
     mag = mag.copy()
-    idx = np.where(ref.mean(axis=(0, 1)) < thres)[0]
-    if idx.size == 0:
-        return mag
-    breaks = np.where(np.diff(idx) != 1)[0]
-    starts = np.insert(idx[breaks + 1], 0, idx[0])
-    ends = np.append(idx[breaks], idx[-1])
-    long_runs = np.where(ends - starts > min_range)[0]
-    old_e = None
-    for s, e in zip(starts[long_runs], ends[long_runs]):
-        if old_e is not None and s - old_e < fade_size:
-            s = old_e - fade_size * 2
-        if s != 0:
-            weight = np.linspace(0, 1, fade_size)
-            mag[:, :, s : s + fade_size] += weight * ref[:, :, s : s + fade_size]
-        else:
-            s -= fade_size
-        if e != mag.shape[2]:
-            weight = np.linspace(1, 0, fade_size)
-            mag[:, :, e - fade_size : e] += weight * ref[:, :, e - fade_size : e]
-        else:
-            e += fade_size
-        mag[:, :, s + fade_size : e - fade_size] += ref[:, :, s + fade_size : e - fade_size]
-        old_e = e
+    apply_silence_ops(mag, ref, silence_ops(ref.mean(axis=(0, 1)), thres, min_range, fade_size))
     return mag

@@ -15,26 +15,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import bands
+from . import bands, segments
 from .audio import duration_seconds, read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
+from .errors import ITEM_ERRORS as _ITEM_ERRORS
 from .errors import ConfigError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
 from .hub import resolve_model
-from .registry import STEM_LABELS
-from .masks import apply_aggressiveness, mask_silence
+from .masks import apply_aggressiveness, apply_silence_ops, mask_silence, silence_ops
 from .network import Architecture, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference, use_channels_last
-from .stems import HIGH_END_MODES, Stems, mirror_high_end
+from .registry import STEM_LABELS
+from .segments import AudioSource, SegmentedSynthesis, analyze_frames
+from .stems import HIGH_END_MODES, Stems, StreamedStems, mirror_high_end
 from .windows import WindowPlan, run_windows_many
 
 _TORCH_OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
-#: Errors that fail one input of a batch (anything else stops the batch).
-_ITEM_ERRORS = (UvrsepError, MemoryError, RuntimeError, ValueError, OSError)
 #: Frames re-synthesised to give back the input's last partial hop ...
 TAIL_FRAMES = 128
 #: ... and frames analysed past the end for it (the last partial hop lies in the first).
 TAIL_EXTRA_FRAMES = 4
+#: Inputs longer than this (seconds) are separated in segments, in bounded memory.
+SEGMENT_THRESHOLD = 60.0
+#: Network windows per segment of a long input (4 × 256 frames ≈ 11 s with 4band_v2).
+SEGMENT_WINDOWS = 4
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -112,6 +116,9 @@ class Separator:
         progress: show tqdm bars (windows, downloads).
         offline: never download; a registry name must already be in the cache.
         stream: audio stream of video / multi-stream files to decode (default: the first).
+        segment_threshold: files longer than this (seconds) are separated in segments by
+            :meth:`separate_batch` (see :meth:`separate_streamed`); ``inf`` never.
+        segment_windows: network windows per segment (memory per segment grows with it).
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); a name not
     yet cached is downloaded. The band config and stem names come from ``params``, else the
@@ -133,6 +140,8 @@ class Separator:
         progress: bool = False,
         offline: bool = False,
         stream: int | None = None,
+        segment_threshold: float = SEGMENT_THRESHOLD,
+        segment_windows: int = SEGMENT_WINDOWS,
     ):
         self.notes: list[str] = []
         if high_end not in HIGH_END_MODES:
@@ -184,6 +193,10 @@ class Separator:
         self.high_end = high_end
         self.progress = progress
         self.stream = stream
+        if segment_windows < 1:
+            raise ConfigError(f"segment_windows must be at least 1, got {segment_windows}")
+        self.segment_threshold = segment_threshold
+        self.segment_windows = segment_windows
         self.times = PhaseTimes()
 
     def _check_registry_architecture(self) -> None:
@@ -278,11 +291,13 @@ class Separator:
 
     def separate_batch(
         self, paths: Iterable[str | Path], *, group_windows: int = 8
-    ) -> Iterator[tuple[Path, Stems | Exception]]:
+    ) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
         """Separate many files, yielding ``(path, stems)`` or ``(path, error)`` per input, in order.
 
         Consecutive inputs are grouped until a group needs about ``group_windows`` network
-        windows, so short clips share network calls. A group that fails is redone one input at a
+        windows, so short clips share network calls. Inputs longer than ``segment_threshold``
+        come as :class:`StreamedStems` (see :meth:`separate_streamed`): consume each before
+        asking for the next item. A group that fails is redone one input at a
         time so that each error lands on the input that caused it; errors are
         :class:`UvrsepError` (bad audio, ...) or the exception that stopped that input.
         """
@@ -295,6 +310,14 @@ class Separator:
                 yield from self._run_group(group)
                 group, windows = [], 0
                 yield path, exc
+                continue
+            if self.streams(seconds):
+                yield from self._run_group(group)
+                group, windows = [], 0
+                try:
+                    yield path, self.separate_streamed(path)
+                except _ITEM_ERRORS as exc:
+                    yield path, exc
                 continue
             group.append(path)
             frames = int(seconds * self.layout.sample_rate) // self.layout.top.hop_length + 1
@@ -420,3 +443,250 @@ class Separator:
             start = (n - 1 - first) * self.layout.top.hop_length  # seg starts at frame `first`'s centre
             wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
         return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
+
+    # -- long inputs, in segments --------------------------------------------------------
+    def streams(self, seconds: float) -> bool:
+        """Whether :meth:`separate_batch` separates an input of ``seconds`` in segments."""
+        frames = seconds * self.layout.sample_rate / self.layout.top.hop_length
+        return (seconds > self.segment_threshold and frames > segments.min_frames(self.layout)
+                and segments.unsupported_reason(self.layout) is None)
+
+    def separate_streamed(self, path: str | Path, on_window: Callable[[int], None] | None = None) -> StreamedStems:
+        """Separate a file of any length in bounded memory; iterate the result for its audio.
+
+        The file is read, analysed, run through the network and synthesised segment by segment
+        (``segment_windows`` network windows each); memory does not grow with the length. The
+        stems equal :meth:`separate`'s (the network windows, normalisation, post-processing and
+        tail handling are the whole-file ones; only the synthesis' whole-file FFT resampling is
+        reproduced within ±16384 samples, > 100 dB SDR, see :mod:`uvrsep.segments`).
+
+        A first pass over the file (here, before returning) finds the global maximum the
+        normalisation needs and rejects unreadable or non-finite audio. Iterating the returned
+        :class:`StreamedStems` yields ``{stem: float32 [2, t]}`` blocks in order. With
+        ``postprocess`` the network runs twice (the silence detection needs every frame's
+        residual first). Band configs that cannot be segmented raise :class:`ConfigError`.
+        """
+        reason = segments.unsupported_reason(self.layout)
+        if reason is not None:
+            raise ConfigError(f"band config {self.layout.name} cannot be processed in segments: {reason}")
+        self.times = PhaseTimes()
+        t0 = time.perf_counter()
+        source = AudioSource(path, self.layout.sample_rate, self.layout.top.resample_type, self.stream)
+        if bands.frame_count(source.n_samples, self.layout) < segments.min_frames(self.layout):
+            source.close()
+            raise ConfigError(f"{path}: too short to be processed in segments; use separate()")
+        try:
+            job = _StreamJob(self, source, on_window)
+        except BaseException:
+            source.close()
+            raise
+        self.times.read = time.perf_counter() - t0
+        return StreamedStems(
+            names=(self.primary, self.secondary), sample_rate=self.layout.sample_rate, primary=self.primary,
+            n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes),
+        )
+
+
+class _StreamJob:
+    """The state of one :meth:`Separator.separate_streamed` call (see there)."""
+
+    def __init__(self, sep: Separator, source: AudioSource, on_window: Callable[[int], None] | None):
+        self.sep, self.source, self.on_window = sep, source, on_window
+        layout = sep.layout
+        self.n_samples = source.n_samples
+        self.n = bands.frame_count(self.n_samples, layout)
+        self.total = self.n + TAIL_EXTRA_FRAMES
+        self.roi = sep.window_size - 2 * sep.net.context
+        self.block = self.roi * sep.segment_windows
+        # Blocks partition the frames; the last one also holds the extra frames past the end.
+        self.starts = list(range(0, self.n, self.block))
+        self.plans = [WindowPlan.for_frames(self.n, sep.window_size, sep.net.context, shifted=shifted)
+                      for shifted in ([False, True] if sep.tta else [False])]
+        t0 = time.perf_counter()
+        self.coef = 0.0
+        for k in range(len(self.starts)):
+            lo, hi = self._bounds(k)
+            spec, _ = self._analyze(lo, min(hi, self.n))
+            self.coef = max(self.coef, float(np.abs(spec).max()))
+        sep.times.analysis += time.perf_counter() - t0
+        self.ops: tuple[list, list] | None = None
+        self._cache: dict[int, dict[str, tuple[np.ndarray, np.ndarray | None]]] = {}
+        self._head = segments.synthesis_reach(sep.layout)
+        self._head_frames: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
+
+    def _bounds(self, k: int) -> tuple[int, int]:
+        lo = self.starts[k]
+        return lo, (self.total if k == len(self.starts) - 1 else lo + self.block)
+
+    def _analyze(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi)
+
+    def _predict(self, k: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Block ``k``: (spec, high end, mix magnitudes, predicted magnitudes), as the whole file has them."""
+        sep, roi, n = self.sep, self.roi, self.n
+        lo, hi = self._bounds(k)
+        windows = []
+        for plan in self.plans:  # the whole file's windows whose outputs fall in the block
+            first = (lo + plan.shift) // roi
+            last = min(plan.n_windows, -(-(min(hi, n) + plan.shift) // roi))
+            windows.append((plan, first, last))
+        a0 = max(0, min([lo] + [i * roi - plan.pad_left for plan, i, _ in windows]))
+        a1 = min(self.total, max([hi] + [(j - 1) * roi - plan.pad_left + plan.window for plan, _, j in windows]))
+        t0 = time.perf_counter()
+        spec, high = self._analyze(a0, a1)
+        mag = np.abs(spec)
+        sep.times.analysis += time.perf_counter() - t0
+        if self.coef == 0:  # digital silence: zeros, as the whole-file path gives
+            pred = np.zeros_like(mag[:, :, lo - a0 : hi - a0])
+            return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], pred
+        t0 = time.perf_counter()
+        norm = mag / self.coef
+        items = []
+        for plan, first, last in windows:
+            e0 = first * roi - plan.pad_left
+            e1 = (last - 1) * roi - plan.pad_left + plan.window
+            inp = np.zeros((2, mag.shape[1], e1 - e0), dtype=np.float32)
+            c0, c1 = max(e0, a0, 0), min(e1, a1, n)
+            inp[:, :, c0 - e0 : c1 - e0] = norm[:, :, c0 - a0 : c1 - a0]
+            count = last - first
+            items.append((inp, WindowPlan(count * roi, plan.window, plan.context, 0, 0, count)))
+        try:
+            with torch.inference_mode():
+                outs = run_windows_many(items, sep._predict_windows, batch_size=sep.batch_size,
+                                        device=sep.device, on_window=self.on_window)
+        except (MemoryError, _TORCH_OOM) as exc:
+            raise OutOfMemoryError(
+                f"the network ran out of memory on {sep.device} with {sep.batch_size} window(s) per call"
+                f"{'; try --batch-size 1' if sep.batch_size > 1 else ''} ({type(exc).__name__})"
+            ) from None
+        block_norm = norm[:, :, lo - a0 : hi - a0]
+        preds = []
+        for (plan, first, _), out in zip(windows, outs):
+            m0 = first * roi - plan.shift  # frame of the stitched output's first column
+            valid = min(hi, n)
+            mask = out[:, :, lo - m0 : valid - m0]
+            if hi > n:  # frames past the end reuse the last frame's mask
+                mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], hi - n, axis=2)], axis=2)
+            preds.append(mask * block_norm)
+        pred = (preds[0] + preds[1]) * 0.5 * self.coef if sep.tta else preds[0] * self.coef
+        sep.times.network += time.perf_counter() - t0
+        return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], pred
+
+    def _silence_ops(self) -> tuple[list, list]:
+        """Post-processing: every frame's residual mean first (a network pass), then the whole-file
+        runs; ``(ops on the original's frames, ops of the extra frames' own pass)``."""
+        means = np.zeros(self.total, dtype=np.float32)
+        for k in range(len(self.starts)):
+            lo, hi = self._bounds(k)
+            _, _, mag, pred = self._predict(k)
+            means[lo:hi] = np.clip(mag - pred, 0, np.inf).mean(axis=(0, 1))
+        return silence_ops(means[: self.n]), silence_ops(means)
+
+    def _stems_of_block(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        sep = self.sep
+        lo, hi = self._bounds(k)
+        spec, high, mag, pred = self._predict(k)
+        t0 = time.perf_counter()
+        if sep.postprocess:
+            ref = np.clip(mag - pred, 0, np.inf)
+            post = pred.copy()
+            cut = max(0, min(hi, self.n) - lo)  # block columns on the original's frames
+            apply_silence_ops(post[:, :, :cut], ref[:, :, :cut], self.ops[0], offset=lo)
+            apply_silence_ops(post[:, :, cut:], ref[:, :, cut:], self.ops[1], offset=lo + cut)
+            pred = post
+        stem = np.exp(1.0j * np.angle(spec))
+        stem *= pred
+        del pred, mag
+        out = {sep.primary: stem, sep.secondary: spec - stem}
+        result = {}
+        for name, st in out.items():
+            mirrored = None
+            if sep.high_end != "none" and high is not None:
+                mirrored = mirror_high_end(st, high, sep.layout, sep.high_end)
+            result[name] = (st, mirrored)
+        sep.times.synthesis += time.perf_counter() - t0
+        return result
+
+    def _block(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        if k not in self._cache:
+            self._cache[k] = self._stems_of_block(k)
+            if k == 0:  # the last segment's wrap-around reads the first frames again: keep a copy
+                cut = min(self._head, self._bounds(0)[1])
+                self._head_frames = {name: (spec[:, :, :cut].copy(), None if high is None else high[:, :, :cut].copy())
+                                     for name, (spec, high) in self._cache[0].items()}
+        return self._cache[k]
+
+    def _frames(self, name: str, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Stem ``name``'s spectrogram and high end over frames ``a .. b - 1``, from the blocks."""
+        if self._head_frames is not None and 0 not in self._cache and b <= self._head_frames[name][0].shape[2]:
+            spec, high = self._head_frames[name]
+            return spec[:, :, a:b], None if high is None else high[:, :, a:b]
+        specs, highs = [], []
+        k = min(a // self.block, len(self.starts) - 1)
+        while a < b:
+            lo, hi = self._bounds(k)
+            spec, high = self._block(k)[name]
+            stop = min(b, hi)
+            specs.append(spec[:, :, a - lo : stop - lo])
+            highs.append(None if high is None else high[:, :, a - lo : stop - lo])
+            a, k = stop, k + 1
+        high = None if highs[0] is None else (highs[0] if len(highs) == 1 else np.concatenate(highs, axis=2))
+        return (specs[0] if len(specs) == 1 else np.concatenate(specs, axis=2)), high
+
+    def run(self) -> Iterator[dict[str, np.ndarray]]:
+        sep, layout = self.sep, self.sep.layout
+        hop = layout.top.hop_length
+        names = (sep.primary, sep.secondary)
+        bar = None
+        if self.on_window is None and sep.progress:
+            windows = sum(plan.n_windows for plan in self.plans) * (2 if sep.postprocess else 1)
+            bar = tqdm(total=windows, unit="win", leave=False)
+            self.on_window = bar.update
+        try:
+            if sep.postprocess:
+                self.ops = self._silence_ops()
+            synths = {name: SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b))
+                      for name in names}
+            reach = segments.synthesis_reach(layout)
+            tail = {k for k in range(len(self.starts)) if self._bounds(k)[1] > self.n - max(reach, TAIL_FRAMES)}
+            length = hop * (self.n - 1)
+            for k in range(len(self.starts)):
+                lo, hi = self._bounds(k)
+                start, stop = lo * hop, min(hi * hop, length)
+                t0 = time.perf_counter()
+                chunk = {name: synths[name].output(start, stop) for name in names} if stop > start else {}
+                if k == len(self.starts) - 1:
+                    chunk = self._with_tail(chunk, names, length)
+                sep.times.synthesis += time.perf_counter() - t0
+                # Keep the blocks later segments (and the wrap-around at the ends) still need.
+                for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
+                    del self._cache[j]
+                yield {name: np.ascontiguousarray(wave, dtype=np.float32) for name, wave in chunk.items()}
+        finally:
+            if bar is not None:
+                bar.close()
+            self._cache.clear()
+            self._head_frames = None
+            self.source.close()
+
+    def _with_tail(self, chunk: dict[str, np.ndarray], names: tuple[str, str], length: int) -> dict[str, np.ndarray]:
+        """The last segment, completed with the samples past the original's last frame."""
+        hop = self.sep.layout.top.hop_length
+        missing = self.n_samples - length
+        out = {}
+        for name in names:
+            wave = chunk.get(name, np.zeros((2, 0)))
+            if missing > 0:
+                first = max(0, self.n - TAIL_FRAMES)
+                spec, high = self._frames(name, first, self.total)
+                seg = bands.synthesize(spec, self.sep.layout, high)
+                start = (self.n - 1 - first) * hop
+                wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
+            elif missing < 0:
+                wave = wave[:, : wave.shape[1] + missing]
+            out[name] = wave
+        return out
+
+
+def _cut(high: np.ndarray | None, a: int, b: int) -> np.ndarray | None:
+    return None if high is None else high[:, :, a:b]

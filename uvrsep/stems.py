@@ -7,6 +7,7 @@ mix, ``v = X − y``. Each stem's top band gets its high end back by "mirroring"
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,11 @@ class Stems:
     def names(self) -> tuple[str, ...]:
         return tuple(self.waves)
 
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return self.waves[self.primary].shape[1] / self.sample_rate
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.waves[name]
 
@@ -76,6 +82,42 @@ class Stems:
         for name, path in paths.items():
             write_audio(path, self.waves[name], self.sample_rate, bit_depth=bit_depth, overwrite=overwrite)
         return paths
+
+
+@dataclass
+class StreamedStems:
+    """Stems of a long input, produced segment by segment: iterating yields ``{stem: float32
+    [2, t]}`` blocks in order, ``n_samples`` in all per stem (iterate once)."""
+
+    names: tuple[str, ...]
+    sample_rate: int
+    primary: str
+    n_samples: int
+    chunks: Iterator[dict[str, np.ndarray]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return self.n_samples / self.sample_rate
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self.chunks
+
+    def close(self) -> None:
+        """Stop early: release the input file and the segment buffers."""
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+    def collect(self) -> Stems:
+        """All of it in memory, as :class:`Stems` (for inputs that fit)."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.names}
+        for chunk in self:
+            for name, wave in chunk.items():
+                parts[name].append(wave)
+        return Stems({name: np.concatenate(p, axis=1) for name, p in parts.items()}, self.sample_rate,
+                     self.primary, list(self.notes))
 
 
 def stem_paths(output_dir: str | Path, track: str, names: tuple[str, ...], fmt: str) -> dict[str, Path]:

@@ -1,0 +1,348 @@
+"""Long inputs in segments: memory bounded whatever the length, the whole-file result.
+
+A long input is never held whole. It is read block by block (:class:`AudioSource`), analysed
+frame range by frame range (:func:`analyze_frames`: the band resamplers and STFTs are local,
+so a range read with a few frames of margin is exactly the whole-file analysis), run through
+the network window by window (the windows are those of the whole file), and synthesised
+segment by segment (:class:`SegmentedSynthesis`).
+
+The one global step of the original is the synthesis' FFT resampling of each band's partial
+sum (``scipy.signal.resample`` over the whole file, which treats the signal as periodic). Its
+output at a sample is a weighted sum over the whole file with the periodic interpolation
+kernel ``K_L`` of the file's length ``L``; here that sum runs over the ``±FFT_KERNEL_HALF``
+nearest samples (indices taken modulo ``L``, so the wrap-around at the file's two ends is the
+original's), with the outer half of the kernel tapered. The bands are low-passed well below
+Nyquist, so the neglected tail is far below audibility: measured 110–130 dB SDR against the
+whole-file resampling on music; tests/test_segments.py holds the end-to-end equality.
+
+Streaming needs band layouts whose bands share one frame grid and whose synthesis steps are
+either same-rate or integer FFT upsampling (4band_v2/v3/v4, the 4band_44100 family, 1-band
+layouts); :func:`unsupported_reason` says why others are processed whole.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+
+from . import bands
+from .audio import FFMPEG_EXTENSIONS, _probe
+from .config import BandLayout
+from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
+
+#: Half-width, in input samples, of the kernel standing in for a whole-file FFT resampling ...
+FFT_KERNEL_HALF = 16384
+#: ... of which the samples beyond this distance are tapered (raised cosine) to zero.
+FFT_KERNEL_FLAT = 8192
+#: Input samples of margin around each block when the input's rate is converted block-wise.
+SOURCE_MARGIN = 8192
+
+
+def unsupported_reason(layout: BandLayout) -> str | None:
+    """Why ``layout`` cannot be processed in segments (``None`` when it can)."""
+    if layout.stereo_mode == "reverse":
+        return "its 'reverse' stereo mode runs each STFT backwards from the end of the file"
+    chain = layout.bands
+    for i in range(len(chain) - 1):
+        lo, hi = chain[i], chain[i + 1]
+        if lo.hop_length * hi.sample_rate != hi.hop_length * lo.sample_rate:
+            return f"bands {i + 1} and {i + 2} do not share one frame grid"
+        if lo.sample_rate == hi.sample_rate:
+            continue
+        if hi.sample_rate % lo.sample_rate:
+            return f"band {i + 1}'s rate does not divide band {i + 2}'s"
+        if bands.synthesis_resampler(layout, i) != bands.SYNTHESIS_MID_RESAMPLER:
+            return f"band {i + 1} is resampled with libsamplerate across rates in the synthesis"
+        if lo.resample_type != "polyphase":
+            return f"band {i + 1} is analysed with the {lo.resample_type} resampler"
+    return None
+
+
+def band_lengths(n_samples: int, layout: BandLayout) -> list[int]:
+    """Whole-file length of each band's waveform in the analysis (librosa's ``ceil`` rule)."""
+    lengths = [0] * len(layout.bands)
+    length = n_samples
+    for i in range(len(layout.bands) - 1, -1, -1):
+        if i < len(layout.bands) - 1:
+            length = math.ceil(length * layout.bands[i].sample_rate / layout.bands[i + 1].sample_rate)
+        lengths[i] = length
+    return lengths
+
+
+# -- input ------------------------------------------------------------------------------------
+
+
+class AudioSource:
+    """Random access to an audio file as float32 stereo ``[2, T]`` at ``sample_rate``.
+
+    Blocks are read from disk on demand; inputs soundfile cannot seek in (video, m4a, more
+    than two channels, a chosen ``stream``) are first decoded by ffmpeg into a temporary
+    float WAV file. A rate conversion is done block-wise on blocks aligned to the rates'
+    common period with :data:`SOURCE_MARGIN` samples of margin, so each output sample is the
+    whole-file resampler's (``res_type`` is the layout's top-band resampler, as for whole files).
+    Samples before 0 and past the end read as zeros. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, res_type: str, stream: int | None = None):
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.res_type = res_type
+        self._tmpdir: str | None = None
+        if not self.path.is_file():
+            raise AudioReadError(f"{self.path}: no such file")
+        if self.path.stat().st_size == 0:
+            raise EmptyAudioError(f"{self.path}: is an empty (0-byte) file")
+        self._file = self._open(stream)
+        self.source_rate = self._file.samplerate
+        self.source_samples = self._file.frames
+        if self.source_samples == 0:
+            self.close()
+            raise EmptyAudioError(f"{self.path}: holds no audio samples")
+        ratio = sample_rate / self.source_rate
+        self.n_samples = math.ceil(self.source_samples * ratio) if self.source_rate != sample_rate else self.source_samples
+        g = math.gcd(self.source_rate, sample_rate)
+        self._period_in, self._period_out = self.source_rate // g, sample_rate // g
+
+    def _open(self, stream: int | None) -> sf.SoundFile:
+        if stream is None and self.path.suffix.lower() not in FFMPEG_EXTENSIONS:
+            try:
+                fh = sf.SoundFile(str(self.path))
+                if fh.channels <= 2 and fh.seekable():
+                    return fh
+                fh.close()
+            except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+                pass
+        if not shutil.which("ffmpeg"):
+            raise UnsupportedFormatError(f"{self.path}: needs ffmpeg to be decoded in segments (install ffmpeg)")
+        rate, channels, _ = _probe(self.path, stream or 0)
+        self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
+        target = Path(self._tmpdir) / "decoded.wav"
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", f"0:a:{stream or 0}", "-vn",
+               "-ac", str(min(channels, 2)), "-acodec", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(target)]
+        proc = subprocess.run(cmd, capture_output=True)
+        if proc.returncode != 0:
+            self.close()
+            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
+            raise UnsupportedFormatError(f"{self.path}: cannot decode audio ({reason[0]})")
+        return sf.SoundFile(str(target))
+
+    def __enter__(self) -> AudioSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def _read_source(self, start: int, stop: int) -> np.ndarray:
+        """Source samples ``start .. stop - 1`` as float32 ``[C, n]`` (zeros outside the file)."""
+        out = np.zeros((self._file.channels, stop - start), dtype=np.float32)
+        lo, hi = max(start, 0), min(stop, self.source_samples)
+        if lo < hi:
+            self._file.seek(lo)
+            data = self._file.read(hi - lo, dtype="float32", always_2d=True).T
+            if data.shape[1] != hi - lo:
+                raise AudioReadError(f"{self.path}: ends early ({lo + data.shape[1]} of {self.source_samples} samples)")
+            if not np.isfinite(data).all():
+                raise AudioReadError(f"{self.path}: holds NaN or infinite samples")
+            out[:, lo - start : hi - start] = data
+        return out
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``start .. stop - 1`` at ``sample_rate``: float32 ``[2, stop - start]``."""
+        if self.source_rate == self.sample_rate:
+            wave = self._read_source(start, stop)
+        else:
+            pin, pout = self._period_in, self._period_out
+            margin = math.ceil(SOURCE_MARGIN / pin)
+            q0 = start // pout - margin
+            q1 = -(-stop // pout) + margin
+            chunk = self._read_source(q0 * pin, q1 * pin)
+            converted = bands.resample(chunk, self.source_rate, self.sample_rate, self.res_type)
+            wave = converted[:, start - q0 * pout : stop - q0 * pout]
+            wave = _zero_outside(wave, start, self.n_samples)
+        if wave.shape[0] == 1:
+            wave = np.concatenate([wave, wave], axis=0)
+        return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _zero_outside(wave: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``wave`` (global samples ``start ..``) with samples outside ``0 .. length - 1`` zeroed."""
+    lo, hi = max(0, -start), min(wave.shape[-1], length - start)
+    if lo == 0 and hi >= wave.shape[-1]:
+        return wave
+    wave = wave.copy()
+    wave[..., :lo] = 0
+    wave[..., max(hi, 0) :] = 0
+    return wave
+
+
+# -- analysis ---------------------------------------------------------------------------------
+
+
+def analysis_margin(layout: BandLayout) -> int:
+    """Frames of margin that make a range's analysis exact (STFT support plus resampler taps)."""
+    return max(math.ceil(b.n_fft / (2 * b.hop_length)) for b in layout.bands) + 2
+
+
+def analyze_frames(
+    read: Callable[[int, int], np.ndarray], layout: BandLayout, n_samples: int, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frames ``start .. stop - 1`` of :func:`bands.analyze` of the whole input, from a reader.
+
+    ``read(a, b)`` gives the input's samples ``a .. b - 1`` at the layout's rate (float32
+    ``[2, b - a]``, zeros outside the file); ``n_samples`` is the input's length. Frames past the
+    original's count are those ``analyze(..., extra_frames)`` gives. Returns the combined
+    spectrogram ``[2, bins + 1, stop - start]`` and the raw high end ``[2, h, stop - start]``.
+    """
+    chain = layout.bands
+    lengths = band_lengths(n_samples, layout)
+    m = analysis_margin(layout)
+    g0, g1 = start - m, stop + m
+    wave = read(g0 * layout.top.hop_length, g1 * layout.top.hop_length)
+    specs: list[np.ndarray | None] = [None] * len(chain)
+    for i in range(len(chain) - 1, -1, -1):
+        band = chain[i]
+        if i < len(chain) - 1:
+            wave = bands.resample(wave, chain[i + 1].sample_rate, band.sample_rate, band.resample_type)
+        # The whole-file band waveform ends at its own length: what lies past it is zeros.
+        wave = _zero_outside(wave, g0 * band.hop_length, lengths[i])
+        specs[i] = bands.stft(wave, band, layout.stereo_mode)
+    return bands.combine(specs, layout, m, m + stop - start)
+
+
+# -- synthesis --------------------------------------------------------------------------------
+
+
+def periodic_kernel(length: int, ratio: int, phase: int, half: int = FFT_KERNEL_HALF, flat: int = FFT_KERNEL_FLAT) -> np.ndarray:
+    """Taps ``j = -half .. half`` of ``scipy.signal.resample``'s upsampling by ``ratio`` of a
+    real signal of ``length`` samples, for output phase ``phase`` (``1 .. ratio - 1``).
+
+    The FFT resampler computes ``y[r·m + φ] = Σ_k x[k] · K_L(m + φ/r − k) / L`` with the
+    periodic kernel ``K_L(t) = sin(πt) / sin(πt/L)`` for odd ``L`` and ``sin(πt)·cot(πt/L)`` for
+    even ``L`` (scipy halves the Nyquist bin); tap ``j`` is ``K_L(j + φ/r) / L``, tapered beyond
+    ``flat``. Phase 0 is the input itself.
+    """
+    j = np.arange(-half, half + 1)
+    t = j + phase / ratio
+    angle = np.pi * t / length
+    taps = math.sin(math.pi * phase / ratio) * np.where(j % 2 == 0, 1.0, -1.0) / np.sin(angle) / length
+    if length % 2 == 0:
+        taps *= np.cos(angle)
+    far = np.abs(j) > flat
+    taps[far] *= 0.5 * (1 + np.cos(np.pi * (np.abs(j[far]) - flat) / (half - flat)))
+    return taps
+
+
+def min_frames(layout: BandLayout, half: int = FFT_KERNEL_HALF) -> int:
+    """Fewest frames an input needs to be synthesised in segments (the kernel must fit in it)."""
+    need = 2
+    for i, band in enumerate(layout.bands[:-1]):
+        if layout.bands[i + 1].sample_rate != band.sample_rate:
+            need = max(need, (2 * half + 2) // band.hop_length + 2)
+    return need
+
+
+def synthesis_reach(layout: BandLayout, half: int = FFT_KERNEL_HALF) -> int:
+    """Frames on either side of an output range that :class:`SegmentedSynthesis` reads."""
+    reach = 0
+    for i, band in enumerate(layout.bands):
+        reach += math.ceil(band.n_fft / (2 * band.hop_length)) + 2
+        if i < len(layout.bands) - 1 and layout.bands[i + 1].sample_rate != band.sample_rate:
+            reach += math.ceil((half + 1) / band.hop_length) + 1
+    return reach
+
+
+class SegmentedSynthesis:
+    """:func:`bands.synthesize` of a long stem spectrogram, computed one output range at a time.
+
+    ``frames(a, b)`` returns the stem's combined spectrogram and high end for frames
+    ``a .. b - 1`` (``0 <= a < b <= n_frames``). :meth:`output` gives any range of the
+    whole-file synthesis (float64 ``[2, stop - start]``, of ``hop_top·(n_frames − 1)`` samples in
+    all) while touching only the frames near it, and those near the file's ends (wrap-around).
+    """
+
+    def __init__(
+        self,
+        layout: BandLayout,
+        n_frames: int,
+        frames: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]],
+        *,
+        half: int = FFT_KERNEL_HALF,
+        flat: int = FFT_KERNEL_FLAT,
+    ):
+        reason = unsupported_reason(layout)
+        if reason is not None:
+            raise ValueError(f"band config {layout.name} cannot be synthesised in segments: {reason}")
+        self.layout = layout
+        self.n_frames = n_frames
+        self.frames = frames
+        self.half, self.flat = half, flat
+        self.lengths = [b.hop_length * (n_frames - 1) for b in layout.bands]
+        for i, band in enumerate(layout.bands[:-1]):
+            if layout.bands[i + 1].sample_rate != band.sample_rate and self.lengths[i] <= 2 * half + 1:
+                raise ValueError(f"input too short for segments ({n_frames} frames)")
+        self._kernels: dict[tuple[int, int], np.ndarray] = {}
+
+    def output(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``start .. stop - 1`` of the whole-file synthesis (top band's rate)."""
+        return self._level(len(self.layout.bands) - 1, start, stop)
+
+    def _level(self, i: int, start: int, stop: int) -> np.ndarray:
+        """Band ``i``'s partial sum (bands ``0 .. i``), samples ``start .. stop - 1`` within ``0 .. L_i``."""
+        band = self.layout.bands[i]
+        hop = band.hop_length
+        reach = math.ceil(band.n_fft / (2 * hop)) + 1
+        f0 = max(0, start // hop - reach)
+        f1 = min(self.n_frames, -(-stop // hop) + reach + 1)
+        spec, high = self.frames(f0, f1)
+        top = i == len(self.layout.bands) - 1
+        part = bands.band_part(spec, self.layout, i, high if top else None)
+        part = part[:, start - f0 * hop : stop - f0 * hop]
+        if i == 0:
+            return part
+        return np.add(self._upsampled(i - 1, start, stop), part)
+
+    def _fetch(self, i: int, start: int, stop: int) -> np.ndarray:
+        """Band ``i``'s partial sum over ``start .. stop - 1`` taken modulo its length (periodic)."""
+        length = self.lengths[i]
+        pieces, pos = [], start
+        while pos < stop:
+            lo = pos % length
+            hi = min(length, lo + stop - pos)
+            pieces.append(self._level(i, lo, hi))
+            pos += hi - lo
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+
+    def _upsampled(self, i: int, start: int, stop: int) -> np.ndarray:
+        """Band ``i``'s partial sum resampled to band ``i + 1``'s rate, samples ``start .. stop - 1``."""
+        lo_band, hi_band = self.layout.bands[i], self.layout.bands[i + 1]
+        if lo_band.sample_rate == hi_band.sample_rate:
+            return self._level(i, start, stop)
+        r = hi_band.sample_rate // lo_band.sample_rate
+        length = self.lengths[i]
+        m0, m1 = start // r, -(-stop // r)
+        x = self._fetch(i, m0 - self.half, m1 + self.half)
+        out = np.empty((2, r * (m1 - m0)))
+        out[:, 0::r] = x[:, self.half : self.half + m1 - m0]
+        for phase in range(1, r):
+            key = (length, r, phase)
+            if key not in self._kernels:
+                self._kernels[key] = periodic_kernel(length, r, phase, self.half, self.flat)
+            out[:, phase::r] = scipy.signal.fftconvolve(x, self._kernels[key][None], mode="valid", axes=1)
+        return out[:, start - r * m0 : stop - r * m0]
