@@ -10,6 +10,7 @@ import torch
 from uvrsep import Separator, bands, segments
 from uvrsep.batch import InputItem, OutputPlan, run_batch
 from uvrsep.config import load_band_layout
+from uvrsep.audio import read_audio
 from uvrsep.errors import AudioReadError, ConfigError
 from uvrsep.evaluation import sdr
 from uvrsep.stems import StreamedStems
@@ -228,3 +229,22 @@ def test_streamed_empty_and_missing_inputs_fail_clearly(tmp_path, tiny_weights):
         sep.separate_streamed(tmp_path / "empty.wav")
     with pytest.raises(AudioReadError, match="nope.wav"):
         sep.separate_streamed(tmp_path / "nope.wav")
+
+
+@pytest.mark.parametrize("fmt, rate", [("wav", 48000), ("mp3", 44100), ("flac", 22050), ("ogg", 32000)])
+def test_source_blocks_are_the_whole_file_read(tmp_path, fmt, rate):
+    """Block reads (rate-converted block-wise, compressed formats decoded in order) give what
+    reading the whole file and converting it gives, to the last sample."""
+    path = tmp_path / f"in.{fmt}"
+    sf.write(path, music_like(6.0, rate, channels=1).T, rate)
+    wave, sr = read_audio(path)
+    whole = bands.resample(wave, sr, SR, "kaiser_fast")
+    with segments.AudioSource(path, SR, "kaiser_fast") as source:
+        assert source.n_samples == whole.shape[1]
+        for start, stop in ((-500, 7000), (100_000, 150_001), (whole.shape[1] - 3000, whole.shape[1] + 400)):
+            block = source.read(start, stop)
+            assert block.shape == (2, stop - start)
+            lo, hi = max(start, 0), min(stop, whole.shape[1])
+            np.testing.assert_allclose(block[0, lo - start : hi - start], whole[0, lo:hi], atol=1e-6)
+            np.testing.assert_array_equal(block[0], block[1])  # mono duplicated
+            assert not block[:, : max(0, -start)].any() and not block[:, hi - start :].any()

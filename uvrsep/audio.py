@@ -93,7 +93,7 @@ def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, 
     return np.atleast_2d(wav), int(sr)
 
 
-def _probe(path: Path, stream: int) -> tuple[int, int, float | None]:
+def probe(path: Path, stream: int) -> tuple[int, int, float | None]:
     """(sample rate, channels, duration in s or None) of an audio stream, from ffprobe."""
     cmd = ["ffprobe", "-v", "error", "-select_streams", f"a:{stream}",
            "-show_entries", "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
@@ -115,7 +115,7 @@ def _probe(path: Path, stream: int) -> tuple[int, int, float | None]:
 
 def read_with_ffmpeg(path: Path, stream: int = 0) -> tuple[np.ndarray, int]:
     """Decode one audio stream with ffmpeg (no shell) to float32 ``[C, T]``, C ≤ 2."""
-    sr, channels, _ = _probe(path, stream)
+    sr, channels, _ = probe(path, stream)
     channels = min(channels, 2)
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-vn",
            "-ac", str(channels), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
@@ -139,7 +139,7 @@ def duration_seconds(path: str | os.PathLike) -> float:
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
             pass
     if shutil.which("ffprobe"):
-        duration = _probe(path, 0)[2]
+        duration = probe(path, 0)[2]
         if duration is not None:
             return duration
     wav, sr = read_audio(path)

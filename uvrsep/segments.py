@@ -35,7 +35,7 @@ import scipy.signal
 import soundfile as sf
 
 from . import bands
-from .audio import FFMPEG_EXTENSIONS, _probe
+from .audio import FFMPEG_EXTENSIONS, probe
 from .config import BandLayout
 from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
 
@@ -45,6 +45,8 @@ FFT_KERNEL_HALF = 16384
 FFT_KERNEL_FLAT = 8192
 #: Input samples of margin around each block when the input's rate is converted block-wise.
 SOURCE_MARGIN = 8192
+#: soundfile subtypes whose length and seeking are not sample-exact: decoded once, in order.
+LOSSY_SUBTYPES = frozenset({"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"})
 
 
 def unsupported_reason(layout: BandLayout) -> str | None:
@@ -116,14 +118,20 @@ class AudioSource:
         if stream is None and self.path.suffix.lower() not in FFMPEG_EXTENSIONS:
             try:
                 fh = sf.SoundFile(str(self.path))
-                if fh.channels <= 2 and fh.seekable():
-                    return fh
-                fh.close()
             except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-                pass
+                fh = None
+            if fh is not None and fh.channels <= 2:
+                if fh.seekable() and fh.subtype not in LOSSY_SUBTYPES:
+                    return fh
+                # Compressed: the header's length and seeking are approximate (mp3 encoder
+                # delay); decoding it once in order gives exactly the whole-file read's samples.
+                with fh:
+                    return self._decode_in_order(fh)
+            if fh is not None:
+                fh.close()
         if not shutil.which("ffmpeg"):
             raise UnsupportedFormatError(f"{self.path}: needs ffmpeg to be decoded in segments (install ffmpeg)")
-        rate, channels, _ = _probe(self.path, stream or 0)
+        rate, channels, _ = probe(self.path, stream or 0)
         self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
         target = Path(self._tmpdir) / "decoded.wav"
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", f"0:a:{stream or 0}", "-vn",
@@ -133,6 +141,22 @@ class AudioSource:
             self.close()
             reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
             raise UnsupportedFormatError(f"{self.path}: cannot decode audio ({reason[0]})")
+        return sf.SoundFile(str(target))
+
+    def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:
+        self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
+        target = Path(self._tmpdir) / "decoded.wav"
+        try:
+            with sf.SoundFile(str(target), "w", samplerate=fh.samplerate, channels=fh.channels,
+                              subtype="FLOAT", format="RF64") as out:
+                while True:  # not fh.blocks(): it pads to the header's (too long) length
+                    block = fh.read(1 << 18, dtype="float32", always_2d=True)
+                    if not len(block):
+                        break
+                    out.write(block)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            self.close()
+            raise AudioReadError(f"{self.path}: cannot decode audio ({exc})") from None
         return sf.SoundFile(str(target))
 
     def __enter__(self) -> AudioSource:
