@@ -355,7 +355,8 @@ class Separator:
         """Separate a file path, or an array ``[C, T]`` / ``[T]`` given with its ``sample_rate``.
 
         Returns :class:`Stems` at the model's rate, each ``[2, T]`` where ``T`` is the input's
-        duration at that rate.
+        duration at that rate. Everything is held in memory (about 1 GB per minute of audio at
+        the peak); :meth:`separate_streamed` separates files of any length in bounded memory.
         """
         if isinstance(audio, (str, Path)):
             return self.separate_many([audio])[0]
@@ -521,15 +522,17 @@ class _StreamJob:
     def _analyze(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
         return analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi)
 
+    def _windows(self, k: int) -> list[tuple[WindowPlan, int, int]]:
+        """(pass, first, last + 1): the whole file's windows whose outputs fall in block ``k``."""
+        lo, hi = self._bounds(k)
+        return [(plan, (lo + plan.shift) // self.roi,
+                 min(plan.n_windows, -(-(min(hi, self.n) + plan.shift) // self.roi))) for plan in self.plans]
+
     def _predict(self, k: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
         """Block ``k``: (spec, high end, mix magnitudes, predicted magnitudes), as the whole file has them."""
         sep, roi, n = self.sep, self.roi, self.n
         lo, hi = self._bounds(k)
-        windows = []
-        for plan in self.plans:  # the whole file's windows whose outputs fall in the block
-            first = (lo + plan.shift) // roi
-            last = min(plan.n_windows, -(-(min(hi, n) + plan.shift) // roi))
-            windows.append((plan, first, last))
+        windows = self._windows(k)
         a0 = max(0, min([lo] + [i * roi - plan.pad_left for plan, i, _ in windows]))
         a1 = min(self.total, max([hi] + [(j - 1) * roi - plan.pad_left + plan.window for plan, _, j in windows]))
         t0 = time.perf_counter()
@@ -639,7 +642,8 @@ class _StreamJob:
         names = (sep.primary, sep.secondary)
         bar = None
         if self.on_window is None and sep.progress:
-            windows = sum(plan.n_windows for plan in self.plans) * (2 if sep.postprocess else 1)
+            windows = sum(last - first for k in range(len(self.starts)) for _, first, last in self._windows(k))
+            windows *= 2 if sep.postprocess else 1
             bar = tqdm(total=windows, unit="win", leave=False)
             self.on_window = bar.update
         try:
