@@ -220,6 +220,21 @@ class Separator:
         c = self.net.context
         return mask[:, :, :, c:-c]
 
+    def _run_windows(
+        self, items: list[tuple[np.ndarray, WindowPlan]], on_window: Callable[[int], None] | None
+    ) -> list[np.ndarray]:
+        """:func:`run_windows_many` with this separator's network; running out of memory is an
+        :class:`OutOfMemoryError` that says what to change."""
+        try:
+            with torch.inference_mode():
+                return run_windows_many(items, self._predict_windows, batch_size=self.batch_size,
+                                        device=self.device, on_window=on_window)
+        except (MemoryError, _TORCH_OOM) as exc:
+            raise OutOfMemoryError(
+                f"the network ran out of memory on {self.device} with {self.batch_size} window(s) per call"
+                f"{'; try --batch-size 1' if self.batch_size > 1 else ''} ({type(exc).__name__})"
+            ) from None
+
     def predict_magnitudes(
         self, mag: np.ndarray, n_frames: int | None = None, on_window: Callable[[int], None] | None = None
     ) -> np.ndarray:
@@ -253,15 +268,7 @@ class Separator:
              WindowPlan.for_frames(items[k][1], self.window_size, self.net.context, shifted=shifted))
             for k, shifted in jobs
         ]
-        try:
-            with torch.inference_mode():
-                masks = run_windows_many(plans, self._predict_windows, batch_size=self.batch_size,
-                                         device=self.device, on_window=on_window)
-        except (MemoryError, _TORCH_OOM) as exc:
-            raise OutOfMemoryError(
-                f"the network ran out of memory on {self.device} with {self.batch_size} window(s) per call"
-                f"{'; try --batch-size 1' if self.batch_size > 1 else ''} ({type(exc).__name__})"
-            ) from None
+        masks = self._run_windows(plans, on_window)
         preds: dict[int, list[np.ndarray]] = {k: [] for k in live}
         for (k, _), mask in zip(jobs, masks):
             mag, n = items[k]
@@ -553,15 +560,7 @@ class _StreamJob:
             inp[:, :, c0 - e0 : c1 - e0] = norm[:, :, c0 - a0 : c1 - a0]
             count = last - first
             items.append((inp, WindowPlan(count * roi, plan.window, plan.context, 0, 0, count)))
-        try:
-            with torch.inference_mode():
-                outs = run_windows_many(items, sep._predict_windows, batch_size=sep.batch_size,
-                                        device=sep.device, on_window=self.on_window)
-        except (MemoryError, _TORCH_OOM) as exc:
-            raise OutOfMemoryError(
-                f"the network ran out of memory on {sep.device} with {sep.batch_size} window(s) per call"
-                f"{'; try --batch-size 1' if sep.batch_size > 1 else ''} ({type(exc).__name__})"
-            ) from None
+        outs = sep._run_windows(items, self.on_window)
         block_norm = norm[:, :, lo - a0 : hi - a0]
         preds = []
         for (plan, first, _), out in zip(windows, outs):
