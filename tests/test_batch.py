@@ -243,3 +243,25 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
     for wav in out.glob("*.wav"):
         assert sf.info(str(wav)).frames == SR  # every file there is complete
+
+
+def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
+    """Ctrl-C while a long input is being written segment by segment: exit 130, no file."""
+    sf.write(tmp_path / "long.wav", music_like(20.0).T, SR)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "long.wav"), "-m", str(tiny_weights),
+           "-o", str(out), "--device", "cpu", "--segment-threshold", "5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        parts = list(out.glob(".*.part")) if out.is_dir() else []
+        if parts and all(p.stat().st_size > 44 for p in parts):  # a first segment is written
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert list(out.iterdir()) == []
