@@ -113,16 +113,24 @@ def probe(path: Path, stream: int) -> tuple[int, int, float | None]:
     return int(st["sample_rate"]), int(st["channels"]), float(duration) if duration else None
 
 
-def read_with_ffmpeg(path: Path, stream: int = 0) -> tuple[np.ndarray, int]:
-    """Decode one audio stream with ffmpeg (no shell) to float32 ``[C, T]``, C ≤ 2."""
-    sr, channels, _ = probe(path, stream)
-    channels = min(channels, 2)
+def run_ffmpeg_decode(path: Path, stream: int, channels: int, output: list[str]) -> subprocess.CompletedProcess:
+    """Decode audio stream ``stream`` of ``path`` to float32 PCM with ``channels`` channels
+    (ffmpeg's down-mix), written as ``output`` says; no shell. Raises
+    :class:`UnsupportedFormatError` with ffmpeg's last line when it fails."""
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-vn",
-           "-ac", str(channels), "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+           "-ac", str(channels), "-acodec", "pcm_f32le", *output]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
         raise UnsupportedFormatError(f"{path}: cannot decode audio ({reason[0]})")
+    return proc
+
+
+def read_with_ffmpeg(path: Path, stream: int = 0) -> tuple[np.ndarray, int]:
+    """Decode one audio stream with ffmpeg (no shell) to float32 ``[C, T]``, C ≤ 2."""
+    sr, channels, _ = probe(path, stream)
+    channels = min(channels, 2)
+    proc = run_ffmpeg_decode(path, stream, channels, ["-f", "f32le", "-"])
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // channels * channels]
     return data.reshape(-1, channels).T.copy(), sr

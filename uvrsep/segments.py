@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ import scipy.signal
 import soundfile as sf
 
 from . import bands
-from .audio import FFMPEG_EXTENSIONS, probe
+from .audio import FFMPEG_EXTENSIONS, probe, run_ffmpeg_decode
 from .config import BandLayout
 from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
 
@@ -131,16 +130,14 @@ class AudioSource:
                 fh.close()
         if not shutil.which("ffmpeg"):
             raise UnsupportedFormatError(f"{self.path}: needs ffmpeg to be decoded in segments (install ffmpeg)")
-        rate, channels, _ = probe(self.path, stream or 0)
+        _, channels, _ = probe(self.path, stream or 0)
         self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
         target = Path(self._tmpdir) / "decoded.wav"
-        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(self.path), "-map", f"0:a:{stream or 0}", "-vn",
-               "-ac", str(min(channels, 2)), "-acodec", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(target)]
-        proc = subprocess.run(cmd, capture_output=True)
-        if proc.returncode != 0:
+        try:
+            run_ffmpeg_decode(self.path, stream or 0, min(channels, 2), ["-rf64", "auto", "-f", "wav", str(target)])
+        except UnsupportedFormatError:
             self.close()
-            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
-            raise UnsupportedFormatError(f"{self.path}: cannot decode audio ({reason[0]})")
+            raise
         return sf.SoundFile(str(target))
 
     def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:

@@ -18,8 +18,7 @@ from tqdm import tqdm
 from . import bands, segments
 from .audio import duration_seconds, read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
-from .errors import ITEM_ERRORS as _ITEM_ERRORS
-from .errors import ConfigError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
+from .errors import ITEM_ERRORS as _ITEM_ERRORS, ConfigError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
 from .hub import resolve_model
 from .masks import apply_aggressiveness, apply_silence_ops, mask_silence, silence_ops
 from .network import Architecture, detect_architecture, load_network
@@ -322,9 +321,10 @@ class Separator:
                 yield from self._run_group(group)
                 group, windows = [], 0
                 try:
-                    yield path, self.separate_streamed(path)
+                    result = self.separate_streamed(path)
                 except _ITEM_ERRORS as exc:
-                    yield path, exc
+                    result = exc
+                yield path, result
                 continue
             group.append(path)
             frames = int(seconds * self.layout.sample_rate) // self.layout.top.hop_length + 1
