@@ -131,8 +131,7 @@ class AudioSource:
         if not shutil.which("ffmpeg"):
             raise UnsupportedFormatError(f"{self.path}: needs ffmpeg to be decoded in segments (install ffmpeg)")
         _, channels, _ = probe(self.path, stream or 0)
-        self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
-        target = Path(self._tmpdir) / "decoded.wav"
+        target = self._temp_file()
         try:
             run_ffmpeg_decode(self.path, stream or 0, min(channels, 2), ["-rf64", "auto", "-f", "wav", str(target)])
         except UnsupportedFormatError:
@@ -140,9 +139,13 @@ class AudioSource:
             raise
         return sf.SoundFile(str(target))
 
-    def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:
+    def _temp_file(self) -> Path:
+        """Where a decoded copy goes (a private temporary folder, removed by :meth:`close`)."""
         self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
-        target = Path(self._tmpdir) / "decoded.wav"
+        return Path(self._tmpdir) / "decoded.wav"
+
+    def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:
+        target = self._temp_file()
         try:
             with sf.SoundFile(str(target), "w", samplerate=fh.samplerate, channels=fh.channels,
                               subtype="FLOAT", format="RF64") as out:
