@@ -128,15 +128,21 @@ def apply_highpass(spec: np.ndarray, start: int, stop: int) -> None:
         spec[:, : stop + 1, :] = 0
 
 
+def band_lengths(n_samples: int, layout: BandLayout) -> list[int]:
+    """Length of each band's waveform in the analysis of ``n_samples`` samples (librosa's
+    ``ceil`` rule for each resampling down the cascade)."""
+    lengths = [0] * len(layout.bands)
+    length = n_samples
+    for i in range(len(layout.bands) - 1, -1, -1):
+        if i < len(layout.bands) - 1:
+            length = math.ceil(length * layout.bands[i].sample_rate / layout.bands[i + 1].sample_rate)
+        lengths[i] = length
+    return lengths
+
+
 def frame_count(n_samples: int, layout: BandLayout) -> int:
     """Frames of the combined spectrogram for ``n_samples`` samples (the smallest band's count)."""
-    counts, length = [], n_samples
-    for i in range(len(layout.bands) - 1, -1, -1):
-        band = layout.bands[i]
-        if i < len(layout.bands) - 1 and band.sample_rate != layout.bands[i + 1].sample_rate:
-            length = math.ceil(length * band.sample_rate / layout.bands[i + 1].sample_rate)
-        counts.append(1 + length // band.hop_length)
-    return min(counts)
+    return min(1 + length // band.hop_length for band, length in zip(layout.bands, band_lengths(n_samples, layout)))
 
 
 def combine(specs: list[np.ndarray], layout: BandLayout, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:

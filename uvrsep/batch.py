@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter, write_audio
-from .bands import resample
+from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter
 from .errors import ITEM_ERRORS, AudioWriteError, ConfigError, UvrsepError
 from .stems import StreamedStems
 
@@ -137,37 +136,35 @@ class OutputPlan:
         (written block by block as the separation goes; no file appears unless all complete).
         """
         targets = self.paths(item, self.stems or stems.names)
-        if isinstance(stems, StreamedStems):
-            return self._write_streamed(stems, targets)
-        for name, path in targets.items():
-            wave = stems[name]
-            sr = stems.sample_rate
-            if self.mono:
-                wave = wave.mean(axis=0, keepdims=True)
-            if self.sample_rate and self.sample_rate != sr:
-                wave = resample(np.ascontiguousarray(wave), sr, self.sample_rate, "soxr_hq")
-                sr = self.sample_rate
-            write_audio(path, wave, sr, bit_depth=self.bit_depth, overwrite=self.overwrite)
-        return targets
-
-    def _write_streamed(self, stems: StreamedStems, targets: dict[str, Path]) -> dict[str, Path]:
+        if not isinstance(stems, StreamedStems):
+            stems = stems.as_stream()  # one block: the same writer serves both
         sr = stems.sample_rate
         out_sr = self.sample_rate or sr
         channels = 1 if self.mono else 2
         writers: dict[str, AudioStreamWriter] = {}
-        # The same soxr_hq conversion as whole files get, run as a stream (identical output).
+        # soxr_hq run as a stream: the same samples as librosa's one-call soxr_hq resampling.
         converters = {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq")
                       for name in targets} if out_sr != sr else {}
+        # librosa's length rule for a resampled signal (its fix_length pads or trims to it).
+        length = int(np.ceil(stems.n_samples * (float(out_sr) / sr))) if converters else stems.n_samples
+        written = dict.fromkeys(targets, 0)
+
+        def put(name: str, wave: np.ndarray) -> None:
+            wave = wave[:, : length - written[name]]
+            writers[name].write(wave)
+            written[name] += wave.shape[1]
+
         try:
             for name, path in targets.items():
                 writers[name] = AudioStreamWriter(path, out_sr, channels, bit_depth=self.bit_depth,
                                                   overwrite=self.overwrite)
             for chunk in stems:
-                for name, writer in writers.items():
-                    writer.write(self._convert(chunk[name], converters.get(name), last=False))
+                for name in writers:
+                    put(name, self._convert(chunk[name], converters.get(name), last=False))
             for name, writer in writers.items():
                 if name in converters:
-                    writer.write(self._convert(np.zeros((channels, 0), np.float32), converters[name], last=True))
+                    put(name, self._convert(np.zeros((channels, 0), np.float32), converters[name], last=True))
+                put(name, np.zeros((channels, length - written[name]), np.float32))
                 writer.commit()
         except BaseException:
             for writer in writers.values():

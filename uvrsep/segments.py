@@ -68,17 +68,6 @@ def unsupported_reason(layout: BandLayout) -> str | None:
     return None
 
 
-def band_lengths(n_samples: int, layout: BandLayout) -> list[int]:
-    """Whole-file length of each band's waveform in the analysis (librosa's ``ceil`` rule)."""
-    lengths = [0] * len(layout.bands)
-    length = n_samples
-    for i in range(len(layout.bands) - 1, -1, -1):
-        if i < len(layout.bands) - 1:
-            length = math.ceil(length * layout.bands[i].sample_rate / layout.bands[i + 1].sample_rate)
-        lengths[i] = length
-    return lengths
-
-
 # -- input ------------------------------------------------------------------------------------
 
 
@@ -235,7 +224,7 @@ def analyze_frames(
     spectrogram ``[2, bins + 1, stop - start]`` and the raw high end ``[2, h, stop - start]``.
     """
     chain = layout.bands
-    lengths = band_lengths(n_samples, layout)
+    lengths = bands.band_lengths(n_samples, layout)
     m = analysis_margin(layout)
     g0, g1 = start - m, stop + m
     wave = read(g0 * layout.top.hop_length, g1 * layout.top.hop_length)

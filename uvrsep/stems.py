@@ -64,6 +64,11 @@ class Stems:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.waves[name]
 
+    def as_stream(self) -> StreamedStems:
+        """The same audio as a one-block :class:`StreamedStems` (for code that writes streams)."""
+        return StreamedStems(self.names, self.sample_rate, self.primary, self.waves[self.primary].shape[1],
+                             iter([self.waves]), list(self.notes))
+
     def write(
         self,
         output_dir: str | Path,
