@@ -7,20 +7,31 @@ atomic: a temporary file in the target folder, renamed when complete.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioReadError, AudioWriteError, EmptyAudioError, UnsupportedFormatError
+from .errors import (
+    AudioReadError,
+    AudioWriteError,
+    ConfigError,
+    EmptyAudioError,
+    OutputExistsError,
+    UnsupportedFormatError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +50,45 @@ FFMPEG_EXTENSIONS = frozenset(
 )
 
 
+#: Largest sample magnitude uvrsep analyses: the float32 STFTs sum up to 2048 windowed samples,
+#: so far larger values overflow (a float WAV may hold up to 3.4e38). Larger inputs are refused.
+MAX_SAMPLE = 1e30
+
+
+def check_samples(wave: np.ndarray, path: object) -> None:
+    """Refuse audio holding NaN / infinite samples, or samples too large to analyse
+    (:data:`MAX_SAMPLE`), with an :class:`AudioReadError` naming ``path``."""
+    if wave.size == 0:
+        return
+    peak = float(np.max(np.abs(wave)))
+    if not np.isfinite(peak):
+        raise AudioReadError(f"{path}: holds NaN or infinite samples")
+    if peak > MAX_SAMPLE:
+        raise AudioReadError(
+            f"{path}: samples reach {peak:.3g}, too large to analyse (at most {MAX_SAMPLE:.0e}); scale it down"
+        )
+
+
+def check_input_file(path: Path) -> None:
+    """Refuse what cannot be an audio input before decoding it: a missing path, a folder,
+    something that is not a regular file (a FIFO, a device), an empty file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioReadError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise AudioReadError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioReadError(f"{path}: is a folder, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        raise AudioReadError(f"{path}: is {kind}; give a regular audio file")
+    if st.st_size == 0:
+        raise EmptyAudioError(f"{path}: is an empty (0-byte) file")
+    if not os.access(path, os.R_OK):
+        raise AudioReadError(f"{path}: cannot be read (permission denied)")
+
+
 def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.ndarray, int]:
     """Read ``path`` as float32 ``[channels, samples]`` plus its sample rate.
 
@@ -49,12 +99,7 @@ def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.n
     non-finite samples.
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioReadError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioReadError(f"{path}: is a folder, not an audio file")
-    if path.stat().st_size == 0:
-        raise EmptyAudioError(f"{path}: is an empty (0-byte) file")
+    check_input_file(path)
     wav = None
     if stream is None and path.suffix.lower() not in FFMPEG_EXTENSIONS:
         try:
@@ -73,8 +118,7 @@ def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.n
             log.warning("%s: %d channels and no ffmpeg to down-mix them: keeping the first two", path, wav.shape[0])
     if wav.shape[-1] == 0:
         raise EmptyAudioError(f"{path}: holds no audio samples")
-    if not np.isfinite(wav).all():
-        raise AudioReadError(f"{path}: holds NaN or infinite samples")
+    check_samples(wav, path)
     return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
 
 
@@ -106,7 +150,7 @@ def probe(path: Path, stream: int) -> tuple[int, int, float | None]:
         raise UnsupportedFormatError(f"{path}: cannot decode audio ({reason[0]})") from None
     streams = info.get("streams") or []
     if not streams:
-        which = "any audio stream" if stream == 0 else f"audio stream {stream}"
+        which = "audio stream" if stream == 0 else f"audio stream {stream} (streams count from 0)"
         raise UnsupportedFormatError(f"{path}: has no {which}")
     st = streams[0]
     duration = st.get("duration") or info.get("format", {}).get("duration")
@@ -139,8 +183,7 @@ def read_with_ffmpeg(path: Path, stream: int = 0) -> tuple[np.ndarray, int]:
 def duration_seconds(path: str | os.PathLike) -> float:
     """Duration of an audio file in seconds (header only; no decoding where avoidable)."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioReadError(f"{path}: no such file")
+    check_input_file(path)
     if path.suffix.lower() not in FFMPEG_EXTENSIONS:
         try:
             return sf.info(str(path)).duration
@@ -152,6 +195,33 @@ def duration_seconds(path: str | os.PathLike) -> float:
             return duration
     wav, sr = read_audio(path)
     return wav.shape[-1] / sr
+
+
+#: A 2-D array axis with at most this many entries (and the other axis longer) holds channels.
+MAX_CHANNELS = 8
+
+
+def channels_first(wave: np.ndarray, name: str = "array") -> np.ndarray:
+    """An in-memory waveform as ``[channels, samples]``.
+
+    Accepted: ``[samples]`` (mono); ``[channels, samples]`` (uvrsep's, torchaudio's layout);
+    ``[samples, channels]`` (what ``soundfile.read`` returns). A 2-D array is read with its
+    small axis as channels when one axis has at most :data:`MAX_CHANNELS` entries and the other
+    is longer; any other shape is refused with a :class:`ConfigError` naming it.
+    """
+    wave = np.asarray(wave)
+    if wave.ndim == 1:
+        return wave[None, :]
+    if wave.ndim == 2:
+        rows, cols = wave.shape
+        if rows <= MAX_CHANNELS and cols > rows:
+            return wave
+        if cols <= MAX_CHANNELS and rows > cols:
+            return wave.T
+    raise ConfigError(
+        f"{name}: cannot tell channels from samples in an array of shape {tuple(wave.shape)}; give "
+        f"[channels, samples] or [samples, channels] with at most {MAX_CHANNELS} channels (or [samples] for mono)"
+    )
 
 
 def to_stereo(wav: np.ndarray) -> np.ndarray:
@@ -176,17 +246,87 @@ def _output_format(path: Path, bit_depth: str, overwrite: bool) -> tuple[str, st
     return OUTPUT_FORMATS[fmt], subtype
 
 
+# -- temporary files owned by a live process ---------------------------------------------------
+#
+# Temporary names carry their owner (host and pid): a run removes the leftovers of runs that were
+# killed, never the live temporary file of another process writing the same folder.
+
+#: A temporary file of another host is taken as abandoned after this long without a write.
+FOREIGN_STALE_SECONDS = 24 * 3600
+
+
+def owner_tag() -> str:
+    """``host-pid`` of this process, as embedded in uvrsep's temporary names."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def is_abandoned(tag: str, path: Path) -> bool:
+    """Whether a temporary file whose name holds ``tag`` (``host-pid-...``) belongs to no live
+    process: its owner on this host is gone, or (another host's) it was not written for a day."""
+    parts = tag.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], int(parts[1])
+    if host == owner_tag().rsplit("-", 1)[0]:
+        return not _pid_alive(pid)
+    try:
+        return time.time() - path.stat().st_mtime > FOREIGN_STALE_SECONDS
+    except OSError:
+        return False
+
+
+def remove_abandoned(folder: Path, prefix: str, suffix: str = "") -> None:
+    """Remove ``folder/prefix<owner tag>...suffix`` entries whose owner is gone (see :func:`is_abandoned`)."""
+    for stale in folder.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        tag = stale.name[len(prefix) : len(stale.name) - len(suffix) if suffix else None]
+        if is_abandoned(tag, stale):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: BaseException) -> AudioWriteError:
+    """An :class:`AudioWriteError` for a failed write, saying "disk full" when it was."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "System error" in text and _disk_full(path):
+        return AudioWriteError(f"{path}: cannot write: disk full (no space left in {path.parent})")
+    reason = getattr(exc, "strerror", None) or text or type(exc).__name__
+    return AudioWriteError(f"{path}: cannot write ({reason})")
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        return False
+
+
 def _temp_beside(path: Path) -> str:
-    """A new temporary file next to ``path`` (stale ones of a killed run removed first)."""
+    """A new temporary file next to ``path``, named after this process (abandoned ones of
+    killed runs removed first; live ones of other processes left alone)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):  # left by a killed run
-        stale.unlink(missing_ok=True)
+    remove_abandoned(path.parent, f".{path.name}.", ".part")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=".part", dir=path.parent)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _write_error(path, exc) from None
         raise AudioWriteError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
     os.close(fd)
     # mkstemp makes the file private (0600); outputs get the permissions a plain open() gives.
@@ -194,6 +334,30 @@ def _temp_beside(path: Path) -> str:
     os.umask(mask)
     os.chmod(tmp_name, 0o666 & ~mask)
     return tmp_name
+
+
+def commit_file(tmp_name: str, path: Path, overwrite: bool) -> bool:
+    """Rename a finished temporary file into place. Without ``overwrite`` an existing target is
+    never replaced, even one another process made meanwhile: the temporary file is dropped and
+    ``False`` returned (the target is then that process's). ``True``: the target is ours."""
+    if overwrite:
+        os.replace(tmp_name, path)
+        return True
+    try:
+        os.link(tmp_name, path)  # atomic, and fails if the target exists
+    except FileExistsError:
+        Path(tmp_name).unlink(missing_ok=True)
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP):
+            raise
+        if path.exists():  # no hard links on this file system: check, then rename
+            Path(tmp_name).unlink(missing_ok=True)
+            return False
+        os.replace(tmp_name, path)
+        return True
+    Path(tmp_name).unlink(missing_ok=True)
+    return True
 
 
 def _frames_for_file(wav: np.ndarray, subtype: str) -> np.ndarray:
@@ -218,29 +382,23 @@ def write_audio(
     The format follows the file extension (``.wav``, ``.flac``, ``.mp3``, ``.ogg``; the bit depth
     applies to the lossless ones). An existing file is only replaced with ``overwrite=True``.
     """
-    path = Path(path)
-    container, subtype = _output_format(path, bit_depth, overwrite)
-    data = _frames_for_file(wav, subtype)
-    tmp_name = _temp_beside(path)
-    try:
-        sf.write(tmp_name, data, sample_rate, subtype=subtype, format=container)
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, (OSError, sf.LibsndfileError, RuntimeError)):
-            raise AudioWriteError(f"{path}: cannot write ({exc})") from None
-        raise
-    return path
+    wav = np.atleast_2d(wav)
+    with AudioStreamWriter(path, sample_rate, wav.shape[0], bit_depth=bit_depth, overwrite=overwrite) as writer:
+        writer.write(wav)
+        return writer.commit()
 
 
 class AudioStreamWriter:
     """Write an audio file block by block, atomically: blocks go to a temporary file beside
     ``path``, :meth:`commit` renames it into place, :meth:`abort` (or leaving a ``with`` block by
-    an exception) removes it. Same formats and rules as :func:`write_audio`."""
+    an exception) removes it. Same formats and rules as :func:`write_audio`; without
+    ``overwrite`` a target that appeared meanwhile (another process's) is kept and
+    :meth:`commit` raises :class:`OutputExistsError`."""
 
     def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, bit_depth: str = "16",
                  overwrite: bool = False):
         self.path = Path(path)
+        self.overwrite = overwrite
         container, self.subtype = _output_format(self.path, bit_depth, overwrite)
         self._tmp = _temp_beside(self.path)
         try:
@@ -248,7 +406,7 @@ class AudioStreamWriter:
                                     subtype=self.subtype, format=container)
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             Path(self._tmp).unlink(missing_ok=True)
-            raise AudioWriteError(f"{self.path}: cannot write ({exc})") from None
+            raise _write_error(self.path, exc) from None
 
     def write(self, wav: np.ndarray) -> None:
         """Append ``[channels, samples]``."""
@@ -256,15 +414,17 @@ class AudioStreamWriter:
             self._fh.write(_frames_for_file(wav, self.subtype))
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             self.abort()
-            raise AudioWriteError(f"{self.path}: cannot write ({exc})") from None
+            raise _write_error(self.path, exc) from None
 
     def commit(self) -> Path:
         try:
             self._fh.close()
-            os.replace(self._tmp, self.path)
+            ours = commit_file(self._tmp, self.path, self.overwrite)
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             self.abort()
-            raise AudioWriteError(f"{self.path}: cannot write ({exc})") from None
+            raise _write_error(self.path, exc) from None
+        if not ours:
+            raise OutputExistsError(f"{self.path}: was written by another process meanwhile; kept as it is")
         return self.path
 
     def abort(self) -> None:

@@ -49,8 +49,13 @@ class Analysis:
 
 def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> np.ndarray:
     """Resample along the last axis with the named resampler (librosa's dispatch and length rule)."""
-    if wave.shape[-1] == 0:
+    n = wave.shape[-1]
+    if n == 0 or orig_sr == target_sr:
         return wave
+    if res_type.startswith("kaiser") and n * target_sr < orig_sr:
+        # resampy refuses inputs shorter than one output sample (1-4 samples at 192 kHz). librosa's
+        # rule gives ⌊n·ratio⌋ computed samples zero-padded to ⌈n·ratio⌉: here, that is zeros.
+        return np.zeros(wave.shape[:-1] + (math.ceil(n * target_sr / orig_sr),), dtype=wave.dtype)
     return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type)
 
 

@@ -9,10 +9,14 @@ on one line and exits non-zero; it never shows a traceback for these.
     ├── AudioReadError               missing / unreadable input
     │   ├── EmptyAudioError          zero samples
     │   └── UnsupportedFormatError   no decoder for it, or no audio stream
-    ├── AudioWriteError              output folder not writable, output exists, ...
+    ├── AudioWriteError              output folder not writable, disk full, output exists, ...
+    │   └── OutputExistsError        another process wrote the same output meanwhile
     ├── IncompatibleCheckpointError  weights unreadable or not fitting
     ├── OutOfMemoryError             the network ran out of memory
     └── (hub) DownloadError, ChecksumMismatchError
+
+    KeyboardInterrupt
+    └── Terminated                   SIGTERM (handled like Ctrl-C)
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class AudioWriteError(UvrsepError, OSError):
     """An output file could not be written (or would overwrite something it must not)."""
 
 
+class OutputExistsError(AudioWriteError):
+    """An output appeared while it was being written (another run made it); it was kept."""
+
+
 class IncompatibleCheckpointError(UvrsepError, ValueError):
     """A weight file is unreadable or does not fit the network it is loaded into."""
 
@@ -50,5 +58,27 @@ class OutOfMemoryError(UvrsepError, MemoryError):
     """The network ran out of (GPU or CPU) memory; a smaller --batch-size may help."""
 
 
-#: Errors that fail one input of a batch and let the batch go on (anything else stops it).
-ITEM_ERRORS = (UvrsepError, MemoryError, RuntimeError, ValueError, OSError)
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM, as ``timeout``, ``kill`` and job schedulers send).
+
+    A :class:`KeyboardInterrupt`, so every clean-up that Ctrl-C runs runs for it too; the CLI
+    exits with 143 for it (130 for Ctrl-C).
+    """
+
+
+#: Errors that fail one input of a batch and let the batch go on: any exception. Only an
+#: interruption (Ctrl-C, SIGTERM: :class:`KeyboardInterrupt`) stops a batch.
+ITEM_ERRORS = (Exception,)
+
+
+def one_line(exc: BaseException, path: object = None) -> str:
+    """A one-line reason for a failed input: a :class:`UvrsepError`'s own message (which names
+    the file), else ``"<path>: <Type>: <first line>"`` for anything a library raised."""
+    if isinstance(exc, UvrsepError):
+        text = str(exc)
+    else:
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        if path is not None:
+            text = f"{path}: {text}"
+    return " ".join(text.split())

@@ -34,7 +34,7 @@ import scipy.signal
 import soundfile as sf
 
 from . import bands
-from .audio import FFMPEG_EXTENSIONS, probe, run_ffmpeg_decode
+from .audio import FFMPEG_EXTENSIONS, check_input_file, check_samples, owner_tag, probe, remove_abandoned, run_ffmpeg_decode
 from .config import BandLayout
 from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
 
@@ -44,6 +44,8 @@ FFT_KERNEL_HALF = 16384
 FFT_KERNEL_FLAT = 8192
 #: Input samples of margin around each block when the input's rate is converted block-wise.
 SOURCE_MARGIN = 8192
+#: Prefix of the temporary folders holding decoded copies of inputs (system temp folder).
+TEMP_PREFIX = "uvrsep-decode-"
 #: soundfile subtypes whose length and seeking are not sample-exact: decoded once, in order.
 LOSSY_SUBTYPES = frozenset({"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"})
 
@@ -87,10 +89,8 @@ class AudioSource:
         self.sample_rate = sample_rate
         self.res_type = res_type
         self._tmpdir: str | None = None
-        if not self.path.is_file():
-            raise AudioReadError(f"{self.path}: no such file")
-        if self.path.stat().st_size == 0:
-            raise EmptyAudioError(f"{self.path}: is an empty (0-byte) file")
+        self._file = None
+        check_input_file(self.path)
         self._file = self._open(stream)
         self.source_rate = self._file.samplerate
         self.source_samples = self._file.frames
@@ -129,8 +129,11 @@ class AudioSource:
         return sf.SoundFile(str(target))
 
     def _temp_file(self) -> Path:
-        """Where a decoded copy goes (a private temporary folder, removed by :meth:`close`)."""
-        self._tmpdir = tempfile.mkdtemp(prefix="uvrsep-")
+        """Where a decoded copy goes: a private temporary folder named after this process,
+        removed by :meth:`close` (on any exit, Ctrl-C and SIGTERM included); those of killed
+        runs are removed here, next time."""
+        remove_abandoned(Path(tempfile.gettempdir()), TEMP_PREFIX)
+        self._tmpdir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{owner_tag()}-")
         return Path(self._tmpdir) / "decoded.wav"
 
     def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:
@@ -171,8 +174,7 @@ class AudioSource:
             data = self._file.read(hi - lo, dtype="float32", always_2d=True).T
             if data.shape[1] != hi - lo:
                 raise AudioReadError(f"{self.path}: ends early ({lo + data.shape[1]} of {self.source_samples} samples)")
-            if not np.isfinite(data).all():
-                raise AudioReadError(f"{self.path}: holds NaN or infinite samples")
+            check_samples(data, self.path)
             out[:, lo - start : hi - start] = data
         return out
 
