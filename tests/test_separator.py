@@ -44,7 +44,10 @@ def test_default_params_notice(separator):
 
 @pytest.mark.parametrize("n_samples", [1, 100, 479, 480, 481, 5000])
 def test_very_short_inputs(separator, n_samples):
-    stems = separator.separate(music_like(1.0)[:, :n_samples], SR)
+    wave = music_like(1.0)[:, :n_samples]
+    if n_samples == 1:  # [2, 1] reads as 2 samples of mono (the smaller axis holds the channels)
+        wave = wave[0]
+    stems = separator.separate(wave, SR)
     for wave in stems.waves.values():
         assert wave.shape == (2, n_samples) and np.isfinite(wave).all()
 
@@ -176,3 +179,58 @@ def test_out_of_memory_is_a_clear_error(tiny_weights, monkeypatch):
     monkeypatch.setattr(sep, "_predict_windows", boom)
     with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*--batch-size 1"):
         sep.separate_array(music_like(0.3), SR)
+
+
+def test_array_layouts_soundfile_and_channels_first_agree(separator):
+    """sf.read gives [samples, channels]; it used to come back as (2, 2) stems."""
+    wave = music_like(0.3)
+    ours = separator.separate_array(wave, SR)
+    theirs = separator.separate_array(np.ascontiguousarray(wave.T), SR)
+    for name in ours.names:
+        assert theirs[name].shape == ours[name].shape == (2, wave.shape[1])
+        np.testing.assert_array_equal(theirs[name], ours[name])
+    mono_column = separator.separate_array(wave[:1].T, SR)  # [samples, 1]: used to raise a resampler error
+    np.testing.assert_array_equal(mono_column["vocals"], separator.separate_array(wave[0], SR)["vocals"])
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3), (10, 20), (20, 10), (2, 3, 100)])
+def test_ambiguous_array_shapes_are_refused_naming_the_shape(separator, shape):
+    with pytest.raises(ConfigError, match=r"shape \(" + ", ".join(map(str, shape)) + r"\).*\[channels, samples\]"):
+        separator.separate_array(np.zeros(shape, dtype=np.float32), SR)
+
+
+def test_torch_device_objects_are_accepted(tiny_weights):
+    sep = Separator(tiny_weights, device=torch.device("cpu"))
+    assert sep.device == torch.device("cpu")
+
+
+def test_streamed_api_takes_short_inputs(separator, tmp_path):
+    """separate_streamed is documented for any length; a 2.3 s clip is one segment."""
+    path = tmp_path / "short.wav"
+    sf.write(path, music_like(2.3).T, SR, subtype="FLOAT")
+    streamed = separator.separate_streamed(path).collect()
+    whole = separator.separate(path)
+    for name in whole.names:
+        np.testing.assert_array_equal(streamed[name], whole[name])
+
+
+@pytest.mark.parametrize("n_samples", [1, 2, 3, 4, 5])
+def test_a_few_samples_at_192k_are_separated(separator, tmp_path, n_samples):
+    path = tmp_path / "tiny192.wav"
+    sf.write(path, np.full((n_samples, 2), 0.1, dtype=np.float32), 192000, subtype="FLOAT")
+    stems = separator.separate(path)
+    expected = int(np.ceil(n_samples * SR / 192000))
+    for wave in stems.waves.values():
+        assert wave.shape == (2, expected) and np.isfinite(wave).all()
+
+
+def test_huge_but_finite_samples(separator, tmp_path):
+    """Uniform ±3e38 floats overflowed librosa's STFT and killed the batch; now a clear refusal.
+    Large values that the float32 analysis holds are separated."""
+    rng = np.random.default_rng(0)
+    huge = tmp_path / "huge.wav"
+    sf.write(huge, rng.uniform(-3e38, 3e38, (SR // 4, 2)).astype(np.float32), SR, subtype="FLOAT")
+    with pytest.raises(AudioReadError, match=r"huge\.wav: samples reach 3.*too large"):
+        separator.separate(huge)
+    loud = separator.separate_array(music_like(0.3) * np.float32(1e20), SR)
+    assert all(np.isfinite(w).all() and np.abs(w).max() > 1e18 for w in loud.waves.values())

@@ -6,6 +6,8 @@ Public API::
     sep = Separator("HP2_all_vocals.pth", device="auto")
     stems = sep.separate("song.wav")          # stems["vocals"], stems["instrumental"]: [2, T]
     stems.write("out/", "song")               # out/song_vocals.wav, out/song_instrumental.wav
+
+``Separator()`` with no model uses the default (``HP2_all_vocals``, downloaded on first use).
 """
 
 from __future__ import annotations
@@ -28,11 +30,27 @@ from .errors import (  # noqa: E402
     UnsupportedFormatError,
     UvrsepError,
 )
-from .separator import Separator  # noqa: E402
-from .stems import Stems  # noqa: E402
+
+#: Names imported on first use: they bring in torch (seconds), which `uvrsep --help` must not pay.
+_LAZY = {"Separator": ".separator", "Stems": ".stems", "StreamedStems": ".stems", "Chain": ".chain"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "AudioReadError",
+    "Chain",
     "AudioWriteError",
     "BandLayout",
     "ConfigError",
@@ -41,6 +59,7 @@ __all__ = [
     "OutOfMemoryError",
     "Separator",
     "Stems",
+    "StreamedStems",
     "UnsupportedFormatError",
     "UvrsepError",
     "__version__",

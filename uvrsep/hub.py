@@ -43,6 +43,13 @@ class ChecksumMismatchError(UvrsepError, ValueError):
     """A file's sha256 differs from the expected one."""
 
 
+def default_model_name() -> str:
+    """The registry's default model (what ``uvrsep separate FILE`` uses without ``--model``)."""
+    from .registry import load_registry
+
+    return load_registry().default
+
+
 def home_dir() -> Path:
     """uvrsep's cache folder (``UVRSEP_HOME`` > ``XDG_CACHE_HOME/uvrsep`` > ``~/.cache/uvrsep``)."""
     if os.environ.get("UVRSEP_HOME"):
@@ -255,13 +262,16 @@ class ResolvedModel:
 
 
 def resolve_model(
-    model: str | os.PathLike, *, offline: bool = False, progress: bool = True, home: Path | None = None
+    model: str | os.PathLike | None, *, offline: bool = False, progress: bool = True, home: Path | None = None
 ) -> ResolvedModel:
-    """A path (used as is) or a registry name (downloaded into the cache unless ``offline``)."""
+    """A path (used as is) or a registry name (downloaded into the cache unless ``offline``);
+    ``None``: the registry's default model."""
     from .registry import load_registry
 
     home = home or home_dir()
     registry = load_registry(home)
+    if model is None:
+        model = registry.default
     path = Path(model)
     if path.is_file():
         spec = registry.find(path.name)

@@ -81,6 +81,8 @@ class Registry:
 
     models: list[ModelSpec]
     uvr_hashes: dict[str, dict] = field(default_factory=dict)
+    #: Name of the model used when none is given.
+    default: str = "HP2_all_vocals"
 
     def names(self) -> list[str]:
         return [m.name for m in self.models]
@@ -137,7 +139,7 @@ def load_registry(home: Path | None = None) -> Registry:
         user = [ModelSpec.from_dict(m, str(user_path)) for m in entries]
         user_names = {m.name for m in user}
         models = [m for m in models if m.name not in user_names] + user
-    return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}))
+    return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}), default=raw.get("default", "HP2_all_vocals"))
 
 
 def add_user_model(home: Path, spec: ModelSpec) -> None:

@@ -6,8 +6,9 @@ reproducing RVC's ``AudioPre`` numbers (see README, "Faithfulness").
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import torch
 from tqdm import tqdm
 
 from . import bands, segments
-from .audio import duration_seconds, read_audio, to_stereo
+from .audio import channels_first, check_samples, duration_seconds, read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
-from .errors import ITEM_ERRORS as _ITEM_ERRORS, ConfigError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
+from .errors import ITEM_ERRORS as _ITEM_ERRORS
+from .errors import ConfigError, EmptyAudioError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
 from .hub import resolve_model
 from .masks import apply_aggressiveness, apply_silence_ops, mask_silence, silence_ops
 from .network import Architecture, detect_architecture, load_network
@@ -40,8 +42,11 @@ SEGMENT_THRESHOLD = 60.0
 SEGMENT_WINDOWS = 4
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; others are checked for availability."""
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; others (a name such as ``cuda:1`` or a
+    :class:`torch.device`) are checked for availability."""
+    if isinstance(device, torch.device):
+        device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
@@ -75,6 +80,48 @@ def stem_labels(arch: Architecture, model_path: Path) -> tuple[str, str]:
     return ("vocals", "instrumental") if "HP3" in name else ("instrumental", "vocals")
 
 
+def known_facts(meta: dict, spec, uvr_entry: dict | None) -> tuple[str | None, str | None, str | None]:
+    """(band config, primary stem, where they come from) that a weight file's own metadata (a
+    uvrsep checkpoint), its registry entry or UVR's hash table state; ``None`` where none does."""
+    if meta.get("params") or meta.get("primary"):
+        return meta.get("params"), meta.get("primary"), None
+    params = spec.params if spec is not None else None
+    primary = spec.primary if spec is not None else None
+    note = None
+    if uvr_entry is not None:
+        params = params or uvr_entry["params"]
+        primary = primary or uvr_entry["primary"]
+        note = f"UVR's model hash: {params}, primary stem {primary}"
+    return params, primary, note
+
+
+def model_stems(model: str | Path | None = None, *, offline: bool = False) -> tuple[str, str]:
+    """The (masked, residual) stem labels ``model`` will write, worked out without downloading
+    or building it (a path is read; a registry name that is not cached yet answers from its
+    entry). ``None`` is the registry's default model. Lets a caller check its whole job
+    (names, existing outputs, ``--stems``) before it loads a model."""
+    from .hub import cached_path, default_model_name, home_dir
+    from .registry import load_registry
+
+    registry = load_registry(home_dir())
+    path = Path(model) if model is not None else None
+    if path is not None and not path.is_file() and (path.suffix == ".pth" or os.sep in str(model)):
+        raise UvrsepError(f"{path}: weight file not found")
+    if path is None or not path.is_file():
+        spec = registry.get(str(model) if model is not None else default_model_name())
+        if not cached_path(spec).is_file():
+            return STEM_LABELS[spec.primary]
+        path = cached_path(spec)
+    else:
+        spec = registry.find(path.name)
+    state, meta = read_checkpoint(path)
+    entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
+    _, primary, _ = known_facts(meta, spec, entry)
+    if primary is not None:
+        return STEM_LABELS[primary]
+    return stem_labels(detect_architecture(state, path), path)
+
+
 def default_params(arch: Architecture) -> str:
     """The original's band config for weights that do not say: 4band_v2 for ASPP nets (RVC's
     AudioPre), 4band_v3 for VR 5.1 nets with 672 bins (RVC's AudioPreDeEcho)."""
@@ -103,9 +150,10 @@ class Separator:
     """Separate two stems with an official VR weight file (HP family or VR 5.1).
 
     Args:
-        model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...).
+        model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...);
+            ``None``: the default model.
         params: band config name or JSON path; default ``4band_v2`` (with a notice).
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or a :class:`torch.device`.
         aggressiveness: RVC's 0–100 setting (default 10), applied to the mask per window.
         tta: add a second pass shifted by half a window and average.
         postprocess: RVC's ``mask_silence`` on the predicted magnitudes.
@@ -119,17 +167,18 @@ class Separator:
             :meth:`separate_batch` (see :meth:`separate_streamed`); ``inf`` never.
         segment_windows: network windows per segment (memory per segment grows with it).
 
-    ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); a name not
-    yet cached is downloaded. The band config and stem names come from ``params``, else the
+    ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
+    is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
+    (unless ``offline``: then the error says which file to put where). The band config and stem names come from ``params``, else the
     registry entry, else UVR's hash table, else the original's default for the family.
     """
 
     def __init__(
         self,
-        model: str | Path,
+        model: str | Path | None = None,
         *,
         params: str | Path | None = None,
-        device: str = "auto",
+        device: str | torch.device = "auto",
         aggressiveness: float = 10,
         tta: bool = False,
         postprocess: bool = False,
@@ -156,18 +205,9 @@ class Separator:
         state, meta = read_checkpoint(self.model_path)
         self.architecture = detect_architecture(state, self.model_path)
         self._check_registry_architecture()
-        known_params, known_primary = None, None
-        if meta.get("params") or meta.get("primary"):  # a uvrsep checkpoint says what it is
-            known_params, known_primary = meta.get("params"), meta.get("primary")
-        else:
-            if self.spec is not None:
-                known_params, known_primary = self.spec.params, self.spec.primary
-            if resolved.uvr_entry is not None:
-                known_params = known_params or resolved.uvr_entry["params"]
-                known_primary = known_primary or resolved.uvr_entry["primary"]
-                self.notes.append(
-                    f"identified {self.model_path.name} by UVR's model hash: {known_params}, primary stem {known_primary}"
-                )
+        known_params, known_primary, source = known_facts(meta, self.spec, resolved.uvr_entry)
+        if source is not None:
+            self.notes.append(f"identified {self.model_path.name} by {source}")
         if params is None:
             params = known_params
         if params is None:
@@ -197,6 +237,11 @@ class Separator:
         self.segment_threshold = segment_threshold
         self.segment_windows = segment_windows
         self.times = PhaseTimes()
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The stems this separator writes: (masked, residual)."""
+        return (self.primary, self.secondary)
 
     def _check_registry_architecture(self) -> None:
         spec, arch = self.spec, self.architecture
@@ -293,26 +338,33 @@ class Separator:
     def load(self, path: str | Path) -> np.ndarray:
         """Read a file as float32 stereo ``[2, T]`` at the model's sample rate."""
         wave, sr = read_audio(path, self.stream)
-        return self.prepare(wave, sr)
+        return self._conform(wave, sr, str(path))
 
     def separate_batch(
-        self, paths: Iterable[str | Path], *, group_windows: int = 8
+        self,
+        paths: Iterable[str | Path],
+        *,
+        group_windows: int = 8,
+        durations: Mapping[Path, float] | None = None,
     ) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
         """Separate many files, yielding ``(path, stems)`` or ``(path, error)`` per input, in order.
 
         Consecutive inputs are grouped until a group needs about ``group_windows`` network
         windows, so short clips share network calls. Inputs longer than ``segment_threshold``
         come as :class:`StreamedStems` (see :meth:`separate_streamed`): consume each before
-        asking for the next item. A group that fails is redone one input at a
-        time so that each error lands on the input that caused it; errors are
-        :class:`UvrsepError` (bad audio, ...) or the exception that stopped that input.
+        asking for the next item. A group that fails is redone one input at a time so that each
+        error lands on the input that caused it; any exception fails only its input (only
+        :class:`KeyboardInterrupt` stops the batch). ``durations`` (seconds per path, e.g. from
+        a listing made beforehand) saves reading each file's header again. Each in-memory
+        :class:`Stems` carries ``seconds``: its share of the group's processing time, in
+        proportion to its network windows.
         """
         group: list[Path] = []
         windows = 0
         for path in map(Path, paths):
             try:
-                seconds = duration_seconds(path)
-            except UvrsepError as exc:
+                seconds = durations[path] if durations is not None and path in durations else duration_seconds(path)
+            except _ITEM_ERRORS as exc:
                 yield from self._run_group(group)
                 group, windows = [], 0
                 yield path, exc
@@ -327,31 +379,52 @@ class Separator:
                 yield path, result
                 continue
             group.append(path)
-            frames = int(seconds * self.layout.sample_rate) // self.layout.top.hop_length + 1
-            windows += self.n_windows(frames)
+            windows += self.n_windows(self._frames_for(seconds))
             if windows >= group_windows:
                 yield from self._run_group(group)
                 group, windows = [], 0
         yield from self._run_group(group)
 
+    def _frames_for(self, seconds: float) -> int:
+        return int(seconds * self.layout.sample_rate) // self.layout.top.hop_length + 1
+
     def _run_group(self, group: list[Path]) -> Iterator[tuple[Path, Stems | Exception]]:
         if len(group) > 1:
+            t0 = time.perf_counter()
             try:
                 results = self.separate_many(group)
             except _ITEM_ERRORS:
                 results = None
             if results is not None:
+                _share_time(results, time.perf_counter() - t0, [self.n_windows(self._frames_for(r.duration)) for r in results])
                 yield from zip(group, results)
                 return
         for path in group:
+            t0 = time.perf_counter()
             try:
-                yield path, self.separate_many([path])[0]
+                result = self.separate_many([path])[0]
             except _ITEM_ERRORS as exc:
                 yield path, exc
+                continue
+            result.seconds = time.perf_counter() - t0
+            yield path, result
 
-    def prepare(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Bring ``[C, T]`` (or ``[T]``) audio to float32 stereo at the model's rate (top band's resampler)."""
-        wave = np.atleast_2d(np.asarray(wave, dtype=np.float32))
+    def prepare(self, wave: np.ndarray, sample_rate: int, name: str = "array") -> np.ndarray:
+        """Bring an in-memory waveform to float32 stereo ``[2, T]`` at the model's rate.
+
+        ``wave`` is ``[channels, samples]``, ``[samples, channels]`` or ``[samples]``
+        (:func:`uvrsep.audio.channels_first` says which shapes are accepted).
+        """
+        return self._conform(channels_first(wave, name), sample_rate, name)
+
+    def _conform(self, wave: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
+        """``[C, T]`` audio → float32 stereo ``[2, T']`` at the model's rate (top band's
+        resampler); more than two channels keep the first two. Empty, non-finite or too loud
+        audio is refused naming ``name``."""
+        if wave.shape[1] == 0:
+            raise EmptyAudioError(f"{name}: holds no audio samples")
+        wave = np.asarray(wave, dtype=np.float32)
+        check_samples(wave, name)
         if wave.shape[0] > 2:
             wave = wave[:2]
         if sample_rate != self.layout.sample_rate:
@@ -370,7 +443,13 @@ class Separator:
         return self.separate_array(audio, sample_rate)
 
     def separate_array(self, wave: np.ndarray, sample_rate: int | None) -> Stems:
-        """Separate an in-memory waveform ``[C, T]`` (or ``[T]``) at ``sample_rate``."""
+        """Separate an in-memory waveform at ``sample_rate``.
+
+        ``wave``: ``[channels, samples]``, ``[samples, channels]`` (as ``soundfile.read`` gives
+        it) or ``[samples]``. A 2-D array is read with its small axis as channels when one axis
+        has at most 8 entries and the other is longer; any other shape is refused with a
+        :class:`ConfigError` that names the shape. Stems are ``[2, T]`` either way.
+        """
         if sample_rate is None:
             raise ConfigError("separate(array) needs its sample_rate")
         return self.separate_many([(wave, sample_rate)])[0]
@@ -460,29 +539,33 @@ class Separator:
                 and segments.unsupported_reason(self.layout) is None)
 
     def separate_streamed(self, path: str | Path, on_window: Callable[[int], None] | None = None) -> StreamedStems:
-        """Separate a file of any length in bounded memory; iterate the result for its audio.
+        """Separate a file of any length; iterate the result for its audio, block by block.
 
-        The file is read, analysed, run through the network and synthesised segment by segment
-        (``segment_windows`` network windows each); memory does not grow with the length. The
-        stems equal :meth:`separate`'s (the network windows, normalisation, post-processing and
-        tail handling are the whole-file ones; only the synthesis' whole-file FFT resampling is
-        reproduced within ±16384 samples, > 100 dB SDR, see :mod:`uvrsep.segments`).
+        A long file is read, analysed, run through the network and synthesised segment by
+        segment (``segment_windows`` network windows each); memory does not grow with the
+        length. The stems equal :meth:`separate`'s (the network windows, normalisation,
+        post-processing and tail handling are the whole-file ones; only the synthesis' whole-file
+        FFT resampling is reproduced within ±16384 samples, > 100 dB SDR, see
+        :mod:`uvrsep.segments`). A file too short to be cut into segments, or a band config that
+        cannot be segmented (``2band_*``, ``3band_*``, ...), is separated whole and comes as one block.
 
         A first pass over the file (here, before returning) finds the global maximum the
         normalisation needs and rejects unreadable or non-finite audio. Iterating the returned
         :class:`StreamedStems` yields ``{stem: float32 [2, t]}`` blocks in order. With
         ``postprocess`` the network runs twice (the silence detection needs every frame's
-        residual first). Band configs that cannot be segmented raise :class:`ConfigError`.
+        residual first).
         """
-        reason = segments.unsupported_reason(self.layout)
-        if reason is not None:
-            raise ConfigError(f"band config {self.layout.name} cannot be processed in segments: {reason}")
         self.times = PhaseTimes()
         t0 = time.perf_counter()
-        source = AudioSource(path, self.layout.sample_rate, self.layout.top.resample_type, self.stream)
-        if bands.frame_count(source.n_samples, self.layout) < segments.min_frames(self.layout):
-            source.close()
-            raise ConfigError(f"{path}: too short to be processed in segments; use separate()")
+        whole = segments.unsupported_reason(self.layout) is not None
+        source = None
+        if not whole:
+            source = AudioSource(path, self.layout.sample_rate, self.layout.top.resample_type, self.stream)
+            whole = bands.frame_count(source.n_samples, self.layout) < segments.min_frames(self.layout)
+        if whole:
+            if source is not None:
+                source.close()
+            return self.separate_many([path], on_window=on_window)[0].as_stream()
         try:
             job = _StreamJob(self, source, on_window)
         except BaseException:
@@ -689,6 +772,13 @@ class _StreamJob:
                 wave = wave[:, : wave.shape[1] + missing]
             out[name] = wave
         return out
+
+
+def _share_time(results: list[Stems], seconds: float, weights: list[int]) -> None:
+    """Give each result of a shared run its share of the run's time, by its network windows."""
+    total = sum(weights)
+    for result, weight in zip(results, weights):
+        result.seconds = seconds * weight / total
 
 
 def _cut(high: np.ndarray | None, a: int, b: int) -> np.ndarray | None:

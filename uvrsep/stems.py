@@ -51,6 +51,8 @@ class Stems:
     sample_rate: int
     primary: str
     notes: list[str] = field(default_factory=list)
+    #: Processing time attributed to this input (its share of a shared network run), if known.
+    seconds: float | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
