@@ -20,8 +20,8 @@ from tests.conftest import SR, music_like
 from uvrsep import Separator
 from uvrsep.batch import InputItem, OutputPlan, collect_inputs, find_conflicts
 from uvrsep.cli import app
+from uvrsep.errors import ConfigError
 
-needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 runner = CliRunner()
 
 
@@ -57,13 +57,24 @@ def corpus(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
     bad.add("truncated.wav")
     (root / "random.wav").write_bytes(np.random.default_rng(0).bytes(5000))
     bad.add("random.wav")
-    if shutil.which("ffmpeg"):
-        ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.6", "-f", "lavfi", "-i",
-               "color=c=black:s=32x32:d=0.6", "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(root / "video.mp4"))
-        good.add("video.mp4")
-        ffmpeg("-f", "lavfi", "-i", "color=c=black:s=32x32:d=0.5", "-c:v", "mpeg4", str(root / "no_audio.mp4"))
-        bad.add("no_audio.mp4")
     return root, good, bad
+
+
+@pytest.mark.needs_ffmpeg
+def test_video_inputs(tmp_path, tiny_weights):
+    """A video's first audio stream is separated; a video without audio fails alone."""
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.6", "-f", "lavfi", "-i",
+           "color=c=black:s=32x32:d=0.6", "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(tmp_path / "video.mp4"))
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=32x32:d=0.5", "-c:v", "mpeg4", str(tmp_path / "no_audio.mp4"))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["separate", str(tmp_path / "video.mp4"), str(tmp_path / "no_audio.mp4"),
+                                 "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"])
+    assert result.exit_code == 1, result.output
+    assert "no_audio.mp4: has no audio stream" in result.output
+    assert "1 processed, 0 skipped, 1 failed" in result.output
+    info = sf.info(str(out / "video_vocals.wav"))
+    assert info.samplerate == SR and abs(info.duration - 0.6) < 0.05
+    assert not list(out.glob("no_audio*"))
 
 
 def test_corpus_batch(corpus, tiny_weights, tmp_path):
@@ -92,16 +103,6 @@ def test_corpus_batch(corpus, tiny_weights, tmp_path):
     assert not silent.any()
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     assert f"{len(good)} processed, 0 skipped, {len(bad)} failed" in result.output
-
-
-def test_unwritable_output_folder_fails_each_input(corpus, tiny_weights, tmp_path):
-    root, _, _ = corpus
-    blocker = tmp_path / "not_a_folder"
-    blocker.write_text("a file where the output folder should be")
-    result = runner.invoke(app, ["separate", str(root / "pcm24.wav"), "-m", str(tiny_weights),
-                                 "-o", str(blocker / "sub"), "--device", "cpu"])
-    assert result.exit_code == 1
-    assert "cannot create the output folder" in result.output and "Traceback" not in result.output
 
 
 def test_asr_ready_output_template_and_stems(corpus, tiny_weights, tmp_path):
@@ -162,12 +163,203 @@ def test_collect_inputs_globs_lists_and_missing(tmp_path):
     assert problems and "matches no file" in problems[0][1]
 
 
-def test_template_must_name_the_stem():
-    with pytest.raises(Exception, match="must contain"):
-        OutputPlan(template="{name}.{ext}")
+def test_template_must_name_the_stem_only_when_several_are_written():
+    with pytest.raises(ConfigError, match="must contain {stem} when 2 stems"):
+        OutputPlan(template="{name}.{ext}", stems=("vocals", "instrumental"))
+    with pytest.raises(ConfigError, match="must contain {stem}"):
+        OutputPlan(template="{name}.{ext}")  # stems not known yet: taken as several
+    plan = OutputPlan(template="{name}.{ext}", stems=("vocals",))
+    assert plan.paths(InputItem(Path("/x/a b.wav"), Path("/x")), ["vocals"]) == {"vocals": Path("a b.wav")}
     plan = OutputPlan(template="{parent}/{name}_{stem}.{ext}")
     items = [InputItem(Path("/x/a/clip.wav"), Path("/x")), InputItem(Path("/x/b/clip.wav"), Path("/x"))]
     assert not find_conflicts(items, plan, ("vocals",))
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{stem}{", "Single '{' encountered"),
+    ("{stem}}", "Single '}' encountered"),
+    ("{}_{stem}.wav", "fields need a name"),
+    ("{name.upper}_{stem}", "unknown field"),
+    ("{nmae}_{stem}.{ext}", r"unknown field\(s\) nmae"),
+    ("../{name}_{stem}.{ext}", "relative path below --output-dir"),
+    ("/tmp/{name}_{stem}.{ext}", "relative path below --output-dir"),
+])
+def test_bad_templates_are_one_line_usage_errors(template, message, tiny_weights, short_wav, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        OutputPlan(template=template, stems=("vocals",))
+    result = runner.invoke(app, ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(tmp_path / "o"),
+                                 "--name-template", template])
+    assert result.exit_code == 2 and "--name-template" in result.output and "Traceback" not in result.output
+    assert result.output.count("\n") <= 2, result.output
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if a separator (a model) is loaded."""
+    def boom(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+    monkeypatch.setattr("uvrsep.separator.Separator.__init__", boom)
+
+
+def test_everything_is_checked_before_the_model_loads(tiny_weights, short_wav, tmp_path, no_model_load):
+    def run(*args):
+        return runner.invoke(app, ["separate", *map(str, args), "-m", str(tiny_weights), "--device", "cpu"])
+
+    result = run(tmp_path / "missing.wav", "-o", tmp_path / "o1")
+    assert result.exit_code == 1 and "missing.wav: no such file" in result.output
+    assert "0 processed, 0 skipped, 1 failed" in result.output and "model was loaded" not in result.output
+    (tmp_path / "sets" / "a").mkdir(parents=True)
+    sf.write(tmp_path / "sets" / "a" / "x.wav", music_like(0.1).T, SR)
+    result = run(tmp_path / "sets", "-o", tmp_path / "o2")
+    assert result.exit_code == 1 and "add --recursive" in result.output
+    result = run(short_wav, "-o", tmp_path / "o3", "--stems", "vocal")
+    assert result.exit_code == 2 and "--stems 'vocal': this model writes instrumental, vocals" in result.output
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run(short_wav, "-o", blocker)
+    assert result.exit_code == 2 and "is not a folder" in result.output
+    result = run(short_wav, "-o", blocker / "sub")
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+    result = run(short_wav, "-o", tmp_path / "o4", "--manifest", tmp_path)
+    assert result.exit_code == 2 and "is a folder" in result.output
+    for stem in ("vocals", "instrumental"):  # all outputs there: nothing to do, nothing loaded
+        (tmp_path / "o5").mkdir(exist_ok=True)
+        (tmp_path / "o5" / f"clip_{stem}.wav").write_bytes(b"x")
+    result = run(short_wav, "-o", tmp_path / "o5")
+    assert result.exit_code == 0 and "0 processed, 1 skipped, 0 failed" in result.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("o") and p.name != "o5"]  # no folder made
+
+
+def test_from_list_problems_are_one_line(tmp_path, tiny_weights):
+    binary = tmp_path / "list.bin"
+    binary.write_bytes(b"\x00\xff\xfe\x00" * 100)
+    for spec, message in ((tmp_path / "nope.txt", "no such file"), (tmp_path, "is a folder"),
+                          (binary, "UTF-8 text file")):
+        result = runner.invoke(app, ["separate", "--from-list", str(spec), "-m", str(tiny_weights)])
+        assert result.exit_code == 2 and f"--from-list {spec}: " in result.output and message in result.output
+        assert "Traceback" not in result.output
+
+
+def _yuki_clips(root: Path) -> dict[str, list[str]]:
+    """Chat-Haruhi yuki_builder's layout: <role>/<index>_<start>_<end>_<text>.wav, 48 kHz stereo PCM_16."""
+    names = {
+        "春日": ["0001_00.01.200_00.03.500_ちょっと待って.wav", "0002_00.05.000_00.06.100_我们 走吧.wav"],
+        "kyon b": ["0003_00.10.000_00.11.250_Hello there.wav"],
+    }
+    for role, files in names.items():
+        (root / role).mkdir(parents=True)
+        for k, name in enumerate(files):
+            sf.write(root / role / name, music_like(1.0 + 0.3 * k, sr=48000, seed=k).T, 48000, subtype="PCM_16")
+    return names
+
+
+def test_readme_dataset_recipe_keeps_yuki_clip_names(tmp_path, tiny_weights):
+    """The README recipe as printed: role folders kept, each clip's name unchanged (the recognition
+    step parses <index>_<start>_<end>_<text>), 16 kHz mono vocals only."""
+    clips = tmp_path / "clips"
+    names = _yuki_clips(clips)
+    out = tmp_path / "clips_vocals"
+    result = runner.invoke(app, [
+        "separate", str(clips), "--recursive", "--mirror-tree", "-m", str(tiny_weights),
+        "--stems", "vocals", "--sample-rate", "16000", "--mono", "--name-template", "{name}.{ext}",
+        "-o", str(out), "--manifest", str(out / "manifest.jsonl"), "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    assert written == sorted(f"{role}/{name}" for role, files in names.items() for name in files)
+    for rel in written:
+        info = sf.info(str(out / rel))
+        assert info.samplerate == 16000 and info.channels == 1
+        index, start, end, text = Path(rel).stem.split("_", 3)
+        assert index.isdigit() and start.count(".") == 2 and end.count(".") == 2 and text
+        assert abs(info.duration - sf.info(str(clips / rel)).duration) < 1e-3
+
+
+def test_manifest_format_and_resume(tmp_path, tiny_weights):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(3):
+        sf.write(clips / f"c{i}.wav", music_like(0.5 + i, seed=i).T, SR)
+    out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
+    args = ["separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--manifest", str(manifest), "--device", "cpu"]
+    assert runner.invoke(app, args).exit_code == 0
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] * 3
+    # The three clips shared network calls: the time is split by windows, not put on the first.
+    seconds = [r["seconds"] for r in records]
+    assert all(s > 0 for s in seconds) and max(seconds) < 0.9 * sum(seconds)
+    assert seconds[2] > seconds[0]  # 2.5 s of audio takes longer than 0.5 s
+    before = manifest.read_text()
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "0 processed, 3 skipped" in result.output
+    assert manifest.read_text() == before  # finished inputs skipped on resume write no new record
+
+
+@pytest.mark.parametrize("garbage", [
+    b'{"status": "ok"}\n', b"[1, 2]\n", b'{"input": 3, "status": "ok"}\n', b"\xe3\x81",  # cut inside a character
+    b'{"input": "x", "status": "ok", "outputs": "a"}', b'{"input": "cut',  # cut without newline
+])
+def test_manifest_garbage_is_skipped_with_a_warning(tmp_path, tiny_weights, short_wav, garbage):
+    out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
+    manifest.write_bytes(garbage)
+    args = ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(out), "--manifest", str(manifest), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "unreadable manifest line skipped" in result.output and "1 unreadable manifest line(s) skipped" in result.output
+    last = manifest.read_bytes().split(b"\n")[-2]
+    assert json.loads(last)["status"] == "ok"  # the new record stands on its own line
+    result = runner.invoke(app, args)
+    assert "0 processed, 1 skipped" in result.output  # and resume finds it
+
+
+def test_manifest_write_failure_is_reported_once(tmp_path, tiny_weights, monkeypatch):
+    import errno
+
+    for i in range(2):
+        sf.write(tmp_path / f"c{i}.wav", music_like(0.2, seed=i).T, SR)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("uvrsep.batch.os.fsync", full)
+    result = runner.invoke(app, ["separate", str(tmp_path / "c0.wav"), str(tmp_path / "c1.wav"), "-m", str(tiny_weights),
+                                 "-o", str(tmp_path / "out"), "--manifest", str(tmp_path / "m.jsonl"), "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("cannot be written (disk full)") == 1
+    assert "2 processed" in result.output
+
+
+def test_progress_lines_when_not_a_terminal(tmp_path, tiny_weights):
+    """Logs of long jobs get periodic one-line progress, also inside one long (streamed) file."""
+    import io
+
+    from uvrsep.batch import BatchProgress, plan_batch, run_batch, Manifest
+
+    sf.write(tmp_path / "long.wav", music_like(14.0).T, SR)
+    sf.write(tmp_path / "short.wav", music_like(0.5).T, SR)
+    sep = Separator(tiny_weights, device="cpu", segment_threshold=5)
+    plan = OutputPlan(output_dir=tmp_path / "out", stems=("vocals",))
+    items = [InputItem(tmp_path / "long.wav", tmp_path), InputItem(tmp_path / "short.wav", tmp_path)]
+    work = plan_batch(items, plan, sep.labels, Manifest(None))
+    stream = io.StringIO()
+    progress = BatchProgress(work.audio_seconds, len(work.jobs), stream=stream, interval=0, terminal=False)
+    report = run_batch(sep, work, plan, progress=progress)
+    assert report.count("ok") == 2
+    lines = stream.getvalue().splitlines()
+    assert all(line.startswith("progress: ") and "ETA" in line for line in lines)
+    within_first = [line for line in lines if line.startswith("progress: 0/2 files")]
+    assert len(within_first) >= 2  # the long file reports progress while it is written
+    assert lines[-1].startswith("progress: 2/2 files, 0:00:14 of 0:00:14 audio")
+
+
+def test_summary_reads_as_durations():
+    from uvrsep.batch import BatchReport, ItemResult, format_duration
+
+    assert format_duration(3725.4) == "1:02:05"
+    report = BatchReport([ItemResult("a", "ok", duration_s=90.0), ItemResult("b", "skipped")], wall_seconds=30.0)
+    assert report.summary() == "1 processed, 1 skipped, 0 failed; 0:01:30 of audio in 0:00:30 (3.0x faster than real time)"
+    report.wall_seconds = 180.0
+    assert report.summary().endswith("(2.0x slower than real time)")
 
 
 def test_cross_clip_batching_equals_one_at_a_time(tiny_weights):

@@ -1,3 +1,5 @@
+import re
+
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
@@ -73,10 +75,77 @@ def test_bad_option_values(tiny_weights, short_wav):
     assert invoke("separate", short_wav, "-m", tiny_weights, "--bit-depth", "12").exit_code == 2
     assert invoke("separate", short_wav, "-m", tiny_weights, "--aggressiveness", "101").exit_code == 2
     result = invoke("separate", short_wav, "-m", tiny_weights, "--params", "nope")
-    assert result.exit_code == 1 and "unknown band config 'nope'" in result.output
+    assert result.exit_code == 2 and "unknown band config 'nope'" in result.output  # a usage error
 
 
 def test_params_and_version():
     result = invoke("params")
     assert result.exit_code == 0 and "4band_v2" in result.output.split()
     assert invoke("version").exit_code == 0
+
+
+def _help(*command):
+    return runner.invoke(app, [*command, "--help"], env={"COLUMNS": "220", "TERMINAL_WIDTH": "220", "NO_COLOR": "1"})
+
+
+def _commands():
+    import typer.main
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            for sub, subcmd in cmd.commands.items():
+                yield (name, sub), subcmd
+        else:
+            yield (name,), cmd
+
+
+def test_every_help_renders_with_its_defaults():
+    """rich read "[default: ...]" written inside help strings as markup and dropped it: defaults
+    come from typer (show_default) and every command's help renders."""
+    for path, cmd in _commands():
+        result = _help(*path)
+        assert result.exit_code == 0, (path, result.output)
+        # A dropped "[default: ...]" left "path ." behind.
+        assert not re.search(r"\w \.(\s|$)", result.output), (path, result.output)
+        for param in cmd.params:
+            assert "[default" not in (getattr(param, "help", None) or ""), (path, param.name)
+    text = " ".join(_help("separate").output.split())
+    for shown in ("[default: (HP2_all_vocals)]", "[default: (the model's, 44100)]", "[default: (1 on CPU, 4 on GPU)]",
+                  "[default: {name}_{stem}.{ext}]", "[default: wav]", "[default: (the registry's, else 4band_v2"):
+        assert shown in text, shown
+    assert "[default: auto]" in " ".join(_help("train").output.split())
+
+
+def test_version_and_short_help_flags():
+    from uvrsep import __version__
+
+    for flag in ("--version", "-V"):
+        result = invoke(flag)
+        assert result.exit_code == 0 and result.output.strip() == f"uvrsep {__version__}"
+    result = invoke("-h")
+    assert result.exit_code == 0 and "separate" in result.output
+    assert invoke("separate", "-h").exit_code == 0
+
+
+def test_help_and_version_do_not_import_torch():
+    """torch takes seconds to import: the CLI's start-up, --help and --version must not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom uvrsep.cli import app\n"
+            "r = CliRunner()\nassert r.invoke(app, ['--version']).exit_code == 0\n"
+            "assert r.invoke(app, ['separate', '--help']).exit_code == 0\n"
+            "assert r.invoke(app, ['models', '--help']).exit_code == 0\n"
+            "heavy = [m for m in ('torch', 'librosa', 'scipy', 'numba') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_params_lists_bands_rates_and_models():
+    result = invoke("params")
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert "7350/7350/14700/44100" in lines["4band_v2"] and "640/320/512/960" in lines["4band_v2"]
+    assert "HP2_all_vocals" in lines["4band_v2"] and "VR-DeEchoNormal" in lines["4band_v3"]

@@ -214,13 +214,17 @@ def test_interrupted_stream_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unsupported_layout_is_refused_for_streaming_and_processed_whole(tmp_path, tiny_weights):
+def test_unsupported_layout_is_processed_whole(tmp_path, tiny_weights):
+    """A layout that cannot be segmented still works through the streaming API: as one block."""
     path = tmp_path / "a.wav"
     sf.write(path, music_like(3.0).T, SR, subtype="PCM_16")
     sep = Separator(tiny_weights, device="cpu", params="4band_44100_reverse", segment_threshold=1.0)
-    with pytest.raises(ConfigError, match="reverse"):
-        sep.separate_streamed(path)
     assert not sep.streams(100.0)
+    blocks = list(sep.separate_streamed(path))
+    whole = sep.separate(path)
+    assert len(blocks) == 1
+    for name in whole.names:
+        np.testing.assert_array_equal(blocks[0][name], whole[name])
 
 
 def test_streamed_empty_and_missing_inputs_fail_clearly(tmp_path, tiny_weights):

@@ -1,7 +1,13 @@
-"""``uvrsep`` command line: a thin typer layer over :class:`uvrsep.Separator`."""
+"""``uvrsep`` command line: a thin typer layer over :class:`uvrsep.Separator` and the batch.
+
+Start-up stays light: torch, librosa and the network are imported inside the commands that need
+them, so ``uvrsep --help`` and ``uvrsep --version`` answer at once.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -9,15 +15,16 @@ from typing import Annotated
 import typer
 
 from . import __version__
-import sys
+from .config import list_band_layouts, load_band_layout
+from .errors import ConfigError, Terminated, UvrsepError
+from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
 
-from tqdm import tqdm
-
-from .batch import DEFAULT_TEMPLATE
-from .config import list_band_layouts
-from .errors import ConfigError, UvrsepError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Separate vocals from accompaniment (UVR5 VR models).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Separate vocals from accompaniment (UVR5 VR models).",
+)
 
 
 class OutputFormat(str, Enum):
@@ -44,6 +51,21 @@ def _error(message: str) -> None:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"uvrsep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Separate vocals from accompaniment (UVR5 VR models)."""
+
+
 @app.command()
 def separate(
     inputs: Annotated[
@@ -51,11 +73,20 @@ def separate(
         typer.Argument(help="Audio or video files, folders, or globs ('clips/**/*.wav').", show_default=False),
     ] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Weight file (.pth) or registry name (see `uvrsep models list`), e.g. HP2_all_vocals.")
-    ] = ...,
+        str | None,
+        typer.Option("--model", "-m", help="Weight file (.pth) or registry name (see `uvrsep models list`); "
+                     "downloaded on first use.", show_default="HP2_all_vocals"),
+    ] = None,
+    then: Annotated[
+        list[str] | None,
+        typer.Option("--then", help="Then run this model on the previous one's voice stem (repeatable), e.g. "
+                     "--then VR-DeEchoDeReverb: writes instrumental, vocals_no_reverb, vocals_reverb.",
+                     show_default=False),
+    ] = None,
     params: Annotated[
         str | None,
-        typer.Option(help="Band config name or .json path [default: the registry's, else 4band_v2 / 4band_v3 by family]."),
+        typer.Option(help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's.",
+                     show_default="the registry's, else 4band_v2 / 4band_v3 by family"),
     ] = None,
     aggressiveness: Annotated[
         float, typer.Option(min=0, max=100, help="RVC's aggressiveness, 0–100: higher pushes more vocal out of the instrumental.")
@@ -66,33 +97,35 @@ def separate(
     ] = False,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the stems.")] = Path("."),
     name_template: Annotated[
-        str, typer.Option("--name-template", help="Output path below --output-dir; fields {name} {stem} {ext} {model} {parent}.")
+        str, typer.Option("--name-template", help="Output path below --output-dir; fields "
+                          + " ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; {stem} is needed when several stems are written.")
     ] = DEFAULT_TEMPLATE,
     output_format: Annotated[OutputFormat, typer.Option("--output-format", help="wav / flac (lossless) or mp3 / ogg.")] = OutputFormat.wav,
     bit_depth: Annotated[BitDepth, typer.Option("--bit-depth", help="16 or 24-bit integer (clipped), or 32-bit float (wav/flac).")] = BitDepth.pcm16,
     sample_rate: Annotated[
-        int | None, typer.Option("--sample-rate", min=1000, help="Resample the stems (Hz), e.g. 16000 for ASR [default: the model's, 44100].")
+        int | None, typer.Option("--sample-rate", min=1000, help="Resample the stems (Hz), e.g. 16000 for speech recognition.",
+                                 show_default="the model's, 44100")
     ] = None,
     mono: Annotated[bool, typer.Option("--mono", help="Write mono stems (mean of the two channels).")] = False,
     stems: Annotated[
-        str | None, typer.Option("--stems", help="Comma-separated stem labels to write (e.g. vocals) [default: both].")
+        str | None, typer.Option("--stems", help="Comma-separated stem labels to write, e.g. vocals.", show_default="all")
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also take the files in subfolders of folder inputs.")] = False,
     from_list: Annotated[
-        str | None, typer.Option("--from-list", help="File with one input path per line ('-': stdin).")
+        str | None, typer.Option("--from-list", help="File with one input path per line ('-': stdin).", show_default=False)
     ] = None,
     mirror_tree: Annotated[
         bool, typer.Option("--mirror-tree", help="Keep each input's folder layout (below the folder given) under --output-dir.")
     ] = False,
     stream: Annotated[
-        int | None, typer.Option("--stream", min=0, help="Audio stream of video / multi-stream files [default: the first].")
+        int | None, typer.Option("--stream", min=0, help="Audio stream of video / multi-stream files.", show_default="the first")
     ] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="JSONL record of the run; re-running with it resumes.")
+        Path | None, typer.Option("--manifest", help="JSONL record of the run; re-running with it resumes.", show_default=False)
     ] = None,
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Windows per network call [default: 1 on CPU, 4 on GPU].")
+        int | None, typer.Option("--batch-size", min=1, help="Windows per network call.", show_default="1 on CPU, 4 on GPU")
     ] = None,
     segment_threshold: Annotated[
         float, typer.Option("--segment-threshold", min=0, help="Inputs longer than this (seconds) are separated in segments, "
@@ -107,34 +140,34 @@ def separate(
     ...). Mono is duplicated to stereo; more than two channels are down-mixed to stereo as ffmpeg
     does. Stems are at the model's rate (44.1 kHz) unless --sample-rate is given. Existing outputs
     are never replaced without --overwrite. Inputs longer than --segment-threshold are read,
-    separated and written segment by segment (same result, bounded memory). Exit code 1 if any
-    input failed.
+    separated and written segment by segment (same result, bounded memory). Everything is
+    checked before the model is loaded (or downloaded). Exit code 1 if any input failed.
     """
-    from .batch import Manifest, OutputPlan, collect_inputs, find_conflicts, run_batch
-    from .separator import Separator
+    from .batch import BatchProgress, Manifest, OutputPlan, check_output_dir, collect_inputs, find_conflicts, plan_batch
 
-    items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
-    if not items and not problems:
-        _error("no input given (files, folders, globs or --from-list)")
-        raise typer.Exit(2)
+    models = [model, *(then or [])]
     try:
-        separator = Separator(
-            model, params=params, device=device.value, aggressiveness=aggressiveness, tta=tta,
-            postprocess=postprocess, batch_size=batch_size, progress=len(items) == 1, offline=offline, stream=stream,
-            segment_threshold=segment_threshold,
-        )
-        wanted = _parse_stems(stems, (separator.primary, separator.secondary))
-        model_name = separator.spec.name if separator.spec else Path(separator.model_path).name.removesuffix(".pth")
+        if params is not None:
+            load_band_layout(params)
+        items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
+        if not items and not problems:
+            _error("no input given (files, folders, globs or --from-list)")
+            raise typer.Exit(2)
+        # Everything that can be checked without the model, before it is loaded (or downloaded).
+        check_output_dir(output_dir)
+        journal = Manifest(manifest)
+        labels = _final_labels(models, offline)
+        wanted = _parse_stems(stems, labels)
         plan = OutputPlan(
             output_dir=output_dir, template=name_template, fmt=output_format.value, bit_depth=bit_depth.value,
             stems=wanted, sample_rate=sample_rate, mono=mono, mirror_tree=mirror_tree, overwrite=overwrite,
-            model=model_name,
+            model="+".join(_model_name(m) for m in models),
         )
     except UvrsepError as exc:
         _error(str(exc))
-        raise typer.Exit(1) from None
-    for note in separator.notes:
-        typer.echo(f"note: {note}", err=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    for warning in journal.warnings:
+        typer.echo(f"warning: {warning}", err=True)
     conflicts = find_conflicts(items, plan, wanted)
     if conflicts:
         for line in conflicts[:20]:
@@ -143,34 +176,92 @@ def separate(
         raise typer.Exit(2)
     for spec, reason in problems:
         _error(f"{spec}: {reason}")
+    work = plan_batch(items, plan, labels, journal)
 
-    bar = tqdm(total=len(items), unit="file", disable=None if len(items) > 1 else True)
+    progress = BatchProgress(work.audio_seconds, len(work.jobs))
 
     def on_result(result) -> None:
-        bar.update(1)
         if result.status == "failed":
-            bar.write(f"error: {result.error}", file=sys.stderr)
+            progress.write(f"error: {result.error}")
         elif result.status == "skipped":
-            bar.write(f"skipped {result.input}: {result.error or 'outputs exist'} (--overwrite replaces)", file=sys.stderr)
+            progress.write(f"skipped {result.input}: {result.error or 'outputs exist'}"
+                           + (" (--overwrite replaces)" if "exist" in (result.error or "outputs exist") else ""))
         else:
-            bar.write(f"{result.input} -> {', '.join(result.outputs)}")
+            progress.write(f"{result.input} -> {', '.join(result.outputs)}")
+
+    from .batch import run_batch
 
     report = None
     try:
-        with bar:
-            report = run_batch(separator, items, plan, manifest=Manifest(manifest), on_result=on_result)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: the file being written was removed; re-run (with the same --manifest) to go on", err=True)
-        raise typer.Exit(130) from None
+        separator = _load_separators(models, work.jobs, params=params, device=device.value,
+                                     aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
+                                     batch_size=batch_size, offline=offline, stream=stream,
+                                     segment_threshold=segment_threshold, progress=progress)
+        report = run_batch(separator, work, plan, manifest=journal, on_result=on_result, progress=progress)
+    except UvrsepError as exc:
+        progress.close()
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as exc:
+        progress.close()
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        typer.echo(f"{what}: the file being written was removed; re-run (with the same --manifest) to go on", err=True)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+    progress.close()
+    if journal.write_error:
+        _error(journal.write_error)
     failed = report.count("failed") + len(problems)
     typer.echo(f"done: {report.summary()}" + (f" ({len(problems)} input(s) matched nothing)" if problems else ""), err=True)
-    if failed:
+    if failed or journal.write_error:
         raise typer.Exit(1)
 
 
-def _parse_stems(value: str | None, available: tuple[str, str]) -> tuple[str, ...]:
+def _model_name(model: str | None) -> str:
+    """What ``{model}`` says: the registry name, or the weight file's name without ``.pth``."""
+    from .hub import default_model_name
+
+    name = model if model is not None else default_model_name()
+    return Path(name).name.removesuffix(".pth")
+
+
+def _final_labels(models: list[str | None], offline: bool) -> tuple[str, ...]:
+    """The stems the model (or chain) will write, known without loading or downloading it."""
+    from .chain import chain_labels
+    from .separator import model_stems
+
+    pairs = [model_stems(m, offline=offline) for m in models]
+    return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
+
+
+def _load_separators(models: list[str | None], jobs, *, progress, **options):
+    """Load (downloading on first use) the model, or the chain of models, once there is work."""
+    from .chain import Chain
+    from .separator import Separator
+
+    if not jobs:
+        return _NoWork()
+    stages = []
+    params = options.pop("params")
+    for k, m in enumerate(models):
+        sep = Separator(m, progress=False, params=params if k == 0 else None, **options)
+        for note in sep.notes:
+            progress.write(f"note: {note}")
+        stages.append(sep)
+    return stages[0] if len(stages) == 1 else Chain(*stages)
+
+
+class _NoWork:
+    """Stands for the model when every input was decided beforehand: nothing is loaded."""
+
+    labels: tuple[str, ...] = ()
+
+    def separate_batch(self, paths, **_):
+        return iter(())
+
+
+def _parse_stems(value: str | None, available: tuple[str, ...]) -> tuple[str, ...]:
     if value is None:
-        return available
+        return tuple(available)
     wanted = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     unknown = [v for v in wanted if v not in available]
     if unknown or not wanted:
@@ -187,7 +278,7 @@ def eval_command(
     params: Annotated[str | None, typer.Option(help="Band config for the model(s).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Report prefix: writes PREFIX.csv and PREFIX.json.")] = Path("eval_report"),
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
-    offline: Annotated[bool, typer.Option("--offline")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Never download: registry names must already be cached.")] = False,
 ) -> None:
     """Per-item and median SDR / SI-SDR of both stems, next to the mixture and the oracle IRM."""
     from .evaluation import STEMS, baselines, evaluate, load_items, separator_system, write_reports
@@ -221,7 +312,10 @@ def eval_command(
 @app.command("prepare-data")
 def prepare_data(
     out: Annotated[Path, typer.Argument(help="Folder for the packed training set.")],
-    shared_data: Annotated[Path, typer.Option(help="Folder with manifest.csv and vocals/ (the project's shared data).")] = Path("../shared/data"),
+    shared_data: Annotated[
+        Path, typer.Option(help="Folder of isolated vocals: manifest.csv and vocals/ (e.g. the project's ../shared/data).",
+                           show_default=False)
+    ],
     split: Annotated[str, typer.Option(help="Split of the vocal manifest to pack (train / valid).")] = "train",
     music: Annotated[list[Path] | None, typer.Option(help="Folder(s) of instrumental music; repeatable.")] = None,
     speech: Annotated[
@@ -261,23 +355,31 @@ def train_command(
     levels: Annotated[int, typer.Option(help="ASPP U-Net levels: 4, or 5 (UVR's 129605 net, with --branches 6).")] = 4,
     params: Annotated[str, typer.Option(help="Band config.")] = "4band_v2",
     steps: Annotated[int, typer.Option(help="Total optimiser steps (the schedule spans them).")] = 1000,
-    batch_size: Annotated[int, typer.Option()] = 4,
-    lr: Annotated[float, typer.Option()] = 5e-4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per optimiser step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay).")] = 5e-4,
     crop_frames: Annotated[int, typer.Option(help="STFT frames per example.")] = 256,
-    val_dir: Annotated[Path | None, typer.Option(help="Evaluation items for periodic validation SDR.")] = None,
-    val_every: Annotated[int, typer.Option()] = 200,
-    checkpoint_every: Annotated[int, typer.Option()] = 100,
-    time_budget: Annotated[float | None, typer.Option(help="Stop (and checkpoint) after this many seconds.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    val_dir: Annotated[Path | None, typer.Option(help="Evaluation items for periodic validation SDR.", show_default=False)] = None,
+    val_every: Annotated[int, typer.Option(help="Steps between validations (with --val-dir).")] = 200,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (OUT/last.pth).")] = 100,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Stop (and checkpoint) after this many seconds.", show_default="no limit")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     workers: Annotated[int, typer.Option(help="Threads preparing examples.")] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the data order, augmentation and initial weights.")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--restart", help="Continue from OUT/last.pth if it exists.")] = True,
 ) -> None:
     """Train a model (resumable; deterministic for a given seed)."""
     from tqdm import tqdm
 
+    from .separator import resolve_device
     from .training import TrainConfig, train
 
+    try:
+        device = str(resolve_device(device))
+    except UvrsepError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
     cfg = TrainConfig(
         data=str(data), out=str(out), family=family, width=width, branches=branches, levels=levels, params=params,
         steps=steps,
@@ -306,9 +408,27 @@ def json_line(record: dict) -> str:
 
 @app.command("params")
 def params_list() -> None:
-    """List the shipped band configurations (for --params)."""
+    """List the shipped band configurations (for --params): bands, rates, FFT sizes, models."""
+    from .hub import home_dir
+    from .registry import load_registry
+
+    registry = load_registry(home_dir())
+    users: dict[str, list[str]] = {}
+    for spec in registry.models:
+        if spec.params:
+            users.setdefault(spec.params, []).append(spec.name)
+    uvr: dict[str, int] = {}
+    for entry in registry.uvr_hashes.values():
+        uvr[entry.get("params", "")] = uvr.get(entry.get("params", ""), 0) + 1
+    typer.echo(f"{'name':28} {'bands':>5}  {'rates (Hz)':34} {'n_fft':24} models")
     for name in list_band_layouts():
-        typer.echo(name)
+        layout = load_band_layout(name)
+        rates = "/".join(str(b.sample_rate) for b in layout.bands)
+        ffts = "/".join(str(b.n_fft) for b in layout.bands)
+        models = ", ".join(users.get(name, []))
+        if uvr.get(name):
+            models += (", " if models else "") + f"{uvr[name]} file(s) in UVR's hash table"
+        typer.echo(f"{name:28} {len(layout.bands):>5}  {rates:34} {ffts:24} {models or '-'}")
 
 
 @app.command()
@@ -317,7 +437,13 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    """The ``uvrsep`` entry point: SIGTERM is handled like Ctrl-C (clean-up, then exit 143)."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 
@@ -408,7 +534,7 @@ def models_path(name: str) -> None:
 
 
 @models_app.command("verify")
-def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models to check [default: all cached].")] = None) -> None:
+def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models to check.", show_default="all cached")] = None) -> None:
     """Re-hash cached files against the registry (or the hash recorded on first download)."""
     from .hub import cached_path, verify
 
@@ -428,7 +554,7 @@ def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models
 @models_app.command("import")
 def models_import(
     file: Path,
-    name: Annotated[str | None, typer.Option(help="Registry name [default: the file name without .pth].")] = None,
+    name: Annotated[str | None, typer.Option(help="Registry name.", show_default="the file name without .pth")] = None,
     params: Annotated[str | None, typer.Option(help="Band config to record for it.")] = None,
     primary: Annotated[str | None, typer.Option(help="Primary (masked) stem, UVR's naming, e.g. 'Vocals'.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
