@@ -12,7 +12,7 @@ on one line and exits non-zero; it never shows a traceback for these.
     ├── AudioWriteError              output folder not writable, output exists, ...
     ├── IncompatibleCheckpointError  weights unreadable or not fitting
     ├── OutOfMemoryError             the network ran out of memory
-    └── (hub) DownloadError, ChecksumMismatchError
+    └── (hub) DownloadError           a model could not be downloaded (one line, with what to do)
 """
 
 from __future__ import annotations
