@@ -236,6 +236,7 @@ def _final_labels(models: list[str | None], offline: bool) -> tuple[str, ...]:
 def _load_separators(models: list[str | None], jobs, *, progress, **options):
     """Load (downloading on first use) the model, or the chain of models, once there is work."""
     from .chain import Chain
+    from .hub import resolve_model
     from .separator import Separator
 
     if not jobs:
@@ -243,7 +244,9 @@ def _load_separators(models: list[str | None], jobs, *, progress, **options):
     stages = []
     params = options.pop("params")
     for k, m in enumerate(models):
-        sep = Separator(m, progress=False, params=params if k == 0 else None, **options)
+        # Downloaded (on first use) with a size bar and one-line notices; then loaded by path.
+        path = resolve_model(m, offline=options["offline"], progress=True, on_notice=_notice).path
+        sep = Separator(path, progress=False, params=params if k == 0 else None, **options)
         for note in sep.notes:
             progress.write(f"note: {note}")
         stages.append(sep)
@@ -466,36 +469,84 @@ def _spec_or_exit(name: str):
         raise typer.Exit(1) from None
 
 
-@models_app.command("list")
-def models_list() -> None:
-    """List the registry: name, source, family, band config, stems, cached or not."""
+def _notice(message: str) -> None:
+    """Print a one-line notice (download started, retry, file discarded) on stderr, above any
+    progress bar: the ``on_notice`` hook of :func:`uvrsep.hub.download` / ``resolve_model``."""
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
+def _band_config(spec, registry) -> str:
+    """The band config a model will be separated with, and where it comes from when the
+    registry entry does not name it (the same order as :class:`uvrsep.Separator`)."""
     from .hub import cached_path
 
-    for spec in _registry().models:
-        mark = "cached" if cached_path(spec).is_file() else "-"
-        family = f"{spec.family or '?'}-{spec.width or '?'}"
-        typer.echo(f"{spec.name:24} {spec.source:5} {family:7} {spec.params or '(hash table)':21} "
-                   f"{'/'.join(spec.stems):24} {mark}")
+    if spec.params:
+        return spec.params
+    path = cached_path(spec)
+    if spec.source != "user":  # shipped entries that leave it to UVR's hash table
+        entry = registry.identify_by_uvr_hash(path) if path.is_file() else None
+        if entry is not None:
+            return f"{entry['params']} (UVR's hash table)"
+        if not path.is_file():
+            return "from UVR's hash table (on download)"
+    from .network import Architecture
+    from .separator import default_params
+
+    try:
+        arch = Architecture(family=spec.family or "aspp", width=spec.width or 0, bins=672 if spec.family == "vr51" else None)
+        return f"{default_params(arch)} (family default)"
+    except ConfigError:
+        return "family default (by the net's size)"
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the registry: name, source, network, band config, stems, and whether the file is cached."""
+    from .hub import cached_path, models_dir
+
+    registry = _registry()
+    rows = [("NAME", "SOURCE", "NET", "BAND CONFIG", "STEMS (MASKED/RESIDUAL)", "CACHED")]
+    for spec in registry.models:
+        name = spec.name + (" *" if spec.name == registry.default else "")
+        net = f"{spec.family or '?'}-{spec.width or '?'}"
+        cached = "yes" if cached_path(spec).is_file() else "no"
+        rows.append((name, spec.source, net, _band_config(spec, registry), "/".join(spec.stems), cached))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    typer.echo("* the default model, used when no --model is given; NET: network family-width")
+    typer.echo(f"CACHED yes: the weight file is in {models_dir()}; no: it is downloaded on first use "
+               "(or by `uvrsep models download NAME`)")
 
 
 @models_app.command("info")
 def models_info(name: str) -> None:
     """Everything known about a model, and where its file is (or would be) cached."""
-    from .hub import cached_path, expected_hash
+    from .hub import cached_path, expected_hash, human_size
 
+    registry = _registry()
     spec = _spec_or_exit(name)
     path = cached_path(spec)
     sha, source = expected_hash(spec)
+    if sha:
+        sha_line = f"{sha} ({source})"
+    elif spec.urls:
+        sha_line = "not known yet: recorded on first download, verified afterwards"
+    else:
+        sha_line = "not recorded"
     lines = [
-        ("name", spec.name),
+        ("name", spec.name + (" (the default model)" if spec.name == registry.default else "")),
         ("aliases", ", ".join(spec.aliases) or "-"),
         ("source", spec.source),
         ("architecture", f"{spec.family or 'detected from the weights'}" + (f", width {spec.width}" if spec.width else "")),
-        ("band config", spec.params or "from UVR's hash table, else the family default"),
+        ("band config", _band_config(spec, registry)),
         ("stems", f"{spec.stems[0]} (masked), {spec.stems[1]} (residual)"),
         ("urls", "\n              ".join(spec.urls) or "-"),
         ("file", f"{path} ({'cached' if path.is_file() else 'not downloaded'})"),
-        ("sha256", f"{sha} ({source})" if sha else "not known yet: recorded on first download, verified afterwards"),
+        ("size", f"{spec.size} bytes ({human_size(spec.size)})" if spec.size else "not recorded in the registry"),
+        ("sha256", sha_line),
     ]
     if spec.note:
         lines.append(("note", spec.note))
@@ -505,13 +556,14 @@ def models_info(name: str) -> None:
 
 @models_app.command("download")
 def models_download(names: list[str]) -> None:
-    """Download models into the cache (resumable, verified)."""
+    """Download models into the cache (resumable, retried, verified; see UVRSEP_MIRROR and
+    UVRSEP_DOWNLOAD_DEADLINE in the README)."""
     from .hub import download
 
     failed = 0
     for name in names:
         try:
-            path = download(_registry().get(name))
+            path = download(_registry().get(name), on_notice=_notice)
         except UvrsepError as exc:
             failed += 1
             _error(str(exc))
@@ -535,7 +587,7 @@ def models_path(name: str) -> None:
 
 @models_app.command("verify")
 def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models to check.", show_default="all cached")] = None) -> None:
-    """Re-hash cached files against the registry (or the hash recorded on first download)."""
+    """Re-hash cached files against the registry (or the hash recorded on first download or import)."""
     from .hub import cached_path, verify
 
     registry = _registry()
@@ -554,32 +606,41 @@ def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models
 @models_app.command("import")
 def models_import(
     file: Path,
-    name: Annotated[str | None, typer.Option(help="Registry name.", show_default="the file name without .pth")] = None,
+    name: Annotated[str | None, typer.Option(help="Registry name, a plain file name.", show_default="the file name without .pth")] = None,
     params: Annotated[str | None, typer.Option(help="Band config to record for it.")] = None,
     primary: Annotated[str | None, typer.Option(help="Primary (masked) stem, UVR's naming, e.g. 'Vocals'.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
-    """Copy your own weight file into the cache and register it under a name."""
+    """Copy your own weight file into the cache and register it under a name.
+
+    The file is checked first (a loadable VR net with finite float weights). The band config is
+    recorded: --params, else UVR's hash table, else the family's default.
+    """
     from .config import load_band_layout
     from .hub import home_dir, import_file, record_hash, sha256_file
     from .network import detect_architecture, read_state_dict
-    from .registry import STEM_LABELS, ModelSpec, add_user_model
+    from .registry import STEM_LABELS, ModelSpec, add_user_model, check_file_name
+    from .separator import default_params
 
     try:
+        name = check_file_name(name if name is not None else file.name.removesuffix(".pth"), "--name")
         arch = detect_architecture(read_state_dict(file), file)
         registry = _registry()
         entry = registry.identify_by_uvr_hash(file) or {}
-        params = params or entry.get("params")
-        primary = primary or entry.get("primary")
         if params is not None:
-            load_band_layout(params)
+            how = "given on import"
+        elif entry.get("params"):
+            params, how = entry["params"], "from UVR's hash table"
+        else:
+            params, how = default_params(arch), "the family default"
+        load_band_layout(params)
+        primary = primary or entry.get("primary")
         if primary is not None and primary not in STEM_LABELS:
             raise ConfigError(f"unknown primary stem {primary!r} (use one of {', '.join(STEM_LABELS)})")
-        name = name or file.name.removesuffix(".pth")
         spec = ModelSpec(
             name=name, file=f"{name}.pth", source="user", family=arch.family, width=arch.width,
             params=params, primary=primary or ("No Echo" if arch.family == "vr51" else "Instrumental"),
-            note=f"imported from {file}",
+            note=f"imported from {file}; band config: {how}",
         )
         path = import_file(file, spec, overwrite=overwrite)
         record_hash(spec.file, sha256_file(path))
@@ -587,5 +648,5 @@ def models_import(
     except UvrsepError as exc:
         _error(str(exc))
         raise typer.Exit(1) from None
-    typer.echo(f"imported {file} as {name}: {arch.label}, band config {params or '(family default)'}, "
+    typer.echo(f"imported {file} as {name}: {arch.label}, band config {params} ({how}), "
                f"stems {'/'.join(spec.stems)} -> {path}")

@@ -13,7 +13,7 @@ on one line and exits non-zero; it never shows a traceback for these.
     │   └── OutputExistsError        another process wrote the same output meanwhile
     ├── IncompatibleCheckpointError  weights unreadable or not fitting
     ├── OutOfMemoryError             the network ran out of memory
-    └── (hub) DownloadError, ChecksumMismatchError
+    └── (hub) DownloadError           a model could not be downloaded (one line, with what to do)
 
     KeyboardInterrupt
     └── Terminated                   SIGTERM (handled like Ctrl-C)

@@ -2,7 +2,9 @@
 
 A :class:`ModelSpec` says where a file comes from, which band config and stems it has and how
 to check it. Files a user imports (``uvrsep models import``) are added to a user registry in the
-cache folder. UVR's hash table (MD5 of the last 10,000 KiB) identifies other files.
+cache folder (an entry there replaces a shipped one of the same name). UVR's hash table (MD5 of
+the last 10,000 KiB) identifies other files. The registry names a default model, used when no
+model is given.
 """
 
 from __future__ import annotations
@@ -69,20 +71,43 @@ class ModelSpec:
         raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         if raw.get("primary", "Instrumental") not in STEM_LABELS:
             raise ConfigError(f"{where}: {raw['name']}: unknown primary stem {raw['primary']!r}")
-        return cls(**raw)
+        try:
+            return cls(**raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def __post_init__(self) -> None:
+        check_file_name(self.file, f"model {self.name}: file")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, (), "")}
 
 
+def check_file_name(name: str, what: str = "model name") -> str:
+    """``name`` if it is a plain file name (it becomes a file in the cache folder: no folder
+    parts, no ``..``, nothing hidden or empty); else a :class:`ConfigError`."""
+    bad = (
+        not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
+        or any(ord(c) < 32 for c in name) or Path(name).name != name
+    )
+    if bad:
+        raise ConfigError(f"{what} {name!r} must be a plain file name (no folders, '/', '\\' or leading '.')")
+    return name
+
+
 @dataclass
 class Registry:
-    """Shipped entries plus user-imported ones, and UVR's hash table."""
+    """Shipped entries plus user-imported ones, UVR's hash table and the default model's name."""
 
     models: list[ModelSpec]
     uvr_hashes: dict[str, dict] = field(default_factory=dict)
-    #: Name of the model used when none is given.
-    default: str = "HP2_all_vocals"
+    default: str | None = None
+
+    def default_spec(self) -> ModelSpec:
+        """The entry used when no model is given (``default`` in ``configs/models.toml``)."""
+        if self.default is None:
+            raise ConfigError("no model given and the registry names no default model")
+        return self.get(self.default)
 
     def names(self) -> list[str]:
         return [m.name for m in self.models]
@@ -139,7 +164,7 @@ def load_registry(home: Path | None = None) -> Registry:
         user = [ModelSpec.from_dict(m, str(user_path)) for m in entries]
         user_names = {m.name for m in user}
         models = [m for m in models if m.name not in user_names] + user
-    return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}), default=raw.get("default", "HP2_all_vocals"))
+    return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}), default=raw.get("default"))
 
 
 def add_user_model(home: Path, spec: ModelSpec) -> None:

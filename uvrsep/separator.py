@@ -166,6 +166,8 @@ class Separator:
         segment_threshold: files longer than this (seconds) are separated in segments by
             :meth:`separate_batch` (see :meth:`separate_streamed`); ``inf`` never.
         segment_windows: network windows per segment (memory per segment grows with it).
+        on_notice: gets one-line notices of a download (started, retried, discarded); without
+            it they go to the ``uvrsep.hub`` logger.
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
@@ -190,6 +192,7 @@ class Separator:
         stream: int | None = None,
         segment_threshold: float = SEGMENT_THRESHOLD,
         segment_windows: int = SEGMENT_WINDOWS,
+        on_notice: Callable[[str], None] | None = None,
     ):
         self.notes: list[str] = []
         if high_end not in HIGH_END_MODES:
@@ -199,7 +202,7 @@ class Separator:
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
-        resolved = resolve_model(model, offline=offline, progress=progress)
+        resolved = resolve_model(model, offline=offline, progress=progress, on_notice=on_notice)
         self.model_path = resolved.path
         self.spec = resolved.spec
         state, meta = read_checkpoint(self.model_path)

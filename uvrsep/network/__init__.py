@@ -5,6 +5,8 @@ from .cascaded_lstm import BaseNet, CascadedNet, LstmNetConfig
 from .checkpoint import (
     Architecture,
     LoadedWeights,
+    check_tensors,
+    check_weight_file,
     describe_state_dict,
     detect_architecture,
     load_network,
@@ -20,6 +22,8 @@ __all__ = [
     "CascadedNet",
     "LoadedWeights",
     "LstmNetConfig",
+    "check_tensors",
+    "check_weight_file",
     "describe_state_dict",
     "detect_architecture",
     "load_network",

@@ -1,18 +1,21 @@
 """Reading official UVR / RVC VR weight files into :class:`CascadedASPPNet` or :class:`CascadedNet`.
 
 Official files are plain ``torch.save(state_dict)`` pickles (float32 from UVR, float16 from RVC).
-They are read with ``torch.load(..., weights_only=True)``: no code in a weight file runs. The
-architecture is worked out from the tensors' keys and shapes, never from the file size, and the
-state dict must then match the net key for key and shape for shape.
+They are read with ``torch.load(..., weights_only=True)``: no code in a weight file runs. Every
+tensor must be floating point (BatchNorm's integer ``num_batches_tracked`` counters aside) and
+finite, so a damaged file is refused when it is read, naming the tensor, instead of failing later
+in the synthesis. The architecture is worked out from the tensors' keys and shapes, never from the
+file size, and the state dict must then match the net key for key and shape for shape.
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import IncompatibleCheckpointError
@@ -55,9 +58,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"{path}: is a Git LFS pointer, not the weights (download the real file)"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, AttributeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of raw-pickle (legacy) files; the file is
+            # either read or refused below, so its text is noise on the user's terminal.
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any failure to unpickle means the same thing: not a weight file
+        text = str(exc).strip()
+        refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)  # torch's advice around it is noise
+        if refused:
+            reason = f"the safe loader refused it: {refused.group(1).strip()}"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
         raise IncompatibleCheckpointError(f"{path}: not a readable PyTorch weight file ({reason})") from None
     meta = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
@@ -65,7 +77,43 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise IncompatibleCheckpointError(f"{path}: does not hold a state dict of tensors")
+    check_tensors(obj, path)
     return obj, meta
+
+
+#: Keys whose tensors are integer counters in every PyTorch state dict (BatchNorm).
+_INTEGER_KEYS = ("num_batches_tracked",)
+
+
+def check_tensors(state: dict[str, torch.Tensor], path: str | Path = "<weights>") -> None:
+    """Refuse weights that cannot be right: a non-float tensor where a weight belongs (an int32
+    file would otherwise load, cast silently) or NaN / infinite values (which would only show as
+    NaN stems after a whole separation). Raises :class:`IncompatibleCheckpointError` naming the
+    first bad tensor and how many more there are."""
+    not_float = [k for k, v in state.items() if not v.is_floating_point() and not k.endswith(_INTEGER_KEYS)]
+    if not_float:
+        key = not_float[0]
+        more = f" (and {len(not_float) - 1} more tensors)" if len(not_float) > 1 else ""
+        raise IncompatibleCheckpointError(
+            f"{path}: tensor {key} is {str(state[key].dtype).replace('torch.', '')}{more}; weights must be floating point"
+        )
+    bad = [(k, n) for k, v in state.items() if v.is_floating_point() and (n := _count_non_finite(v))]
+    if bad:
+        key, count = bad[0]
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise IncompatibleCheckpointError(
+            f"{path}: tensor {key} holds {count} NaN or infinite value(s) of {state[key].numel()}{more}; "
+            "the file is damaged"
+        )
+
+
+def _count_non_finite(tensor: torch.Tensor) -> int:
+    """NaN and infinite entries of a float tensor (counted in numpy: many times faster than
+    torch's CPU kernels for float16, the dtype of RVC's files)."""
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+        tensor = tensor.float()
+    values = tensor.detach().cpu().numpy()
+    return int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
 def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
@@ -166,6 +214,30 @@ def _check_match(net: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
     )
 
 
+def check_weight_file(path: str | Path, family: str | None = None, width: int | None = None) -> Architecture:
+    """Prove that ``path`` is a loadable VR weight file (and, where given, of ``family`` and
+    ``width``): read it safely, check its tensors, work out its architecture and match the state
+    dict against that net key for key and shape for shape. Returns the architecture; raises
+    :class:`IncompatibleCheckpointError` with a one-line reason.
+
+    No band config is needed: VR 5.1 weights pin their bin count, and ASPP weights do not depend
+    on it, so any count the net accepts does for them.
+    """
+    path = Path(path)
+    state = read_state_dict(path)
+    arch = detect_architecture(state, path)
+    if (family and family != arch.family) or (width and width != arch.width):
+        named = f"{family or 'any'} family" + (f", width {width}" if width else "")
+        raise IncompatibleCheckpointError(f"{path}: holds a {arch.label}, not the {named} net expected")
+    bins = arch.bins or 2 ** (arch.levels + 1) * 21  # 672 for 4 levels; any multiple of 2 ** (levels + 1) builds
+    try:
+        net = arch.build(bins)
+    except ValueError as exc:
+        raise IncompatibleCheckpointError(f"{path}: {exc}") from None
+    _check_match(net, state, path, arch)
+    return arch
+
+
 def load_network(
     path: str | Path,
     bins: int | None = None,
@@ -175,7 +247,8 @@ def load_network(
     """Build the net a weight file describes, load it (cast to float32), put it in eval mode.
 
     ``bins`` is the band layout's bin count; it may be omitted for VR 5.1 weights, which pin it,
-    and must agree with them. ``state`` skips reading the file again.
+    and must agree with them. ``state`` (from :func:`read_checkpoint`, so already checked) skips
+    reading the file again.
     """
     path = Path(path)
     state = read_state_dict(path) if state is None else state
