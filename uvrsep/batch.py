@@ -130,55 +130,69 @@ class OutputPlan:
         }
 
     def write(self, stems, item: InputItem) -> dict[str, Path]:
-        """Write the wanted stems of one input (resampled / down-mixed as asked); atomic per file.
+        """Write the wanted stems of one input (see :func:`write_stems`) where :meth:`paths` says."""
+        return write_stems(stems, self.paths(item, self.stems or stems.names), bit_depth=self.bit_depth,
+                           sample_rate=self.sample_rate, mono=self.mono, overwrite=self.overwrite)
 
-        ``stems`` is :class:`~uvrsep.stems.Stems` (in memory) or :class:`~uvrsep.stems.StreamedStems`
-        (written block by block as the separation goes; no file appears unless all complete).
-        """
-        targets = self.paths(item, self.stems or stems.names)
-        if not isinstance(stems, StreamedStems):
-            stems = stems.as_stream()  # one block: the same writer serves both
-        sr = stems.sample_rate
-        out_sr = self.sample_rate or sr
-        channels = 1 if self.mono else 2
-        writers: dict[str, AudioStreamWriter] = {}
-        # soxr_hq run as a stream: the same samples as librosa's one-call soxr_hq resampling.
-        converters = {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq")
-                      for name in targets} if out_sr != sr else {}
-        # librosa's length rule for a resampled signal (its fix_length pads or trims to it).
-        length = int(np.ceil(stems.n_samples * (float(out_sr) / sr))) if converters else stems.n_samples
-        written = dict.fromkeys(targets, 0)
 
-        def put(name: str, wave: np.ndarray) -> None:
-            wave = wave[:, : length - written[name]]
-            writers[name].write(wave)
-            written[name] += wave.shape[1]
+def write_stems(
+    stems,
+    targets: dict[str, Path],
+    *,
+    bit_depth: str = "16",
+    sample_rate: int | None = None,
+    mono: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Write stem ``name`` of ``stems`` to ``targets[name]`` (resampled / down-mixed as asked);
+    atomic per file. Stems not in ``targets`` are not written.
 
-        try:
-            for name, path in targets.items():
-                writers[name] = AudioStreamWriter(path, out_sr, channels, bit_depth=self.bit_depth,
-                                                  overwrite=self.overwrite)
-            for chunk in stems:
-                for name in writers:
-                    put(name, self._convert(chunk[name], converters.get(name), last=False))
-            for name, writer in writers.items():
-                if name in converters:
-                    put(name, self._convert(np.zeros((channels, 0), np.float32), converters[name], last=True))
-                put(name, np.zeros((channels, length - written[name]), np.float32))
-                writer.commit()
-        except BaseException:
-            for writer in writers.values():
-                writer.abort()
-            stems.close()
-            raise
-        return targets
+    ``stems`` is :class:`~uvrsep.stems.Stems` (in memory) or :class:`~uvrsep.stems.StreamedStems`
+    (written block by block as the separation goes; no file appears unless all complete).
+    """
+    if not isinstance(stems, StreamedStems):
+        stems = stems.as_stream()  # one block: the same writer serves both
+    sr = stems.sample_rate
+    out_sr = sample_rate or sr
+    channels = 1 if mono else 2
+    writers: dict[str, AudioStreamWriter] = {}
+    # soxr_hq run as a stream: the same samples as librosa's one-call soxr_hq resampling.
+    converters = {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq")
+                  for name in targets} if out_sr != sr else {}
+    # librosa's length rule for a resampled signal (its fix_length pads or trims to it).
+    length = int(np.ceil(stems.n_samples * (float(out_sr) / sr))) if converters else stems.n_samples
+    written = dict.fromkeys(targets, 0)
 
-    def _convert(self, wave: np.ndarray, converter, last: bool) -> np.ndarray:
-        if self.mono and wave.shape[0] > 1:
-            wave = wave.mean(axis=0, keepdims=True)
-        if converter is None:
-            return wave
-        return converter.resample_chunk(np.ascontiguousarray(wave.T), last=last).T
+    def put(name: str, wave: np.ndarray) -> None:
+        wave = wave[:, : length - written[name]]
+        writers[name].write(wave)
+        written[name] += wave.shape[1]
+
+    try:
+        for name, path in targets.items():
+            writers[name] = AudioStreamWriter(path, out_sr, channels, bit_depth=bit_depth, overwrite=overwrite)
+        for chunk in stems:
+            for name in writers:
+                put(name, _convert(chunk[name], converters.get(name), mono, last=False))
+        for name, writer in writers.items():
+            if name in converters:
+                put(name, _convert(np.zeros((channels, 0), np.float32), converters[name], mono, last=True))
+            put(name, np.zeros((channels, length - written[name]), np.float32))
+            writer.commit()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        stems.close()
+        raise
+    return targets
+
+
+def _convert(wave: np.ndarray, converter, mono: bool, last: bool) -> np.ndarray:
+    if mono and wave.shape[0] > 1:
+        wave = wave.mean(axis=0, keepdims=True)
+    if converter is None:
+        return wave
+    return converter.resample_chunk(np.ascontiguousarray(wave.T), last=last).T
 
 
 @dataclass
