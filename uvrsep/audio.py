@@ -176,16 +176,17 @@ def _output_format(path: Path, bit_depth: str, overwrite: bool) -> tuple[str, st
     return OUTPUT_FORMATS[fmt], subtype
 
 
-def _temp_beside(path: Path) -> str:
-    """A new temporary file next to ``path`` (stale ones of a killed run removed first)."""
+def _temp_beside(path: Path, suffix: str = ".part") -> str:
+    """A new temporary file next to ``path``, named ``.<name>.<random><suffix>`` (stale ones of
+    a killed run removed first)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.part"):  # left by a killed run
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix)}"):  # left by a killed run
         stale.unlink(missing_ok=True)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as exc:
         raise AudioWriteError(f"{path}: output folder is not writable ({exc.strerror or exc})") from None
     os.close(fd)
@@ -231,6 +232,39 @@ def write_audio(
             raise AudioWriteError(f"{path}: cannot write ({exc})") from None
         raise
     return path
+
+
+def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Encode the audio file ``source`` into ``target``, in the format its extension names
+    (``.mp3``, ``.m4a``, ``.ogg``, ...), with ffmpeg's default encoder settings for it.
+
+    ffmpeg runs with an argument list (no shell: any file name works) and writes a temporary file
+    beside ``target``, renamed when complete. Raises :class:`AudioWriteError` naming ``target``
+    (with ffmpeg's last line) when ffmpeg is missing or fails; nothing is left at ``target`` then.
+    """
+    target = Path(target)
+    if not target.suffix:
+        raise AudioWriteError(f"{target}: has no extension to choose the output format by")
+    if shutil.which("ffmpeg") is None:
+        raise AudioWriteError(f"{target}: writing {target.suffix} needs ffmpeg, which is not installed (or use wav/flac)")
+    if target.exists() and not overwrite:
+        raise AudioWriteError(f"{target}: already exists (pass overwrite to replace it)")
+    # Keep the extension last: ffmpeg picks the container by it.
+    tmp_name = _temp_beside(target, suffix=f".part{target.suffix}")
+    # Absolute paths: a relative name starting with "-" or holding "name:" is not read as an option or protocol.
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", os.path.abspath(source), "-vn", os.path.abspath(tmp_name)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True)
+        if proc.returncode != 0:
+            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            raise AudioWriteError(f"{target}: ffmpeg cannot encode it ({reason[0]})")
+        os.replace(tmp_name, target)
+    except BaseException as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, AudioWriteError):
+            raise AudioWriteError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        raise
+    return target
 
 
 class AudioStreamWriter:
