@@ -40,8 +40,11 @@ SEGMENT_THRESHOLD = 60.0
 SEGMENT_WINDOWS = 4
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; others are checked for availability."""
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; others (names or ``torch.device``) are checked
+    for availability."""
+    if isinstance(device, torch.device):
+        device = str(device)  # "cuda", "cuda:0", "cpu", ...
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
@@ -105,7 +108,7 @@ class Separator:
     Args:
         model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...).
         params: band config name or JSON path; default ``4band_v2`` (with a notice).
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        device: ``auto``, ``cpu``, ``cuda`` (``cuda:N``) or ``mps``, or a ``torch.device``.
         aggressiveness: RVC's 0–100 setting (default 10), applied to the mask per window.
         tta: add a second pass shifted by half a window and average.
         postprocess: RVC's ``mask_silence`` on the predicted magnitudes.
@@ -118,6 +121,9 @@ class Separator:
         segment_threshold: files longer than this (seconds) are separated in segments by
             :meth:`separate_batch` (see :meth:`separate_streamed`); ``inf`` never.
         segment_windows: network windows per segment (memory per segment grows with it).
+        precision: ``fp32`` (default) or ``fp16``: the network (weights and windows) in half
+            precision, on CUDA only; elsewhere it runs in fp32 (with a note). Everything
+            around the network stays float32.
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); a name not
     yet cached is downloaded. The band config and stem names come from ``params``, else the
@@ -129,7 +135,7 @@ class Separator:
         model: str | Path,
         *,
         params: str | Path | None = None,
-        device: str = "auto",
+        device: str | torch.device = "auto",
         aggressiveness: float = 10,
         tta: bool = False,
         postprocess: bool = False,
@@ -141,6 +147,7 @@ class Separator:
         stream: int | None = None,
         segment_threshold: float = SEGMENT_THRESHOLD,
         segment_windows: int = SEGMENT_WINDOWS,
+        precision: str = "fp32",
     ):
         self.notes: list[str] = []
         if high_end not in HIGH_END_MODES:
@@ -149,6 +156,8 @@ class Separator:
             raise ConfigError(f"aggressiveness must be between 0 and 100, got {aggressiveness}")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if precision not in ("fp32", "fp16"):
+            raise ConfigError(f"unknown precision {precision!r} (use fp32 or fp16)")
         self.device = resolve_device(device)
         resolved = resolve_model(model, offline=offline, progress=progress)
         self.model_path = resolved.path
@@ -178,6 +187,11 @@ class Separator:
         del state
         self.net = fuse_for_inference(self.weights.net)
         self.channels_last = use_channels_last(self.net, self.device)
+        self.precision = precision if self.device.type == "cuda" else "fp32"
+        if precision != self.precision:
+            self.notes.append(f"fp16 is used on CUDA only: the network runs in fp32 on {self.device.type}")
+        if self.precision == "fp16":
+            self.net.half()
         if known_primary is not None:
             self.primary, self.secondary = STEM_LABELS[known_primary]
         else:
@@ -213,7 +227,10 @@ class Separator:
         """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after aggressiveness)."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        mask = self.net(batch)
+        if self.precision == "fp16":
+            mask = self.net(batch.half()).float()
+        else:
+            mask = self.net(batch)
         if self.net.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
             mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
         c = self.net.context
