@@ -76,19 +76,21 @@ def songs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, weights, songs, home):
-    """``reference(kind, agg, fmt)``: the folder where ``uvrsep separate songs/ -m WEIGHTS
+    """``reference(kind, agg, fmt, clips)``: the folder where ``uvrsep separate CLIPS -m WEIGHTS
     --aggressiveness AGG --output-format FMT`` wrote its 16-bit stems (run once per setting).
     (libsndfile rounds float to 16 bits differently for wav and flac: compare like with like.)"""
-    done: dict[tuple[str, int, str], Path] = {}
+    done: dict[tuple, Path] = {}
 
-    def get(kind: str, agg: int = AGG, fmt: str = "wav") -> Path:
-        if (kind, agg, fmt) not in done:
+    def get(kind: str, agg: int = AGG, fmt: str = "wav", clips: tuple[str, ...] = ("a song.wav",)) -> Path:
+        key = (kind, agg, fmt, clips)
+        if key not in done:
             out = tmp_path_factory.mktemp(f"ref_{kind}_{agg}_{fmt}")
-            result = CliRunner().invoke(app, ["separate", str(songs), "-m", str(weights[kind]), "--aggressiveness",
-                                              str(agg), "-o", str(out), "--device", "cpu", "--output-format", fmt])
+            result = CliRunner().invoke(app, ["separate", *[str(songs / c) for c in clips], "-m", str(weights[kind]),
+                                              "--aggressiveness", str(agg), "-o", str(out), "--device", "cpu",
+                                              "--output-format", fmt])
             assert result.exit_code == 0, result.output
-            done[kind, agg, fmt] = out
-        return done[kind, agg, fmt]
+            done[key] = out
+        return done[key]
 
     return get
 
@@ -174,6 +176,7 @@ def rvc_uvr(model_path: Path, inp_root: Path, save_root_vocal: Path, save_root_i
 
 
 # -- RVC / GPT-SoVITS: the folder loop ----------------------------------------------------------
+@pytest.mark.slow
 def test_rvc_folder_loop_names_folders_and_equal_stems(weights, songs, reference, tmp_path):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     ins, voc = tmp_path / "opt_ins", tmp_path / "opt_vocal"
@@ -182,7 +185,7 @@ def test_rvc_folder_loop_names_folders_and_equal_stems(weights, songs, reference
         assert returned == (str(voc / out_name("vocal_", name, "wav")), str(ins / out_name("instrument_", name, "wav")))
     assert files_in(ins) == {out_name("instrument_", n, "wav") for n in CLIPS}
     assert files_in(voc) == {out_name("vocal_", n, "wav") for n in CLIPS}
-    ref = reference("hp")
+    ref = reference("hp", clips=tuple(CLIPS))
     floats = Separator(weights["hp"], device="cpu", aggressiveness=AGG).separate_many([songs / n for n in CLIPS])
     for (name, _), stems in zip(CLIPS.items(), floats):
         stem = Path(name).stem
@@ -228,6 +231,11 @@ def test_none_roots(weights, songs, reference, tmp_path):
     vocal_path, ins_path = pre._path_audio_(str(songs / "a song.wav"), None, str(tmp_path / "v"), "wav")
     assert ins_path is None and files_in(tmp_path) == {"v", "v/" + out_name("vocal_", "a song.wav", "wav")}
     assert_same_pcm(Path(vocal_path), reference("hp") / "a song_vocals.wav")
+    # As the original: a second run (RVC's retry, a re-run of the folder) replaces the outputs.
+    assert pre._path_audio_(str(songs / "a song.wav"), None, str(tmp_path / "v"), "wav") == (vocal_path, None)
+    floats = Separator(weights["hp"], device="cpu", aggressiveness=AGG).separate(songs / "a song.wav")
+    written, _ = sf.read(vocal_path, dtype="float32", always_2d=True)
+    assert min(sdr(floats["vocals"][c], written[:, c]) for c in range(2)) >= 60
 
 
 # -- DeEcho / DeReverb (VR 5.1) -------------------------------------------------------------------
@@ -241,7 +249,7 @@ def test_deecho_rvc_call_puts_the_dry_signal_in_the_vocal_folder(weights, songs,
     vocal_path, ins_path = pre._path_audio_(str(songs / name), str(ins), str(voc), "wav", is_hp3=False)
     assert vocal_path == str(voc / out_name("vocal_", name, "wav"))
     assert ins_path == str(ins / out_name("instrument_", name, "wav"))
-    ref = reference("deecho")
+    ref = reference("deecho", clips=(name,))
     stem = Path(name).stem
     assert_same_pcm(Path(vocal_path), ref / f"{stem}_no_echo.wav")
     assert_same_pcm(Path(ins_path), ref / f"{stem}_echo.wav")
@@ -252,11 +260,13 @@ def test_yuki_audio_pre_new_keeps_its_2023_names(weights, songs, reference, tmp_
     ``_audio_pre_new``, whose names were the reverse of today's RVC (dry = ``instrument_``)."""
     pre = _audio_pre_new(agg=AGG, model_path=str(weights["deecho"]), device=torch.device("cpu"), is_half=True)
     save_ins, save_vocal = tmp_path / "instrument" / "haruhi", tmp_path / "voice" / "haruhi"
-    vocal_path, instrument_path = pre._path_audio_(str(songs / "a song.wav"), str(save_ins), str(save_vocal), "wav")
-    assert instrument_path == str(save_vocal / out_name("instrument_", "a song.wav", "wav"))
-    assert vocal_path == str(save_ins / out_name("vocal_", "a song.wav", "wav"))
-    assert_same_pcm(Path(instrument_path), reference("deecho") / "a song_no_echo.wav")
-    assert_same_pcm(Path(vocal_path), reference("deecho") / "a song_echo.wav")
+    name = "0003_0.00.56.18_0.00.58.98_为了逃避 it's.wav"
+    vocal_path, instrument_path = pre._path_audio_(str(songs / name), str(save_ins), str(save_vocal), "wav")
+    assert instrument_path == str(save_vocal / out_name("instrument_", name, "wav"))
+    assert vocal_path == str(save_ins / out_name("vocal_", name, "wav"))
+    ref = reference("deecho", clips=(name,))
+    assert_same_pcm(Path(instrument_path), ref / f"{Path(name).stem}_no_echo.wav")
+    assert_same_pcm(Path(vocal_path), ref / f"{Path(name).stem}_echo.wav")
 
 
 # -- yuki_builder: the swapped-folder call and its return value --------------------------------
@@ -358,7 +368,7 @@ def test_long_inputs_stream(weights, tmp_path, monkeypatch):
 # -- formats through ffmpeg -------------------------------------------------------------------------
 @needs_ffmpeg
 @pytest.mark.parametrize("fmt", ["mp3", "m4a"])
-def test_ffmpeg_formats(weights, songs, reference, tmp_path, fmt):
+def test_ffmpeg_formats(weights, songs, tmp_path, fmt):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     name = "0003_0.00.56.18_0.00.58.98_为了逃避 it's.wav"
     ins, voc = tmp_path / "in s", tmp_path / "vo'c"
@@ -369,8 +379,7 @@ def test_ffmpeg_formats(weights, songs, reference, tmp_path, fmt):
     assert ffprobe_stream(Path(vocal_path))["codec_name"] == {"mp3": "mp3", "m4a": "aac"}[fmt]
     decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", vocal_path, "-f", "f32le", "-ac", "2", "-ar", "44100", "-"],
                              capture_output=True, check=True).stdout
-    ref = pcm(reference("hp") / f"{Path(name).stem}_vocals.wav")
-    assert abs(len(decoded) // 8 - ref.shape[0]) < 0.1 * SR  # codec padding aside, the same length
+    assert abs(len(decoded) // 8 - sf.info(songs / name).frames) < 0.1 * SR  # codec padding aside, the input's length
 
 
 @needs_ffmpeg
@@ -392,6 +401,7 @@ def test_no_ffmpeg_fails_before_separating(weights, songs, tmp_path, monkeypatch
 
 
 # -- RVC's whole uvr(): probe, reformat, retry, cleanup ------------------------------------------
+@pytest.mark.slow
 @needs_ffmpeg
 def test_rvc_uvr_reformat_and_retry(weights, tmp_path):
     inp = tmp_path / "todo songs"
