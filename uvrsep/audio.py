@@ -314,16 +314,16 @@ def _disk_full(path: Path) -> bool:
         return False
 
 
-def _temp_beside(path: Path) -> str:
-    """A new temporary file next to ``path``, named after this process (abandoned ones of
-    killed runs removed first; live ones of other processes left alone)."""
+def _temp_beside(path: Path, suffix: str = ".part") -> str:
+    """A new temporary file ``.<name>.<host>-<pid>-<random><suffix>`` next to ``path`` (abandoned
+    ones of killed runs removed first; live ones of other processes left alone)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
-    remove_abandoned(path.parent, f".{path.name}.", ".part")
+    remove_abandoned(path.parent, f".{path.name}.", suffix)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=".part", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=suffix, dir=path.parent)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _write_error(path, exc) from None
@@ -386,6 +386,41 @@ def write_audio(
     with AudioStreamWriter(path, sample_rate, wav.shape[0], bit_depth=bit_depth, overwrite=overwrite) as writer:
         writer.write(wav)
         return writer.commit()
+
+
+def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Encode the audio file ``source`` into ``target``, in the format its extension names
+    (``.mp3``, ``.m4a``, ``.ogg``, ...), with ffmpeg's default encoder settings for it.
+
+    ffmpeg runs with an argument list (no shell: any file name works) and writes a temporary file
+    beside ``target``, renamed when complete. Raises :class:`AudioWriteError` naming ``target``
+    (with ffmpeg's last line) when ffmpeg is missing or fails; nothing is left at ``target`` then.
+    """
+    target = Path(target)
+    if not target.suffix:
+        raise AudioWriteError(f"{target}: has no extension to choose the output format by")
+    if shutil.which("ffmpeg") is None:
+        raise AudioWriteError(f"{target}: writing {target.suffix} needs ffmpeg, which is not installed (or use wav/flac)")
+    if target.exists() and not overwrite:
+        raise AudioWriteError(f"{target}: already exists (pass overwrite to replace it)")
+    # Keep the extension last: ffmpeg picks the container by it.
+    tmp_name = _temp_beside(target, suffix=f".part{target.suffix}")
+    # Absolute paths: a relative name starting with "-" or holding "name:" is not read as an option or protocol.
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", os.path.abspath(source), "-vn", os.path.abspath(tmp_name)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True)
+        if proc.returncode != 0:
+            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            raise AudioWriteError(f"{target}: ffmpeg cannot encode it ({reason[0]})")
+        ours = commit_file(tmp_name, target, overwrite)
+    except BaseException as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, AudioWriteError):
+            raise _write_error(target, exc) from None
+        raise
+    if not ours:
+        raise OutputExistsError(f"{target}: was written by another process meanwhile; kept as it is")
+    return target
 
 
 class AudioStreamWriter:

@@ -168,6 +168,9 @@ class Separator:
         segment_windows: network windows per segment (memory per segment grows with it).
         on_notice: gets one-line notices of a download (started, retried, discarded); without
             it they go to the ``uvrsep.hub`` logger.
+        precision: ``fp32`` (default) or ``fp16``: the network (weights and windows) in half
+            precision, on CUDA only; elsewhere it runs in fp32 (with a note). Everything
+            around the network stays float32.
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
@@ -193,6 +196,7 @@ class Separator:
         segment_threshold: float = SEGMENT_THRESHOLD,
         segment_windows: int = SEGMENT_WINDOWS,
         on_notice: Callable[[str], None] | None = None,
+        precision: str = "fp32",
     ):
         self.notes: list[str] = []
         if high_end not in HIGH_END_MODES:
@@ -201,6 +205,8 @@ class Separator:
             raise ConfigError(f"aggressiveness must be between 0 and 100, got {aggressiveness}")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if precision not in ("fp32", "fp16"):
+            raise ConfigError(f"unknown precision {precision!r} (use fp32 or fp16)")
         self.device = resolve_device(device)
         resolved = resolve_model(model, offline=offline, progress=progress, on_notice=on_notice)
         self.model_path = resolved.path
@@ -221,6 +227,11 @@ class Separator:
         del state
         self.net = fuse_for_inference(self.weights.net)
         self.channels_last = use_channels_last(self.net, self.device)
+        self.precision = precision if self.device.type == "cuda" else "fp32"
+        if precision != self.precision:
+            self.notes.append(f"fp16 is used on CUDA only: the network runs in fp32 on {self.device.type}")
+        if self.precision == "fp16":
+            self.net.half()
         if known_primary is not None:
             self.primary, self.secondary = STEM_LABELS[known_primary]
         else:
@@ -261,7 +272,10 @@ class Separator:
         """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after aggressiveness)."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        mask = self.net(batch)
+        if self.precision == "fp16":
+            mask = self.net(batch.half()).float()
+        else:
+            mask = self.net(batch)
         if self.net.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
             mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
         c = self.net.context

@@ -1,0 +1,1 @@
+"""Drop-in replacements for other projects' separation APIs (see :mod:`uvrsep.compat.uvr5`)."""
