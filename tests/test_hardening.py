@@ -39,14 +39,12 @@ def test_any_exception_fails_only_its_input(tmp_path, tiny_weights, monkeypatch)
 
     from uvrsep import bands
 
-    for name in ("a", "b"):
-        sf.write(tmp_path / f"{name}.wav", music_like(0.3).T, SR)
+    sf.write(tmp_path / "a.wav", music_like(0.3).T, SR)
+    sf.write(tmp_path / "b.wav", music_like(0.5).T, SR)
     real = bands.stft
-    calls = {"n": 0}
 
-    def flaky(wave, band, mode):
-        calls["n"] += 1
-        if calls["n"] == 1:
+    def flaky(wave, band, mode):  # a's top band (0.3 s at 44.1 kHz) raises, as librosa can
+        if band.sample_rate == SR and wave.shape[-1] < 0.4 * SR:
             raise librosa.util.exceptions.ParameterError("Audio buffer is not finite everywhere")
         return real(wave, band, mode)
 

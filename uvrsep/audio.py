@@ -242,7 +242,7 @@ def _output_format(path: Path, bit_depth: str, overwrite: bool) -> tuple[str, st
     if not sf.check_format(OUTPUT_FORMATS[fmt], subtype):
         raise AudioWriteError(f"{path}: {fmt} cannot store bit depth {bit_depth}")
     if path.exists() and not overwrite:
-        raise AudioWriteError(f"{path}: already exists (pass overwrite to replace it)")
+        raise OutputExistsError(f"{path}: already exists (pass overwrite to replace it)")
     return OUTPUT_FORMATS[fmt], subtype
 
 
