@@ -57,6 +57,9 @@ def corpus(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
     bad.add("truncated.wav")
     (root / "random.wav").write_bytes(np.random.default_rng(0).bytes(5000))
     bad.add("random.wav")
+    put("tiny 3 samples 192k.wav", np.full((3, 2), 0.1, dtype=np.float32), 192000, "FLOAT")
+    huge = np.random.default_rng(1).uniform(-3e38, 3e38, (SR // 10, 2)).astype(np.float32)
+    put("huge.wav", huge, SR, "FLOAT", ok=False)
     return root, good, bad
 
 
@@ -98,6 +101,8 @@ def test_corpus_batch(corpus, tiny_weights, tmp_path):
         rec = records[name]
         assert rec["status"] == "failed" and name in rec["error"] and "\n" not in rec["error"], rec
         assert not list(out.glob(f"{Path(name).stem}_*"))
+    assert "is an empty (0-byte) file" in records["empty.wav"]["error"]
+    assert "too large to analyse" in records["huge.wav"]["error"]
     assert "silence" in {Path(n).stem for n in good}
     silent, _ = sf.read(out / "silence_vocals.wav")
     assert not silent.any()
