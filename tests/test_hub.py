@@ -453,13 +453,15 @@ def test_registry_names_a_default():
 
 
 @pytest.mark.slow
-def test_shipped_default_through_the_mirror(server, isolated_cache, monkeypatch):
-    """The new-user check's setup: the shipped HP2 entry (32-wide) served from 127.0.0.1."""
+def test_a_mirror_cannot_substitute_a_pinned_model(server, isolated_cache, monkeypatch):
+    """RVC's six files have published sha256 sums (RVC's sha256.env): a mirror (a third party)
+    serving another file, even a valid net of the right width, is refused and nothing is kept."""
     server.files["/HP2_all_vocals.pth"] = weight_bytes(width=32)
     monkeypatch.setenv(hub.MIRROR_ENV, server.url())
-    resolved = hub.resolve_model(None, progress=False, on_notice=lambda _: None)
-    assert resolved.path.name == "HP2_all_vocals.pth" and resolved.spec.width == 32
-    assert [p for p, _ in server.requests] == ["/HP2_all_vocals.pth"]
+    with pytest.raises(hub.DownloadError, match="sha256 .* differs from 39796caa"):
+        hub.resolve_model(None, progress=False, on_notice=lambda _: None)
+    assert cache_files(isolated_cache) == []
+    assert load_registry().get("HP2_all_vocals").sha256 == "39796caa5db18d7f9382d8ac997ac967bfd85f7761014bb807d2543cc844ef05"
 
 
 def test_offline_refuses_with_instructions(isolated_cache):
