@@ -60,7 +60,7 @@ def _keys_file(path):
 def test_key_layout_matches_official_listing(listing, arch):
     path = PARITY / listing
     if not path.is_file():
-        pytest.skip("../shared/fixtures/parity is not present")
+        pytest.skip("the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/parity are not present")
     expected = _keys_file(path)
     ours = {k: str(tuple(v.shape)) for k, v in arch.build(672).state_dict().items()}
     assert ours == expected

@@ -15,7 +15,7 @@ from uvrsep import bands
 from uvrsep.config import load_band_layout
 from uvrsep.separator import Separator
 
-pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="../shared/fixtures/parity is not present")
+pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/parity are not present")
 
 CASES = {
     "default": ("fixture24.wav", {}),

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.conftest import REPO, SHARED
+
+SHARED_DATA = SHARED / "data"
 
 
 def run(*args):
@@ -31,7 +32,7 @@ def test_split_and_join_are_byte_exact(tmp_path):
         run("scripts/split_checkpoint.py", "join", tmp_path / "out" / "last.pth", tmp_path / "again.pth")
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "manifest.csv").is_file(), reason="../shared/data is not present")
+@pytest.mark.skipif(not (SHARED_DATA / "manifest.csv").is_file(), reason="the shared data folder ($UVRSEP_SHARED or ../shared)/data is not present")
 def test_validation_set_is_reproducible(tmp_path):
     music = tmp_path / "music"
     music.mkdir()
