@@ -186,3 +186,22 @@ def test_validation_never_overruns_the_time_budget(packed, tmp_path, monkeypatch
     assert [r["step"] for r in history if "val_vocals_sdr" in r] == [1, 2]  # a third would end at 30 s
     assert record["step"] == 5 and clock[0] <= cfg.time_budget_s
 
+
+def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint(packed, tmp_path, monkeypatch):
+    """`timeout` sends SIGTERM: the run ends after the current step, saved, and can resume."""
+    import os
+    import signal
+
+    from uvrsep.training import loop
+
+    def terminate_during_validation(checkpoint, cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {"vocals_sdr": 1.0}
+
+    monkeypatch.setattr(loop, "validate", terminate_during_validation)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = tiny_config(packed, tmp_path / "run", steps=4, val_every=2, val_dir=str(tmp_path), checkpoint_every=100)
+    record = train(cfg)
+    assert record["step"] == 2 and signal.getsignal(signal.SIGTERM) is before
+    assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["step"] == 2
+

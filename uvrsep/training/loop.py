@@ -12,7 +12,9 @@ import json
 import logging
 import math
 import random
+import signal
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -205,6 +207,8 @@ def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
 
     ``stop_after`` ends this invocation after that many steps (the schedule still spans
     ``cfg.steps``), as an interruption would; a later call resumes from ``last.pth``.
+    SIGTERM (e.g. from ``timeout``) ends it the same way at the next step boundary, with
+    ``last.pth`` saved, when ``train`` runs in the main thread.
     """
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,10 +239,17 @@ def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
     started = time.perf_counter()
     val_seconds = 0.0  # duration of the last validation pass
     record: dict = {"step": step}
+    terminated: list[int] = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
     try:
         first_step = step
         while step < cfg.steps:
             if stop_after is not None and step - first_step >= stop_after:
+                break
+            if terminated:
+                log.info("SIGTERM: stopping at step %d", step)
                 break
             if cfg.time_budget_s is not None and time.perf_counter() - started > cfg.time_budget_s:
                 log.info("time budget reached at step %d", step)
@@ -284,5 +295,7 @@ def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
     finally:
         if pool is not None:
             pool.shutdown()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     save_checkpoint(last, cfg, arch, net, opt, sched, step, history)
     return record
