@@ -51,3 +51,62 @@ def test_validation_set_is_reproducible(tmp_path):
         a, sr_a = sf.read(outs[0] / rel, dtype="float32")
         b, sr_b = sf.read(outs[1] / rel, dtype="float32")
         assert sr_a == sr_b == 44100 and np.array_equal(a, b), rel
+
+
+def test_join_speech_chunks_each_voice(tmp_path):
+    src = tmp_path / "src"
+    (src / "clips").mkdir(parents=True)
+    rows = ["file\tvoice"]
+    rng = np.random.default_rng(0)
+    for voice, count in (("a", 6), ("b", 2)):
+        for i in range(count):
+            tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)  # 1 s at 16 kHz
+            clip = np.concatenate([np.zeros(4000), tone, np.zeros(4000)]) + 1e-5 * rng.standard_normal(24000)
+            sf.write(src / "clips" / f"{voice}{i}.wav", clip.astype(np.float32), 16000)
+            rows.append(f"clips/{voice}{i}.wav\t{voice}")
+    (src / "clips" / "0broken.wav").write_bytes(b"not audio")  # first in path order
+    rows.append("clips/0broken.wav\ta")
+    (src / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    (src / "pkg").mkdir()
+    (src / "pkg" / "copyright").write_text("licence")
+    out = tmp_path / "out"
+    result = run("scripts/join_speech.py", src, out, "--group", "voice", "--chunk-s", "2.5", "--gap-s", "0.5",
+                 "--max-group-s", "4.5")
+    assert "0broken.wav" in result.stderr  # reported, skipped, the rest goes on
+    manifest = (out / "manifest.csv").read_text().splitlines()
+    # voice a: ~1 s clips (silence trimmed), 0.5 s gaps: a chunk is written at 2.5 s (two clips); the
+    # 4.5 s cap stops the group after 4 clips (two chunks), not 6; voice b: its 2 clips, one chunk.
+    a = [line for line in manifest[1:] if ",a," in line]
+    b = [line for line in manifest[1:] if ",b," in line]
+    assert len(a) == 2 and len(b) == 1
+    first, sr = sf.read(out / "a" / "a_000.flac")
+    assert sr == 44100 and abs(first.shape[0] / sr - 2.5) < 0.1 and np.abs(first).max() <= 0.99
+    assert (out / "licences" / "pkg__copyright").read_text() == "licence"
+
+
+def test_compact_valset_round_trip(tmp_path):
+    valset = tmp_path / "valset"
+    rng = np.random.default_rng(1)
+    n = 44100 * 2 + 17
+    t = np.arange(n) / 44100
+    for name in ("singing_00", "dialog_00"):
+        (valset / name).mkdir(parents=True)
+        voc = 0.2 * np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+        acc = 0.05 * rng.standard_normal((2, n))
+        stems = {"vocals": np.stack([voc, voc]), "accompaniment": acc}
+        stems["mixture"] = stems["vocals"] + acc
+        for stem, wave in stems.items():
+            sf.write(valset / name / f"{stem}.wav", wave.T.astype(np.float32), 44100, subtype="FLOAT")
+    (valset / "valset.json").write_text('{"seed": 0, "items": []}')
+    run("scripts/compact_valset.py", "pack", valset, tmp_path / "carry")
+    size = sum(p.stat().st_size for p in (tmp_path / "carry").rglob("*.opus"))
+    assert size < 0.2 * sum(p.stat().st_size for p in valset.rglob("*.wav"))
+    run("scripts/compact_valset.py", "unpack", tmp_path / "carry", tmp_path / "back")
+    for name in ("singing_00", "dialog_00"):
+        back = {s: sf.read(tmp_path / "back" / name / f"{s}.wav", dtype="float32")[0].T
+                for s in ("mixture", "vocals", "accompaniment")}
+        assert all(w.shape == (2, n) for w in back.values())
+        assert np.array_equal(back["mixture"], back["vocals"] + back["accompaniment"])
+        ref = sf.read(valset / name / "vocals.wav", dtype="float32")[0].T
+        snr = 10 * np.log10(np.sum(ref**2) / np.sum((ref - back["vocals"]) ** 2))
+        assert snr > 10, snr  # a lossy copy, but of the same signal and aligned in time

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -9,7 +11,16 @@ import torch
 
 from tests.conftest import music_like
 from uvrsep import Separator
-from uvrsep.training import PackedSet, Source, TrainConfig, export_model, make_example, prepare_dataset, train
+from uvrsep.training import (
+    PackedSet,
+    Source,
+    TrainConfig,
+    compact_checkpoint,
+    export_model,
+    make_example,
+    prepare_dataset,
+    train,
+)
 from uvrsep.training.loop import validate
 
 
@@ -93,6 +104,39 @@ def test_stopped_and_resumed_run_is_bit_identical(packed, tmp_path):
     assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
 
 
+def test_compact_checkpoint_resumes(packed, tmp_path):
+    """fp32 moments resume exactly, bf16 ones (half the optimizer bytes) nearly, none still resume."""
+    train(tiny_config(packed, tmp_path / "first"), stop_after=2)
+    full = tmp_path / "first" / "last.pth"
+    middle = torch.load(full, weights_only=True)["state_dict"]
+    results, sizes = {}, {}
+    for moments in ("exact", "fp32", "bf16", "drop"):
+        run = tmp_path / moments
+        run.mkdir()
+        if moments == "exact":
+            shutil.copyfile(full, run / "last.pth")
+        else:
+            compact_checkpoint(full, run / "last.pth", moments=moments)
+            sizes[moments] = (run / "last.pth").stat().st_size
+            state = torch.load(run / "last.pth", weights_only=True)["optimizer"]["state"]
+            dtypes = {t.dtype for st in state.values() for n, t in st.items() if n.startswith("exp_avg")}
+            assert dtypes == {"fp32": {torch.float32}, "bf16": {torch.bfloat16}, "drop": set()}[moments]
+        record = train(tiny_config(packed, run), stop_after=1)
+        assert record["step"] == 3 and np.isfinite(record["loss"])
+        resumed = torch.load(run / "last.pth", weights_only=True)
+        assert all(t.dtype == torch.float32 for st in resumed["optimizer"]["state"].values()
+                   for n, t in st.items() if n.startswith("exp_avg"))
+        results[moments] = resumed["state_dict"]
+    for key, ref in results["exact"].items():
+        assert torch.equal(results["fp32"][key], ref), key
+        if ref.is_floating_point() and not torch.equal(ref, middle[key]):
+            step = (ref - middle[key]).norm()
+            assert (results["bf16"][key] - ref).norm() <= 0.05 * step, key  # the step, within 5 %
+    assert sizes["drop"] < sizes["bf16"] < sizes["fp32"]
+    with pytest.raises(ValueError):
+        compact_checkpoint(full, tmp_path / "x.pth", moments="fp16")
+
+
 def test_export_loads_like_official_weights(packed, tmp_path):
     cfg = tiny_config(packed, tmp_path / "run", steps=1)
     train(cfg)
@@ -122,3 +166,42 @@ def test_validation_reports_sdr(packed, tmp_path):
     record = train(cfg)
     assert "val_vocals_sdr" in record and np.isfinite(record["val_vocals_sdr"])
     assert set(validate(tmp_path / "run" / "last.pth", cfg)) == {"vocals_sdr", "accompaniment_sdr", "singing_vocals_sdr"}
+
+
+def test_validation_never_overruns_the_time_budget(packed, tmp_path, monkeypatch):
+    """A validation pass that would end past --time-budget is skipped; training goes on to its steps."""
+    from uvrsep.training import loop
+
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: clock[0])  # only validation takes "time"
+
+    def slow_validate(checkpoint, cfg):
+        clock[0] += 10.0
+        return {"vocals_sdr": 1.0}
+
+    monkeypatch.setattr(loop, "validate", slow_validate)
+    cfg = tiny_config(packed, tmp_path / "run", steps=5, val_every=1, val_dir=str(tmp_path), time_budget_s=25.0)
+    record = train(cfg)
+    history = torch.load(tmp_path / "run" / "last.pth", weights_only=True)["history"]
+    assert [r["step"] for r in history if "val_vocals_sdr" in r] == [1, 2]  # a third would end at 30 s
+    assert record["step"] == 5 and clock[0] <= cfg.time_budget_s
+
+
+def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint(packed, tmp_path, monkeypatch):
+    """`timeout` sends SIGTERM: the run ends after the current step, saved, and can resume."""
+    import os
+    import signal
+
+    from uvrsep.training import loop
+
+    def terminate_during_validation(checkpoint, cfg):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {"vocals_sdr": 1.0}
+
+    monkeypatch.setattr(loop, "validate", terminate_during_validation)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = tiny_config(packed, tmp_path / "run", steps=4, val_every=2, val_dir=str(tmp_path), checkpoint_every=100)
+    record = train(cfg)
+    assert record["step"] == 2 and signal.getsignal(signal.SIGTERM) is before
+    assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["step"] == 2
+
