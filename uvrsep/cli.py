@@ -134,7 +134,7 @@ def separate(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist (default: skip those inputs).")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download: a registry name must already be cached.")] = False,
     ray: Annotated[
-        str | None, typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on a Ray cluster (pip install \"uvrsep[ray]\"): "
+        str | None, typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on a Ray cluster (pip install \"uvrsep\\[ray]\"): "
                                  "auto (the cluster this machine joined with `ray start`), HOST:PORT, or no value / local (a Ray "
                                  "instance on this machine for the run). Inputs and --output-dir must be at the same paths on "
                                  "every node.", show_default=False)
