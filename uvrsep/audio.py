@@ -12,6 +12,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import stat
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +297,37 @@ def remove_abandoned(folder: Path, prefix: str, suffix: str = "") -> None:
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
+
+
+#: uvrsep's temporary output files: ``.<target name>.<host>-<pid>-<random>.part`` (``.part.<ext>``
+#: for ffmpeg encodes), as :func:`_temp_beside` makes them.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>\w+-\d+-\w+)\.part(?:\.[^.]+)?$")
+
+
+def remove_temporaries(folder: Path, names: Iterable[str], finished_owners: Iterable[str] = ()) -> int:
+    """Remove the temporary files of the outputs ``names`` in ``folder`` that no live process
+    will finish: their owner is gone (:func:`is_abandoned`), or is one of ``finished_owners``
+    (``host-pid`` tags of processes known to be done, e.g. the workers of a finished Ray run, on
+    any host). One listing of the folder, whatever the number of names. Returns how many went."""
+    names = set(names)
+    finished = set(finished_owners)
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or match["name"] not in names:
+            continue
+        tag = match["tag"]
+        if tag.rsplit("-", 1)[0] in finished or is_abandoned(tag, Path(entry.path)):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def _write_error(path: Path, exc: BaseException) -> AudioWriteError:

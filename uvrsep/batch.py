@@ -15,7 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -35,7 +35,7 @@ AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 __all__ = [
     "DEFAULT_TEMPLATE", "TEMPLATE_FIELDS", "BatchPlan", "BatchProgress", "BatchReport", "InputItem", "ItemResult",
     "Job", "Manifest", "OutputPlan", "check_output_dir", "collect_inputs", "find_conflicts", "format_duration",
-    "plan_batch", "read_list_file", "run_batch", "write_stems",
+    "plan_batch", "read_list_file", "run_batch", "separate_jobs", "write_stems",
 ]
 
 
@@ -173,6 +173,7 @@ def write_stems(
     bit_depth: str = "16",
     overwrite: bool = False,
     on_block: Callable[[float], None] | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> dict[str, Path]:
     """Write stems to ``{stem: path}``, converted as asked; atomic per file. The one writer of
     uvrsep's outputs.
@@ -182,6 +183,7 @@ def write_stems(
     ``sample_rate`` resamples with soxr_hq (as a stream: librosa's one-call samples and length),
     ``mono`` averages the channels. ``on_block`` gets the seconds of audio each block covered.
     A target another process wrote meanwhile is kept (:class:`OutputExistsError` once all are done).
+    ``before_commit`` is called once every file is complete, before the first is renamed into place.
     """
     if not isinstance(stems, StreamedStems):
         stems = stems.as_stream()  # one block: the same writer serves both
@@ -216,10 +218,13 @@ def write_stems(
                 put(name, convert(chunk[name], converters.get(name), last=False))
             if on_block is not None and chunk:
                 on_block(next(iter(chunk.values())).shape[1] / sr)
-        for name, writer in writers.items():
+        for name in writers:
             if name in converters:
                 put(name, convert(np.zeros((channels, 0), np.float32), converters[name], last=True))
             put(name, np.zeros((channels, length - written[name]), np.float32))
+        if before_commit is not None:
+            before_commit()
+        for name, writer in writers.items():
             try:
                 writer.commit()
             except OutputExistsError:
@@ -513,6 +518,56 @@ class BatchProgress:
             self.bar.close()
 
 
+def separate_jobs(
+    separator,
+    jobs: Sequence[Job],
+    plan: OutputPlan,
+    *,
+    group_windows: int = 8,
+    on_block: Callable[[float], None] | None = None,
+    before_commit: Callable[[Job], None] | None = None,
+) -> Iterator[ItemResult]:
+    """Separate ``jobs`` and write their stems: one :class:`ItemResult` per job, in order.
+
+    The work of a batch, wherever it runs (here for :func:`run_batch`, or inside a worker of
+    :mod:`uvrsep.cluster`): ``separator`` (a :class:`~uvrsep.Separator` or a
+    :class:`~uvrsep.chain.Chain`) separates them with :meth:`~uvrsep.Separator.separate_batch`
+    (short clips share network calls, long ones stream) and :func:`write_stems` writes each to
+    ``job.targets``. Any exception while separating or writing one input fails that input with a
+    one-line reason; only an interruption stops it, and then no partial file is left.
+    ``on_block`` gets the seconds of audio each written block covered; ``before_commit(job)``
+    is called once a job's files are complete, just before the first is renamed into place.
+    """
+    jobs = {job.item.path: job for job in jobs}
+    clock = time.perf_counter()
+    outcomes = separator.separate_batch(list(jobs), group_windows=group_windows,
+                                        durations={path: job.duration for path, job in jobs.items()})
+    for path, outcome in outcomes:
+        job = jobs[path]
+        if isinstance(outcome, Exception):
+            yield ItemResult(str(path), "failed", duration_s=round(job.duration, 3), error=one_line(outcome, path))
+            clock = time.perf_counter()
+            continue
+        status, error, outputs = "ok", "", []
+        writing = time.perf_counter()
+        try:
+            written = write_stems(outcome, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
+                                  bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=on_block,
+                                  before_commit=None if before_commit is None else lambda job=job: before_commit(job))
+            outputs = [str(p) for p in written.values()]
+        except OutputExistsError as exc:
+            status, error, outputs = "skipped", str(exc), [str(p) for p in job.targets.values()]
+        except ITEM_ERRORS as exc:
+            status, error = "failed", one_line(exc, path)
+        now = time.perf_counter()
+        # An in-memory result carries its share of a shared network run (plus its writing);
+        # a streamed one is separated while it is written: the time since the last input.
+        shared = getattr(outcome, "seconds", None)
+        seconds = shared + (now - writing) if shared is not None else now - clock
+        yield ItemResult(str(path), status, outputs, round(outcome.duration, 3), round(seconds, 3), error)
+        clock = time.perf_counter()
+
+
 def run_batch(
     separator,
     items: Sequence[InputItem] | BatchPlan,
@@ -522,6 +577,7 @@ def run_batch(
     group_windows: int = 8,
     on_result: Callable[[ItemResult], None] | None = None,
     progress: BatchProgress | None = None,
+    execute: Callable[[Sequence[Job], Callable[[float], None]], Iterable[ItemResult]] | None = None,
 ) -> BatchReport:
     """Separate the inputs and write their stems; one bad input never stops the batch.
 
@@ -530,6 +586,11 @@ def run_batch(
     exception while separating or writing one input fails that input with a one-line reason;
     only an interruption (:class:`KeyboardInterrupt`, SIGTERM) stops the batch, and then no
     partial file is left.
+
+    The jobs run here (:func:`separate_jobs`) unless ``execute`` runs them elsewhere: a callable
+    ``(jobs, on_block)`` yielding one :class:`ItemResult` per job as each finishes, in any order
+    (:class:`uvrsep.cluster.RayExecutor`: on a Ray cluster). Either way the results are recorded
+    in ``manifest``, passed to ``on_result`` and counted by ``progress`` here, the same way.
     """
     manifest = manifest or Manifest(None)
     started = time.perf_counter()
@@ -545,46 +606,24 @@ def run_batch(
 
     for result in items.done:
         finish(result)
-    jobs = {job.item.path: job for job in items.jobs}
+    counted = 0.0
+
+    def on_block(seconds: float) -> None:
+        nonlocal counted
+        counted += seconds
+        if progress is not None:
+            progress.advance(seconds)
+
     try:
-        clock = time.perf_counter()
-        outcomes = separator.separate_batch(list(jobs), group_windows=group_windows,
-                                            durations={path: job.duration for path, job in jobs.items()})
-        for path, outcome in outcomes:
-            job = jobs[path]
-            if isinstance(outcome, Exception):
-                finish(ItemResult(str(path), "failed", duration_s=round(job.duration, 3), error=one_line(outcome, path)))
-                if progress is not None:
-                    progress.file_done(job.duration)
-                clock = time.perf_counter()
-                continue
-            counted = 0.0
-
-            def on_block(seconds: float) -> None:
-                nonlocal counted
-                counted += seconds
-                if progress is not None:
-                    progress.advance(seconds)
-
-            status, error, outputs = "ok", "", []
-            writing = time.perf_counter()
-            try:
-                written = write_stems(outcome, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
-                                      bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=on_block)
-                outputs = [str(p) for p in written.values()]
-            except OutputExistsError as exc:
-                status, error, outputs = "skipped", str(exc), [str(p) for p in job.targets.values()]
-            except ITEM_ERRORS as exc:
-                status, error = "failed", one_line(exc, path)
-            now = time.perf_counter()
-            # An in-memory result carries its share of a shared network run (plus its writing);
-            # a streamed one is separated while it is written: the time since the last input.
-            shared = getattr(outcome, "seconds", None)
-            seconds = shared + (now - writing) if shared is not None else now - clock
-            finish(ItemResult(str(path), status, outputs, round(outcome.duration, 3), round(seconds, 3), error))
+        if execute is None:
+            results = separate_jobs(separator, items.jobs, plan, group_windows=group_windows, on_block=on_block)
+        else:
+            results = execute(items.jobs, on_block)
+        for result in results:
+            finish(result)
             if progress is not None:
-                progress.file_done(max(0.0, outcome.duration - counted))
-            clock = time.perf_counter()
+                progress.file_done(max(0.0, result.duration_s - counted))
+            counted = 0.0
     finally:
         report.wall_seconds = time.perf_counter() - started
     return report

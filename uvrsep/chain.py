@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +203,31 @@ def _spill(streamed: StreamedStems, files: dict[str, Path]) -> None:
     finally:
         for handle in handles.values():
             handle.close()
+
+
+def load_models(
+    models: list,
+    *,
+    params=None,
+    on_notice: Callable[[str], None] | None = None,
+    download_progress: bool = False,
+    **options,
+):
+    """The :class:`~uvrsep.Separator` for ``models[0]``, or the :class:`Chain` of all of them,
+    each built with the same ``options`` (Separator keywords: device, aggressiveness, ...);
+    ``params`` applies to the first model only. A registry name not yet cached is downloaded
+    first (unless ``options["offline"]``), with a size bar when ``download_progress`` and its
+    one-line notices sent to ``on_notice``.
+
+    The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
+    worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
+    """
+    from .hub import resolve_model
+    from .separator import Separator
+
+    stages = []
+    for k, model in enumerate(models):
+        path = resolve_model(model, offline=options.get("offline", False), progress=download_progress,
+                             on_notice=on_notice).path
+        stages.append(Separator(path, params=params if k == 0 else None, on_notice=on_notice, **options))
+    return stages[0] if len(stages) == 1 else Chain(*stages)

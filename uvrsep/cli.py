@@ -133,6 +133,20 @@ def separate(
     ] = 60.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist (default: skip those inputs).")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download: a registry name must already be cached.")] = False,
+    ray: Annotated[
+        str | None, typer.Option("--ray", metavar="[ADDRESS]", help="Run the batch on a Ray cluster (pip install \"uvrsep\\[ray]\"): "
+                                 "auto (the cluster this machine joined with `ray start`), HOST:PORT, or no value / local (a Ray "
+                                 "instance on this machine for the run). Inputs and --output-dir must be at the same paths on "
+                                 "every node.", show_default=False)
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option("--ray-workers", min=1, help="Model-holding Ray workers.",
+                                 show_default="one per GPU of the cluster, else one per 2 CPUs")
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None, typer.Option("--gpus-per-worker", min=0, help="GPUs each Ray worker reserves; fractions share a GPU.",
+                                   show_default="1 where the cluster has GPUs, else 0")
+    ] = None,
 ) -> None:
     """Write a vocal and an instrumental stem (or the model's two stems) for each input.
 
@@ -142,11 +156,24 @@ def separate(
     are never replaced without --overwrite. Inputs longer than --segment-threshold are read,
     separated and written segment by segment (same result, bounded memory). Everything is
     checked before the model is loaded (or downloaded). Exit code 1 if any input failed.
+
+    With --ray the same batch runs on a Ray cluster (README, "Many machines"): same checks,
+    outputs, manifest and summary; workers load the model once each and write the stems.
     """
     from .batch import BatchProgress, Manifest, OutputPlan, check_output_dir, collect_inputs, find_conflicts, plan_batch
 
     models = [model, *(then or [])]
+    # Every separation setting, once: the model(s) are built from these here or on each Ray worker.
+    options = dict(params=params, device=device.value, aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
+                   batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold)
     try:
+        if ray is None and (ray_workers is not None or gpus_per_worker is not None):
+            raise ConfigError("--ray-workers and --gpus-per-worker are for --ray")
+        if ray is not None:
+            from .cluster import check_address, require_ray
+
+            check_address(ray)
+            require_ray()
         if params is not None:
             load_band_layout(params)
         items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
@@ -193,11 +220,16 @@ def separate(
 
     report = None
     try:
-        separator = _load_separators(models, work.jobs, params=params, device=device.value,
-                                     aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
-                                     batch_size=batch_size, offline=offline, stream=stream,
-                                     segment_threshold=segment_threshold, progress=progress)
-        report = run_batch(separator, work, plan, manifest=journal, on_result=on_result, progress=progress)
+        if ray is None:
+            separator = _load_separators(models, work.jobs, progress=progress, **options)
+            report = run_batch(separator, work, plan, manifest=journal, on_result=on_result, progress=progress)
+        else:
+            from .cluster import RayExecutor
+
+            with RayExecutor(models, options, plan, address=ray, workers=ray_workers, gpus_per_worker=gpus_per_worker,
+                             on_note=lambda note: progress.write(f"note: {note}")) as execute:
+                report = run_batch(None, work, plan, manifest=journal, on_result=on_result, progress=progress,
+                                   execute=execute)
     except UvrsepError as exc:
         progress.close()
         _error(str(exc))
@@ -205,7 +237,8 @@ def separate(
     except KeyboardInterrupt as exc:
         progress.close()
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        typer.echo(f"{what}: the file being written was removed; re-run (with the same --manifest) to go on", err=True)
+        files = "the file being written was removed" if ray is None else "files being written were removed"
+        typer.echo(f"{what}: {files}; re-run (with the same --manifest) to go on", err=True)
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     progress.close()
     if journal.write_error:
@@ -234,23 +267,16 @@ def _final_labels(models: list[str | None], offline: bool) -> tuple[str, ...]:
 
 
 def _load_separators(models: list[str | None], jobs, *, progress, **options):
-    """Load (downloading on first use) the model, or the chain of models, once there is work."""
-    from .chain import Chain
-    from .hub import resolve_model
-    from .separator import Separator
+    """Load (downloading on first use, with a size bar and one-line notices) the model, or the
+    chain of models, once there is work."""
+    from .chain import load_models
 
     if not jobs:
         return _NoWork()
-    stages = []
-    params = options.pop("params")
-    for k, m in enumerate(models):
-        # Downloaded (on first use) with a size bar and one-line notices; then loaded by path.
-        path = resolve_model(m, offline=options["offline"], progress=True, on_notice=_notice).path
-        sep = Separator(path, progress=False, params=params if k == 0 else None, **options)
-        for note in sep.notes:
-            progress.write(f"note: {note}")
-        stages.append(sep)
-    return stages[0] if len(stages) == 1 else Chain(*stages)
+    separator = load_models(models, on_notice=_notice, download_progress=True, **options)
+    for note in separator.notes:
+        progress.write(f"note: {note}")
+    return separator
 
 
 class _NoWork:
@@ -447,7 +473,20 @@ def _terminate(signum, frame) -> None:
 def main() -> None:
     """The ``uvrsep`` entry point: SIGTERM is handled like Ctrl-C (clean-up, then exit 143)."""
     signal.signal(signal.SIGTERM, _terminate)
-    app()
+    app(args=_ray_flag(sys.argv[1:]))
+
+
+def _ray_flag(args: list[str]) -> list[str]:
+    """``--ray`` given without an address (last, or before another option) means ``--ray local``
+    (typer options cannot have an optional value)."""
+    args = list(args)
+    for k, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--ray" and (k + 1 == len(args) or args[k + 1].startswith("-")):
+            args.insert(k + 1, "local")
+            break
+    return args
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Known models, the download cache and your own weights.")
