@@ -28,6 +28,7 @@ first pass and then applies the whole file's plan to each segment.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -118,7 +119,7 @@ class Settings:
         return replace(settings or cls(), **options)
 
 
-class Semantics:
+class Semantics(ABC):
     """The steps of one semantics, bound to resolved :class:`Settings`, a band layout and a net.
 
     Estimates are float32 ``[2, F, T]``: what the network stage hands to post-processing and
@@ -147,35 +148,35 @@ class Semantics:
         """A step on each window's mask ``[B, 2, F, W]`` inside the network stage."""
         return mask
 
+    @abstractmethod
     def estimate(self, masks: list[np.ndarray], norm: np.ndarray, coef: float) -> np.ndarray:
         """The estimate from the stitched masks of each pass (one, or two with TTA), each
         ``[2, F, T]``, with the normalised magnitudes ``norm`` and their scale ``coef``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def magnitudes(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
         """The masked stem's magnitudes ``[2, F, T]`` for an estimate."""
-        raise NotImplementedError
 
+    @abstractmethod
     def frame_stats(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
         """Post-processing's per-frame statistic ``[T]`` of an estimate and the mix magnitudes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def post_plan(self, stats: np.ndarray, n_frames: int) -> Any:
         """The whole input's post-processing from every frame's statistic (``stats`` covers the
         original's ``n_frames`` frames and possibly extra frames past the end)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def apply_post(self, est: np.ndarray, mag: np.ndarray, plan: Any, offset: int, n_frames: int) -> None:
         """In place: post-process frames ``offset .. offset + T − 1`` of the input held in ``est``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def primary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray) -> np.ndarray:
         """The masked stem's spectrogram, complex64 ``[2, F, T]`` (a new array)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def secondary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray, primary: np.ndarray) -> np.ndarray:
         """The other stem's spectrogram; may reuse the ``primary`` buffer (it is not needed after)."""
-        raise NotImplementedError
 
 
 class RvcSemantics(Semantics):
