@@ -203,3 +203,19 @@ def test_uvr_stems_add_up_to_the_mix(tiny_weights):
     n = mix.shape[1]
     err = total[:, :n] - mix
     assert 10 * np.log10((mix**2).sum() / (err**2).sum()) > 100
+
+
+def test_configure_switches_settings_without_reloading(tiny_weights):
+    sep = Separator(tiny_weights, device="cpu")
+    net = sep.net
+    sep.configure(semantics="uvr", window_size=320, primary_stem="vocals")
+    assert sep.net is net and isinstance(sep.semantics, UvrSemantics)
+    assert sep.layout.synthesis_resamplers == ("sinc_fastest",) * 3 and sep.primary == "vocals"
+    assert sep.settings.aggressiveness == 5  # the new semantics' default
+    before = sep.settings
+    with pytest.raises(ConfigError, match="window size 200"):
+        sep.configure(window_size=200)
+    assert sep.settings == before  # nothing changed
+    sep.configure(Settings())
+    assert isinstance(sep.semantics, RvcSemantics) and sep.layout.synthesis_resamplers[1] == "scipy"
+    assert sep.primary == "instrumental"

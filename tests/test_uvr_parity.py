@@ -1,4 +1,5 @@
-"""UVR semantics: parity with python-audio-separator 0.47.1's VR path (../shared/fixtures/uvr).
+"""UVR semantics: parity with python-audio-separator 0.47.1's VR path (($UVRSEP_SHARED or
+../shared)/fixtures/uvr).
 
 Each case of ``cases.json`` runs the command line exactly as a user would (the case's flags,
 32-bit float WAV out), and every stem and channel must reach SDR >= 60 dB against the golden
@@ -17,15 +18,16 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, sdr
+from tests.conftest import UVR_FIXTURES as UVR
+from tests.conftest import sdr
 from uvrsep import bands
+from uvrsep.cli import app
 from uvrsep.config import load_band_layout
 from uvrsep.masks import apply_uvr_aggression
 from uvrsep.semantics import UvrSemantics
 from uvrsep.stems import mirror_high_end
 
-UVR = REPO.parent / "shared" / "fixtures" / "uvr"
-pytestmark = pytest.mark.skipif(not UVR.is_dir(), reason="../shared/fixtures/uvr is not present")
+pytestmark = pytest.mark.skipif(not UVR.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/uvr are not present")
 CASES = json.loads((UVR / "cases.json").read_text()) if UVR.is_dir() else []
 MIN_SDR = 60.0
 
@@ -51,7 +53,7 @@ def test_command_line_matches_audio_separator(case, tmp_path):
         "--aggressiveness", str(case["agg"]), "--output-format", "wav", "--bit-depth", "32f", "--device", "cpu",
         "--output-dir", str(tmp_path), *case["flags"],
     ]
-    result = CliRunner().invoke(__import__("uvrsep.cli", fromlist=["app"]).app, args)
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     track = (UVR / case["input"]).stem
     labels = case["stems"] or {stem: stem for stem in case["golden"]}

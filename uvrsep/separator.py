@@ -199,7 +199,8 @@ class Separator:
         **setting_fields,
     ):
         self.notes: list[str] = []
-        self.settings: Settings = Settings.from_options(settings, setting_fields).resolve()
+        settings = Settings.from_options(settings, setting_fields)
+        settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if precision not in ("fp32", "fp16"):
@@ -219,9 +220,9 @@ class Separator:
         if params is None:
             params = default_params(self.architecture)
             self.notes.append(f"no band config given: using {params} (the original's default for a {self.architecture.label})")
-        kind = SEMANTICS[self.settings.semantics]
-        self.layout: BandLayout = kind.adapt_layout(load_band_layout(params), self.architecture.family)
-        self.weights = load_network(self.model_path, self.layout.bins, self.device, state=state)
+        self._file_layout = load_band_layout(params)
+        self._known_primary = known_primary
+        self.weights = load_network(self.model_path, self._file_layout.bins, self.device, state=state)
         del state
         self.net = fuse_for_inference(self.weights.net)
         self.channels_last = use_channels_last(self.net, self.device)
@@ -230,30 +231,7 @@ class Separator:
             self.notes.append(f"fp16 is used on CUDA only: the network runs in fp32 on {self.device.type}")
         if self.precision == "fp16":
             self.net.half()
-        primary = self.settings.primary_stem or known_primary
-        if primary is None:
-            primary = default_primary(self.architecture, self.model_path)
-            self.notes.append(
-                f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
-                f"(the original's default for a {self.architecture.label}; --primary-stem sets it)"
-            )
-        self.primary, self.secondary = STEM_LABELS[primary]
-        window, context = self.settings.window_size, self.net.context
-        if window <= 2 * context:
-            raise ConfigError(
-                f"window size {window} is too small for this {self.architecture.label}: it keeps window − 2·{context} "
-                f"frames of each window, so the window must be larger than {2 * context}"
-            )
-        multiple = self.net.frame_multiple
-        if window % multiple:
-            raise ConfigError(
-                f"window size {window} does not fit this {self.architecture.label}: its layers halve the frames "
-                f"{multiple.bit_length() - 1} times, so the window must be a multiple of {multiple} (e.g. 320, 512, 1024)"
-            )
-        self.semantics: Semantics = kind(
-            self.settings, self.layout, family=self.architecture.family, primary=primary,
-            uses_aggressiveness=self.net.uses_aggressiveness,
-        )
+        self.configure(settings)
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         self.progress = progress
         self.stream = stream
@@ -262,6 +240,44 @@ class Separator:
         self.segment_threshold = segment_threshold
         self.segment_windows = segment_windows
         self.times = PhaseTimes()
+
+    def configure(self, settings: Settings | None = None, **setting_fields) -> None:
+        """Use other :class:`Settings` from now on, without loading the model again (fields given
+        as keywords replace those of ``settings``, default: the settings given so far, so a
+        default not given follows the semantics). Sets :attr:`settings` (defaults filled in),
+        :attr:`layout` (the band config as the semantics carries it out), :attr:`primary` /
+        :attr:`secondary` and :attr:`semantics`. A bad value, or a window the net cannot take,
+        is a :class:`ConfigError` and changes nothing."""
+        given = Settings.from_options(settings or getattr(self, "_given_settings", None), setting_fields)
+        settings = given.resolve()
+        window, context, label = settings.window_size, self.net.context, self.architecture.label
+        if window <= 2 * context:
+            raise ConfigError(
+                f"window size {window} is too small for this {label}: it keeps window − 2·{context} "
+                f"frames of each window, so the window must be larger than {2 * context}"
+            )
+        multiple = self.net.frame_multiple
+        if window % multiple:
+            raise ConfigError(
+                f"window size {window} does not fit this {label}: its layers halve the frames "
+                f"{multiple.bit_length() - 1} times, so the window must be a multiple of {multiple} (e.g. 320, 512, 1024)"
+            )
+        primary = settings.primary_stem or self._known_primary
+        if primary is None:
+            primary = default_primary(self.architecture, self.model_path)
+            note = (f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
+                    f"(the original's default for a {label}; --primary-stem sets it)")
+            if note not in self.notes:
+                self.notes.append(note)
+        kind = SEMANTICS[settings.semantics]
+        self._given_settings = given
+        self.settings: Settings = settings
+        self.layout: BandLayout = kind.adapt_layout(self._file_layout, self.architecture.family)
+        self.primary, self.secondary = STEM_LABELS[primary]
+        self.semantics: Semantics = kind(
+            settings, self.layout, family=self.architecture.family, primary=primary,
+            uses_aggressiveness=self.net.uses_aggressiveness,
+        )
 
     @property
     def labels(self) -> tuple[str, str]:
