@@ -369,9 +369,10 @@ class SegmentedSynthesis:
     """:func:`bands.synthesize` of a long stem spectrogram, computed one output range at a time.
 
     ``frames(a, b)`` returns the stem's combined spectrogram and high end for frames
-    ``a .. b - 1`` (``0 <= a < b <= n_frames``). :meth:`output` gives any range of the
-    whole-file synthesis (float64 ``[2, stop - start]``, of ``hop_top·(n_frames − 1)`` samples in
-    all) while touching only the frames near it, and those near the file's ends (wrap-around).
+    ``a .. b - 1`` (``0 <= a < b <= n_frames``). :meth:`output` gives a range of the whole-file
+    synthesis (float64 ``[2, stop - start]``, of ``hop_top·(n_frames − 1)`` samples in all) while
+    touching only the frames near it, those near the file's ends (wrap-around of FFT steps), and,
+    with libsamplerate steps, the frames just ahead of it (ranges then come in order).
     """
 
     def __init__(
