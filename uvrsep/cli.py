@@ -98,10 +98,10 @@ def separate(
         Semantics, typer.Option(help="What the settings mean: rvc (RVC's AudioPre) or uvr (UVR5 GUI / python-audio-separator).")
     ] = Semantics.rvc,
     aggressiveness: Annotated[
-        float | None, typer.Option(min=-100, max=100, show_default=False, help=(
-            "rvc: 0–100, default 10, applied per window; uvr: UVR's aggression, −100–100, default 5, "
-            "applied once to the whole mask (inverted for vocal-type primary stems). Higher pushes more "
-            "of the other stem out of the primary one."))
+        float | None, typer.Option(min=-100, max=100, show_default="10 with rvc, 5 with uvr", help=(
+            "rvc: 0–100, applied per window; uvr: UVR's aggression, −100–100, applied once to the whole "
+            "mask (inverted for vocal-type primary stems). Higher pushes more of the other stem out of "
+            "the primary one."))
     ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Second pass shifted by half a window, averaged (2x slower).")] = False,
     postprocess: Annotated[
@@ -112,15 +112,16 @@ def separate(
         float, typer.Option("--postprocess-threshold", min=0, help="Threshold of --postprocess (uvr: 0.1–0.3 as in UVR).")
     ] = 0.2,
     window_size: Annotated[
-        int, typer.Option("--window-size", min=1, help="Frames per network window (UVR: 320 / 512 / 1024; larger than twice the net's context).")
+        int, typer.Option("--window-size", min=1, help=(
+            "Frames per network window (UVR offers 320 / 512 / 1024): above twice the net's context, a multiple of 16."))
     ] = 512,
     high_end: Annotated[
-        str | None, typer.Option("--high-end", show_default=False, help=(
-            "rvc: mirroring (default), mirroring2 or none; uvr: mirroring or none (default, as audio-separator's CLI)."))
+        str | None, typer.Option("--high-end", show_default="mirroring with rvc, none with uvr",
+                                 help="rvc: mirroring, mirroring2 or none; uvr: mirroring or none (none is audio-separator's default).")
     ] = None,
     primary_stem: Annotated[
-        str | None, typer.Option("--primary-stem", show_default=False, help=(
-            "The stem the mask keeps (Vocals, Instrumental, no_echo, ...; any case) [default: the registry's, else the family's]."))
+        str | None, typer.Option("--primary-stem", show_default="the registry's, else the family's", help=(
+            "The stem the mask keeps (Vocals, Instrumental, no_echo, ...; any case); in a chain, the first model's."))
     ] = None,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the stems.")] = Path("."),
     name_template: Annotated[
