@@ -181,9 +181,9 @@ class QuietIsSureNet(StubNet):
 def test_uvr_streamed_separation_equals_whole_file(tmp_path, tiny_weights):
     """UVR semantics with a real (tiny) network: window 320, TTA, post-processing, a negative
     aggression on a vocal-primary model, mirroring; 48 kHz input, one-window segments. UVR's
-    synthesis (libsamplerate between all bands, in order) needs no minimum length: 3 s."""
+    synthesis (libsamplerate between all bands, in order) needs no minimum length: 2 s."""
     path = tmp_path / "short 48k.wav"
-    sf.write(path, with_gaps(3.0, 48000, floor=1e-3).T, 48000, subtype="FLOAT")
+    sf.write(path, with_gaps(2.0, 48000, floor=1e-3).T, 48000, subtype="FLOAT")
     sep = Separator(tiny_weights, device="cpu", params="4band_v2", segment_windows=1, **UVR_OPTIONS)
     whole = sep.separate(path)
     got = sep.separate_streamed(path).collect()
