@@ -3,8 +3,8 @@
 
 Each case of ``cases.json`` runs the command line exactly as a user would (the case's flags,
 32-bit float WAV out), and every stem and channel must reach SDR >= 60 dB against the golden
-output over the golden's length. The network runs 3 + 25 + 1 + 2 windows (~6 minutes on 2
-cores): slow. ``golden/a/mask_raw.npz`` (the network's mask of case a) lets the quick test
+output over the golden's length. The network runs 3 + 25 + 1 + 2 windows (~80 s on 2 idle
+cores, 49 s of them case b): slow. ``golden/a/mask_raw.npz`` (the network's mask of case a) lets the quick test
 check everything after the network: aggression, stems, mirroring and the libsamplerate
 synthesis.
 """
