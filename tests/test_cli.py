@@ -1,5 +1,6 @@
 import re
 
+import pytest
 import soundfile as sf
 import torch
 from typer.testing import CliRunner
@@ -149,3 +150,37 @@ def test_params_lists_bands_rates_and_models():
     lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
     assert "7350/7350/14700/44100" in lines["4band_v2"] and "640/320/512/960" in lines["4band_v2"]
     assert "HP2_all_vocals" in lines["4band_v2"] and "VR-DeEchoNormal" in lines["4band_v3"]
+
+
+def test_uvr_semantics_options(tiny_weights, short_wav, tmp_path):
+    out = tmp_path / "out"
+    result = invoke(
+        "separate", short_wav, "-m", tiny_weights, "-o", out, "--device", "cpu", "--semantics", "uvr",
+        "--aggressiveness", "-20", "--window-size", "320", "--primary-stem", "Vocals", "--high-end", "mirroring",
+        "--tta", "--postprocess", "--postprocess-threshold", "0.1",
+    )
+    assert result.exit_code == 0, result.output
+    assert "primary stem" not in result.output  # given: no notice
+    assert sorted(p.name for p in out.iterdir()) == ["clip_instrumental.wav", "clip_vocals.wav"]
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["--semantics", "uvr", "--high-end", "mirroring2"], "mirroring2", 2),  # usage errors, before any model is loaded
+    (["--aggressiveness", "-5"], "between 0 and 100 with rvc semantics", 2),
+    (["--primary-stem", "kazoo"], "unknown stem 'kazoo'", 2),
+    (["--semantics", "uvr", "--window-size", "256"], "window size 256 is too small", 1),  # needs the net's context
+])
+def test_bad_uvr_options_are_one_line_errors(tiny_weights, short_wav, tmp_path, args, message, code):
+    out = tmp_path / "out"
+    result = invoke("separate", short_wav, "-m", tiny_weights, "-o", out, "--device", "cpu", *args)
+    assert result.exit_code == code and message in result.output, result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_import_takes_either_stem_spelling(isolated_cache, tiny_weights):
+    from uvrsep.registry import load_registry
+
+    assert invoke("models", "import", tiny_weights, "--name", "mine", "--primary", "no_echo").exit_code == 0
+    assert load_registry(isolated_cache).get("mine").primary == "No Echo"
+    result = invoke("models", "import", tiny_weights, "--name", "other", "--primary", "kazoo")
+    assert result.exit_code == 1 and "unknown stem 'kazoo'" in result.output

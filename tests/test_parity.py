@@ -1,7 +1,7 @@
 """Parity with the original RVC ``AudioPre`` code on the golden fixtures in ../shared.
 
 Each stem and channel must reach SDR >= 60 dB against the golden float output, over the
-golden's length. The network runs 41 windows in all here (~3 minutes on 2 cores).
+golden's length. The network runs 41 windows in all here (~3 minutes on 2 cores): slow.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def results():
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_stems_match_golden(results, case):
     stems, info = results(case)
@@ -70,6 +71,7 @@ def test_analysis_matches_golden_intermediates():
     assert np.isclose(np.abs(analysis.spec).max(), float(golden["coef"]), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_vr51_deecho_matches_golden():
     """RVC's AudioPreDeEcho path (CascadedNet nout 48, 4band_v3, no aggressiveness)."""
     weights = PARITY / "vr51" / "random_deecho48_fp16.pth"

@@ -13,6 +13,7 @@ from uvrsep.config import load_band_layout
 from uvrsep.audio import read_audio
 from uvrsep.errors import AudioReadError, ConfigError
 from uvrsep.evaluation import sdr
+from uvrsep.semantics import UvrSemantics
 from uvrsep.stems import StreamedStems
 
 from .conftest import SR, music_like
@@ -21,11 +22,14 @@ from .conftest import SR, music_like
 MIN_SDR = 90.0
 
 
-def with_gaps(seconds: float, sr: int = SR, channels: int = 2) -> np.ndarray:
-    """music_like with two stretches of digital silence (so --postprocess has quiet runs)."""
+def with_gaps(seconds: float, sr: int = SR, channels: int = 2, floor: float = 0.0) -> np.ndarray:
+    """music_like with two stretches of digital silence (so --postprocess has quiet runs), or of
+    noise at ``floor`` (so changing their mask changes the stems)."""
     wave = music_like(seconds, sr, channels)
+    noise = np.random.default_rng(7).standard_normal(wave.shape).astype(np.float32) * floor
     for start, stop in ((0.3, 0.45), (0.7, 0.72)):
-        wave[:, int(start * wave.shape[1]) : int(stop * wave.shape[1])] = 0
+        gap = slice(int(start * wave.shape[1]), int(stop * wave.shape[1]))
+        wave[:, gap] = noise[:, gap]
     return wave
 
 
@@ -57,9 +61,14 @@ def test_range_analysis_is_the_whole_file_analysis(name):
             np.testing.assert_array_equal(high, whole.high_end[:, :, start:stop])
 
 
-@pytest.mark.parametrize("name", ["4band_v2", "4band_44100_msb2", "1band_sr44100_hl512"])
-def test_segmented_synthesis_matches_the_whole_file_fft_resampling(name):
+@pytest.mark.parametrize("name, semantics", [
+    ("4band_v2", "rvc"), ("4band_44100_msb2", "rvc"), ("1band_sr44100_hl512", "rvc"),
+    ("4band_v2", "uvr"), ("3band_44100", "uvr"),  # libsamplerate between all bands, in order
+])
+def test_segmented_synthesis_matches_the_whole_file_synthesis(name, semantics):
     layout = load_band_layout(name)
+    if semantics == "uvr":
+        layout = UvrSemantics.adapt_layout(layout, "aspp")
     wave = music_like(20.0, seed=3)
     analysis = bands.analyze(wave, layout)
     rng = np.random.default_rng(0)
@@ -94,6 +103,9 @@ def test_unsupported_layouts_say_why():
     assert "reverse" in segments.unsupported_reason(load_band_layout("4band_44100_reverse"))
     assert "libsamplerate" in segments.unsupported_reason(load_band_layout("3band_44100"))
     assert segments.unsupported_reason(load_band_layout("2band_48000")) is not None
+    for name in ("4band_v2", "4band_v3", "3band_44100", "4band_44100"):  # UVR: libsamplerate only, in order
+        assert segments.unsupported_reason(UvrSemantics.adapt_layout(load_band_layout(name), "aspp")) is None
+    assert segments.unsupported_reason(UvrSemantics.adapt_layout(load_band_layout("4band_v3_sn"), "vr51")) is None
 
 
 @pytest.fixture
@@ -107,7 +119,12 @@ def long_files(tmp_path):
     return a, b
 
 
-@pytest.mark.parametrize("options", [{}, {"tta": True, "postprocess": True, "aggressiveness": 40}])
+UVR_OPTIONS = {"semantics": "uvr", "window_size": 320, "tta": True, "postprocess": True, "aggressiveness": -20,
+               "high_end": "mirroring", "primary_stem": "vocals"}
+
+
+@pytest.mark.parametrize("options", [{}, {"tta": True, "postprocess": True, "aggressiveness": 40}],
+                         ids=["rvc", "rvc-tta-post"])
 def test_streamed_separation_equals_whole_file(long_files, tiny_weights, options):
     """The issue's equality: a real (tiny) network, segments of one window, SDR ≥ 90 dB per stem
     (48 kHz input converted block-wise; mono input)."""
@@ -146,6 +163,56 @@ def test_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
     sf.write(path, wave.T, SR, subtype="FLOAT")
     sep = stub_separator(tiny_weights, postprocess=True, segment_windows=1)
     whole = sep.separate(path)
+    got = sep.separate_streamed(path).collect()
+    for name in whole.names:
+        assert stem_sdr(whole[name], got[name]) >= MIN_SDR
+
+
+class QuietIsSureNet(StubNet):
+    """A stand-in network whose mask is near 1 where the input is quiet (UVR's post-processing
+    merges long runs of frames whose mask is above the threshold everywhere)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        smooth = torch.nn.functional.avg_pool2d(x, (5, 9), stride=1, padding=(2, 4))
+        return torch.sigmoid(4 - 400 * smooth)
+
+
+@pytest.mark.slow
+def test_uvr_streamed_separation_equals_whole_file(tmp_path, tiny_weights):
+    """UVR semantics with a real (tiny) network: window 320, TTA, post-processing, a negative
+    aggression on a vocal-primary model, mirroring; 48 kHz input, one-window segments. UVR's
+    synthesis (libsamplerate between all bands, in order) needs no minimum length: 2 s."""
+    path = tmp_path / "short 48k.wav"
+    sf.write(path, with_gaps(2.0, 48000, floor=1e-3).T, 48000, subtype="FLOAT")
+    sep = Separator(tiny_weights, device="cpu", params="4band_v2", segment_windows=1, **UVR_OPTIONS)
+    whole = sep.separate(path)
+    got = sep.separate_streamed(path).collect()
+    for name in whole.names:
+        assert got[name].shape == whole[name].shape
+        assert stem_sdr(whole[name], got[name]) >= MIN_SDR, name
+
+
+def test_uvr_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
+    """merge_artifacts' runs spanning several segments (64 frames each at window 320) give the
+    whole-file result, with TTA, after a first pass for every frame's mask minimum."""
+    path = tmp_path / "gaps.wav"
+    wave = with_gaps(8.0, floor=1e-2)
+    sf.write(path, wave.T, SR, subtype="FLOAT")
+    seps = {}
+    for post in (False, True):
+        seps[post] = stub_separator(tiny_weights, semantics="uvr", window_size=320, tta=True, postprocess=post,
+                                    segment_windows=1)
+        seps[post].net = QuietIsSureNet()
+    sep = seps[True]
+    # The whole file's merge weights: a run over at least three segments.
+    analysis = bands.analyze(sep.load(path), sep.layout, extra_frames=4)
+    mag = np.abs(analysis.spec)
+    est = sep.estimate_many([(mag, analysis.n_frames)])[0]
+    merged = np.flatnonzero(sep.semantics.post_plan(sep.semantics.frame_stats(est, mag), analysis.n_frames))
+    assert merged.size > 64 and merged[-1] // 64 > merged[0] // 64 + 1
+    whole = sep.separate(path)
+    gap = slice(int(0.3 * wave.shape[1]), int(0.45 * wave.shape[1]))
+    assert stem_sdr(whole["vocals"][:, gap], seps[False].separate(path)["vocals"][:, gap]) < 40  # it changed them
     got = sep.separate_streamed(path).collect()
     for name in whole.names:
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR

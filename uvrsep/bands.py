@@ -6,7 +6,8 @@ combined spectrogram of ``bins + 1`` rows; the top rows are attenuated by the pr
 
 Synthesis inverts a combined spectrogram: each band's rows are put back into a zero-filled
 buffer (the original used an uninitialised one), filtered, inverted and resampled up the
-cascade (band 1: ``sinc_fastest``; middle bands: FFT resampling, as RVC does).
+cascade with the layout's ``synthesis_resamplers`` (RVC: band 1 ``sinc_fastest``, middle bands
+FFT resampling; UVR: ``sinc_fastest`` throughout).
 
 The dtypes follow the original exactly (complex64 analysis, complex128 synthesis) because the
 parity target is 60 dB SDR against its output.
@@ -22,10 +23,6 @@ import librosa
 import numpy as np
 
 from .config import Band, BandLayout
-
-#: Resamplers of the synthesis cascade (RVC's ``cmb_spectrogram_to_wave``).
-SYNTHESIS_LOW_RESAMPLER = "sinc_fastest"
-SYNTHESIS_MID_RESAMPLER = "scipy"
 
 
 @dataclass
@@ -59,33 +56,41 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> n
     return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type)
 
 
-def _to_channels(wave: np.ndarray, stereo_mode: str) -> np.ndarray:
-    """Apply the layout's channel transform to a float32 ``[2, T]`` waveform."""
+def _to_channels(wave: np.ndarray, mode: str) -> np.ndarray:
+    """Apply a band's channel transform (``BandLayout.channel_modes``) to a float32 ``[2, T]`` waveform."""
     left, right = wave[0], wave[1]
-    if stereo_mode == "reverse":
+    if mode == "reverse":
         return np.stack([left[::-1], right[::-1]])
-    if stereo_mode == "mid_side":
+    if mode == "mid_side":
         return np.stack([np.add(left, right) / 2, np.subtract(left, right)])
-    if stereo_mode == "mid_side_b2":
+    if mode == "mid_side_b2":
         return np.stack([np.add(right, left * 0.5), np.subtract(left, right * 0.5)])
+    if mode == "mid_side_c":
+        return np.stack([np.add(left, right * 0.25), np.subtract(right, left * 0.25)])
+    if mode == "stereo_n":
+        return np.stack([np.add(left, right * 0.25) / 0.9375, np.add(right, left * 0.25) / 0.9375])
     return wave
 
 
-def _from_channels(wave: np.ndarray, stereo_mode: str) -> np.ndarray:
+def _from_channels(wave: np.ndarray, mode: str) -> np.ndarray:
     """Undo :func:`_to_channels` (with the original's inverse formulas)."""
     left, right = wave[0], wave[1]
-    if stereo_mode == "reverse":
+    if mode == "reverse":
         return np.stack([left[::-1], right[::-1]])
-    if stereo_mode == "mid_side":
+    if mode == "mid_side":
         return np.stack([np.add(left, right / 2), np.subtract(left, right / 2)])
-    if stereo_mode == "mid_side_b2":
+    if mode == "mid_side_b2":
         return np.stack([np.add(right / 1.25, 0.4 * left), np.subtract(left / 1.25, 0.4 * right)])
+    if mode == "mid_side_c":
+        return np.stack([np.subtract(left / 1.0625, right / 4.25), np.add(right / 1.0625, left / 4.25)])
+    if mode == "stereo_n":
+        return np.stack([np.subtract(left, right * 0.25), np.subtract(right, left * 0.25)])
     return wave
 
 
-def stft(wave: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
-    """STFT of a float32 ``[2, T]`` waveform: complex64 ``[2, n_fft/2 + 1, 1 + T // hop]``."""
-    channels = _to_channels(wave, stereo_mode)
+def stft(wave: np.ndarray, band: Band, mode: str) -> np.ndarray:
+    """STFT of a float32 ``[2, T]`` waveform (channel transform ``mode``): complex64 ``[2, n_fft/2 + 1, 1 + T // hop]``."""
+    channels = _to_channels(wave, mode)
     with warnings.catch_warnings():
         # Clips shorter than n_fft are fine: frames are zero-padded (centred STFT).
         warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
@@ -94,10 +99,10 @@ def stft(wave: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
         )
 
 
-def istft(spec: np.ndarray, band: Band, stereo_mode: str) -> np.ndarray:
+def istft(spec: np.ndarray, band: Band, mode: str) -> np.ndarray:
     """Inverse of :func:`stft` for a ``[2, rows, frames]`` spectrogram (float64 for complex128 input)."""
     channels = [librosa.istft(ch, hop_length=band.hop_length) for ch in spec]
-    return _from_channels(np.stack(channels), stereo_mode)
+    return _from_channels(np.stack(channels), mode)
 
 
 def lowpass_gains(start: int, stop: int) -> np.ndarray:
@@ -116,6 +121,12 @@ def highpass_gains(start: int, stop: int) -> np.ndarray:
         g -= 1 / (start - stop)
         gains.append(g)
     return np.asarray(gains, dtype=np.float64)
+
+
+def ramp_gains(start: int, stop: int) -> np.ndarray:
+    """Row gains of UVR's ``get_lp_filter_mask`` for rows ``start - 1 .. stop - 1``: a linear ramp
+    from 1 to 0 (rows below are kept, rows >= stop are zeroed)."""
+    return np.linspace(1, 0, stop - start + 1)
 
 
 def apply_lowpass(spec: np.ndarray, start: int, stop: int) -> None:
@@ -163,7 +174,10 @@ def combine(specs: list[np.ndarray], layout: BandLayout, start: int, stop: int) 
 
     if layout.pre_filter is not None:
         pf_start, pf_stop = layout.pre_filter
-        if len(bands) == 1:
+        if layout.pre_filter_shape == "ramp":
+            combined[:, pf_start - 1 : pf_stop, :] *= ramp_gains(pf_start, pf_stop)[:, None]
+            combined[:, pf_stop:, :] = 0
+        elif len(bands) == 1:
             apply_lowpass(combined, pf_start, pf_stop)
         else:
             gp = 1.0
@@ -204,7 +218,7 @@ def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0) -> Anal
             # Pad each band after its (truncating) resampling, so the lower bands stay exact.
             padded = (n_frames + extra_frames - 1) * band.hop_length
             band_wave = np.pad(band_wave, ((0, 0), (0, max(0, padded - band_wave.shape[-1]))))
-        specs[i] = stft(band_wave, band, layout.stereo_mode)
+        specs[i] = stft(band_wave, band, layout.channel_modes[i])
     total = min(n_frames + extra_frames, min(s.shape[2] for s in specs))
     combined, high_end = combine(specs, layout, 0, total)
     return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
@@ -214,7 +228,7 @@ def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
     """Resampler taking band ``i``'s partial sum up to band ``i + 1``'s rate (``None`` for the top band)."""
     if i == len(layout.bands) - 1:
         return None
-    return SYNTHESIS_LOW_RESAMPLER if i == 0 else SYNTHESIS_MID_RESAMPLER
+    return layout.synthesis_resamplers[i]
 
 
 def band_part(spec: np.ndarray, layout: BandLayout, i: int, high_end: np.ndarray | None = None) -> np.ndarray:
@@ -240,7 +254,7 @@ def band_part(spec: np.ndarray, layout: BandLayout, i: int, high_end: np.ndarray
     else:
         apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
         apply_lowpass(buf, *band.lowpass)
-    return istft(buf, band, layout.stereo_mode)
+    return istft(buf, band, layout.channel_modes[i])
 
 
 def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None) -> np.ndarray:

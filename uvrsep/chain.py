@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -214,8 +215,8 @@ def load_models(
     **options,
 ):
     """The :class:`~uvrsep.Separator` for ``models[0]``, or the :class:`Chain` of all of them,
-    each built with the same ``options`` (Separator keywords: device, aggressiveness, ...);
-    ``params`` applies to the first model only. A registry name not yet cached is downloaded
+    each built with the same ``options`` (Separator keywords: device, settings, ...);
+    ``params`` and the settings' ``primary_stem`` apply to the first model only. A registry name not yet cached is downloaded
     first (unless ``options["offline"]``), with a size bar when ``download_progress`` and its
     one-line notices sent to ``on_notice``.
 
@@ -226,8 +227,10 @@ def load_models(
     from .separator import Separator
 
     stages = []
+    settings = options.pop("settings", None)
     for k, model in enumerate(models):
         path = resolve_model(model, offline=options.get("offline", False), progress=download_progress,
                              on_notice=on_notice).path
-        stages.append(Separator(path, params=params if k == 0 else None, on_notice=on_notice, **options))
+        own = settings if k == 0 or settings is None else replace(settings, primary_stem=None)
+        stages.append(Separator(path, params=params if k == 0 else None, settings=own, on_notice=on_notice, **options))
     return stages[0] if len(stages) == 1 else Chain(*stages)

@@ -40,6 +40,11 @@ class BitDepth(str, Enum):
     float32 = "32f"
 
 
+class Semantics(str, Enum):
+    rvc = "rvc"
+    uvr = "uvr"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -88,13 +93,36 @@ def separate(
         typer.Option(help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's.",
                      show_default="the registry's, else 4band_v2 / 4band_v3 by family"),
     ] = None,
+    # -- separation settings (uvrsep.semantics.Settings) --
+    semantics: Annotated[
+        Semantics, typer.Option(help="What the settings mean: rvc (RVC's AudioPre) or uvr (UVR5 GUI / python-audio-separator).")
+    ] = Semantics.rvc,
     aggressiveness: Annotated[
-        float, typer.Option(min=0, max=100, help="RVC's aggressiveness, 0–100: higher pushes more vocal out of the instrumental.")
-    ] = 10,
+        float | None, typer.Option(min=-100, max=100, show_default="10 with rvc, 5 with uvr", help=(
+            "rvc: 0–100, applied per window; uvr: UVR's aggression, −100–100, applied once to the whole "
+            "mask (inverted for vocal-type primary stems). Higher pushes more of the other stem out of "
+            "the primary one."))
+    ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Second pass shifted by half a window, averaged (2x slower).")] = False,
     postprocess: Annotated[
-        bool, typer.Option("--postprocess", help="Give quiet stretches of the residual back to the masked stem (RVC's mask_silence).")
+        bool, typer.Option("--postprocess", help="rvc: give quiet runs of the residual back to the masked stem (mask_silence); "
+                           "uvr: UVR's merge_artifacts (long confident runs of the mask become 1).")
     ] = False,
+    postprocess_threshold: Annotated[
+        float, typer.Option("--postprocess-threshold", min=0, help="Threshold of --postprocess (uvr: 0.1–0.3 as in UVR).")
+    ] = 0.2,
+    window_size: Annotated[
+        int, typer.Option("--window-size", min=1, help=(
+            "Frames per network window (UVR offers 320 / 512 / 1024): above twice the net's context, a multiple of 16."))
+    ] = 512,
+    high_end: Annotated[
+        str | None, typer.Option("--high-end", show_default="mirroring with rvc, none with uvr",
+                                 help="rvc: mirroring, mirroring2 or none; uvr: mirroring or none (none is audio-separator's default).")
+    ] = None,
+    primary_stem: Annotated[
+        str | None, typer.Option("--primary-stem", show_default="the registry's, else the family's", help=(
+            "The stem the mask keeps (Vocals, Instrumental, no_echo, ...; any case); in a chain, the first model's."))
+    ] = None,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the stems.")] = Path("."),
     name_template: Annotated[
         str, typer.Option("--name-template", help="Output path below --output-dir; fields "
@@ -161,10 +189,16 @@ def separate(
     outputs, manifest and summary; workers load the model once each and write the stems.
     """
     from .batch import BatchProgress, Manifest, OutputPlan, check_output_dir, collect_inputs, find_conflicts, plan_batch
+    from .semantics import Settings
 
     models = [model, *(then or [])]
     # Every separation setting, once: the model(s) are built from these here or on each Ray worker.
-    options = dict(params=params, device=device.value, aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
+    settings = Settings(
+        semantics=semantics.value, aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
+        postprocess_threshold=postprocess_threshold, window_size=window_size, high_end=high_end,
+        primary_stem=primary_stem,
+    )
+    options = dict(params=params, device=device.value, settings=settings,
                    batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold)
     try:
         if ray is None and (ray_workers is not None or gpus_per_worker is not None):
@@ -183,7 +217,8 @@ def separate(
         # Everything that can be checked without the model, before it is loaded (or downloaded).
         check_output_dir(output_dir)
         journal = Manifest(manifest)
-        labels = _final_labels(models, offline)
+        # A bad setting is a usage error, found here before any model is loaded.
+        labels = _final_labels(models, offline, settings.resolve().primary_stem)
         wanted = _parse_stems(stems, labels)
         plan = OutputPlan(
             output_dir=output_dir, template=name_template, fmt=output_format.value, bit_depth=bit_depth.value,
@@ -257,12 +292,13 @@ def _model_name(model: str | None) -> str:
     return Path(name).name.removesuffix(".pth")
 
 
-def _final_labels(models: list[str | None], offline: bool) -> tuple[str, ...]:
-    """The stems the model (or chain) will write, known without loading or downloading it."""
+def _final_labels(models: list[str | None], offline: bool, primary_stem: str | None = None) -> tuple[str, ...]:
+    """The stems the model (or chain) will write, known without loading or downloading it
+    (``primary_stem``, as ``--params``, is the first model's)."""
     from .chain import chain_labels
     from .separator import model_stems
 
-    pairs = [model_stems(m, offline=offline) for m in models]
+    pairs = [model_stems(m, offline=offline, primary_stem=primary_stem if k == 0 else None) for k, m in enumerate(models)]
     return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
 
 
@@ -647,7 +683,9 @@ def models_import(
     file: Path,
     name: Annotated[str | None, typer.Option(help="Registry name, a plain file name.", show_default="the file name without .pth")] = None,
     params: Annotated[str | None, typer.Option(help="Band config to record for it.")] = None,
-    primary: Annotated[str | None, typer.Option(help="Primary (masked) stem, UVR's naming, e.g. 'Vocals'.")] = None,
+    primary: Annotated[
+        str | None, typer.Option(help="Primary (masked) stem, UVR's spelling or uvrsep's, any case: 'Vocals', 'no_echo'.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Copy your own weight file into the cache and register it under a name.
@@ -658,7 +696,7 @@ def models_import(
     from .config import load_band_layout
     from .hub import home_dir, import_file, record_hash, sha256_file
     from .network import detect_architecture, read_state_dict
-    from .registry import STEM_LABELS, ModelSpec, add_user_model, check_file_name
+    from .registry import ModelSpec, add_user_model, check_file_name, parse_stem_label
     from .separator import default_params
 
     try:
@@ -673,9 +711,7 @@ def models_import(
         else:
             params, how = default_params(arch), "the family default"
         load_band_layout(params)
-        primary = primary or entry.get("primary")
-        if primary is not None and primary not in STEM_LABELS:
-            raise ConfigError(f"unknown primary stem {primary!r} (use one of {', '.join(STEM_LABELS)})")
+        primary = parse_stem_label(primary) if primary is not None else entry.get("primary")
         spec = ModelSpec(
             name=name, file=f"{name}.pth", source="user", family=arch.family, width=arch.width,
             params=params, primary=primary or ("No Echo" if arch.family == "vr51" else "Instrumental"),

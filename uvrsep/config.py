@@ -36,6 +36,11 @@ RESAMPLERS = {
 
 #: Channel transforms applied before the STFT (and undone after the iSTFT).
 STEREO_MODES = ("stereo", "mid_side", "mid_side_b2", "reverse")
+#: Per-band channel transforms a band may name (``convert_channels``; UVR applies them to VR 5.1 nets).
+CONVERT_CHANNELS = ("mid_side", "mid_side_c", "stereo_n")
+#: Shapes of the pre-filter on the combined spectrogram's top rows: UVR's recursive gains
+#: (a low-pass ramp for 1-band layouts), or the linear ramp UVR uses for VR 5.1 nets.
+PRE_FILTER_SHAPES = ("gains", "ramp")
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class Band:
 
     ``crop`` is the half-open range of this band's STFT rows that go into the combined
     spectrogram. ``lowpass`` / ``highpass`` are the (start, stop) rows of the synthesis
-    filters, ``None`` where the band has none.
+    filters, ``None`` where the band has none. ``convert_channels`` is the band's own channel
+    transform (:data:`CONVERT_CHANNELS`), which only UVR's VR 5.1 path uses.
     """
 
     sample_rate: int
@@ -54,6 +60,7 @@ class Band:
     resample_type: str
     lowpass: tuple[int, int] | None = None
     highpass: tuple[int, int] | None = None
+    convert_channels: str | None = None
 
     @property
     def n_rows(self) -> int:
@@ -71,6 +78,14 @@ class BandLayout:
     """A whole multi-band recipe. ``bands`` run from the lowest to the highest (full-rate) band.
 
     The combined spectrogram has ``bins + 1`` rows; the network sees the first ``bins``.
+
+    The last three fields say how the recipe is carried out; a JSON file gives RVC's way, and
+    UVR's semantics derive their own with :func:`dataclasses.replace`:
+
+    - ``channel_modes``: the channel transform of each band (default: ``stereo_mode`` for all);
+    - ``synthesis_resamplers``: the resampler taking band ``i``'s partial sum up to band
+      ``i + 1``'s rate (default RVC's: ``sinc_fastest`` from band 1, FFT resampling above);
+    - ``pre_filter_shape``: one of :data:`PRE_FILTER_SHAPES` (default ``gains``).
     """
 
     name: str
@@ -79,6 +94,20 @@ class BandLayout:
     bands: tuple[Band, ...]
     pre_filter: tuple[int, int] | None
     stereo_mode: str = "stereo"
+    channel_modes: tuple[str, ...] = ()
+    synthesis_resamplers: tuple[str, ...] = ()
+    pre_filter_shape: str = "gains"
+
+    def __post_init__(self) -> None:
+        if not self.channel_modes:
+            object.__setattr__(self, "channel_modes", (self.stereo_mode,) * len(self.bands))
+        if not self.synthesis_resamplers:
+            rvc = tuple("sinc_fastest" if i == 0 else "scipy" for i in range(len(self.bands) - 1))
+            object.__setattr__(self, "synthesis_resamplers", rvc)
+        if len(self.channel_modes) != len(self.bands) or len(self.synthesis_resamplers) != len(self.bands) - 1:
+            raise ConfigError(f"band config {self.name}: one channel mode per band and one resampler per step")
+        if self.pre_filter_shape not in PRE_FILTER_SHAPES:
+            raise ConfigError(f"band config {self.name}: unknown pre-filter shape {self.pre_filter_shape!r}")
 
     @property
     def top(self) -> Band:
@@ -128,6 +157,9 @@ def _parse_band(raw: Any, where: str) -> Band:
         raise ConfigError(
             f"{where}: unknown res_type {resample_type!r} (known: {', '.join(RESAMPLERS)})"
         )
+    convert_channels = raw.get("convert_channels")
+    if convert_channels is not None and convert_channels not in CONVERT_CHANNELS:
+        raise ConfigError(f"{where}: unknown convert_channels {convert_channels!r} (known: {', '.join(CONVERT_CHANNELS)})")
     if sample_rate <= 0 or hop_length <= 0 or n_fft <= 0 or n_fft % 2:
         raise ConfigError(f"{where}: sr, hl must be positive and n_fft positive and even")
     if not 0 <= crop[0] < crop[1] <= n_fft // 2 + 1:
@@ -143,6 +175,7 @@ def _parse_band(raw: Any, where: str) -> Band:
         resample_type=resample_type,
         lowpass=_optional_pair(raw, "lpf_start", "lpf_stop", where),
         highpass=_optional_pair(raw, "hpf_start", "hpf_stop", where),
+        convert_channels=convert_channels,
     )
 
 

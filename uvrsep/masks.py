@@ -1,4 +1,10 @@
-"""Mask adjustments: RVC's aggressiveness and its ``mask_silence`` post-processing."""
+"""Mask adjustments: RVC's aggressiveness and ``mask_silence``; UVR's aggression and ``merge_artifacts``.
+
+RVC (``AudioPre``) applies its aggressiveness to each network window and post-processes the
+predicted magnitudes. UVR5 / audio-separator apply their aggression once to the whole (TTA-
+averaged) mask and post-process the mask itself. Each step is a small function here;
+:mod:`uvrsep.semantics` says which steps a semantics uses.
+"""
 
 from __future__ import annotations
 
@@ -94,3 +100,80 @@ def mask_silence(
     mag = mag.copy()
     apply_silence_ops(mag, ref, silence_ops(ref.mean(axis=(0, 1)), thres, min_range, fade_size))
     return mag
+
+
+#: UVR's primary stems whose aggression is inverted (``a → 1 − a``): its "non-accompaniment" stems.
+UVR_INVERTED_STEMS = frozenset({
+    "Vocals", "Other", "Bass", "Drums", "Guitar", "Piano", "Synthesizer", "Strings", "Woodwinds", "Brass", "Wind Inst",
+})
+
+
+def uvr_exponents(aggression: float, inverted: bool) -> tuple[float, float]:
+    """UVR's mask exponents (below, from the split bin) for an aggression of -100..100.
+
+    ``a = 2·aggression/100``; for the stems of :data:`UVR_INVERTED_STEMS` a non-zero ``a``
+    becomes ``1 − a``; the exponents are ``1 + a/3`` and ``1 + a``. Aggression 0 gives (1, 1).
+    """
+    a = aggression / 100 * 2
+    if a != 0 and inverted:
+        a = 1 - a
+    return 1 + a / 3, 1 + a
+
+
+def apply_uvr_aggression(mask: np.ndarray, aggression: float, split_bin: int, inverted: bool) -> np.ndarray:
+    """UVR's ``adjust_aggr``, in place on a float32 mask ``[C, F, T]``; returns it.
+
+    Rows below ``split_bin`` are raised to the first of :func:`uvr_exponents`, the others to
+    the second, in float32 as UVR computes them.
+    """
+    low, high = uvr_exponents(aggression, inverted)
+    if (low, high) != (1, 1):
+        mask[:, :split_bin] = np.power(mask[:, :split_bin], np.float32(low))
+        mask[:, split_bin:] = np.power(mask[:, split_bin:], np.float32(high))
+    return mask
+
+
+def merge_weights(frame_min: np.ndarray, thres: float = 0.2, min_range: int = 64, fade_size: int = 32) -> np.ndarray:
+    """The per-frame weights of UVR's ``merge_artifacts``, from each frame's mask minimum.
+
+    ``frame_min`` is the mask's minimum over channels and bins, float ``[T]``. Frames above
+    ``thres`` form runs; each run ``first .. last`` with ``last − first > min_range`` gets weight
+    1 with ``fade_size``-frame linear fades: in at ``first`` (none when ``first`` is 0, where the
+    run counts as starting ``fade_size`` frames earlier), out over the ``fade_size`` frames before
+    ``last`` (always: UVR's end-of-signal test never holds), ``last`` itself 0. A run starting
+    less than ``fade_size`` frames after the previous run's ``last`` starts at that ``last − 2 ·
+    fade_size``. Later writes win, in UVR's order. Returns float32 ``[T]`` (zeros when no run
+    qualifies: the mask is left unchanged, not an error).
+    """
+    if min_range < fade_size * 2:
+        raise ValueError("min_range must be >= fade_size * 2")
+    n = frame_min.shape[0]
+    weight = np.zeros(n, dtype=np.float32)
+    idx = np.where(frame_min > thres)[0]
+    if idx.size == 0:
+        return weight
+    breaks = np.where(np.diff(idx) != 1)[0]
+    starts = np.insert(idx[breaks + 1], 0, idx[0])
+    ends = np.append(idx[breaks], idx[-1])
+    kept = np.where(ends - starts > min_range)[0]
+    old_e = None
+    for s, e in zip(starts[kept].tolist(), ends[kept].tolist()):
+        if old_e is not None and s - old_e < fade_size:
+            s = old_e - fade_size * 2
+        if s != 0:
+            weight[s : s + fade_size] = np.linspace(0, 1, fade_size)
+        else:
+            s -= fade_size
+        if e != n:
+            weight[e - fade_size : e] = np.linspace(1, 0, fade_size)
+        else:
+            e += fade_size
+        weight[max(s + fade_size, 0) : e - fade_size] = 1
+        old_e = e
+    return weight
+
+
+def apply_merge_weights(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """In place: ``mask += w · (1 − mask)`` per frame (float32 ``[C, F, T]``, ``w`` ``[T]``); returns it."""
+    mask += weights.astype(np.float32, copy=False)[None, None, :] * (1 - mask)
+    return mask

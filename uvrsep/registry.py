@@ -24,19 +24,38 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-#: UVR's primary-stem names → (masked, residual) file labels.
+def _label(name: str) -> str:
+    return name.lower().replace(" ", "_")
+
+
+#: UVR's primary-stem names → (masked, residual) file labels: Vocals / Instrumental, and each
+#: of UVR's other stems X with its complement "No X".
 STEM_LABELS = {
     "Instrumental": ("instrumental", "vocals"),
     "Vocals": ("vocals", "instrumental"),
-    "No Echo": ("no_echo", "echo"),
-    "Echo": ("echo", "no_echo"),
-    "No Reverb": ("no_reverb", "reverb"),
-    "Reverb": ("reverb", "no_reverb"),
-    "Noise": ("noise", "no_noise"),
-    "No Noise": ("no_noise", "noise"),
-    "No Woodwinds": ("no_woodwinds", "woodwinds"),
-    "No Piano": ("no_piano", "piano"),
+    **{
+        name: pair
+        for stem in ("Echo", "Reverb", "Noise", "Other", "Bass", "Drums", "Guitar", "Piano", "Synthesizer",
+                     "Strings", "Woodwinds", "Brass", "Wind Inst")
+        for name, pair in ((stem, (_label(stem), "no_" + _label(stem))), (f"No {stem}", ("no_" + _label(stem), _label(stem))))
+    },
 }
+
+
+def _key(text: str) -> str:
+    return " ".join(text.replace("_", " ").replace("-", " ").lower().split())
+
+
+def parse_stem_label(text: str) -> str:
+    """UVR's name of a primary stem given in UVR's spelling or uvrsep's, ignoring case, spaces,
+    underscores and hyphens (``Vocals``, ``vocals``, ``No Echo``, ``no_echo`` → UVR's name)."""
+    wanted = _key(text)
+    for name in STEM_LABELS:
+        if _key(name) == wanted:
+            return name
+    raise ConfigError(
+        f"unknown stem {text!r} (use one of {', '.join(STEM_LABELS)}; case, spaces and underscores do not matter)"
+    )
 UVR_HASH_TAIL = 10_000 * 1024
 
 

@@ -6,18 +6,25 @@ so a range read with a few frames of margin is exactly the whole-file analysis),
 the network window by window (the windows are those of the whole file), and synthesised
 segment by segment (:class:`SegmentedSynthesis`).
 
-The one global step of the original is the synthesis' FFT resampling of each band's partial
-sum (``scipy.signal.resample`` over the whole file, which treats the signal as periodic). Its
-output at a sample is a weighted sum over the whole file with the periodic interpolation
-kernel ``K_L`` of the file's length ``L``; here that sum runs over the ``±FFT_KERNEL_HALF``
-nearest samples (indices taken modulo ``L``, so the wrap-around at the file's two ends is the
-original's), with the outer half of the kernel tapered. The bands are low-passed well below
-Nyquist, so the neglected tail is far below audibility: measured 110–130 dB SDR against the
-whole-file resampling on music; tests/test_segments.py holds the end-to-end equality.
+The synthesis resamples each band's partial sum up to the next band's rate, with the layout's
+synthesis resampler for that step:
 
-Streaming needs band layouts whose bands share one frame grid and whose synthesis steps are
-either same-rate or integer FFT upsampling (4band_v2/v3/v4, the 4band_44100 family, 1-band
-layouts); :func:`unsupported_reason` says why others are processed whole.
+- FFT resampling (RVC's middle bands: ``scipy.signal.resample`` over the whole file, which
+  treats the signal as periodic) is the one global step. Its output at a sample is a weighted
+  sum over the whole file with the periodic interpolation kernel ``K_L`` of the file's length
+  ``L``; here that sum runs over the ``±FFT_KERNEL_HALF`` nearest samples (indices taken
+  modulo ``L``, so the wrap-around at the file's two ends is the original's), with the outer
+  half of the kernel tapered. The bands are low-passed well below Nyquist, so the neglected
+  tail is far below audibility: measured 110–130 dB SDR against the whole-file resampling.
+- libsamplerate (``sinc_fastest`` between all bands in UVR semantics) is stateful and runs
+  forwards: a :class:`SequentialResampler` feeds it the partial sum in order and gives exactly
+  the whole-file ``librosa.resample`` output (the same float32 samples), so the stems are
+  produced in order, as they are written.
+
+tests/test_segments.py holds the end-to-end equality. Streaming needs band layouts whose bands
+share one frame grid, whose lower bands are analysed with ``polyphase``, and where no FFT step
+lies above a libsamplerate step (it would need the finished lower sum at the file's far end);
+:func:`unsupported_reason` says why others are processed whole.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import samplerate
 import scipy.signal
 import soundfile as sf
 
@@ -46,27 +54,40 @@ FFT_KERNEL_FLAT = 8192
 SOURCE_MARGIN = 8192
 #: Prefix of the temporary folders holding decoded copies of inputs (system temp folder).
 TEMP_PREFIX = "uvrsep-decode-"
+#: Input samples fed to a libsamplerate step beyond what the wanted outputs need (its filter's
+#: look-ahead; sinc_fastest needs 20 at the rates here, others more, fed in further rounds).
+SEQUENTIAL_LOOKAHEAD = 64
+#: Synthesis resamplers that are FFT resampling over the whole file, and libsamplerate's.
+FFT_RESAMPLERS = frozenset({"scipy", "fft"})
+SAMPLERATE_RESAMPLERS = frozenset({"sinc_best", "sinc_medium", "sinc_fastest", "linear", "zero_order_hold"})
 #: soundfile subtypes whose length and seeking are not sample-exact: decoded once, in order.
 LOSSY_SUBTYPES = frozenset({"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"})
 
 
 def unsupported_reason(layout: BandLayout) -> str | None:
     """Why ``layout`` cannot be processed in segments (``None`` when it can)."""
-    if layout.stereo_mode == "reverse":
+    if "reverse" in layout.channel_modes:
         return "its 'reverse' stereo mode runs each STFT backwards from the end of the file"
     chain = layout.bands
+    sequential_below = False
     for i in range(len(chain) - 1):
         lo, hi = chain[i], chain[i + 1]
         if lo.hop_length * hi.sample_rate != hi.hop_length * lo.sample_rate:
             return f"bands {i + 1} and {i + 2} do not share one frame grid"
         if lo.sample_rate == hi.sample_rate:
             continue
-        if hi.sample_rate % lo.sample_rate:
-            return f"band {i + 1}'s rate does not divide band {i + 2}'s"
-        if bands.synthesis_resampler(layout, i) != bands.SYNTHESIS_MID_RESAMPLER:
-            return f"band {i + 1} is resampled with libsamplerate across rates in the synthesis"
         if lo.resample_type != "polyphase":
             return f"band {i + 1} is analysed with the {lo.resample_type} resampler"
+        resampler = bands.synthesis_resampler(layout, i)
+        if resampler in SAMPLERATE_RESAMPLERS:
+            sequential_below = True
+        elif resampler not in FFT_RESAMPLERS:
+            return f"band {i + 1}'s synthesis resampler {resampler} cannot be run in segments"
+        elif sequential_below:
+            return (f"band {i + 1}'s synthesis FFT resampling needs the whole lower sum, which libsamplerate "
+                    "makes in order across rates below it")
+        elif hi.sample_rate % lo.sample_rate:
+            return f"band {i + 1}'s rate does not divide band {i + 2}'s"
     return None
 
 
@@ -237,7 +258,7 @@ def analyze_frames(
             wave = bands.resample(wave, chain[i + 1].sample_rate, band.sample_rate, band.resample_type)
         # The whole-file band waveform ends at its own length: what lies past it is zeros.
         wave = _zero_outside(wave, g0 * band.hop_length, lengths[i])
-        specs[i] = bands.stft(wave, band, layout.stereo_mode)
+        specs[i] = bands.stft(wave, band, layout.channel_modes[i])
     return bands.combine(specs, layout, m, m + stop - start)
 
 
@@ -264,11 +285,19 @@ def periodic_kernel(length: int, ratio: int, phase: int, half: int = FFT_KERNEL_
     return taps
 
 
+def _step(layout: BandLayout, i: int) -> str | None:
+    """How band ``i``'s partial sum reaches band ``i + 1``'s rate: ``None`` (same rate), ``fft``
+    or ``sequential`` (libsamplerate)."""
+    if layout.bands[i + 1].sample_rate == layout.bands[i].sample_rate:
+        return None
+    return "sequential" if bands.synthesis_resampler(layout, i) in SAMPLERATE_RESAMPLERS else "fft"
+
+
 def min_frames(layout: BandLayout, half: int = FFT_KERNEL_HALF) -> int:
-    """Fewest frames an input needs to be synthesised in segments (the kernel must fit in it)."""
+    """Fewest frames an input needs to be synthesised in segments (an FFT kernel must fit in it)."""
     need = 2
     for i, band in enumerate(layout.bands[:-1]):
-        if layout.bands[i + 1].sample_rate != band.sample_rate:
+        if _step(layout, i) == "fft":
             need = max(need, (2 * half + 2) // band.hop_length + 2)
     return need
 
@@ -278,18 +307,72 @@ def synthesis_reach(layout: BandLayout, half: int = FFT_KERNEL_HALF) -> int:
     reach = 0
     for i, band in enumerate(layout.bands):
         reach += math.ceil(band.n_fft / (2 * band.hop_length)) + 2
-        if i < len(layout.bands) - 1 and layout.bands[i + 1].sample_rate != band.sample_rate:
+        step = _step(layout, i) if i < len(layout.bands) - 1 else None
+        if step == "fft":
             reach += math.ceil((half + 1) / band.hop_length) + 1
+        elif step == "sequential":
+            reach += math.ceil(SEQUENTIAL_LOOKAHEAD / band.hop_length) + 1
     return reach
+
+
+class SequentialResampler:
+    """``librosa.resample(x, res_type=<libsamplerate converter>)`` of a long signal, produced in order.
+
+    ``source(a, b)`` gives samples ``a .. b - 1`` of ``x`` (float ``[2, b - a]``, ``length`` in
+    all); it is asked for consecutive ranges. :meth:`read` gives the resampled signal's samples
+    in order (each range starting where the previous one stopped, or later). libsamplerate's
+    converters are stateful, so feeding the signal piece by piece gives the one-shot samples
+    exactly; past the end the converter is fed zeros, which is what its end-of-input padding
+    uses, and the output has librosa's ``ceil(length · ratio)`` samples (float64 of the float32
+    values, as librosa returns them for float64 input).
+    """
+
+    def __init__(self, source: Callable[[int, int], np.ndarray], length: int, ratio: float, converter: str):
+        self.source = source
+        self.length = length
+        self.ratio = ratio
+        self.out_length = math.ceil(length * ratio)
+        self._converters = [samplerate.Resampler(converter, channels=1) for _ in range(2)]
+        self._fed = 0
+        self._buf = np.zeros((2, 0))
+        self._base = 0  # output index of _buf's first column
+
+    def _feed(self, upto: int) -> None:
+        """Produce outputs until index ``upto`` (exclusive) is available."""
+        while self._base + self._buf.shape[1] < upto:
+            want = math.ceil(upto / self.ratio) + SEQUENTIAL_LOOKAHEAD - self._fed
+            want = max(want, SEQUENTIAL_LOOKAHEAD)
+            if self._fed < self.length:
+                chunk = self.source(self._fed, min(self.length, self._fed + want))
+            else:  # past the end: the zeros of the end-of-input padding
+                chunk = np.zeros((2, want))
+            self._fed += chunk.shape[1]
+            chunk = chunk.astype(np.float32)
+            new = np.stack([conv.process(ch, self.ratio, end_of_input=False) for conv, ch in zip(self._converters, chunk)])
+            self._buf = np.concatenate([self._buf, new.astype(np.float64)], axis=1)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Output samples ``start .. stop - 1`` (float64 ``[2, stop - start]``; zeros past the end)."""
+        if start < self._base:
+            raise ValueError(f"sequential resampler: samples from {start} were asked for after {self._base}")
+        self._feed(min(stop, self.out_length))
+        out = np.zeros((2, stop - start))
+        have = min(stop, self.out_length) - start
+        if have > 0:
+            out[:, :have] = self._buf[:, start - self._base : start - self._base + have]
+        drop = min(stop, self._base + self._buf.shape[1]) - self._base
+        self._buf, self._base = self._buf[:, drop:], self._base + drop
+        return out
 
 
 class SegmentedSynthesis:
     """:func:`bands.synthesize` of a long stem spectrogram, computed one output range at a time.
 
     ``frames(a, b)`` returns the stem's combined spectrogram and high end for frames
-    ``a .. b - 1`` (``0 <= a < b <= n_frames``). :meth:`output` gives any range of the
-    whole-file synthesis (float64 ``[2, stop - start]``, of ``hop_top·(n_frames − 1)`` samples in
-    all) while touching only the frames near it, and those near the file's ends (wrap-around).
+    ``a .. b - 1`` (``0 <= a < b <= n_frames``). :meth:`output` gives a range of the whole-file
+    synthesis (float64 ``[2, stop - start]``, of ``hop_top·(n_frames − 1)`` samples in all) while
+    touching only the frames near it, those near the file's ends (wrap-around of FFT steps), and,
+    with libsamplerate steps, the frames just ahead of it (ranges then come in order).
     """
 
     def __init__(
@@ -309,13 +392,22 @@ class SegmentedSynthesis:
         self.frames = frames
         self.half, self.flat = half, flat
         self.lengths = [b.hop_length * (n_frames - 1) for b in layout.bands]
-        for i, band in enumerate(layout.bands[:-1]):
-            if layout.bands[i + 1].sample_rate != band.sample_rate and self.lengths[i] <= 2 * half + 1:
+        for i in range(len(layout.bands) - 1):
+            if _step(layout, i) == "fft" and self.lengths[i] <= 2 * half + 1:
                 raise ValueError(f"input too short for segments ({n_frames} frames)")
         self._kernels: dict[tuple[int, int], np.ndarray] = {}
+        self._sequential = {
+            i: SequentialResampler(
+                lambda a, b, i=i: self._level(i, a, b), self.lengths[i],
+                layout.bands[i + 1].sample_rate / band.sample_rate, bands.synthesis_resampler(layout, i),
+            )
+            for i, band in enumerate(layout.bands[:-1]) if _step(layout, i) == "sequential"
+        }
 
     def output(self, start: int, stop: int) -> np.ndarray:
-        """Samples ``start .. stop - 1`` of the whole-file synthesis (top band's rate)."""
+        """Samples ``start .. stop - 1`` of the whole-file synthesis (top band's rate). With a
+        libsamplerate step in the layout, ranges must come in order (each starting where the
+        previous one stopped, or later)."""
         return self._level(len(self.layout.bands) - 1, start, stop)
 
     def _level(self, i: int, start: int, stop: int) -> np.ndarray:
@@ -347,8 +439,11 @@ class SegmentedSynthesis:
     def _upsampled(self, i: int, start: int, stop: int) -> np.ndarray:
         """Band ``i``'s partial sum resampled to band ``i + 1``'s rate, samples ``start .. stop - 1``."""
         lo_band, hi_band = self.layout.bands[i], self.layout.bands[i + 1]
-        if lo_band.sample_rate == hi_band.sample_rate:
+        step = _step(self.layout, i)
+        if step is None:
             return self._level(i, start, stop)
+        if step == "sequential":
+            return self._sequential[i].read(start, stop)
         r = hi_band.sample_rate // lo_band.sample_rate
         length = self.lengths[i]
         m0, m1 = start // r, -(-stop // r)

@@ -22,13 +22,13 @@ from .config import BandLayout, list_band_layouts, load_band_layout
 from .errors import ITEM_ERRORS as _ITEM_ERRORS
 from .errors import ConfigError, EmptyAudioError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
 from .hub import resolve_model
-from .masks import apply_aggressiveness, apply_silence_ops, mask_silence, silence_ops
 from .network import Architecture, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference, use_channels_last
 from .registry import STEM_LABELS
 from .segments import AudioSource, SegmentedSynthesis, analyze_frames
-from .stems import HIGH_END_MODES, Stems, StreamedStems, mirror_high_end
+from .semantics import SEMANTICS, Semantics, Settings
+from .stems import Stems, StreamedStems, mirror_high_end
 from .windows import WindowPlan, run_windows_many
 
 _TORCH_OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
@@ -67,17 +67,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
-def stem_labels(arch: Architecture, model_path: Path) -> tuple[str, str]:
-    """(masked, residual) stem names for weights given by path, following RVC's rules.
+def default_primary(arch: Architecture, model_path: Path) -> str:
+    """The primary stem (UVR's name) of weights nothing else describes, following RVC's rules.
 
     HP-family (ASPP) weights mask the instrumental, except RVC's HP3 (vocal-primary, by file
-    name). VR 5.1 weights mask the dry signal: ``no_echo`` / ``echo``, or ``no_reverb`` /
-    ``reverb`` when the file name contains "DeReverb".
+    name). VR 5.1 weights mask the dry signal: "No Echo", or "No Reverb" when the file name
+    contains "DeReverb".
     """
     name = model_path.name
     if arch.family == "vr51":
-        return ("no_reverb", "reverb") if "DeReverb" in name else ("no_echo", "echo")
-    return ("vocals", "instrumental") if "HP3" in name else ("instrumental", "vocals")
+        return "No Reverb" if "DeReverb" in name else "No Echo"
+    return "Vocals" if "HP3" in name else "Instrumental"
 
 
 def known_facts(meta: dict, spec, uvr_entry: dict | None) -> tuple[str | None, str | None, str | None]:
@@ -95,14 +95,17 @@ def known_facts(meta: dict, spec, uvr_entry: dict | None) -> tuple[str | None, s
     return params, primary, note
 
 
-def model_stems(model: str | Path | None = None, *, offline: bool = False) -> tuple[str, str]:
+def model_stems(model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, str]:
     """The (masked, residual) stem labels ``model`` will write, worked out without downloading
     or building it (a path is read; a registry name that is not cached yet answers from its
-    entry). ``None`` is the registry's default model. Lets a caller check its whole job
-    (names, existing outputs, ``--stems``) before it loads a model."""
+    entry). ``None`` is the registry's default model; ``primary_stem`` (any spelling) is the
+    setting of that name, which decides. Lets a caller check its whole job (names, existing
+    outputs, ``--stems``) before it loads a model."""
     from .hub import cached_path, default_model_name, home_dir
-    from .registry import load_registry
+    from .registry import load_registry, parse_stem_label
 
+    if primary_stem is not None:
+        return STEM_LABELS[parse_stem_label(primary_stem)]
     registry = load_registry(home_dir())
     path = Path(model) if model is not None else None
     if path is not None and not path.is_file() and (path.suffix == ".pth" or os.sep in str(model)):
@@ -119,7 +122,7 @@ def model_stems(model: str | Path | None = None, *, offline: bool = False) -> tu
     _, primary, _ = known_facts(meta, spec, entry)
     if primary is not None:
         return STEM_LABELS[primary]
-    return stem_labels(detect_architecture(state, path), path)
+    return STEM_LABELS[default_primary(detect_architecture(state, path), path)]
 
 
 def default_params(arch: Architecture) -> str:
@@ -152,14 +155,14 @@ class Separator:
     Args:
         model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...);
             ``None``: the default model.
+        settings: a :class:`~uvrsep.semantics.Settings` (semantics ``rvc`` or ``uvr``,
+            aggressiveness, TTA, post-processing and its threshold, window size, high end,
+            primary stem). Its fields may also be given as keywords, alone
+            (``Separator(m, aggressiveness=5, tta=True)``) or replacing those of ``settings``.
+            The settings in use, defaults filled in, are :attr:`settings`.
         params: band config name or JSON path; default ``4band_v2`` (with a notice).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or a :class:`torch.device`.
-        aggressiveness: RVC's 0–100 setting (default 10), applied to the mask per window.
-        tta: add a second pass shifted by half a window and average.
-        postprocess: RVC's ``mask_silence`` on the predicted magnitudes.
         batch_size: windows per network call (results do not depend on it).
-        window_size: frames per window (512 as in RVC).
-        high_end: ``mirroring`` (default), ``mirroring2`` or ``none``.
         progress: show tqdm bars (windows, downloads).
         offline: never download; a registry name must already be in the cache.
         stream: audio stream of video / multi-stream files to decode (default: the first).
@@ -182,14 +185,10 @@ class Separator:
         self,
         model: str | Path | None = None,
         *,
+        settings: Settings | None = None,
         params: str | Path | None = None,
         device: str | torch.device = "auto",
-        aggressiveness: float = 10,
-        tta: bool = False,
-        postprocess: bool = False,
         batch_size: int | None = None,
-        window_size: int = 512,
-        high_end: str = "mirroring",
         progress: bool = False,
         offline: bool = False,
         stream: int | None = None,
@@ -197,12 +196,11 @@ class Separator:
         segment_windows: int = SEGMENT_WINDOWS,
         on_notice: Callable[[str], None] | None = None,
         precision: str = "fp32",
+        **setting_fields,
     ):
         self.notes: list[str] = []
-        if high_end not in HIGH_END_MODES:
-            raise ConfigError(f"unknown high-end mode {high_end!r} (use {', '.join(HIGH_END_MODES)})")
-        if not 0 <= aggressiveness <= 100:
-            raise ConfigError(f"aggressiveness must be between 0 and 100, got {aggressiveness}")
+        settings = Settings.from_options(settings, setting_fields)
+        settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if precision not in ("fp32", "fp16"):
@@ -222,8 +220,9 @@ class Separator:
         if params is None:
             params = default_params(self.architecture)
             self.notes.append(f"no band config given: using {params} (the original's default for a {self.architecture.label})")
-        self.layout: BandLayout = load_band_layout(params)
-        self.weights = load_network(self.model_path, self.layout.bins, self.device, state=state)
+        self._file_layout = load_band_layout(params)
+        self._known_primary = known_primary
+        self.weights = load_network(self.model_path, self._file_layout.bins, self.device, state=state)
         del state
         self.net = fuse_for_inference(self.weights.net)
         self.channels_last = use_channels_last(self.net, self.device)
@@ -232,18 +231,8 @@ class Separator:
             self.notes.append(f"fp16 is used on CUDA only: the network runs in fp32 on {self.device.type}")
         if self.precision == "fp16":
             self.net.half()
-        if known_primary is not None:
-            self.primary, self.secondary = STEM_LABELS[known_primary]
-        else:
-            self.primary, self.secondary = stem_labels(self.architecture, self.model_path)
-        if window_size <= 2 * self.net.context:
-            raise ConfigError(f"window size {window_size} must exceed twice the context ({self.net.context})")
-        self.aggressiveness = aggressiveness / 100
-        self.tta = tta
-        self.postprocess = postprocess
+        self.configure(settings)
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
-        self.window_size = window_size
-        self.high_end = high_end
         self.progress = progress
         self.stream = stream
         if segment_windows < 1:
@@ -251,6 +240,44 @@ class Separator:
         self.segment_threshold = segment_threshold
         self.segment_windows = segment_windows
         self.times = PhaseTimes()
+
+    def configure(self, settings: Settings | None = None, **setting_fields) -> None:
+        """Use other :class:`Settings` from now on, without loading the model again (fields given
+        as keywords replace those of ``settings``, default: the settings given so far, so a
+        default not given follows the semantics). Sets :attr:`settings` (defaults filled in),
+        :attr:`layout` (the band config as the semantics carries it out), :attr:`primary` /
+        :attr:`secondary` and :attr:`semantics`. A bad value, or a window the net cannot take,
+        is a :class:`ConfigError` and changes nothing."""
+        given = Settings.from_options(settings or getattr(self, "_given_settings", None), setting_fields)
+        settings = given.resolve()
+        window, context, label = settings.window_size, self.net.context, self.architecture.label
+        if window <= 2 * context:
+            raise ConfigError(
+                f"window size {window} is too small for this {label}: it keeps window − 2·{context} "
+                f"frames of each window, so the window must be larger than {2 * context}"
+            )
+        multiple = self.net.frame_multiple
+        if window % multiple:
+            raise ConfigError(
+                f"window size {window} does not fit this {label}: its layers halve the frames "
+                f"{multiple.bit_length() - 1} times, so the window must be a multiple of {multiple} (e.g. 320, 512, 1024)"
+            )
+        primary = settings.primary_stem or self._known_primary
+        if primary is None:
+            primary = default_primary(self.architecture, self.model_path)
+            note = (f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
+                    f"(the original's default for a {label}; --primary-stem sets it)")
+            if note not in self.notes:
+                self.notes.append(note)
+        kind = SEMANTICS[settings.semantics]
+        self._given_settings = given
+        self.settings: Settings = settings
+        self.layout: BandLayout = kind.adapt_layout(self._file_layout, self.architecture.family)
+        self.primary, self.secondary = STEM_LABELS[primary]
+        self.semantics: Semantics = kind(
+            settings, self.layout, family=self.architecture.family, primary=primary,
+            uses_aggressiveness=self.net.uses_aggressiveness,
+        )
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -269,15 +296,15 @@ class Separator:
 
     # -- network stage -------------------------------------------------------------------
     def _predict_windows(self, batch: torch.Tensor) -> torch.Tensor:
-        """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after aggressiveness)."""
+        """``[B, 2, F, W]`` normalised magnitudes → masks ``[B, 2, F, W - 2·context]`` (after the
+        semantics' per-window step: RVC's aggressiveness)."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         if self.precision == "fp16":
             mask = self.net(batch.half()).float()
         else:
             mask = self.net(batch)
-        if self.net.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
-            mask = apply_aggressiveness(mask, self.aggressiveness, self.layout.split_bin)
+        mask = self.semantics.window_mask(mask)
         c = self.net.context
         return mask[:, :, :, c:-c]
 
@@ -299,57 +326,47 @@ class Separator:
     def predict_magnitudes(
         self, mag: np.ndarray, n_frames: int | None = None, on_window: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """Masked magnitudes for the mix magnitudes ``mag`` (float32 ``[2, F, N]``).
-
-        Only the first ``n_frames`` frames (default: all) are normalised (by their global
-        maximum) and run through the network, window by window, plus the TTA pass; frames past
-        ``n_frames`` reuse the mask of the last one. The arithmetic is RVC's:
-        ``mask · (mag / max) · max``, TTA ``(p1 + p2) · 0.5 · max``. Digital silence gives zeros
-        (the original divides by zero there).
-        """
+        """The masked stem's magnitudes for the mix magnitudes ``mag`` (float32 ``[2, F, N]``),
+        before post-processing (see :meth:`estimate_many`)."""
         n_frames = mag.shape[2] if n_frames is None else n_frames
-        return self.predict_magnitudes_many([(mag, n_frames)], on_window)[0]
+        return self.semantics.magnitudes(self.estimate_many([(mag, n_frames)], on_window)[0], mag)
 
-    def predict_magnitudes_many(
+    def estimate_many(
         self, items: list[tuple[np.ndarray, int]], on_window: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
-        """:meth:`predict_magnitudes` for several clips, sharing network calls between them.
-
-        Each clip keeps its own normalisation, so each result equals processing it alone.
+        """The semantics' estimate (RVC: masked magnitudes; UVR: the mask after aggression) for
+        each ``(mag, n_frames)``: mix magnitudes float32 ``[2, F, N]`` of which the first
+        ``n_frames`` are normalised (by their global maximum) and run through the network,
+        window by window, plus the TTA pass; frames past ``n_frames`` reuse the mask of the last
+        one. Clips share network calls; each keeps its own normalisation, so each result equals
+        processing it alone. Digital silence gives zeros (the original divides by zero there).
         """
-        passes = [False, True] if self.tta else [False]
+        passes = [False, True] if self.settings.tta else [False]
         coefs = [mag[:, :, :n].max() for mag, n in items]
         live = [k for k, c in enumerate(coefs) if c > 0]
         norms = {k: items[k][0] / coefs[k] for k in live}
-        jobs = [
-            (k, shifted) for k in live for shifted in passes
-        ]
+        jobs = [(k, shifted) for k in live for shifted in passes]
         plans = [
             (norms[k][:, :, : items[k][1]],
-             WindowPlan.for_frames(items[k][1], self.window_size, self.net.context, shifted=shifted))
+             WindowPlan.for_frames(items[k][1], self.settings.window_size, self.net.context, shifted=shifted))
             for k, shifted in jobs
         ]
         masks = self._run_windows(plans, on_window)
-        preds: dict[int, list[np.ndarray]] = {k: [] for k in live}
+        stitched: dict[int, list[np.ndarray]] = {k: [] for k in live}
         for (k, _), mask in zip(jobs, masks):
             mag, n = items[k]
             if mag.shape[2] > n:
                 mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], mag.shape[2] - n, axis=2)], axis=2)
-            preds[k].append(mask * norms[k])
-        out = []
-        for k, (mag, _) in enumerate(items):
-            if k not in preds:
-                out.append(np.zeros_like(mag))
-            elif self.tta:
-                out.append((preds[k][0] + preds[k][1]) * 0.5 * coefs[k])
-            else:
-                out.append(preds[k][0] * coefs[k])
-        return out
+            stitched[k].append(mask)
+        return [
+            self.semantics.estimate(stitched[k], norms[k], coefs[k]) if k in stitched else np.zeros_like(mag)
+            for k, (mag, _) in enumerate(items)
+        ]
 
     def n_windows(self, n_frames: int) -> int:
         """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
-        plan = WindowPlan.for_frames(n_frames, self.window_size, self.net.context)
-        return plan.n_windows * 2 + 1 if self.tta else plan.n_windows
+        plan = WindowPlan.for_frames(n_frames, self.settings.window_size, self.net.context)
+        return plan.n_windows * 2 + 1 if self.settings.tta else plan.n_windows
 
     # -- whole pipeline ------------------------------------------------------------------
     def load(self, path: str | Path) -> np.ndarray:
@@ -495,7 +512,7 @@ class Separator:
         total = sum(self.n_windows(a.n_frames) for a, m in zip(analyses, mags) if m.any())
         bar = tqdm(total=total, unit="win", disable=None if self.progress else True, leave=False)
         with bar:
-            preds = self.predict_magnitudes_many(
+            ests = self.estimate_many(
                 [(m, a.n_frames) for m, a in zip(mags, analyses)], on_window=on_window or bar.update
             )
         self.times.network = time.perf_counter() - t0
@@ -503,26 +520,20 @@ class Separator:
         t0 = time.perf_counter()
         results = []
         for k in range(len(analyses)):  # release each clip's arrays as soon as its stems exist
-            results.append(self._stems(analyses[k], mags[k], preds[k]))
-            analyses[k] = mags[k] = preds[k] = None
+            results.append(self._stems(analyses[k], mags[k], ests[k]))
+            analyses[k] = mags[k] = ests[k] = None
         self.times.synthesis = time.perf_counter() - t0
         return results
 
-    def _stems(self, analysis: bands.Analysis, mag: np.ndarray, pred: np.ndarray) -> Stems:
-        """Masked magnitudes → the two stems (post-processing, phase, mirroring, synthesis)."""
-        n = analysis.n_frames
-        spec = analysis.spec
-        if self.postprocess:
-            # On the original's frames exactly as it does; the extra frames get their own pass.
-            post = mask_silence(pred[:, :, :n], np.clip(mag[:, :, :n] - pred[:, :, :n], 0, np.inf))
-            tail = mask_silence(pred, np.clip(mag - pred, 0, np.inf))[:, :, n:]
-            pred = np.concatenate([post, tail], axis=2)
-        # y = pred · e^{jφ} and v = X − y, as RVC computes them, with one stem buffer reused.
-        stem = np.exp(1.0j * np.angle(spec))
-        stem *= pred
-        del pred, mag
+    def _stems(self, analysis: bands.Analysis, mag: np.ndarray, est: np.ndarray) -> Stems:
+        """The semantics' estimate → the two stems (post-processing, phase, mirroring, synthesis)."""
+        sem, n, spec = self.semantics, analysis.n_frames, analysis.spec
+        if self.settings.postprocess:
+            sem.apply_post(est, mag, sem.post_plan(sem.frame_stats(est, mag), n), 0, n)
+        stem = sem.primary_spec(spec, mag, est)
         waves = {self.primary: self._synthesize(stem, analysis)}
-        np.subtract(spec, stem, out=stem)
+        stem = sem.secondary_spec(spec, mag, est, stem)  # one stem buffer, reused
+        del est, mag
         analysis.spec = None  # no longer needed: free it before the second synthesis
         waves[self.secondary] = self._synthesize(stem, analysis)
         return Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
@@ -536,9 +547,7 @@ class Separator:
         zero-padded mix, masked with the last frame's mask), so the end of the file is kept.
         """
         n = analysis.n_frames
-        high = None
-        if self.high_end != "none" and analysis.high_end is not None:
-            high = mirror_high_end(stem, analysis.high_end, self.layout, self.high_end)
+        high = self._high_end(stem, analysis.high_end)
         wave = bands.synthesize(stem[:, :, :n], self.layout, None if high is None else high[:, :, :n])
         missing = analysis.n_samples - wave.shape[1]
         if missing > 0:
@@ -547,6 +556,12 @@ class Separator:
             start = (n - 1 - first) * self.layout.top.hop_length  # seg starts at frame `first`'s centre
             wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
         return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
+
+    def _high_end(self, stem: np.ndarray, mix_high_end: np.ndarray | None) -> np.ndarray | None:
+        """The top band's high end for a stem spectrogram (``None``: the stem's own rows)."""
+        if self.settings.high_end == "none" or mix_high_end is None:
+            return None
+        return mirror_high_end(stem, mix_high_end, self.layout, self.settings.high_end)
 
     # -- long inputs, in segments --------------------------------------------------------
     def streams(self, seconds: float) -> bool:
@@ -604,12 +619,13 @@ class _StreamJob:
         self.n_samples = source.n_samples
         self.n = bands.frame_count(self.n_samples, layout)
         self.total = self.n + TAIL_EXTRA_FRAMES
-        self.roi = sep.window_size - 2 * sep.net.context
+        window = sep.settings.window_size
+        self.roi = window - 2 * sep.net.context
         self.block = self.roi * sep.segment_windows
         # Blocks partition the frames; the last one also holds the extra frames past the end.
         self.starts = list(range(0, self.n, self.block))
-        self.plans = [WindowPlan.for_frames(self.n, sep.window_size, sep.net.context, shifted=shifted)
-                      for shifted in ([False, True] if sep.tta else [False])]
+        self.plans = [WindowPlan.for_frames(self.n, window, sep.net.context, shifted=shifted)
+                      for shifted in ([False, True] if sep.settings.tta else [False])]
         t0 = time.perf_counter()
         self.coef = 0.0
         for k in range(len(self.starts)):
@@ -617,7 +633,7 @@ class _StreamJob:
             spec, _ = self._analyze(lo, min(hi, self.n))
             self.coef = max(self.coef, float(np.abs(spec).max()))
         sep.times.analysis += time.perf_counter() - t0
-        self.ops: tuple[list, list] | None = None
+        self.post_plan = None
         self._cache: dict[int, dict[str, tuple[np.ndarray, np.ndarray | None]]] = {}
         self._head = segments.synthesis_reach(sep.layout)
         self._head_frames: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
@@ -636,7 +652,7 @@ class _StreamJob:
                  min(plan.n_windows, -(-(min(hi, self.n) + plan.shift) // self.roi))) for plan in self.plans]
 
     def _predict(self, k: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """Block ``k``: (spec, high end, mix magnitudes, predicted magnitudes), as the whole file has them."""
+        """Block ``k``: (spec, high end, mix magnitudes, the semantics' estimate), as the whole file has them."""
         sep, roi, n = self.sep, self.roi, self.n
         lo, hi = self._bounds(k)
         windows = self._windows(k)
@@ -647,8 +663,8 @@ class _StreamJob:
         mag = np.abs(spec)
         sep.times.analysis += time.perf_counter() - t0
         if self.coef == 0:  # digital silence: zeros, as the whole-file path gives
-            pred = np.zeros_like(mag[:, :, lo - a0 : hi - a0])
-            return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], pred
+            est = np.zeros_like(mag[:, :, lo - a0 : hi - a0])
+            return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], est
         t0 = time.perf_counter()
         norm = mag / self.coef
         items = []
@@ -662,50 +678,41 @@ class _StreamJob:
             items.append((inp, WindowPlan(count * roi, plan.window, plan.context, 0, 0, count)))
         outs = sep._run_windows(items, self.on_window)
         block_norm = norm[:, :, lo - a0 : hi - a0]
-        preds = []
+        masks = []
         for (plan, first, _), out in zip(windows, outs):
             m0 = first * roi - plan.shift  # frame of the stitched output's first column
             valid = min(hi, n)
             mask = out[:, :, lo - m0 : valid - m0]
             if hi > n:  # frames past the end reuse the last frame's mask
                 mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], hi - n, axis=2)], axis=2)
-            preds.append(mask * block_norm)
-        pred = (preds[0] + preds[1]) * 0.5 * self.coef if sep.tta else preds[0] * self.coef
+            masks.append(mask)
+        est = sep.semantics.estimate(masks, block_norm, self.coef)
         sep.times.network += time.perf_counter() - t0
-        return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], pred
+        return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], est
 
-    def _silence_ops(self) -> tuple[list, list]:
-        """Post-processing: every frame's residual mean first (a network pass), then the whole-file
-        runs; ``(ops on the original's frames, ops of the extra frames' own pass)``."""
-        means = np.zeros(self.total, dtype=np.float32)
+    def _post_plan(self):
+        """Post-processing looks at runs of frames: every frame's statistic first (a network
+        pass over the whole file), then the whole file's plan, applied block by block."""
+        stats = np.zeros(self.total, dtype=np.float32)
         for k in range(len(self.starts)):
             lo, hi = self._bounds(k)
-            _, _, mag, pred = self._predict(k)
-            means[lo:hi] = np.clip(mag - pred, 0, np.inf).mean(axis=(0, 1))
-        return silence_ops(means[: self.n]), silence_ops(means)
+            _, _, mag, est = self._predict(k)
+            stats[lo:hi] = self.sep.semantics.frame_stats(est, mag)
+        return self.sep.semantics.post_plan(stats, self.n)
 
     def _stems_of_block(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         sep = self.sep
-        lo, hi = self._bounds(k)
-        spec, high, mag, pred = self._predict(k)
+        sem = sep.semantics
+        lo, _ = self._bounds(k)
+        spec, high, mag, est = self._predict(k)
         t0 = time.perf_counter()
-        if sep.postprocess:
-            ref = np.clip(mag - pred, 0, np.inf)
-            post = pred.copy()
-            cut = max(0, min(hi, self.n) - lo)  # block columns on the original's frames
-            apply_silence_ops(post[:, :, :cut], ref[:, :, :cut], self.ops[0], offset=lo)
-            apply_silence_ops(post[:, :, cut:], ref[:, :, cut:], self.ops[1], offset=lo + cut)
-            pred = post
-        stem = np.exp(1.0j * np.angle(spec))
-        stem *= pred
-        del pred, mag
-        out = {sep.primary: stem, sep.secondary: spec - stem}
-        result = {}
-        for name, st in out.items():
-            mirrored = None
-            if sep.high_end != "none" and high is not None:
-                mirrored = mirror_high_end(st, high, sep.layout, sep.high_end)
-            result[name] = (st, mirrored)
+        if sep.settings.postprocess:
+            est = est.copy()
+            sem.apply_post(est, mag, self.post_plan, lo, self.n)
+        primary = sem.primary_spec(spec, mag, est)
+        out = {sep.primary: primary, sep.secondary: sem.secondary_spec(spec, mag, est, primary.copy())}
+        del est, mag
+        result = {name: (st, sep._high_end(st, high)) for name, st in out.items()}
         sep.times.synthesis += time.perf_counter() - t0
         return result
 
@@ -742,12 +749,12 @@ class _StreamJob:
         bar = None
         if self.on_window is None and sep.progress:
             windows = sum(last - first for k in range(len(self.starts)) for _, first, last in self._windows(k))
-            windows *= 2 if sep.postprocess else 1
+            windows *= 2 if sep.settings.postprocess else 1
             bar = tqdm(total=windows, unit="win", leave=False)
             self.on_window = bar.update
         try:
-            if sep.postprocess:
-                self.ops = self._silence_ops()
+            if sep.settings.postprocess:
+                self.post_plan = self._post_plan()
             synths = {name: SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b))
                       for name in names}
             reach = segments.synthesis_reach(layout)

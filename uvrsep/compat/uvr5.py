@@ -178,12 +178,11 @@ class _Uvr5:
         window = data["window_size"]
         if not isinstance(window, int) or window <= 2 * sep.net.context:
             raise ConfigError(f"window_size must be an integer above {2 * sep.net.context}, got {window!r}")
-        sep.aggressiveness = agg / 100
-        sep.tta = bool(data["tta"])
-        sep.postprocess = bool(data["postprocess"])
         mode = str(data["high_end_process"])
-        sep.high_end = mode if mode in _HIGH_END else "none"  # the original mirrors for "mirroring*" only
-        sep.window_size = window
+        sep.configure(
+            aggressiveness=agg, tta=bool(data["tta"]), postprocess=bool(data["postprocess"]), window_size=window,
+            high_end=mode if mode in _HIGH_END else "none",  # the original mirrors for "mirroring*" only
+        )
 
     def _run(self, music_file, masked: tuple, residual: tuple, fmt: str):
         """Separate ``music_file`` and write its stems.

@@ -102,6 +102,12 @@ class CascadedASPPNet(nn.Module):
         """Frames cropped from each side of a window's output."""
         return self.config.context
 
+    @property
+    def frame_multiple(self) -> int:
+        """Window lengths (frames) the net takes are multiples of this: each level halves them
+        and the decoder crops the skips to twice the coarser length."""
+        return 2 ** self.config.levels
+
     def _pad_rows(self, mask: torch.Tensor) -> torch.Tensor:
         return F.pad(mask, (0, 0, 0, self.config.bins + 1 - mask.shape[2]), mode="replicate")
 
