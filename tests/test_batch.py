@@ -63,6 +63,7 @@ def corpus(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
     return root, good, bad
 
 
+@pytest.mark.slow
 @pytest.mark.needs_ffmpeg
 def test_video_inputs(tmp_path, tiny_weights):
     """A video's first audio stream is separated; a video without audio fails alone."""
@@ -80,6 +81,7 @@ def test_video_inputs(tmp_path, tiny_weights):
     assert not list(out.glob("no_audio*"))
 
 
+@pytest.mark.slow
 def test_corpus_batch(corpus, tiny_weights, tmp_path):
     root, good, bad = corpus
     out = tmp_path / "out"
@@ -110,6 +112,7 @@ def test_corpus_batch(corpus, tiny_weights, tmp_path):
     assert f"{len(good)} processed, 0 skipped, {len(bad)} failed" in result.output
 
 
+@pytest.mark.slow
 def test_asr_ready_output_template_and_stems(corpus, tiny_weights, tmp_path):
     root, _, _ = corpus
     out = tmp_path / "asr"
@@ -126,6 +129,7 @@ def test_asr_ready_output_template_and_stems(corpus, tiny_weights, tmp_path):
     assert abs(info.duration - 0.4) < 1e-3
 
 
+@pytest.mark.slow
 def test_lossy_formats(corpus, tiny_weights, tmp_path):
     root, _, _ = corpus
     for fmt in ("mp3", "ogg"):
@@ -135,6 +139,7 @@ def test_lossy_formats(corpus, tiny_weights, tmp_path):
         assert sf.info(str(tmp_path / f"pcm24_vocals.{fmt}")).samplerate == SR
 
 
+@pytest.mark.slow
 def test_conflicts_are_reported_before_any_work(tmp_path, tiny_weights):
     for sub in ("a", "b"):
         (tmp_path / "in" / sub).mkdir(parents=True)
@@ -258,6 +263,7 @@ def _yuki_clips(root: Path) -> dict[str, list[str]]:
     return names
 
 
+@pytest.mark.slow
 def test_readme_dataset_recipe_keeps_yuki_clip_names(tmp_path, tiny_weights):
     """The README recipe as printed: role folders kept, each clip's name unchanged (the recognition
     step parses <index>_<start>_<end>_<text>), 16 kHz mono vocals only."""
@@ -280,6 +286,7 @@ def test_readme_dataset_recipe_keeps_yuki_clip_names(tmp_path, tiny_weights):
         assert abs(info.duration - sf.info(str(clips / rel)).duration) < 1e-3
 
 
+@pytest.mark.slow
 def test_manifest_format_and_resume(tmp_path, tiny_weights):
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -317,6 +324,7 @@ def test_manifest_garbage_is_skipped_with_a_warning(tmp_path, tiny_weights, shor
     assert "0 processed, 1 skipped" in result.output  # and resume finds it
 
 
+@pytest.mark.slow
 def test_manifest_write_failure_is_reported_once(tmp_path, tiny_weights, monkeypatch):
     import errno
 
@@ -334,6 +342,7 @@ def test_manifest_write_failure_is_reported_once(tmp_path, tiny_weights, monkeyp
     assert "2 processed" in result.output
 
 
+@pytest.mark.slow
 def test_progress_lines_when_not_a_terminal(tmp_path, tiny_weights):
     """Logs of long jobs get periodic one-line progress, also inside one long (streamed) file."""
     import io
@@ -367,6 +376,7 @@ def test_summary_reads_as_durations():
     assert report.summary().endswith("(2.0x slower than real time)")
 
 
+@pytest.mark.slow
 def test_cross_clip_batching_equals_one_at_a_time(tiny_weights):
     clips = [(music_like(d, seed=s), SR) for d, s in ((0.3, 1), (1.7, 2), (0.05, 3), (3.5, 4))]
     clips.append((np.zeros((2, 4000), dtype=np.float32), SR))
@@ -378,6 +388,7 @@ def test_cross_clip_batching_equals_one_at_a_time(tiny_weights):
             np.testing.assert_allclose(together[name], single[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_separate_batch_yields_errors_per_item(tiny_weights, tmp_path):
     good = tmp_path / "good.wav"
     sf.write(good, music_like(0.3).T, SR)
@@ -390,6 +401,7 @@ def test_separate_batch_yields_errors_per_item(tiny_weights, tmp_path):
     assert results[0][1]["vocals"].shape == (2, int(0.3 * SR))
 
 
+@pytest.mark.slow
 def test_killed_batch_resumes(tmp_path, tiny_weights):
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -418,6 +430,7 @@ def test_killed_batch_resumes(tmp_path, tiny_weights):
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -442,6 +455,7 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
         assert sf.info(str(wav)).frames == SR  # every file there is complete
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     """Ctrl-C while a long input is being written segment by segment: exit 130, no file."""
     sf.write(tmp_path / "long.wav", music_like(20.0).T, SR)

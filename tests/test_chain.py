@@ -40,6 +40,7 @@ def test_final_labels():
         chain_labels([("no_woodwinds", "woodwinds"), ("instrumental", "vocals")])
 
 
+@pytest.mark.slow
 def test_chain_equals_the_second_model_on_the_first_ones_vocals(tiny_weights, dereverb_weights):
     first = Separator(tiny_weights, device="cpu")
     second = Separator(dereverb_weights, device="cpu", params="4band_v3")
@@ -54,6 +55,7 @@ def test_chain_equals_the_second_model_on_the_first_ones_vocals(tiny_weights, de
     np.testing.assert_array_equal(got["vocals_reverb"], two["reverb"])
 
 
+@pytest.mark.slow
 def test_cli_chain_writes_final_stems_and_records_them(tmp_path, tiny_weights, dereverb_weights):
     for name, seconds in (("a", 0.6), ("b", 1.1)):
         sf.write(tmp_path / f"{name}.wav", music_like(seconds, seed=len(name)).T, SR)

@@ -26,6 +26,7 @@ def test_separate_writes_both_stems(tiny_weights, short_wav, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["clip_instrumental.wav", "clip_vocals.wav"]
 
 
+@pytest.mark.slow
 def test_flac_24_bit_and_options(tiny_weights, short_wav, tmp_path):
     result = invoke(
         "separate", short_wav, "-m", tiny_weights, "-o", tmp_path, "--output-format", "flac",

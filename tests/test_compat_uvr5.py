@@ -239,6 +239,7 @@ def test_none_roots(weights, songs, reference, tmp_path):
 
 
 # -- DeEcho / DeReverb (VR 5.1) -------------------------------------------------------------------
+@pytest.mark.slow
 def test_deecho_rvc_call_puts_the_dry_signal_in_the_vocal_folder(weights, songs, reference, tmp_path):
     pre = AudioPreDeEcho(AGG, str(weights["deecho"]), "cpu", False)
     assert pre.separator.architecture.family == "vr51"

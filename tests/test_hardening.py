@@ -81,6 +81,7 @@ def test_fifo_and_disk_full_are_named(tmp_path, tiny_weights, monkeypatch):
     assert not [p for p in out.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_sigterm_is_ctrl_c_and_leaves_nothing(tmp_path, tiny_weights):
     """timeout / kill / job schedulers send SIGTERM: exit 143, no .part file, no decoded copy."""
     tmpdir = tmp_path / "tmp"

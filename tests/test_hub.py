@@ -643,6 +643,7 @@ def test_unknown_name_suggests(isolated_cache):
     assert result.exit_code == 1 and "did you mean HP2_all_vocals" in result.output
 
 
+@pytest.mark.slow
 def test_bare_separate_command_uses_the_default_model(server, isolated_cache, tmp_path, monkeypatch):
     """`uvrsep separate song.wav`, no flags: the registry's default (here served from 127.0.0.1)
     is downloaded once with one notice, and the two stems land in the current folder."""

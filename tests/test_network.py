@@ -18,6 +18,7 @@ def test_crop_center_crops_time_only():
         crop_center(target, skip)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [16, 32])
 def test_mask_shape_and_range(channels):
     net = CascadedASPPNet(AsppNetConfig(bins=672, channels=channels)).eval()
@@ -52,6 +53,7 @@ def test_7_branch_aspp_keeps_conv6_and_conv7():
     assert keys["stg1_low_band_net.aspp.bottleneck.0.conv.0.weight"].shape[1] == 7 * 128
 
 
+@pytest.mark.slow
 def test_fp16_and_fp32_files_load_to_same_fp32_net(tiny_weights, tiny_weights_fp16):
     a = load_network(tiny_weights, 672)
     b = load_network(tiny_weights_fp16, 672)

@@ -125,6 +125,7 @@ UVR_OPTIONS = {"semantics": "uvr", "window_size": 320, "tta": True, "postprocess
 
 @pytest.mark.parametrize("options", [{}, {"tta": True, "postprocess": True, "aggressiveness": 40}],
                          ids=["rvc", "rvc-tta-post"])
+@pytest.mark.slow
 def test_streamed_separation_equals_whole_file(long_files, tiny_weights, options):
     """The issue's equality: a real (tiny) network, segments of one window, SDR ≥ 90 dB per stem
     (48 kHz input converted block-wise; mono input)."""
@@ -156,6 +157,7 @@ def stub_separator(weights, **kwargs) -> Separator:
     return sep
 
 
+@pytest.mark.slow
 def test_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
     """Silence runs spanning several segments get the whole-file post-processing."""
     path = tmp_path / "gaps.wav"
@@ -218,6 +220,7 @@ def test_uvr_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR
 
 
+@pytest.mark.slow
 def test_memory_does_not_grow_with_length(tmp_path, tiny_weights):
     """Frames held at once do not grow from a 20 s to an 80 s input (the bench measures RSS);
     they differ only by how the last, partial block falls."""
@@ -236,6 +239,7 @@ def test_memory_does_not_grow_with_length(tmp_path, tiny_weights):
     assert job.n > 5 * held[80]  # 80 s is 7351 frames: a small part of it is held at once
 
 
+@pytest.mark.slow
 def test_batch_streams_long_inputs_to_the_same_files(tmp_path, tiny_weights):
     """ASR-ready output (16 kHz mono) of a streamed input equals the whole-file batch's."""
     src = tmp_path / "in"
@@ -281,6 +285,7 @@ def test_interrupted_stream_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_unsupported_layout_is_processed_whole(tmp_path, tiny_weights):
     """A layout that cannot be segmented still works through the streaming API: as one block."""
     path = tmp_path / "a.wav"
@@ -322,6 +327,7 @@ def test_source_blocks_are_the_whole_file_read(tmp_path, fmt, rate):
             assert not block[:, : max(0, -start)].any() and not block[:, hi - start :].any()
 
 
+@pytest.mark.slow
 def test_vr51_streamed_equals_whole_file(long_files, tmp_path):
     """The VR 5.1 family (its own context and no aggressiveness) through the same segments."""
     from uvrsep.network import Architecture

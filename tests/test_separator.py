@@ -42,6 +42,7 @@ def test_default_params_notice(separator):
     assert any("4band_v2" in note for note in separator.notes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_samples", [1, 100, 479, 480, 481, 5000])
 def test_very_short_inputs(separator, n_samples):
     wave = music_like(1.0)[:, :n_samples]
@@ -75,6 +76,7 @@ def test_postprocess_without_any_quiet_frame(tiny_weights, semantics, threshold)
         np.testing.assert_array_equal(stems[name], plain[name])
 
 
+@pytest.mark.slow
 def test_mono_48k_input_becomes_stereo_44k(separator, tmp_path):
     path = tmp_path / "mono48.wav"
     sf.write(path, music_like(0.5, sr=48000, channels=1)[0], 48000, subtype="PCM_16")
@@ -85,6 +87,7 @@ def test_mono_48k_input_becomes_stereo_44k(separator, tmp_path):
     np.testing.assert_allclose(total[0], total[1], atol=2e-3)
 
 
+@pytest.mark.slow
 def test_batched_and_single_window_inference_agree(tiny_weights):
     single = Separator(tiny_weights, device="cpu", batch_size=1)
     batched = Separator(tiny_weights, device="cpu", batch_size=3)
@@ -95,6 +98,7 @@ def test_batched_and_single_window_inference_agree(tiny_weights):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_tta_and_aggressiveness_change_the_result(tiny_weights):
     mag = np.random.default_rng(1).random((2, 673, 300), dtype=np.float32)
     base = Separator(tiny_weights, device="cpu", aggressiveness=0).predict_magnitudes(mag)
@@ -184,6 +188,7 @@ def test_out_of_memory_is_a_clear_error(tiny_weights, monkeypatch):
         sep.separate_array(music_like(0.3), SR)
 
 
+@pytest.mark.slow
 def test_array_layouts_soundfile_and_channels_first_agree(separator):
     """sf.read gives [samples, channels]; it used to come back as (2, 2) stems."""
     wave = music_like(0.3)
@@ -207,6 +212,7 @@ def test_torch_device_objects_are_accepted(tiny_weights):
     assert sep.device == torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_streamed_api_takes_short_inputs(separator, tmp_path):
     """separate_streamed is documented for any length; a 2.3 s clip is one segment."""
     path = tmp_path / "short.wav"
@@ -227,6 +233,7 @@ def test_a_few_samples_at_192k_are_separated(separator, tmp_path, n_samples):
         assert wave.shape == (2, expected) and np.isfinite(wave).all()
 
 
+@pytest.mark.slow
 def test_huge_but_finite_samples(separator, tmp_path):
     """Uniform ±3e38 floats overflowed librosa's STFT and killed the batch; now a clear refusal.
     Large values that the float32 analysis holds are separated."""

@@ -90,6 +90,7 @@ def tiny_config(packed, out, **kw) -> TrainConfig:
     return TrainConfig(**fields)
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_is_bit_identical(packed, tmp_path):
     train(tiny_config(packed, tmp_path / "straight"))
     train(tiny_config(packed, tmp_path / "resumed"), stop_after=2)
@@ -155,6 +156,7 @@ def test_vr51_family_trains(packed, tmp_path):
     assert record["step"] == 1 and np.isfinite(record["loss"])
 
 
+@pytest.mark.slow
 def test_validation_reports_sdr(packed, tmp_path):
     folder = tmp_path / "val" / "singing_00"
     folder.mkdir(parents=True)
