@@ -23,7 +23,11 @@ FAMILIES = [
 ]
 
 
-@pytest.mark.parametrize("name, arch, bins, n_tensors, mparams", FAMILIES, ids=[f[0] for f in FAMILIES])
+# The two largest families (55 and 137 million parameters) take seconds each: slow loop only.
+CASES = [pytest.param(*f, id=f[0], marks=[pytest.mark.slow] if f[4] > 50 else []) for f in FAMILIES]
+
+
+@pytest.mark.parametrize("name, arch, bins, n_tensors, mparams", CASES)
 def test_family_detect_load_run(tmp_path, name, arch, bins, n_tensors, mparams):
     torch.manual_seed(0)
     net = arch.build(bins)

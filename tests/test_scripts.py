@@ -33,6 +33,7 @@ def test_split_and_join_are_byte_exact(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "manifest.csv").is_file(), reason="the shared data folder ($UVRSEP_SHARED or ../shared)/data is not present")
+@pytest.mark.slow
 def test_validation_set_is_reproducible(tmp_path):
     music = tmp_path / "music"
     music.mkdir()
@@ -53,6 +54,7 @@ def test_validation_set_is_reproducible(tmp_path):
         assert sr_a == sr_b == 44100 and np.array_equal(a, b), rel
 
 
+@pytest.mark.slow
 def test_join_speech_chunks_each_voice(tmp_path):
     src = tmp_path / "src"
     (src / "clips").mkdir(parents=True)
@@ -84,6 +86,7 @@ def test_join_speech_chunks_each_voice(tmp_path):
     assert (out / "licences" / "pkg__copyright").read_text() == "licence"
 
 
+@pytest.mark.slow
 def test_compact_valset_round_trip(tmp_path):
     valset = tmp_path / "valset"
     rng = np.random.default_rng(1)

@@ -194,6 +194,7 @@ def test_uvr_streamed_separation_equals_whole_file(tmp_path, tiny_weights):
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR, name
 
 
+@pytest.mark.slow
 def test_uvr_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
     """merge_artifacts' runs spanning several segments (64 frames each at window 320) give the
     whole-file result, with TTA, after a first pass for every frame's mask minimum."""

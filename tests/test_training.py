@@ -105,6 +105,7 @@ def test_stopped_and_resumed_run_is_bit_identical(packed, tmp_path):
     assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
 
 
+@pytest.mark.slow
 def test_compact_checkpoint_resumes(packed, tmp_path):
     """fp32 moments resume exactly, bf16 ones (half the optimizer bytes) nearly, none still resume."""
     train(tiny_config(packed, tmp_path / "first"), stop_after=2)
