@@ -114,3 +114,41 @@ def test_missing_file_and_non_state_dict(tmp_path):
     torch.save([1, 2, 3], path)
     with pytest.raises(IncompatibleCheckpointError, match="state dict of tensors"):
         load_network(path, 672)
+
+
+def _calibrated(net: torch.nn.Module, bins: int) -> torch.nn.Module:
+    """BatchNorm statistics from one pass, so that the fused and unfused nets differ if the
+    fusion (or the decoders' chunked convolution) is wrong."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(1, 2, bins + 1, 128) ** 4)
+    return net.eval()
+
+
+@pytest.mark.parametrize("family", ["aspp", "vr51"])
+def test_inference_rewrites_keep_the_function(family):
+    """fuse_for_inference (BatchNorm folded, decoders convolving the upsampled input in channel
+    groups and the skip apart, in-place activations) and the aux-free forward give the original
+    net's mask to float rounding; forward_with_aux's final mask is forward's."""
+    import copy
+
+    from uvrsep.network.fusion import fuse_for_inference
+
+    torch.manual_seed(3)
+    if family == "aspp":
+        net = CascadedASPPNet(AsppNetConfig(bins=64, channels=16, context=8))
+    else:
+        net = CascadedNet(LstmNetConfig(bins=64, nout=16, nout_lstm=32, context=8))
+    net = _calibrated(net, 64)
+    x = torch.rand(2, 2, 65, 48) ** 2
+    with torch.inference_mode():
+        plain = net(x)
+        with_aux = net.forward_with_aux(x)[0]
+        fused = fuse_for_inference(copy.deepcopy(net))(x)
+    assert torch.equal(plain, with_aux)
+    assert float((fused - plain).abs().max()) < 1e-4  # fp32 rounding: the plain net is 3e-5 from its fp64 twin
+    assert float((plain - plain.mean()).abs().max()) > 0.05  # the mask varies: the check has teeth

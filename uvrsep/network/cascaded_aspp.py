@@ -56,19 +56,16 @@ class BaseASPPNet(nn.Module):
         self.dec1 = Decoder(ch * (1 + 2), ch, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, e1 = self.enc1(x)
-        h, e2 = self.enc2(h)
-        h, e3 = self.enc3(h)
-        h, e4 = self.enc4(h)
-        if self.levels == 5:
-            h, e5 = self.enc5(h)
-            h = self.dec5(self.aspp(h), e5)
-        else:
-            h = self.aspp(h)
-        h = self.dec4(h, e4)
-        h = self.dec3(h, e3)
-        h = self.dec2(h, e2)
-        return self.dec1(h, e1)
+        skips = []
+        h = x
+        for level in range(1, self.levels + 1):
+            h, skip = getattr(self, f"enc{level}")(h)
+            skips.append(skip)
+        del skip
+        h = self.aspp(h)
+        for level in range(self.levels, 0, -1):  # each skip is freed once its decoder has used it
+            h = getattr(self, f"dec{level}")(h, skips.pop())
+        return h
 
 
 class CascadedASPPNet(nn.Module):
@@ -111,22 +108,24 @@ class CascadedASPPNet(nn.Module):
     def _pad_rows(self, mask: torch.Tensor) -> torch.Tensor:
         return F.pad(mask, (0, 0, 0, self.config.bins + 1 - mask.shape[2]), mode="replicate")
 
-    def _stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the cascade on ``x[:, :, :bins]``: final features and the two stage outputs."""
+    def _stages(self, x: torch.Tensor, keep_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Run the cascade on ``x[:, :, :bins]``: final features and the two stage outputs (``None``
+        unless ``keep_aux``: the last stage then runs without them, or any concatenation, alive)."""
         x = x[:, :, : self.config.bins]
         half = x.shape[2] // 2
         aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :half]), self.stg1_high_band_net(x[:, :, half:])], dim=2)
-        h = torch.cat([x, aux1], dim=1)
-        aux2 = self.stg2_full_band_net(self.stg2_bridge(h))
-        h = torch.cat([x, aux1, aux2], dim=1)
-        return self.stg3_full_band_net(self.stg3_bridge(h)), aux1, aux2
+        aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
+        h = self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1))
+        if not keep_aux:
+            aux1 = aux2 = None
+        return self.stg3_full_band_net(h), aux1, aux2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _, _ = self._stages(x)
+        h, _, _ = self._stages(x, keep_aux=False)
         return self._pad_rows(torch.sigmoid(self.out(h)))
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final mask and the two auxiliary masks, each ``[B, 2, bins + 1, T]`` (for training)."""
-        h, aux1, aux2 = self._stages(x)
+        h, aux1, aux2 = self._stages(x, keep_aux=True)
         return tuple(self._pad_rows(torch.sigmoid(head(z))) for head, z in
                      ((self.out, h), (self.aux1_out, aux1), (self.aux2_out, aux2)))

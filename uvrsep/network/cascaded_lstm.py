@@ -104,23 +104,27 @@ class CascadedNet(nn.Module):
     def _pad_rows(self, mask: torch.Tensor) -> torch.Tensor:
         return F.pad(mask, (0, 0, 0, self.config.bins + 1 - mask.shape[2]), mode="replicate")
 
-    def _stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the cascade on ``x[:, :, :bins]``: final features and the stacked stage outputs."""
+    def _stages(self, x: torch.Tensor, keep_aux: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the cascade on ``x[:, :, :bins]``: final features and the stacked stage outputs
+        (``None`` unless ``keep_aux``: the last stage then runs with no earlier output alive)."""
         x = x[:, :, : self.config.bins]
         half = x.shape[2] // 2
-        low_in, high_in = x[:, :, :half], x[:, :, half:]
-        low1, high1 = self.stg1_low_band_net(low_in), self.stg1_high_band_net(high_in)
-        aux1 = torch.cat([low1, high1], dim=2)
-        low2 = self.stg2_low_band_net(torch.cat([low_in, low1], dim=1))
-        high2 = self.stg2_high_band_net(torch.cat([high_in, high1], dim=1))
-        aux2 = torch.cat([low2, high2], dim=2)
-        return self.stg3_full_band_net(torch.cat([x, aux1, aux2], dim=1)), torch.cat([aux1, aux2], dim=1)
+        low1 = self.stg1_low_band_net(x[:, :, :half])
+        high1 = self.stg1_high_band_net(x[:, :, half:])
+        low2 = self.stg2_low_band_net(torch.cat([x[:, :, :half], low1], dim=1))
+        high2 = self.stg2_high_band_net(torch.cat([x[:, :, half:], high1], dim=1))
+        aux1, aux2 = torch.cat([low1, high1], dim=2), torch.cat([low2, high2], dim=2)
+        del low1, high1, low2, high2
+        h = torch.cat([x, aux1, aux2], dim=1)
+        aux = torch.cat([aux1, aux2], dim=1) if keep_aux else None
+        del aux1, aux2
+        return self.stg3_full_band_net(h), aux
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self._stages(x)
+        h, _ = self._stages(x, keep_aux=False)
         return self._pad_rows(torch.sigmoid(self.out(h)))
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final mask and the auxiliary mask, each ``[B, 2, bins + 1, T]`` (for training)."""
-        h, aux = self._stages(x)
+        h, aux = self._stages(x, keep_aux=True)
         return self._pad_rows(torch.sigmoid(self.out(h))), self._pad_rows(torch.sigmoid(self.aux_out(aux)))

@@ -96,17 +96,24 @@ class Decoder(nn.Module):
         self.split_concat = False
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
         block = getattr(self, self.conv_attr)
         if skip is not None and self.split_concat:
-            # conv([x, skip]) = conv_x(x) + conv_skip(skip): never materialises the concatenation
-            # (at full resolution the largest tensor of the net).
+            # conv([up(x), skip]) = conv_skip(skip) + Σ_chunks conv_chunk(up(x[chunk])): never
+            # materialises the concatenation nor the whole upsampled input (at full resolution
+            # the largest tensors of the net). The upsampling acts on each channel alone, so
+            # upsampling a group of channels gives exactly those channels of the whole.
             conv, channels = block.conv[0], x.shape[1]
-            h = F.conv2d(x, conv.weight[:, :channels], conv.bias, padding=conv.padding)
-            del x
-            h += F.conv2d(crop_center(skip, h), conv.weight[:, channels:], None, padding=conv.padding)
+            skip = crop_center(skip, x.new_empty((0, 0, 0, 2 * x.shape[3])))
+            h = F.conv2d(skip, conv.weight[:, channels:], conv.bias, padding=conv.padding)
+            step = max(1, conv.out_channels // 2)
+            for c in range(0, channels, step):
+                end = min(c + step, channels)
+                up = F.interpolate(x[:, c:end], scale_factor=2, mode="bilinear", align_corners=True)
+                h += F.conv2d(up, conv.weight[:, c:end], None, padding=conv.padding)
+                del up
             h = block.conv[2](block.conv[1](h))
         else:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
             if skip is not None:
                 x = torch.cat([x, crop_center(skip, x)], dim=1)
             h = block(x)
