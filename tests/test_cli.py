@@ -26,6 +26,17 @@ def test_separate_writes_both_stems(tiny_weights, short_wav, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["clip_instrumental.wav", "clip_vocals.wav"]
 
 
+@pytest.mark.parametrize("precision, note", [("tf32", True), ("bf16", False)])
+def test_precision_reaches_the_network(tiny_weights, short_wav, tmp_path, precision, note):
+    result = invoke("separate", short_wav, "-m", tiny_weights, "-o", tmp_path, "--device", "cpu",
+                    "--precision", precision)
+    assert result.exit_code == 0, result.output
+    assert (f"{precision} is not used on cpu" in result.output) is note
+    assert (tmp_path / "clip_vocals.wav").is_file()
+    bad = invoke("separate", short_wav, "-m", tiny_weights, "-o", tmp_path / "x", "--precision", "fp64")
+    assert bad.exit_code == 2 and not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_flac_24_bit_and_options(tiny_weights, short_wav, tmp_path):
     result = invoke(

@@ -52,6 +52,13 @@ class Device(str, Enum):
     mps = "mps"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
 def _error(message: str) -> None:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
 
@@ -152,6 +159,10 @@ def separate(
         Path | None, typer.Option("--manifest", help="JSONL record of the run; re-running with it resumes.", show_default=False)
     ] = None,
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
+    precision: Annotated[
+        Precision, typer.Option(help="The network's arithmetic: fp32 is strict (TF32 off) and matches the original; "
+                                "tf32 (CUDA), fp16 (CUDA, MPS) and bf16 are faster and less exact (README: Precision).")
+    ] = Precision.fp32,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Windows per network call.", show_default="1 on CPU, 4 on GPU")
     ] = None,
@@ -198,7 +209,7 @@ def separate(
         postprocess_threshold=postprocess_threshold, window_size=window_size, high_end=high_end,
         primary_stem=primary_stem,
     )
-    options = dict(params=params, device=device.value, settings=settings,
+    options = dict(params=params, device=device.value, precision=precision.value, settings=settings,
                    batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold)
     try:
         if ray is None and (ray_workers is not None or gpus_per_worker is not None):

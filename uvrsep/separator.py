@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,33 @@ TAIL_EXTRA_FRAMES = 4
 SEGMENT_THRESHOLD = 60.0
 #: Network windows per segment of a long input (4 × 256 frames ≈ 11 s with 4band_v2).
 SEGMENT_WINDOWS = 4
+
+
+#: The network's arithmetic (``Separator(precision=...)``, ``--precision``).
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+_LOW_PRECISION = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """What ``precision`` becomes on ``device``: TF32 exists on CUDA only, fp16 runs on CUDA and
+    MPS only (on the CPU few machines have fast fp16 kernels); elsewhere ``fp32``."""
+    if precision == "tf32" and device.type != "cuda":
+        return "fp32"
+    if precision == "fp16" and device.type not in ("cuda", "mps"):
+        return "fp32"
+    return precision
+
+
+@contextmanager
+def _tf32(allowed: bool) -> Iterator[None]:
+    """TF32 for CUDA convolutions and matmuls on or off for the duration (restored after, so
+    separators of different precisions share a process)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -171,9 +199,14 @@ class Separator:
         segment_windows: network windows per segment (memory per segment grows with it).
         on_notice: gets one-line notices of a download (started, retried, discarded); without
             it they go to the ``uvrsep.hub`` logger.
-        precision: ``fp32`` (default) or ``fp16``: the network (weights and windows) in half
-            precision, on CUDA only; elsewhere it runs in fp32 (with a note). Everything
-            around the network stays float32.
+        precision: the network's arithmetic (everything around it stays float32/float64):
+            ``fp32`` (default): strict IEEE float32, TF32 off, the parity reference;
+            ``tf32``: float32 with TensorFloat-32 convolutions and matmuls on CUDA (Ampere and
+            later; on other devices it is ``fp32``, with a note);
+            ``fp16``: weights and windows in half precision, on CUDA and MPS only (on the CPU
+            it runs in fp32, with a note: few CPUs have fast fp16 kernels);
+            ``bf16``: weights and windows in bfloat16, on every device (on the CPU fast only
+            with AVX512-BF16 or AMX). See README "Precision" for the measured parity.
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
@@ -203,8 +236,8 @@ class Separator:
         settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        if precision not in ("fp32", "fp16"):
-            raise ConfigError(f"unknown precision {precision!r} (use fp32 or fp16)")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
         self.device = resolve_device(device)
         resolved = resolve_model(model, offline=offline, progress=progress, on_notice=on_notice)
         self.model_path = resolved.path
@@ -226,11 +259,11 @@ class Separator:
         del state
         self.net = fuse_for_inference(self.weights.net)
         self.channels_last = use_channels_last(self.net, self.device)
-        self.precision = precision if self.device.type == "cuda" else "fp32"
+        self.precision = effective_precision(precision, self.device)
         if precision != self.precision:
-            self.notes.append(f"fp16 is used on CUDA only: the network runs in fp32 on {self.device.type}")
-        if self.precision == "fp16":
-            self.net.half()
+            self.notes.append(f"{precision} is not used on {self.device.type}: the network runs in fp32 there")
+        if self.precision in _LOW_PRECISION:
+            self.net.to(_LOW_PRECISION[self.precision])
         self.configure(settings)
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         self.progress = progress
@@ -300,8 +333,11 @@ class Separator:
         semantics' per-window step: RVC's aggressiveness)."""
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        if self.precision == "fp16":
-            mask = self.net(batch.half()).float()
+        if self.precision in _LOW_PRECISION:
+            mask = self.net(batch.to(_LOW_PRECISION[self.precision])).float()
+        elif self.device.type == "cuda":
+            with _tf32(self.precision == "tf32"):
+                mask = self.net(batch)
         else:
             mask = self.net(batch)
         mask = self.semantics.window_mask(mask)
