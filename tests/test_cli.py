@@ -26,7 +26,7 @@ def test_separate_writes_both_stems(tiny_weights, short_wav, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["clip_instrumental.wav", "clip_vocals.wav"]
 
 
-@pytest.mark.parametrize("precision, note", [("tf32", True), ("bf16", False)])
+@pytest.mark.parametrize("precision, note", [("tf32", True), pytest.param("bf16", False, marks=pytest.mark.slow)])
 def test_precision_reaches_the_network(tiny_weights, short_wav, tmp_path, precision, note):
     result = invoke("separate", short_wav, "-m", tiny_weights, "-o", tmp_path, "--device", "cpu",
                     "--precision", precision)

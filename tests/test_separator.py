@@ -62,7 +62,7 @@ def test_digital_silence_gives_silence(tiny_weights, semantics, postprocess):
         assert np.isfinite(wave).all() and not wave.any()
 
 
-@pytest.mark.parametrize("semantics, threshold", [("rvc", 0.2), ("uvr", 5.0)])
+@pytest.mark.parametrize("semantics, threshold", [("rvc", 0.2), pytest.param("uvr", 5.0, marks=pytest.mark.slow)])
 def test_postprocess_without_any_quiet_frame(tiny_weights, semantics, threshold):
     # RVC's mask_silence raises IndexError when no frame is quiet, UVR's merge_artifacts prints
     # the same error and leaves the mask alone; uvrsep must do neither.
