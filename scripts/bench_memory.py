@@ -39,6 +39,17 @@ def make_signal(path: Path, minutes: float, sr: int = 44100) -> None:
             fh.write(x.astype(np.float32))
 
 
+def random_weights(folder: Path, width: int) -> Path:
+    """A random HP-family (cascaded ASPP, 4band_v2) weight file of ``width`` in ``folder``: time and
+    memory do not depend on the values, so the benchmarks need nothing downloaded."""
+    from uvrsep.network import Architecture
+
+    torch.manual_seed(0)
+    path = folder / f"random_aspp{width}.pth"
+    torch.save(Architecture("aspp", width).build(672).state_dict(), path)
+    return path
+
+
 def run_measured(cmd: list[str], log: Path) -> tuple[float, float, str]:
     """Run ``cmd``; (its own peak RSS in MiB, wall seconds, status). The child's rusage comes from
     wait4, so each run is measured alone (RUSAGE_CHILDREN would give the maximum of all runs)."""
@@ -64,13 +75,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model
-        if model is None:
-            from uvrsep.network import Architecture
-
-            torch.manual_seed(0)
-            model = tmp / f"random_aspp{args.width}.pth"
-            torch.save(Architecture("aspp", args.width).build(672).state_dict(), model)
+        model = args.model or random_weights(tmp, args.width)
         for minutes in args.minutes:
             wav = tmp / f"input_{minutes:g}min.wav"
             make_signal(wav, minutes)

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import random_weights  # noqa: E402  (the scripts folder's shared stand-in weights)
 
 
 def make_folder(folder: Path, clips: int, long: int) -> tuple[int, float]:
@@ -65,13 +67,7 @@ def main() -> None:
     before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model
-        if model is None:
-            from uvrsep.network import Architecture
-
-            torch.manual_seed(0)
-            model = tmp / f"random_aspp{args.width}.pth"
-            torch.save(Architecture("aspp", args.width).build(672).state_dict(), model)
+        model = args.model or random_weights(tmp, args.width)
         count, audio = make_folder(tmp / "in", args.clips, args.long)
         runs = [("local batch", None)] + [("--ray", n) for n in args.workers]
         for k, (mode, workers) in enumerate(runs):

@@ -40,7 +40,7 @@ import soundfile as sf
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory import make_signal  # noqa: E402  (the scripts folder's shared test signal)
+from bench_memory import make_signal, random_weights  # noqa: E402  (the scripts folder's shared helpers)
 
 from uvrsep import Separator  # noqa: E402
 
@@ -151,13 +151,7 @@ def suite(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = args.model
-        if model is None:
-            from uvrsep.network import Architecture
-
-            torch.manual_seed(0)
-            model = work / "random_hp32.pth"
-            torch.save(Architecture("aspp", 32).build(672).state_dict(), model)
+        model = args.model or random_weights(work, 32)
         make_inputs(work, args.song_seconds, clips)
         for device in devices:
             for precision in PRECISIONS[device]:
