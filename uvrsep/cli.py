@@ -161,7 +161,7 @@ def separate(
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
     precision: Annotated[
         Precision, typer.Option(help="The network's arithmetic: fp32 is strict (TF32 off) and matches the original; "
-                                "tf32 (CUDA), fp16 (CUDA, MPS) and bf16 are faster and less exact (README: Precision).")
+                                "tf32 (CUDA), fp16 (CUDA, MPS) and bf16 are faster and less exact (README: --precision).")
     ] = Precision.fp32,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Windows per network call.", show_default="1 on CPU, 4 on GPU")

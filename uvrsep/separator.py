@@ -206,7 +206,7 @@ class Separator:
             ``fp16``: weights and windows in half precision, on CUDA and MPS only (on the CPU
             it runs in fp32, with a note: few CPUs have fast fp16 kernels);
             ``bf16``: weights and windows in bfloat16, on every device (on the CPU fast only
-            with AVX512-BF16 or AMX). See README "Precision" for the measured parity.
+            with AVX512-BF16 or AMX). README (`--precision`) gives the measured parity.
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
