@@ -122,12 +122,12 @@ def test_bench_separate_suite_writes_its_table(tmp_path, tiny_weights):
     import json
 
     out = tmp_path / "bench"
-    run(REPO / "scripts" / "bench_separate.py", "--suite", out, "--devices", "cpu", "--song-seconds", "4",
-        "--clips", "3", "--model", tiny_weights)
+    run(REPO / "scripts" / "bench_separate.py", "--suite", out, "--devices", "cpu", "--song-seconds", "2",
+        "--clips", "1", "--model", tiny_weights)
     rows = json.loads((out / "bench_separate.json").read_text())
     assert [(r["device"], r["precision"], r["status"]) for r in rows] == [("cpu", "fp32", "ok"), ("cpu", "bf16", "ok")]
-    assert rows[0]["clips"]["count"] == 3 and rows[0]["song"]["windows"] > 0 and rows[0]["flops_per_window"] > 0
+    assert rows[0]["clips"]["count"] == 1 and rows[0]["song"]["windows"] > 0 and rows[0]["flops_per_window"] > 0
     assert rows[0]["sdr_vs_fp32"] is None and np.isfinite(rows[1]["sdr_vs_fp32"])  # tiny random net: any value
     table = (out / "bench_separate.md").read_text()
     assert table.count("| cpu | fp32 |") == 2 and table.count("| cpu | bf16 |") == 2
-    assert "song 4 s" in table and "3 clips of 3 s" in table
+    assert "song 2 s" in table and "1 clips of 3 s" in table
