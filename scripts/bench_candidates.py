@@ -26,7 +26,7 @@ import torch
 
 from uvrsep.config import load_band_layout
 from uvrsep.training import PackedSet, TrainConfig
-from uvrsep.training.loop import loss_fn, make_batch
+from uvrsep.training.loop import make_batch, train_step
 
 MIB = 2**20
 
@@ -76,16 +76,7 @@ def main() -> None:
         x = torch.rand(args.batch_size, 2, layout.bins + 1, args.crop_frames, device=device)
         y = 0.5 * x
 
-        def step():
-            net.train()
-            with torch.autocast(device.type, enabled=use_amp, dtype=torch.float16):
-                loss = loss_fn(net, x, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-
-        step_s = median_seconds(step, args.repeat, sync)
+        step_s = median_seconds(lambda: train_step(net, opt, scaler, x, y, use_amp), args.repeat, sync)
         counter = iter(range(10**9))
         data_s = median_seconds(lambda: make_batch(cfg, data, layout, next(counter), pool), args.repeat, lambda: None)
         print(f"{spec:26} {n / 1e6:6.1f}M {n * 2 / MIB:8.1f} {n * 8 / MIB:9.1f} {n * 12 / MIB:8.1f} "

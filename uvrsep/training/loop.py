@@ -106,6 +106,22 @@ def loss_fn(net, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.8 * main + 0.2 * aux
 
 
+def train_step(net, opt, scaler, x: torch.Tensor, y: torch.Tensor, use_amp: bool) -> torch.Tensor:
+    """One optimiser step on the batch ``x`` → ``y`` (fp16 autocast when ``use_amp``, gradients
+    clipped to norm 5); returns the loss. The step :func:`train` runs and the candidates'
+    benchmark times."""
+    net.train()
+    with torch.autocast(x.device.type, enabled=use_amp, dtype=torch.float16):
+        loss = loss_fn(net, x, y)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+    scaler.step(opt)
+    scaler.update()
+    return loss
+
+
 def _schedule(cfg: TrainConfig):
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -256,15 +272,7 @@ def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
                 break
             x, y = make_batch(cfg, data, layout, step, pool)
             x, y = x.to(device), y.to(device)
-            net.train()
-            with torch.autocast(device.type, enabled=use_amp, dtype=torch.float16):
-                loss = loss_fn(net, x, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            scaler.step(opt)
-            scaler.update()
+            loss = train_step(net, opt, scaler, x, y, use_amp)
             sched.step()
             step += 1
             record = {"step": step, "loss": round(float(loss.detach()), 6), "lr": sched.get_last_lr()[0],
