@@ -56,9 +56,13 @@ def test_range_analysis_is_the_whole_file_analysis(name):
     total = whole.spec.shape[2]
     for start, stop in ((0, 97), (97, 400), (400, total)):
         spec, high = segments.analyze_frames(reader(wave), layout, wave.shape[1], start, stop)
-        np.testing.assert_array_equal(spec, whole.spec[:, :, start:stop])
+        # The same samples, taps and frames: equal but for float rounding (torch's FFTs and matrix
+        # products group their sums by the length they are given; the librosa steps were exact).
+        assert spec.shape == whole.spec[:, :, start:stop].shape
+        assert sdr(whole.spec[:, :, start:stop], spec) >= 120
+        np.testing.assert_allclose(spec, whole.spec[:, :, start:stop], rtol=0, atol=1e-5)
         if high is not None:
-            np.testing.assert_array_equal(high, whole.high_end[:, :, start:stop])
+            assert sdr(whole.high_end[:, :, start:stop], high) >= 120
 
 
 @pytest.mark.parametrize("name, semantics", [

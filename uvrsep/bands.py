@@ -16,13 +16,15 @@ parity target is 60 dB SDR against its output.
 from __future__ import annotations
 
 import math
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import librosa
 import numpy as np
+import torch
 
 from .config import Band, BandLayout
+from .dsp import bands as dsp_bands
+from .dsp.resampling import resample as torch_resample
 
 
 @dataclass
@@ -44,65 +46,80 @@ class Analysis:
     n_frames: int
 
 
-def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str) -> np.ndarray:
-    """Resample along the last axis with the named resampler (librosa's dispatch and length rule)."""
-    n = wave.shape[-1]
+#: ``dsp=REFERENCE``: the previous steps (librosa / scipy / resampy on the CPU, :mod:`uvrsep.dsp.reference`),
+#: the oracle of the tests and the benchmarks' side-by-side. Otherwise ``dsp`` is the torch device
+#: the steps run on (``None``: the CPU).
+REFERENCE = "reference"
+
+
+def dsp_device(device: torch.device) -> torch.device:
+    """Where the DSP of a network on ``device`` runs: on CUDA, there; otherwise on the CPU (MPS
+    has no float64, which the synthesis needs)."""
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
+def _place(dsp: torch.device | str | None) -> tuple[torch.device, bool]:
+    """(torch device, whether the reference steps are asked for)."""
+    if dsp is None:
+        return torch.device("cpu"), False
+    if isinstance(dsp, str) and dsp == REFERENCE:
+        return torch.device("cpu"), True
+    return torch.device(dsp), False
+
+
+def tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``x`` as a tensor on ``device`` (a view of it on the CPU where numpy's layout allows)."""
+    if not x.flags.writeable or any(s < 0 for s in x.strides):
+        x = np.array(x)
+    return torch.from_numpy(x).to(device)
+
+
+def array(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array (a view of it when it is on the CPU)."""
+    return t.detach().cpu().numpy()
+
+
+def resample_tensor(x: torch.Tensor, orig_sr: int, target_sr: int, res_type: str, reference: bool = False) -> torch.Tensor:
+    """Resample ``x`` ``[..., n]`` along its last axis as ``librosa.resample`` does with ``res_type``
+    (its length rule ``⌈n·ratio⌉``, ``x``'s dtype): the torch resamplers of :mod:`uvrsep.dsp` for
+    resampy's, scipy's and the FFT ones, librosa on the CPU for libsamplerate's and soxr's (or
+    for all with ``reference``)."""
+    n = x.shape[-1]
     if n == 0 or orig_sr == target_sr:
-        return wave
+        return x
     if res_type.startswith("kaiser") and n * target_sr < orig_sr:
         # resampy refuses inputs shorter than one output sample (1-4 samples at 192 kHz). librosa's
         # rule gives ⌊n·ratio⌋ computed samples zero-padded to ⌈n·ratio⌉: here, that is zeros.
-        return np.zeros(wave.shape[:-1] + (math.ceil(n * target_sr / orig_sr),), dtype=wave.dtype)
-    return librosa.resample(wave, orig_sr=orig_sr, target_sr=target_sr, res_type=res_type)
+        return x.new_zeros(*x.shape[:-1], math.ceil(n * target_sr / orig_sr))
+    if reference:
+        from .dsp import reference as ref
+
+        return torch.from_numpy(np.ascontiguousarray(ref.resample(array(x), orig_sr, target_sr, res_type))).to(x.device)
+    return torch_resample(x, orig_sr, target_sr, res_type)
 
 
-def _to_channels(wave: np.ndarray, mode: str) -> np.ndarray:
-    """Apply a band's channel transform (``BandLayout.channel_modes``) to a float32 ``[2, T]`` waveform."""
-    left, right = wave[0], wave[1]
-    if mode == "reverse":
-        return np.stack([left[::-1], right[::-1]])
-    if mode == "mid_side":
-        return np.stack([np.add(left, right) / 2, np.subtract(left, right)])
-    if mode == "mid_side_b2":
-        return np.stack([np.add(right, left * 0.5), np.subtract(left, right * 0.5)])
-    if mode == "mid_side_c":
-        return np.stack([np.add(left, right * 0.25), np.subtract(right, left * 0.25)])
-    if mode == "stereo_n":
-        return np.stack([np.add(left, right * 0.25) / 0.9375, np.add(right, left * 0.25) / 0.9375])
-    return wave
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str, dsp: torch.device | str | None = None) -> np.ndarray:
+    """:func:`resample_tensor` of a numpy array, on ``dsp`` (a torch device or :data:`REFERENCE`)."""
+    if wave.shape[-1] == 0 or orig_sr == target_sr:
+        return wave
+    device, reference = _place(dsp)
+    return array(resample_tensor(tensor(wave, device), orig_sr, target_sr, res_type, reference))
 
 
-def _from_channels(wave: np.ndarray, mode: str) -> np.ndarray:
-    """Undo :func:`_to_channels` (with the original's inverse formulas)."""
-    left, right = wave[0], wave[1]
-    if mode == "reverse":
-        return np.stack([left[::-1], right[::-1]])
-    if mode == "mid_side":
-        return np.stack([np.add(left, right / 2), np.subtract(left, right / 2)])
-    if mode == "mid_side_b2":
-        return np.stack([np.add(right / 1.25, 0.4 * left), np.subtract(left / 1.25, 0.4 * right)])
-    if mode == "mid_side_c":
-        return np.stack([np.subtract(left / 1.0625, right / 4.25), np.add(right / 1.0625, left / 4.25)])
-    if mode == "stereo_n":
-        return np.stack([np.subtract(left, right * 0.25), np.subtract(right, left * 0.25)])
-    return wave
+def stft_tensor(wave: torch.Tensor, band: Band, mode: str, reference: bool = False) -> torch.Tensor:
+    """STFT of a float32 ``[2, T]`` waveform (channel transform ``mode``): complex64
+    ``[2, n_fft/2 + 1, 1 + T // hop]`` (librosa's: Hann window, centred, zero padding)."""
+    if reference:
+        from .dsp import reference as ref
+
+        return torch.from_numpy(ref.stft(array(wave), band, mode)).to(wave.device)
+    return dsp_bands.band_stft(wave, band, mode)
 
 
-def stft(wave: np.ndarray, band: Band, mode: str) -> np.ndarray:
-    """STFT of a float32 ``[2, T]`` waveform (channel transform ``mode``): complex64 ``[2, n_fft/2 + 1, 1 + T // hop]``."""
-    channels = _to_channels(wave, mode)
-    with warnings.catch_warnings():
-        # Clips shorter than n_fft are fine: frames are zero-padded (centred STFT).
-        warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
-        return np.stack(
-            [librosa.stft(np.asfortranarray(ch), n_fft=band.n_fft, hop_length=band.hop_length) for ch in channels]
-        )
-
-
-def istft(spec: np.ndarray, band: Band, mode: str) -> np.ndarray:
-    """Inverse of :func:`stft` for a ``[2, rows, frames]`` spectrogram (float64 for complex128 input)."""
-    channels = [librosa.istft(ch, hop_length=band.hop_length) for ch in spec]
-    return _from_channels(np.stack(channels), mode)
+def stft(wave: np.ndarray, band: Band, mode: str, dsp: torch.device | str | None = None) -> np.ndarray:
+    """:func:`stft_tensor` of a numpy array."""
+    device, reference = _place(dsp)
+    return array(stft_tensor(tensor(wave, device), band, mode, reference))
 
 
 def lowpass_gains(start: int, stop: int) -> np.ndarray:
@@ -129,21 +146,6 @@ def ramp_gains(start: int, stop: int) -> np.ndarray:
     return np.linspace(1, 0, stop - start + 1)
 
 
-def apply_lowpass(spec: np.ndarray, start: int, stop: int) -> None:
-    """In place: ramp rows ``start .. stop-1`` down, zero rows ``>= stop`` (axis 1)."""
-    for row, g in zip(range(start, stop), lowpass_gains(start, stop)):
-        spec[:, row, :] = g * spec[:, row, :]
-    spec[:, max(stop, 0) :, :] = 0
-
-
-def apply_highpass(spec: np.ndarray, start: int, stop: int) -> None:
-    """In place: ramp rows ``start`` down to ``stop+1``, zero rows ``<= stop`` (axis 1)."""
-    for row, g in zip(range(start, stop, -1), highpass_gains(start, stop)):
-        spec[:, row, :] = g * spec[:, row, :]
-    if stop + 1 > 0:
-        spec[:, : stop + 1, :] = 0
-
-
 def band_lengths(n_samples: int, layout: BandLayout) -> list[int]:
     """Length of each band's waveform in the analysis of ``n_samples`` samples (librosa's
     ``ceil`` rule for each resampling down the cascade)."""
@@ -161,67 +163,92 @@ def frame_count(n_samples: int, layout: BandLayout) -> int:
     return min(1 + length // band.hop_length for band, length in zip(layout.bands, band_lengths(n_samples, layout)))
 
 
-def combine(specs: list[np.ndarray], layout: BandLayout, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+def combine(specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stack frames ``start .. stop - 1`` of each band's STFT (complex64 ``[2, n_fft/2 + 1, frames]``)
     into the combined spectrogram ``[2, bins + 1, stop - start]``, pre-filtered; also returns the
-    top band's raw high-end rows ``[2, h, stop - start]`` (``None`` when the layout has none)."""
+    top band's raw high-end rows ``[2, h, stop - start]`` (``None`` when the layout has none).
+    The pre-filter's gains multiply as the original's numpy does (the chained gains in the
+    spectrogram's precision, the ramp in float64, stored as complex64)."""
     bands = layout.bands
-    combined = np.zeros((2, layout.bins + 1, stop - start), dtype=np.complex64)
+    combined = specs[-1].new_zeros(2, layout.bins + 1, stop - start)
     row = 0
     for band, spec in zip(bands, specs):
-        combined[:, row : row + band.width, :] = spec[:, band.crop[0] : band.crop[1], start:stop]
+        combined[:, row : row + band.width] = spec[:, band.crop[0] : band.crop[1], start:stop]
         row += band.width
 
     if layout.pre_filter is not None:
         pf_start, pf_stop = layout.pre_filter
         if layout.pre_filter_shape == "ramp":
-            combined[:, pf_start - 1 : pf_stop, :] *= ramp_gains(pf_start, pf_stop)[:, None]
-            combined[:, pf_stop:, :] = 0
+            gains = np.ones(layout.bins + 1)
+            gains[pf_start - 1 : pf_stop] = ramp_gains(pf_start, pf_stop)
+            dsp_bands.scale_rows(combined, gains)
+            combined[:, pf_stop:] = 0
         elif len(bands) == 1:
-            apply_lowpass(combined, pf_start, pf_stop)
+            dsp_bands.apply_lowpass(combined, pf_start, pf_stop)
         else:
             gp = 1.0
             for b in range(pf_start + 1, pf_stop):
                 g = math.pow(10, -(b - pf_start) * (3.5 - gp) / 20.0)
                 gp = g
-                combined[:, b, :] *= g
+                torch.view_as_real(combined[:, b]).mul_(g)
 
     high_end = None
     h = layout.high_end_rows
     if h > 0:
         top = layout.top
-        high_end = specs[-1][:, top.n_fft // 2 - h : top.n_fft // 2, start:stop]
+        high_end = specs[-1][:, top.n_fft // 2 - h : top.n_fft // 2, start:stop].clone()
     return combined, high_end
 
 
-def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0) -> Analysis:
-    """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate``.
+def band_spectra(
+    wave: torch.Tensor,
+    layout: BandLayout,
+    reference: bool = False,
+    *,
+    fit: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    frames: int = 0,
+) -> list[torch.Tensor]:
+    """Each band's STFT of a float32 stereo waveform ``[2, T]`` at the layout's rate, top to
+    bottom, each band resampled from the one above with its resampler. ``fit(i, band_wave)``
+    replaces band ``i``'s waveform (for its STFT and the bands below it); ``frames`` pads each
+    band's waveform with zeros for its STFT alone, to give at least that many frames."""
+    bands = layout.bands
+    specs: list[torch.Tensor | None] = [None] * len(bands)
+    for i in range(len(bands) - 1, -1, -1):
+        band = bands[i]
+        if i < len(bands) - 1:
+            wave = resample_tensor(wave, bands[i + 1].sample_rate, band.sample_rate, band.resample_type, reference)
+        if fit is not None:
+            wave = fit(i, wave)
+        padded = wave
+        need = (frames - 1) * band.hop_length - wave.shape[-1]
+        if frames and need > 0:
+            # Padded after the (truncating) resampling, so the lower bands stay exact.
+            padded = torch.nn.functional.pad(wave, (0, need))
+        specs[i] = stft_tensor(padded, band, layout.channel_modes[i], reference)
+    return specs
+
+
+def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0, dsp: torch.device | str | None = None) -> Analysis:
+    """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate`` on ``dsp`` (a
+    torch device, default the CPU, or :data:`REFERENCE`).
 
     Returns the combined spectrogram (complex64 ``[2, bins + 1, frames]``, pre-filtered) and the
-    raw high end used for mirroring. ``frames`` is the smallest band's frame count, plus
+    raw high end used for mirroring, as numpy arrays. ``frames`` is the smallest band's frame count, plus
     ``extra_frames`` frames past the end, computed from each band's waveform padded with zeros
     (the frames before them are exactly the unpadded analysis: the centred STFT sees zeros past
     the end either way).
     """
+    device, reference = _place(dsp)
     n_samples = wave.shape[-1]
     n_frames = frame_count(n_samples, layout)
-    bands = layout.bands
-    waves: list[np.ndarray | None] = [None] * len(bands)
-    specs: list[np.ndarray | None] = [None] * len(bands)
-    waves[-1] = wave
-    for i in range(len(bands) - 1, -1, -1):
-        band = bands[i]
-        if i < len(bands) - 1:
-            waves[i] = resample(waves[i + 1], bands[i + 1].sample_rate, band.sample_rate, band.resample_type)
-        band_wave = waves[i]
-        if extra_frames:
-            # Pad each band after its (truncating) resampling, so the lower bands stay exact.
-            padded = (n_frames + extra_frames - 1) * band.hop_length
-            band_wave = np.pad(band_wave, ((0, 0), (0, max(0, padded - band_wave.shape[-1]))))
-        specs[i] = stft(band_wave, band, layout.channel_modes[i])
+
+    specs = band_spectra(tensor(wave, device), layout, reference, frames=n_frames + extra_frames if extra_frames else 0)
     total = min(n_frames + extra_frames, min(s.shape[2] for s in specs))
     combined, high_end = combine(specs, layout, 0, total)
-    return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
+    del specs
+    return Analysis(spec=array(combined), high_end=None if high_end is None else array(high_end),
+                    n_samples=n_samples, n_frames=n_frames)
 
 
 def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
@@ -231,48 +258,51 @@ def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
     return layout.synthesis_resamplers[i]
 
 
-def band_part(spec: np.ndarray, layout: BandLayout, i: int, high_end: np.ndarray | None = None) -> np.ndarray:
+def band_part_tensor(spec: torch.Tensor, layout: BandLayout, i: int, high_end: torch.Tensor | None = None,
+                     reference: bool = False) -> torch.Tensor:
     """Band ``i``'s contribution to the synthesis: its rows of the combined spectrogram
-    ``[2, bins + 1, frames]`` put back into a zero-filled band buffer, filtered and inverted.
+    ``[2, bins + 1, frames]`` put back into a zero-filled band buffer (complex128), filtered
+    (UVR's low-/high-pass rows) and inverted.
 
     Returns float64 ``[2, hop_i·(frames − 1)]`` at the band's rate. ``high_end`` (top band only)
     replaces the highest rows, as mirroring produces it.
     """
-    bands = layout.bands
-    band = bands[i]
-    row = sum(b.width for b in bands[:i])
-    buf = np.zeros((2, band.n_rows, spec.shape[2]), dtype=np.complex128)
-    buf[:, band.crop[0] : band.crop[1], :] = spec[:, row : row + band.width, :]
-    if i == len(bands) - 1:
-        if high_end is not None and high_end.shape[1] > 0:
-            h = high_end.shape[1]
-            buf[:, band.n_fft // 2 - h : band.n_fft // 2, :] = high_end
-        if band.highpass is not None and band.highpass[0] > 0:
-            apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
-    elif i == 0:
-        apply_lowpass(buf, *band.lowpass)
-    else:
-        apply_highpass(buf, band.highpass[0], band.highpass[1] - 1)
-        apply_lowpass(buf, *band.lowpass)
-    return istft(buf, band, layout.channel_modes[i])
+    if reference:
+        from .dsp import reference as ref
+
+        high = None if high_end is None else array(high_end)
+        return torch.from_numpy(ref.band_part(array(spec), layout, i, high)).to(spec.device)
+    return dsp_bands.band_part(spec, layout, i, high_end)
 
 
-def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None) -> np.ndarray:
+def band_part(spec: np.ndarray, layout: BandLayout, i: int, high_end: np.ndarray | None = None,
+              dsp: torch.device | str | None = None) -> np.ndarray:
+    """:func:`band_part_tensor` of numpy arrays."""
+    device, reference = _place(dsp)
+    high = None if high_end is None else tensor(high_end, device)
+    return array(band_part_tensor(tensor(spec, device), layout, i, high, reference))
+
+
+def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None,
+               dsp: torch.device | str | None = None) -> np.ndarray:
     """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, hop_top·(frames − 1)]``.
 
     ``high_end`` (complex ``[2, h, frames]``) replaces the top band's highest rows, as mirroring
     produces it. The output is float64, as the original's complex128 buffers make it. Each band's
     part is added to the partial sum of the bands below, which is then resampled up to the next
-    band's rate (:func:`synthesis_resampler`).
+    band's rate (:func:`synthesis_resampler`; libsamplerate's steps on the CPU). Runs on ``dsp``.
     """
     bands = layout.bands
     if spec.shape[2] < 2:
         return np.zeros((2, 0))
+    device, reference = _place(dsp)
+    spec_t = tensor(spec, device)
     wave = None
     for i, band in enumerate(bands):
-        part = band_part(spec, layout, i, high_end if i == len(bands) - 1 else None)
-        wave = part if wave is None else np.add(wave, part)
+        high = tensor(high_end, device) if high_end is not None and i == len(bands) - 1 else None
+        part = band_part_tensor(spec_t, layout, i, high, reference)
+        wave = part if wave is None else wave.add_(part)
         del part
         if i < len(bands) - 1:
-            wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, synthesis_resampler(layout, i))
-    return wave
+            wave = resample_tensor(wave, band.sample_rate, bands[i + 1].sample_rate, synthesis_resampler(layout, i), reference)
+    return array(wave)

@@ -20,7 +20,8 @@ from typing import Any
 from .errors import ConfigError
 from .resources import resource_dir
 
-#: Resamplers a band may name, and the library behind each (through ``librosa.resample``).
+#: Resamplers a band may name, and the library whose numbers each reproduces (as ``librosa.resample``
+#: calls it; uvrsep.dsp computes the first five in torch, the others through ``samplerate``).
 RESAMPLERS = {
     "kaiser_fast": "resampy",
     "kaiser_best": "resampy",

@@ -38,12 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import samplerate
-import scipy.signal
 import soundfile as sf
+import torch
 
 from . import bands
 from .audio import FFMPEG_EXTENSIONS, check_input_file, check_samples, owner_tag, probe, remove_abandoned, run_ffmpeg_decode
 from .config import BandLayout
+from .dsp.resampling import convolve_valid
 from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
 
 #: Half-width, in input samples, of the kernel standing in for a whole-file FFT resampling ...
@@ -101,12 +102,15 @@ class AudioSource:
     than two channels, a chosen ``stream``) are first decoded by ffmpeg into a temporary
     float WAV file. A rate conversion is done block-wise on blocks aligned to the rates'
     common period with :data:`SOURCE_MARGIN` samples of margin, so each output sample is the
-    whole-file resampler's (``res_type`` is the layout's top-band resampler, as for whole files).
+    whole-file resampler's (``res_type`` is the layout's top-band resampler, as for whole files,
+    run on ``dsp``: see :func:`bands.resample`).
     Samples before 0 and past the end read as zeros. Use as a context manager.
     """
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, res_type: str, stream: int | None = None):
+    def __init__(self, path: str | os.PathLike, sample_rate: int, res_type: str, stream: int | None = None,
+                 dsp: torch.device | str | None = None):
         self.path = Path(path)
+        self.dsp = dsp
         self.sample_rate = sample_rate
         self.res_type = res_type
         self._tmpdir: str | None = None
@@ -209,7 +213,7 @@ class AudioSource:
             q0 = start // pout - margin
             q1 = -(-stop // pout) + margin
             chunk = self._read_source(q0 * pin, q1 * pin)
-            converted = bands.resample(chunk, self.source_rate, self.sample_rate, self.res_type)
+            converted = bands.resample(chunk, self.source_rate, self.sample_rate, self.res_type, self.dsp)
             wave = converted[:, start - q0 * pout : stop - q0 * pout]
             wave = _zero_outside(wave, start, self.n_samples)
         if wave.shape[0] == 1:
@@ -217,12 +221,13 @@ class AudioSource:
         return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def _zero_outside(wave: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``wave`` (global samples ``start ..``) with samples outside ``0 .. length - 1`` zeroed."""
+def _zero_outside(wave, start: int, length: int):
+    """``wave`` (global samples ``start ..``; a numpy array or a tensor) with samples outside
+    ``0 .. length - 1`` zeroed (a copy when any is)."""
     lo, hi = max(0, -start), min(wave.shape[-1], length - start)
     if lo == 0 and hi >= wave.shape[-1]:
         return wave
-    wave = wave.copy()
+    wave = wave.clone() if isinstance(wave, torch.Tensor) else wave.copy()
     wave[..., :lo] = 0
     wave[..., max(hi, 0) :] = 0
     return wave
@@ -237,29 +242,30 @@ def analysis_margin(layout: BandLayout) -> int:
 
 
 def analyze_frames(
-    read: Callable[[int, int], np.ndarray], layout: BandLayout, n_samples: int, start: int, stop: int
+    read: Callable[[int, int], np.ndarray], layout: BandLayout, n_samples: int, start: int, stop: int,
+    dsp: torch.device | str | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Frames ``start .. stop - 1`` of :func:`bands.analyze` of the whole input, from a reader.
 
     ``read(a, b)`` gives the input's samples ``a .. b - 1`` at the layout's rate (float32
     ``[2, b - a]``, zeros outside the file); ``n_samples`` is the input's length. Frames past the
     original's count are those ``analyze(..., extra_frames)`` gives. Returns the combined
-    spectrogram ``[2, bins + 1, stop - start]`` and the raw high end ``[2, h, stop - start]``.
+    spectrogram ``[2, bins + 1, stop - start]`` and the raw high end ``[2, h, stop - start]``
+    (numpy), computed on ``dsp`` (see :func:`bands.analyze`).
     """
-    chain = layout.bands
     lengths = bands.band_lengths(n_samples, layout)
     m = analysis_margin(layout)
     g0, g1 = start - m, stop + m
-    wave = read(g0 * layout.top.hop_length, g1 * layout.top.hop_length)
-    specs: list[np.ndarray | None] = [None] * len(chain)
-    for i in range(len(chain) - 1, -1, -1):
-        band = chain[i]
-        if i < len(chain) - 1:
-            wave = bands.resample(wave, chain[i + 1].sample_rate, band.sample_rate, band.resample_type)
+    device, reference = bands._place(dsp)
+    wave = bands.tensor(read(g0 * layout.top.hop_length, g1 * layout.top.hop_length), device)
+
+    def fit(i: int, band_wave: torch.Tensor) -> torch.Tensor:
         # The whole-file band waveform ends at its own length: what lies past it is zeros.
-        wave = _zero_outside(wave, g0 * band.hop_length, lengths[i])
-        specs[i] = bands.stft(wave, band, layout.channel_modes[i])
-    return bands.combine(specs, layout, m, m + stop - start)
+        return _zero_outside(band_wave, g0 * layout.bands[i].hop_length, lengths[i])
+
+    specs = bands.band_spectra(wave, layout, reference, fit=fit)
+    spec, high = bands.combine(specs, layout, m, m + stop - start)
+    return bands.array(spec), None if high is None else bands.array(high)
 
 
 # -- synthesis --------------------------------------------------------------------------------
@@ -383,6 +389,7 @@ class SegmentedSynthesis:
         *,
         half: int = FFT_KERNEL_HALF,
         flat: int = FFT_KERNEL_FLAT,
+        dsp: torch.device | str | None = None,
     ):
         reason = unsupported_reason(layout)
         if reason is not None:
@@ -390,12 +397,14 @@ class SegmentedSynthesis:
         self.layout = layout
         self.n_frames = n_frames
         self.frames = frames
+        self.dsp = dsp
+        self._device, self._reference = bands._place(dsp)
         self.half, self.flat = half, flat
         self.lengths = [b.hop_length * (n_frames - 1) for b in layout.bands]
         for i in range(len(layout.bands) - 1):
             if _step(layout, i) == "fft" and self.lengths[i] <= 2 * half + 1:
                 raise ValueError(f"input too short for segments ({n_frames} frames)")
-        self._kernels: dict[tuple[int, int], np.ndarray] = {}
+        self._kernels: dict[tuple[int, int, int], torch.Tensor | np.ndarray] = {}
         self._sequential = {
             i: SequentialResampler(
                 lambda a, b, i=i: self._level(i, a, b), self.lengths[i],
@@ -419,7 +428,7 @@ class SegmentedSynthesis:
         f1 = min(self.n_frames, -(-stop // hop) + reach + 1)
         spec, high = self.frames(f0, f1)
         top = i == len(self.layout.bands) - 1
-        part = bands.band_part(spec, self.layout, i, high if top else None)
+        part = bands.band_part(spec, self.layout, i, high if top else None, self.dsp)
         part = part[:, start - f0 * hop : stop - f0 * hop]
         if i == 0:
             return part
@@ -435,6 +444,14 @@ class SegmentedSynthesis:
             pieces.append(self._level(i, lo, hi))
             pos += hi - lo
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
+
+    def _convolve(self, x: np.ndarray, taps: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``fftconvolve(x, taps, mode='valid')`` along time (float64 ``[2, n]``), on the DSP device."""
+        if self._reference:
+            from .dsp import reference
+
+            return reference.convolve_valid(x, taps)
+        return bands.array(convolve_valid(bands.tensor(x, self._device), taps))
 
     def _upsampled(self, i: int, start: int, stop: int) -> np.ndarray:
         """Band ``i``'s partial sum resampled to band ``i + 1``'s rate, samples ``start .. stop - 1``."""
@@ -453,6 +470,7 @@ class SegmentedSynthesis:
         for phase in range(1, r):
             key = (length, r, phase)
             if key not in self._kernels:
-                self._kernels[key] = periodic_kernel(length, r, phase, self.half, self.flat)
-            out[:, phase::r] = scipy.signal.fftconvolve(x, self._kernels[key][None], mode="valid", axes=1)
+                taps = periodic_kernel(length, r, phase, self.half, self.flat)
+                self._kernels[key] = taps if self._reference else torch.from_numpy(taps).to(self._device)
+            out[:, phase::r] = self._convolve(x, self._kernels[key])
         return out[:, start - r * m0 : stop - r * m0]

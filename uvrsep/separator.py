@@ -239,6 +239,9 @@ class Separator:
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
         self.device = resolve_device(device)
+        #: Where the DSP runs (:func:`bands.dsp_device`: the network's CUDA device, else the CPU);
+        #: ``bands.REFERENCE`` selects the previous librosa / scipy steps (tests, benchmarks).
+        self.dsp: torch.device | str = bands.dsp_device(self.device)
         resolved = resolve_model(model, offline=offline, progress=progress, on_notice=on_notice)
         self.model_path = resolved.path
         self.spec = resolved.spec
@@ -498,7 +501,7 @@ class Separator:
         if wave.shape[0] > 2:
             wave = wave[:2]
         if sample_rate != self.layout.sample_rate:
-            wave = bands.resample(wave, sample_rate, self.layout.sample_rate, self.layout.top.resample_type)
+            wave = bands.resample(wave, sample_rate, self.layout.sample_rate, self.layout.top.resample_type, self.dsp)
         return to_stereo(wave)
 
     def separate(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> Stems:
@@ -539,7 +542,7 @@ class Separator:
         self.times.read = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        analyses = [bands.analyze(w, self.layout, extra_frames=TAIL_EXTRA_FRAMES) for w in waves]
+        analyses = [bands.analyze(w, self.layout, extra_frames=TAIL_EXTRA_FRAMES, dsp=self.dsp) for w in waves]
         del waves
         mags = [np.abs(a.spec) for a in analyses]
         self.times.analysis = time.perf_counter() - t0
@@ -584,11 +587,11 @@ class Separator:
         """
         n = analysis.n_frames
         high = self._high_end(stem, analysis.high_end)
-        wave = bands.synthesize(stem[:, :, :n], self.layout, None if high is None else high[:, :, :n])
+        wave = bands.synthesize(stem[:, :, :n], self.layout, None if high is None else high[:, :, :n], self.dsp)
         missing = analysis.n_samples - wave.shape[1]
         if missing > 0:
             first = max(0, n - TAIL_FRAMES)
-            seg = bands.synthesize(stem[:, :, first:], self.layout, None if high is None else high[:, :, first:])
+            seg = bands.synthesize(stem[:, :, first:], self.layout, None if high is None else high[:, :, first:], self.dsp)
             start = (n - 1 - first) * self.layout.top.hop_length  # seg starts at frame `first`'s centre
             wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
         return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
@@ -628,7 +631,7 @@ class Separator:
         whole = segments.unsupported_reason(self.layout) is not None
         source = None
         if not whole:
-            source = AudioSource(path, self.layout.sample_rate, self.layout.top.resample_type, self.stream)
+            source = AudioSource(path, self.layout.sample_rate, self.layout.top.resample_type, self.stream, self.dsp)
             whole = bands.frame_count(source.n_samples, self.layout) < segments.min_frames(self.layout)
         if whole:
             if source is not None:
@@ -679,7 +682,7 @@ class _StreamJob:
         return lo, (self.total if k == len(self.starts) - 1 else lo + self.block)
 
     def _analyze(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi)
+        return analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi, self.sep.dsp)
 
     def _windows(self, k: int) -> list[tuple[WindowPlan, int, int]]:
         """(pass, first, last + 1): the whole file's windows whose outputs fall in block ``k``."""
@@ -791,7 +794,7 @@ class _StreamJob:
         try:
             if sep.settings.postprocess:
                 self.post_plan = self._post_plan()
-            synths = {name: SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b))
+            synths = {name: SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b), dsp=sep.dsp)
                       for name in names}
             reach = segments.synthesis_reach(layout)
             tail = {k for k in range(len(self.starts)) if self._bounds(k)[1] > self.n - max(reach, TAIL_FRAMES)}
@@ -825,7 +828,7 @@ class _StreamJob:
             if missing > 0:
                 first = max(0, self.n - TAIL_FRAMES)
                 spec, high = self._frames(name, first, self.total)
-                seg = bands.synthesize(spec, self.sep.layout, high)
+                seg = bands.synthesize(spec, self.sep.layout, high, self.sep.dsp)
                 start = (self.n - 1 - first) * hop
                 wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
             elif missing < 0:
