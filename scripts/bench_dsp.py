@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CPU cost of the torch DSP blocks (uvrsep.dsp) against librosa / scipy / resampy.
+"""CPU cost of the torch DSP steps (uvrsep.dsp, as uvrsep.bands runs them) against the previous
+librosa / scipy / resampy steps (``dsp=bands.REFERENCE``).
 
     python scripts/bench_dsp.py [--layout 4band_v2] [--seconds 180] [--repeats 5] [--threads N]
                                 [--input-rate 48000] [--only analysis,synthesis,...]
@@ -8,7 +9,7 @@ A deterministic stereo test signal (tones, a chord, noise) of ``--seconds`` at t
 rate is analysed and one stem spectrogram synthesised, as a separation of a song does. Every
 primitive at its realistic size (each band's resampling, STFT and iSTFT, the FFT resampling
 between bands, the input conversion from ``--input-rate``) and the two DSP phases as a whole
-(``bands.analyze`` / ``bands.synthesize`` against ``dsp.analyze`` / ``dsp.synthesize``) are
+(``bands.analyze`` / ``bands.synthesize``, the calls a separation makes) are
 timed with the two implementations alternating, ``--repeats`` times each; the table shows the
 median wall and CPU (process) seconds of each and the torch/reference ratio of the medians.
 Before timing, each pair of outputs is compared (SDR, dB) so a fast wrong answer shows.
@@ -33,7 +34,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from uvrsep import bands  # noqa: E402
-from uvrsep import dsp  # noqa: E402
 from uvrsep.config import load_band_layout  # noqa: E402
 from uvrsep.dsp.resampling import TORCH_RESAMPLERS  # noqa: E402
 
@@ -56,11 +56,7 @@ def sdr(ref, est) -> float:
 
 
 def to_numpy(value):
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    if isinstance(value, (dsp.Analysis, bands.Analysis)):
-        return to_numpy(value.spec)
-    return value
+    return value.spec if isinstance(value, bands.Analysis) else value
 
 
 def measure(ref, new, repeats: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]], float]:
@@ -86,63 +82,61 @@ def loadavg() -> str:
 
 
 def cases(layout, x: np.ndarray, input_rate: int):
-    """(group, name, size, reference thunk, torch thunk) for every primitive and both phases."""
-    xt = torch.from_numpy(x)
+    """(group, name, size, reference thunk, torch thunk) for every primitive and both phases,
+    through :mod:`uvrsep.bands` as the pipeline calls it (``dsp=REFERENCE`` against the CPU)."""
+    ref = bands.REFERENCE
     chain = layout.bands
     out = []
     if input_rate != layout.sample_rate and layout.top.resample_type in TORCH_RESAMPLERS:
         n_in = int(x.shape[1] * input_rate / layout.sample_rate)
         src = make_signal(n_in / input_rate, input_rate, seed=1)
-        srct = torch.from_numpy(src)
         rt = layout.top.resample_type
         out.append(("analysis", f"input {input_rate}->{layout.sample_rate} {rt}", f"2x{src.shape[1]}",
-                    lambda: bands.resample(src, input_rate, layout.sample_rate, rt),
-                    lambda: dsp.resample(srct, input_rate, layout.sample_rate, rt)))
+                    lambda: bands.resample(src, input_rate, layout.sample_rate, rt, ref),
+                    lambda: bands.resample(src, input_rate, layout.sample_rate, rt)))
     # The analysis band chain, on the real intermediate signals.
     waves = [None] * len(chain)
     waves[-1] = x
     for i in range(len(chain) - 2, -1, -1):
-        waves[i] = bands.resample(waves[i + 1], chain[i + 1].sample_rate, chain[i].sample_rate, chain[i].resample_type)
+        waves[i] = bands.resample(waves[i + 1], chain[i + 1].sample_rate, chain[i].sample_rate, chain[i].resample_type, ref)
     for i in range(len(chain) - 2, -1, -1):
         hi, lo = chain[i + 1], chain[i]
         if hi.sample_rate == lo.sample_rate:
             continue
-        src, srct = waves[i + 1], torch.from_numpy(waves[i + 1])
+        src = waves[i + 1]
         rt = lo.resample_type
         out.append(("analysis", f"resample {hi.sample_rate}->{lo.sample_rate} {rt}", f"2x{src.shape[1]}",
-                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(src, hi.sample_rate, lo.sample_rate, rt),
-                    lambda srct=srct, hi=hi, lo=lo, rt=rt: dsp.resample(srct, hi.sample_rate, lo.sample_rate, rt)))
+                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(src, hi.sample_rate, lo.sample_rate, rt, ref),
+                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(src, hi.sample_rate, lo.sample_rate, rt)))
     for i, band in enumerate(chain):
-        w, wt = waves[i], torch.from_numpy(waves[i])
+        w, mode = waves[i], layout.channel_modes[i]
         out.append(("analysis", f"stft {band.sample_rate} n{band.n_fft}/h{band.hop_length}", f"2x{w.shape[1]}",
-                    lambda w=w, band=band: bands.stft(w, band, layout.stereo_mode),
-                    lambda wt=wt, band=band: dsp.band_stft(wt, band, layout.stereo_mode)))
+                    lambda w=w, band=band, mode=mode: bands.stft(w, band, mode, ref),
+                    lambda w=w, band=band, mode=mode: bands.stft(w, band, mode)))
     out.append(("phase", "analysis (bands.analyze)", f"2x{x.shape[1]}",
-                lambda: bands.analyze(x, layout, extra_frames=4),
-                lambda: dsp.analyze(xt, layout, extra_frames=4)))
-    analysis = bands.analyze(x, layout, extra_frames=4)
+                lambda: bands.analyze(x, layout, extra_frames=4, dsp=ref),
+                lambda: bands.analyze(x, layout, extra_frames=4)))
+    analysis = bands.analyze(x, layout, extra_frames=4, dsp=ref)
     n = analysis.n_frames
     stem = (analysis.spec * np.exp(0.3j).astype(np.complex64))[:, :, :n]
-    # Frame by frame, as the torch analysis lays spectrograms out (torch.stft's layout).
-    stemt = torch.from_numpy(np.ascontiguousarray(stem.transpose(0, 2, 1))).transpose(1, 2)
+    high = analysis.high_end[:, :, :n] if analysis.high_end is not None else None
     for i, band in enumerate(chain):
         out.append(("synthesis", f"band part + istft {band.sample_rate} n{band.n_fft}/h{band.hop_length}",
                     f"2x{band.n_rows}x{n}",
-                    lambda i=i: bands.band_part(stem, layout, i),
-                    lambda i=i: dsp.band_part(stemt, layout, i)))
+                    lambda i=i: bands.band_part(stem, layout, i, dsp=ref),
+                    lambda i=i: bands.band_part(stem, layout, i)))
     for i in range(len(chain) - 1):
         lo, hi = chain[i], chain[i + 1]
         rt = bands.synthesis_resampler(layout, i)
         if lo.sample_rate == hi.sample_rate or rt not in TORCH_RESAMPLERS:
             continue
-        part = bands.band_part(stem, layout, i)
-        partt = torch.from_numpy(part)
+        part = bands.band_part(stem, layout, i, dsp=ref)
         out.append(("synthesis", f"resample {lo.sample_rate}->{hi.sample_rate} {rt} (float64)", f"2x{part.shape[1]}",
-                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(part, lo.sample_rate, hi.sample_rate, rt),
-                    lambda partt=partt, lo=lo, hi=hi, rt=rt: dsp.resample(partt, lo.sample_rate, hi.sample_rate, rt)))
+                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(part, lo.sample_rate, hi.sample_rate, rt, ref),
+                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(part, lo.sample_rate, hi.sample_rate, rt)))
     out.append(("phase", "synthesis, one stem (bands.synthesize)", f"2x{layout.bins + 1}x{n}",
-                lambda: bands.synthesize(stem, layout),
-                lambda: dsp.synthesize(stemt, layout)))
+                lambda: bands.synthesize(stem, layout, high, ref),
+                lambda: bands.synthesize(stem, layout, high)))
     return out
 
 

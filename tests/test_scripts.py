@@ -125,9 +125,25 @@ def test_bench_separate_suite_writes_its_table(tmp_path, tiny_weights):
     run(REPO / "scripts" / "bench_separate.py", "--suite", out, "--devices", "cpu", "--song-seconds", "2",
         "--clips", "1", "--model", tiny_weights)
     rows = json.loads((out / "bench_separate.json").read_text())
-    assert [(r["device"], r["precision"], r["status"]) for r in rows] == [("cpu", "fp32", "ok"), ("cpu", "bf16", "ok")]
+    assert [(r["device"], r["precision"], r["dsp"], r["status"]) for r in rows] == [
+        ("cpu", "fp32", "torch", "ok"), ("cpu", "bf16", "torch", "ok"), ("cpu", "fp32", "reference", "ok")]
     assert rows[0]["clips"]["count"] == 1 and rows[0]["song"]["windows"] > 0 and rows[0]["flops_per_window"] > 0
     assert rows[0]["sdr_vs_fp32"] is None and np.isfinite(rows[1]["sdr_vs_fp32"])  # tiny random net: any value
+    assert rows[2]["sdr_vs_fp32"] >= 60  # the previous DSP steps give the same stems
     table = (out / "bench_separate.md").read_text()
-    assert table.count("| cpu | fp32 |") == 2 and table.count("| cpu | bf16 |") == 2
+    assert table.count("| cpu | fp32 | torch |") == 2 and table.count("| cpu | bf16 | torch |") == 2
+    assert table.count("| cpu | fp32 | reference |") == 2
     assert "song 2 s" in table and "1 clips of 3 s" in table
+    assert "- cpu, song: " in table and "- cpu, clips: " in table  # the DSP side-by-side ratios
+
+
+@pytest.mark.slow
+def test_bench_dsp_prints_a_table_of_every_step():
+    out = run("scripts/bench_dsp.py", "--seconds", "1", "--repeats", "1", "--threads", "1").stdout
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "step" not in line]
+    names = [row[0].strip() for row in rows]
+    assert "input 48000->44100 kaiser_fast" in names and "synthesis, one stem (bands.synthesize)" in names
+    assert sum(name.startswith("stft ") for name in names) == 4  # 4band_v2: one per band
+    for row in rows:
+        ref_wall, torch_wall, quality = float(row[2]), float(row[3]), float(row[8])
+        assert ref_wall >= 0 and torch_wall >= 0 and quality >= 100, row
