@@ -11,6 +11,12 @@ FFT resampling; UVR: ``sinc_fastest`` throughout).
 
 The dtypes follow the original exactly (complex64 analysis, complex128 synthesis) because the
 parity target is 60 dB SDR against its output.
+
+Arrays come in and go out as numpy; every step runs in torch (:mod:`uvrsep.dsp`) on the device
+given as ``dsp`` (the separator passes :func:`dsp_device` of its network's device; default the
+CPU), with one copy of the waveform or spectrogram to that device and one back per call. A
+step's intermediates (band waveforms, band STFTs, band buffers) stay on the device.
+``dsp=REFERENCE`` runs the previous librosa / scipy / resampy steps instead (tests, benchmarks).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ synthesis resampler for that step:
   the whole-file ``librosa.resample`` output (the same float32 samples), so the stems are
   produced in order, as they are written.
 
+The steps run in torch on the separator's DSP device (:mod:`uvrsep.bands`), the periodic
+kernel's convolution included; libsamplerate runs on the CPU.
+
 tests/test_segments.py holds the end-to-end equality. Streaming needs band layouts whose bands
 share one frame grid, whose lower bands are analysed with ``polyphase``, and where no FFT step
 lies above a libsamplerate step (it would need the finished lower sum at the file's far end);
