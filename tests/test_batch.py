@@ -479,3 +479,60 @@ def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     assert list(out.iterdir()) == []
+
+
+def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(tmp_path, monkeypatch):
+    """In-memory stems go to a writer thread: the next group's separation starts before the last
+    group's files are written; results keep the inputs' order, a failed write lands on its
+    input, and a streamed input waits for the writes before it."""
+    import threading
+
+    from uvrsep import batch
+    from uvrsep.batch import Job, separate_jobs
+    from uvrsep.errors import AudioReadError
+    from uvrsep.stems import Stems
+
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def note(kind: str, name: str) -> None:
+        with lock:
+            events.append((kind, name))
+
+    def stems(seconds: float = 0.5) -> Stems:
+        wave = np.zeros((2, int(SR * seconds)), np.float32)
+        return Stems({"vocals": wave, "instrumental": wave}, SR, "vocals", seconds=0.1)
+
+    class TwoGroups:
+        labels = ("vocals", "instrumental")
+
+        def separate_batch(self, paths, group_windows, durations):
+            for group in (paths[:2], paths[2:]):
+                for path in group:
+                    note("separate", path.stem)
+                for path in group:
+                    yield path, (AudioReadError(f"{path}: holds NaN") if path.stem == "c" else stems())
+
+    real = batch.write_stems
+
+    def slow_write(result, targets, **kw):
+        name = next(iter(targets.values())).stem.split("_")[0]
+        time.sleep(0.3)
+        if name == "b":
+            raise OSError(28, "No space left on device")
+        out = real(result, targets, **kw)
+        note("written", name)
+        return out
+
+    monkeypatch.setattr(batch, "write_stems", slow_write)
+    plan = OutputPlan(output_dir=tmp_path, template="{name}_{stem}.{ext}", stems=("vocals", "instrumental"))
+    jobs = [Job(InputItem(Path(f"{n}.wav"), Path(".")), {s: tmp_path / f"{n}_{s}.wav" for s in plan.stems}, 0.5)
+            for n in "abcd"]
+    blocks: list[float] = []
+    results = list(separate_jobs(TwoGroups(), jobs, plan, on_block=blocks.append))
+    assert [(r.input, r.status) for r in results] == [("a.wav", "ok"), ("b.wav", "failed"), ("c.wav", "failed"), ("d.wav", "ok")]
+    assert "No space left on device" in results[1].error and results[2].error == "c.wav: holds NaN"
+    assert events.index(("separate", "c")) < events.index(("written", "a"))  # the overlap
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_instrumental.wav", "a_vocals.wav",
+                                                          "d_instrumental.wav", "d_vocals.wav"]
+    assert blocks == [0.5, 0.5] and all(r.seconds >= 0.1 for r in results if r.status == "ok")

@@ -15,7 +15,9 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -26,7 +28,7 @@ import soxr
 from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter, check_input_file, duration_seconds
 from .errors import ITEM_ERRORS, ConfigError, OutputExistsError, one_line
 from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, InputItem, check_template, output_paths
-from .stems import StreamedStems
+from .stems import Stems, StreamedStems
 
 log = logging.getLogger(__name__)
 
@@ -533,39 +535,68 @@ def separate_jobs(
     :mod:`uvrsep.cluster`): ``separator`` (a :class:`~uvrsep.Separator` or a
     :class:`~uvrsep.chain.Chain`) separates them with :meth:`~uvrsep.Separator.separate_batch`
     (short clips share network calls, long ones stream) and :func:`write_stems` writes each to
-    ``job.targets``. Any exception while separating or writing one input fails that input with a
-    one-line reason; only an interruption stops it, and then no partial file is left.
-    ``on_block`` gets the seconds of audio each written block covered; ``before_commit(job)``
-    is called once a job's files are complete, just before the first is renamed into place.
+    ``job.targets``. Stems held in memory (short clips) are written by a background thread
+    while the next clips are separated; streamed ones are written as they are separated. Any
+    exception while separating or writing one input fails that input with a one-line reason;
+    only an interruption stops it, and then no partial file is left (a file being written in
+    the background is finished, whole, or not at all). ``on_block`` gets the seconds of audio
+    each written block covered; ``before_commit(job)`` is called once a job's files are
+    complete, just before the first is renamed into place.
     """
     jobs = {job.item.path: job for job in jobs}
     clock = time.perf_counter()
-    outcomes = separator.separate_batch(list(jobs), group_windows=group_windows,
-                                        durations={path: job.duration for path, job in jobs.items()})
-    for path, outcome in outcomes:
-        job = jobs[path]
-        if isinstance(outcome, Exception):
-            yield ItemResult(str(path), "failed", duration_s=round(job.duration, 3), error=one_line(outcome, path))
-            clock = time.perf_counter()
-            continue
+
+    def write(job: Job, stems, blocks: Callable[[float], None] | None) -> tuple[str, str, list[str], float]:
+        """(status, error, outputs, seconds spent) of writing one input's stems."""
         status, error, outputs = "ok", "", []
-        writing = time.perf_counter()
+        start = time.perf_counter()
         try:
-            written = write_stems(outcome, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
-                                  bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=on_block,
-                                  before_commit=None if before_commit is None else lambda job=job: before_commit(job))
+            written = write_stems(stems, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
+                                  bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=blocks,
+                                  before_commit=None if before_commit is None else lambda: before_commit(job))
             outputs = [str(p) for p in written.values()]
         except OutputExistsError as exc:
             status, error, outputs = "skipped", str(exc), [str(p) for p in job.targets.values()]
         except ITEM_ERRORS as exc:
-            status, error = "failed", one_line(exc, path)
-        now = time.perf_counter()
-        # An in-memory result carries its share of a shared network run (plus its writing);
-        # a streamed one is separated while it is written: the time since the last input.
-        shared = getattr(outcome, "seconds", None)
-        seconds = shared + (now - writing) if shared is not None else now - clock
-        yield ItemResult(str(path), status, outputs, round(outcome.duration, 3), round(seconds, 3), error)
-        clock = time.perf_counter()
+            status, error = "failed", one_line(exc, job.item.path)
+        return status, error, outputs, time.perf_counter() - start
+
+    def finished(wait: bool) -> Iterator[ItemResult]:
+        """The results of the background writes done so far (all of them with ``wait``), in order."""
+        nonlocal clock
+        while pending and (wait or pending[0][2].done()):
+            job, stems, future = pending.popleft()
+            status, error, outputs, spent = future.result()
+            if on_block is not None and status == "ok":
+                on_block(stems.duration)  # one block: the whole clip, counted here, in order
+            yield ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3),
+                             round(stems.seconds + spent, 3), error)
+            clock = time.perf_counter()
+
+    pending: deque[tuple[Job, Stems, Future]] = deque()
+    outcomes = separator.separate_batch(list(jobs), group_windows=group_windows,
+                                        durations={path: job.duration for path, job in jobs.items()})
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvrsep-writer") as writer:
+        try:
+            for path, outcome in outcomes:
+                job = jobs[path]
+                if isinstance(outcome, Stems) and outcome.seconds is not None:
+                    pending.append((job, outcome, writer.submit(write, job, outcome, None)))
+                    yield from finished(wait=False)
+                    continue
+                yield from finished(wait=True)  # results stay in the inputs' order
+                if isinstance(outcome, Exception):
+                    yield ItemResult(str(path), "failed", duration_s=round(job.duration, 3), error=one_line(outcome, path))
+                else:  # streamed: separated while it is written; the time since the last input
+                    status, error, outputs, _ = write(job, outcome, on_block)
+                    yield ItemResult(str(path), status, outputs, round(outcome.duration, 3),
+                                     round(time.perf_counter() - clock, 3), error)
+                clock = time.perf_counter()
+            yield from finished(wait=True)
+        except BaseException:
+            for _, _, future in pending:
+                future.cancel()
+            raise
 
 
 def run_batch(
