@@ -536,3 +536,35 @@ def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_instrumental.wav", "a_vocals.wav",
                                                           "d_instrumental.wav", "d_vocals.wav"]
     assert blocks == [0.5, 0.5] and all(r.seconds >= 0.1 for r in results if r.status == "ok")
+
+
+def test_a_set_of_outputs_cut_by_a_kill_is_completed_not_redone_or_refused(tmp_path):
+    """A run killed between renaming one finished stem into place and the next leaves the
+    others complete (``.ready``): the next run renames them into place; a set whose missing
+    file was never complete is refused as before (the existing file may be the user's)."""
+    from uvrsep.audio import owner_tag, write_audio
+    from uvrsep.batch import Manifest, plan_batch
+
+    clip = tmp_path / "c.wav"
+    sf.write(clip, music_like(0.5).T, SR)
+    plan = OutputPlan(output_dir=tmp_path / "out", stems=("instrumental", "vocals"))
+    item = InputItem(clip, tmp_path)
+    targets = plan.paths(item, ("instrumental", "vocals"))
+    write_audio(targets["instrumental"], music_like(0.5), SR)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    tag = f"{owner_tag().rsplit('-', 1)[0]}-{int(dead.stdout)}-x1"
+    vocals = targets["vocals"]
+
+    refused = plan_batch([item], plan, ("instrumental", "vocals"), Manifest(None))
+    assert not refused.jobs and refused.done[0].status == "skipped" and "--overwrite" in refused.done[0].error
+    part = vocals.parent / f".{vocals.name}.{tag}.part"  # cut while writing: not complete
+    part.write_bytes(b"RIFF")
+    assert plan_batch([item], plan, ("instrumental", "vocals"), Manifest(None)).done[0].status == "skipped"
+
+    ready = vocals.parent / f".{vocals.name}.{tag}.ready"
+    write_audio(ready.with_suffix(".wav"), music_like(0.5, seed=1), SR)
+    ready.with_suffix(".wav").rename(ready)
+    result = plan_batch([item], plan, ("instrumental", "vocals"), Manifest(None))
+    assert not result.jobs and result.done[0].status == "ok" and result.done[0].duration_s == 0.5
+    assert vocals.exists() and not ready.exists()
+    assert sf.read(vocals)[0].shape == (int(0.5 * SR), 2)

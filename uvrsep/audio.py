@@ -300,8 +300,10 @@ def remove_abandoned(folder: Path, prefix: str, suffix: str = "") -> None:
 
 
 #: uvrsep's temporary output files: ``.<target name>.<host>-<pid>-<random>.part`` (``.part.<ext>``
-#: for ffmpeg encodes), as :func:`_temp_beside` makes them.
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>\w+-\d+-\w+)\.part(?:\.[^.]+)?$")
+#: for ffmpeg encodes), as :func:`_temp_beside` makes them; ``.ready`` once complete.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>\w+-\d+-\w+)\.(?:part|ready)(?:\.[^.]+)?$")
+#: The suffix of a temporary file once it is complete (see :meth:`AudioStreamWriter.finish`).
+READY_SUFFIX = ".ready"
 
 
 def remove_temporaries(folder: Path, names: Iterable[str], finished_owners: Iterable[str] = ()) -> int:
@@ -330,6 +332,27 @@ def remove_temporaries(folder: Path, names: Iterable[str], finished_owners: Iter
     return removed
 
 
+def complete_interrupted(targets: Iterable[Path]) -> bool:
+    """Finish a set of outputs that a killed run was renaming into place: when some of
+    ``targets`` exist and each missing one has a complete (``.ready``) temporary file whose owner
+    is gone, rename those into place and return ``True``; otherwise change nothing."""
+    targets = [Path(p) for p in targets]
+    missing = [p for p in targets if not p.exists()]
+    if not missing or len(missing) == len(targets):
+        return False
+    ready: dict[Path, Path] = {}
+    for path in missing:
+        prefix = f".{path.name}."
+        found = [c for c in path.parent.glob(f"{glob.escape(prefix)}*{READY_SUFFIX}")
+                 if is_abandoned(c.name[len(prefix) : -len(READY_SUFFIX)], c)]
+        if not found:
+            return False
+        ready[path] = max(found, key=lambda c: c.stat().st_mtime_ns)
+    for path, tmp in ready.items():
+        commit_file(str(tmp), path, overwrite=False)
+    return True
+
+
 def _write_error(path: Path, exc: BaseException) -> AudioWriteError:
     """An :class:`AudioWriteError` for a failed write, saying "disk full" when it was."""
     code = getattr(exc, "errno", None)
@@ -355,6 +378,7 @@ def _temp_beside(path: Path, suffix: str = ".part") -> str:
     except OSError as exc:
         raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
     remove_abandoned(path.parent, f".{path.name}.", suffix)
+    remove_abandoned(path.parent, f".{path.name}.", READY_SUFFIX)  # a killed run's, now superseded
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=suffix, dir=path.parent)
     except OSError as exc:
@@ -483,6 +507,19 @@ class AudioStreamWriter:
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             self.abort()
             raise _write_error(self.path, exc) from None
+
+    def finish(self) -> None:
+        """Close the file and mark it complete (``.ready``). A run killed between renaming one
+        finished file of a set into place and the next leaves the others ready:
+        :func:`complete_interrupted` renames them into place on the next run."""
+        try:
+            self._fh.close()
+            ready = self._tmp[: -len(".part")] + READY_SUFFIX
+            os.replace(self._tmp, ready)
+        except (OSError, sf.LibsndfileError, RuntimeError) as exc:
+            self.abort()
+            raise _write_error(self.path, exc) from None
+        self._tmp = ready
 
     def commit(self) -> Path:
         try:

@@ -25,7 +25,7 @@ from typing import TextIO
 import numpy as np
 import soxr
 
-from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter, check_input_file, duration_seconds
+from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter, check_input_file, complete_interrupted, duration_seconds
 from .errors import ITEM_ERRORS, ConfigError, OutputExistsError, one_line
 from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, InputItem, check_template, output_paths
 from .stems import Stems, StreamedStems
@@ -224,6 +224,8 @@ def write_stems(
             if name in converters:
                 put(name, convert(np.zeros((channels, 0), np.float32), converters[name], last=True))
             put(name, np.zeros((channels, length - written[name]), np.float32))
+        for writer in writers.values():  # all complete before the first is renamed into place
+            writer.finish()
         if before_commit is not None:
             before_commit()
         for name, writer in writers.items():
@@ -415,6 +417,13 @@ class BatchPlan:
         return sum(job.duration for job in self.jobs)
 
 
+def _duration_or_zero(path: Path) -> float:
+    try:
+        return round(duration_seconds(path), 3)
+    except ITEM_ERRORS:
+        return 0.0
+
+
 def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[str], manifest: Manifest) -> BatchPlan:
     """Decide each input before any model is loaded: unreadable (failed, one line), finished
     per the manifest (skipped, no new record), its outputs exist (skipped unless
@@ -436,6 +445,10 @@ def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[st
             existing = [p for p in targets.values() if p.exists()]
             if len(existing) == len(targets):
                 done.append(ItemResult(str(item.path), "skipped", [str(p) for p in targets.values()], error="outputs exist"))
+                continue
+            if existing and complete_interrupted(targets.values()):  # a killed run's, finished now
+                done.append(ItemResult(str(item.path), "ok", [str(p) for p in targets.values()],
+                                       _duration_or_zero(item.path)))
                 continue
             if existing:
                 done.append(ItemResult(str(item.path), "skipped",
