@@ -568,3 +568,42 @@ def test_a_set_of_outputs_cut_by_a_kill_is_completed_not_redone_or_refused(tmp_p
     assert not result.jobs and result.done[0].status == "ok" and result.done[0].duration_s == 0.5
     assert vocals.exists() and not ready.exists()
     assert sf.read(vocals)[0].shape == (int(0.5 * SR), 2)
+
+
+def test_the_next_group_is_read_while_the_current_one_is_separated(tiny_weights, tmp_path, monkeypatch):
+    """separate_batch reads (decodes, resamples) group k + 1 on a background thread while group
+    k is separated; results keep the inputs' order and a file that cannot be read fails alone."""
+    import threading
+
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"c{i}.wav"
+        sf.write(path, music_like(0.4, seed=i).T, SR)
+        paths.append(path)
+    (tmp_path / "c3.wav").write_bytes(b"not audio")
+    sep = Separator(tiny_weights, device="cpu")
+    events: list[tuple[str, str, str]] = []
+    load, run = sep.load, sep._separate_waves
+
+    def traced_load(path):
+        events.append(("read", Path(path).stem, threading.current_thread().name))
+        return load(path)
+
+    def traced_run(waves, *args):
+        events.append(("start", str(len(waves)), threading.current_thread().name))
+        time.sleep(0.3)  # long enough for the reader to get the next group
+        out = run(waves, *args)
+        events.append(("end", str(len(waves)), threading.current_thread().name))
+        return out
+
+    monkeypatch.setattr(sep, "load", traced_load)
+    monkeypatch.setattr(sep, "_separate_waves", traced_run)
+    durations = {p: 0.4 for p in paths}
+    windows = sep.n_windows(sep._frames_for(0.4))
+    results = list(sep.separate_batch(paths, group_windows=2 * windows, durations=durations))
+    assert [p.stem for p, _ in results] == [p.stem for p in paths]
+    assert isinstance(results[3][1], Exception) and "c3.wav" in str(results[3][1])
+    assert all(not isinstance(r, Exception) for k, (_, r) in enumerate(results) if k != 3)
+    assert {thread for kind, _, thread in events if kind == "read"} == {"uvrsep-read_0"}
+    first_end = next(k for k, e in enumerate(events) if e[0] == "end")
+    assert {"c2", "c3"} <= {name for kind, name, _ in events[:first_end] if kind == "read"}

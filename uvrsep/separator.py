@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -380,32 +381,64 @@ class Separator:
         one. Clips share network calls; each keeps its own normalisation, so each result equals
         processing it alone. Digital silence gives zeros (the original divides by zero there).
         """
-        passes = [False, True] if self.settings.tta else [False]
-        coefs = [mag[:, :, :n].max() for mag, n in items]
-        live = [k for k, c in enumerate(coefs) if c > 0]
-        norms = {k: items[k][0] / coefs[k] for k in live}
-        jobs = [(k, shifted) for k in live for shifted in passes]
-        plans = [
-            (norms[k][:, :, : items[k][1]],
-             WindowPlan.for_frames(items[k][1], self.settings.window_size, self.net.context, shifted=shifted))
-            for k, shifted in jobs
+        blocks = [
+            _BlockInput(mag, 0, 0, mag.shape[2], n, float(mag[:, :, :n].max()), self._windows(0, mag.shape[2], n))
+            for mag, n in items
         ]
-        masks = self._run_windows(plans, on_window)
-        stitched: dict[int, list[np.ndarray]] = {k: [] for k in live}
-        for (k, _), mask in zip(jobs, masks):
-            mag, n = items[k]
-            if mag.shape[2] > n:
-                mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], mag.shape[2] - n, axis=2)], axis=2)
-            stitched[k].append(mask)
-        return [
-            self.semantics.estimate(stitched[k], norms[k], coefs[k]) if k in stitched else np.zeros_like(mag)
-            for k, (mag, _) in enumerate(items)
-        ]
+        return self._estimate_blocks(blocks, on_window)
+
+    def _windows(self, lo: int, hi: int, n: int) -> list[tuple[WindowPlan, int, int]]:
+        """Per pass (one, or two with TTA): ``(plan, first, last + 1)``, the windows of an
+        ``n``-frame input whose outputs fall in frames ``lo .. hi − 1``."""
+        window, context = self.settings.window_size, self.net.context
+        roi = window - 2 * context
+        plans = [WindowPlan.for_frames(n, window, context, shifted=shifted)
+                 for shifted in ([False, True] if self.settings.tta else [False])]
+        return [(plan, (lo + plan.shift) // roi, min(plan.n_windows, -(-(min(hi, n) + plan.shift) // roi)))
+                for plan in plans]
+
+    def _estimate_blocks(self, blocks: list[_BlockInput], on_window: Callable[[int], None] | None) -> list[np.ndarray]:
+        """The semantics' estimate for frames ``lo .. hi − 1`` of each block (float32
+        ``[2, F, hi − lo]``), with one run of the network over all their windows."""
+        roi = self.settings.window_size - 2 * self.net.context
+        items: list[tuple[np.ndarray, WindowPlan]] = []
+        norms: list[np.ndarray | None] = []
+        for b in blocks:
+            if b.coef == 0:  # digital silence: zeros (the original divides by zero)
+                norms.append(None)
+                continue
+            norm = b.mag / b.coef
+            a1 = b.a0 + b.mag.shape[2]
+            for plan, first, last in b.windows:
+                e0 = first * roi - plan.pad_left  # the frames these windows read: e0 .. e1 − 1
+                e1 = (last - 1) * roi - plan.pad_left + plan.window
+                inp = np.zeros((2, b.mag.shape[1], e1 - e0), dtype=np.float32)  # zeros outside 0 .. n − 1
+                c0, c1 = max(e0, b.a0, 0), min(e1, a1, b.n)
+                inp[:, :, c0 - e0 : c1 - e0] = norm[:, :, c0 - b.a0 : c1 - b.a0]
+                count = last - first
+                items.append((inp, WindowPlan(count * roi, plan.window, plan.context, 0, 0, count)))
+            norms.append(norm)
+        outs = iter(self._run_windows(items, on_window) if items else [])
+        del items
+        ests = []
+        for b, norm in zip(blocks, norms):
+            if norm is None:
+                ests.append(np.zeros((2, b.mag.shape[1], b.hi - b.lo), dtype=np.float32))
+                continue
+            masks = []
+            for plan, first, _ in b.windows:
+                out = next(outs)
+                m0 = first * roi - plan.shift  # frame of this output's first column
+                mask = out[:, :, b.lo - m0 : min(b.hi, b.n) - m0]
+                if b.hi > b.n:  # frames past the end reuse the last frame's mask
+                    mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], b.hi - b.n, axis=2)], axis=2)
+                masks.append(mask)
+            ests.append(self.semantics.estimate(masks, norm[:, :, b.lo - b.a0 : b.hi - b.a0], b.coef))
+        return ests
 
     def n_windows(self, n_frames: int) -> int:
         """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
-        plan = WindowPlan.for_frames(n_frames, self.settings.window_size, self.net.context)
-        return plan.n_windows * 2 + 1 if self.settings.tta else plan.n_windows
+        return sum(last - first for _, first, last in self._windows(0, n_frames, n_frames))
 
     # -- whole pipeline ------------------------------------------------------------------
     def load(self, path: str | Path) -> np.ndarray:
@@ -430,57 +463,96 @@ class Separator:
         :class:`KeyboardInterrupt` stops the batch). ``durations`` (seconds per path, e.g. from
         a listing made beforehand) saves reading each file's header again. Each in-memory
         :class:`Stems` carries ``seconds``: its share of the group's processing time, in
-        proportion to its network windows.
+        proportion to its network windows. Each group is read (decoded and resampled) by a
+        background thread while the group before it is separated and its results consumed.
         """
+        # The next group is read (decoded, resampled) by a background thread while the current
+        # one is separated and its results are consumed.
+        reader = ThreadPoolExecutor(1, thread_name_prefix="uvrsep-read")
+        pending: list[tuple[list[Path], Future]] = []
+
+        def submit(group: list[Path]) -> Iterator[tuple[Path, Stems | Exception]]:
+            if group:
+                pending.append((group, reader.submit(self._read_group, group)))
+            while len(pending) > (1 if group else 0):
+                done, future = pending.pop(0)
+                yield from self._run_group(done, future.result())
+
         group: list[Path] = []
         windows = 0
-        for path in map(Path, paths):
-            try:
-                seconds = durations[path] if durations is not None and path in durations else duration_seconds(path)
-            except _ITEM_ERRORS as exc:
-                yield from self._run_group(group)
-                group, windows = [], 0
-                yield path, exc
-                continue
-            if self.streams(seconds):
-                yield from self._run_group(group)
-                group, windows = [], 0
+        try:
+            for path in map(Path, paths):
                 try:
-                    result = self.separate_streamed(path)
+                    seconds = durations[path] if durations is not None and path in durations else duration_seconds(path)
                 except _ITEM_ERRORS as exc:
-                    result = exc
-                yield path, result
-                continue
-            group.append(path)
-            windows += self.n_windows(self._frames_for(seconds))
-            if windows >= group_windows:
-                yield from self._run_group(group)
-                group, windows = [], 0
-        yield from self._run_group(group)
+                    yield from submit(group)
+                    yield from submit([])
+                    group, windows = [], 0
+                    yield path, exc
+                    continue
+                if self.streams(seconds):
+                    yield from submit(group)
+                    yield from submit([])
+                    group, windows = [], 0
+                    try:
+                        result = self.separate_streamed(path)
+                    except _ITEM_ERRORS as exc:
+                        result = exc
+                    yield path, result
+                    continue
+                group.append(path)
+                windows += self.n_windows(self._frames_for(seconds))
+                if windows >= group_windows:
+                    yield from submit(group)
+                    group, windows = [], 0
+            yield from submit(group)
+            yield from submit([])
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
 
     def _frames_for(self, seconds: float) -> int:
         return int(seconds * self.layout.sample_rate) // self.layout.top.hop_length + 1
 
-    def _run_group(self, group: list[Path]) -> Iterator[tuple[Path, Stems | Exception]]:
-        if len(group) > 1:
-            t0 = time.perf_counter()
-            try:
-                results = self.separate_many(group)
-            except _ITEM_ERRORS:
-                results = None
-            if results is not None:
-                _share_time(results, time.perf_counter() - t0, [self.n_windows(self._frames_for(r.duration)) for r in results])
-                yield from zip(group, results)
-                return
+    def _read_group(self, group: list[Path]) -> list[tuple[np.ndarray | Exception, float]]:
+        """Each input of a group read as :meth:`load` reads it (or the error), with the seconds it took."""
+        loaded = []
         for path in group:
             t0 = time.perf_counter()
             try:
-                result = self.separate_many([path])[0]
+                wave: np.ndarray | Exception = self.load(path)
             except _ITEM_ERRORS as exc:
-                yield path, exc
-                continue
-            result.seconds = time.perf_counter() - t0
-            yield path, result
+                wave = exc
+            loaded.append((wave, time.perf_counter() - t0))
+        return loaded
+
+    def _run_group(
+        self, group: list[Path], loaded: list[tuple[np.ndarray | Exception, float]]
+    ) -> Iterator[tuple[Path, Stems | Exception]]:
+        """Separate a group read by :meth:`_read_group`, in order; an input that could not be
+        read fails alone. When the shared run fails, each input is redone alone so that each
+        error lands on the input that caused it."""
+        ready = [k for k, (wave, _) in enumerate(loaded) if not isinstance(wave, Exception)]
+        results: dict[int, Stems | Exception] = {k: wave for k, (wave, _) in enumerate(loaded) if isinstance(wave, Exception)}
+        if len(ready) > 1:
+            t0 = time.perf_counter()
+            try:
+                shared = self._separate_waves([loaded[k][0] for k in ready], sum(loaded[k][1] for k in ready))
+            except _ITEM_ERRORS:
+                shared = None
+            if shared is not None:
+                _share_time(shared, time.perf_counter() - t0, [self.n_windows(self._frames_for(r.duration)) for r in shared])
+                results.update(zip(ready, shared))
+                ready = []
+        for k in ready:
+            t0 = time.perf_counter()
+            try:
+                result = self._separate_waves([loaded[k][0]], loaded[k][1])[0]
+                result.seconds = time.perf_counter() - t0
+            except _ITEM_ERRORS as exc:
+                result = exc
+            results[k] = result
+        for k, path in enumerate(group):
+            yield path, results.pop(k)
 
     def prepare(self, wave: np.ndarray, sample_rate: int, name: str = "array") -> np.ndarray:
         """Bring an in-memory waveform to float32 stereo ``[2, T]`` at the model's rate.
@@ -536,65 +608,36 @@ class Separator:
         calls: windows of different clips are batched together, each clip keeps its own
         normalisation, and each result equals separating that input alone.
         """
-        self.times = PhaseTimes()
         t0 = time.perf_counter()
         waves = [self.load(x) if isinstance(x, (str, Path)) else self.prepare(*x) for x in inputs]
-        self.times.read = time.perf_counter() - t0
+        return self._separate_waves(waves, time.perf_counter() - t0, on_window)
 
+    def _separate_waves(
+        self, waves: list[np.ndarray], read_seconds: float = 0.0, on_window: Callable[[int], None] | None = None
+    ) -> list[Stems]:
+        """:meth:`separate_many` of waveforms already read (float32 ``[2, T]`` at the model's rate)."""
+        self.times = PhaseTimes(read=read_seconds)
+        waves = list(waves)
+        jobs: list[_Job | None] = []
+        while waves:  # release each waveform as soon as it is analysed
+            jobs.append(_Job(self, wave=waves.pop(0)))
+        requests = [job.request(0) for job in jobs]
         t0 = time.perf_counter()
-        analyses = [bands.analyze(w, self.layout, extra_frames=TAIL_EXTRA_FRAMES, dsp=self.dsp) for w in waves]
-        del waves
-        mags = [np.abs(a.spec) for a in analyses]
-        self.times.analysis = time.perf_counter() - t0
+        total = sum(last - first for block, _ in requests if block.coef > 0 for _, first, last in block.windows)
+        with tqdm(total=total, unit="win", disable=None if self.progress else True, leave=False) as bar:
+            ests = self._estimate_blocks([block for block, _ in requests], on_window or bar.update)
+        self.times.network += time.perf_counter() - t0
+        for job, request, est in zip(jobs, requests, ests):
+            job.keep(0, request, est)
+        del requests, ests
 
-        t0 = time.perf_counter()
-        total = sum(self.n_windows(a.n_frames) for a, m in zip(analyses, mags) if m.any())
-        bar = tqdm(total=total, unit="win", disable=None if self.progress else True, leave=False)
-        with bar:
-            ests = self.estimate_many(
-                [(m, a.n_frames) for m, a in zip(mags, analyses)], on_window=on_window or bar.update
-            )
-        self.times.network = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
         results = []
-        for k in range(len(analyses)):  # release each clip's arrays as soon as its stems exist
-            results.append(self._stems(analyses[k], mags[k], ests[k]))
-            analyses[k] = mags[k] = ests[k] = None
-        self.times.synthesis = time.perf_counter() - t0
+        for k, job in enumerate(jobs):  # release each clip's arrays as soon as its stems exist
+            waves_k = next(job.run())
+            jobs[k] = None
+            results.append(Stems(waves=waves_k, sample_rate=self.layout.sample_rate, primary=self.primary,
+                                 notes=list(self.notes)))
         return results
-
-    def _stems(self, analysis: bands.Analysis, mag: np.ndarray, est: np.ndarray) -> Stems:
-        """The semantics' estimate → the two stems (post-processing, phase, mirroring, synthesis)."""
-        sem, n, spec = self.semantics, analysis.n_frames, analysis.spec
-        if self.settings.postprocess:
-            sem.apply_post(est, mag, sem.post_plan(sem.frame_stats(est, mag), n), 0, n)
-        stem = sem.primary_spec(spec, mag, est)
-        waves = {self.primary: self._synthesize(stem, analysis)}
-        stem = sem.secondary_spec(spec, mag, est, stem)  # one stem buffer, reused
-        del est, mag
-        analysis.spec = None  # no longer needed: free it before the second synthesis
-        waves[self.secondary] = self._synthesize(stem, analysis)
-        return Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
-
-    def _synthesize(self, stem: np.ndarray, analysis: bands.Analysis) -> np.ndarray:
-        """Stem spectrogram (with the extra frames) → float32 ``[2, n_samples]``.
-
-        The first ``hop·(frames − 1)`` samples are the original's synthesis of its own frames,
-        unchanged. The original drops the input's last partial hop; those samples come from a
-        second synthesis of the last frames plus the extra frames past the end (analysed from the
-        zero-padded mix, masked with the last frame's mask), so the end of the file is kept.
-        """
-        n = analysis.n_frames
-        high = self._high_end(stem, analysis.high_end)
-        wave = bands.synthesize(stem[:, :, :n], self.layout, None if high is None else high[:, :, :n], self.dsp)
-        missing = analysis.n_samples - wave.shape[1]
-        if missing > 0:
-            first = max(0, n - TAIL_FRAMES)
-            seg = bands.synthesize(stem[:, :, first:], self.layout, None if high is None else high[:, :, first:], self.dsp)
-            start = (n - 1 - first) * self.layout.top.hop_length  # seg starts at frame `first`'s centre
-            wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
-        return np.ascontiguousarray(wave[:, : analysis.n_samples], dtype=np.float32)
 
     def _high_end(self, stem: np.ndarray, mix_high_end: np.ndarray | None) -> np.ndarray | None:
         """The top band's high end for a stem spectrogram (``None``: the stem's own rows)."""
@@ -637,42 +680,73 @@ class Separator:
             if source is not None:
                 source.close()
             return self.separate_many([path], on_window=on_window)[0].as_stream()
+        self.times.read = time.perf_counter() - t0
         try:
-            job = _StreamJob(self, source, on_window)
+            job = _Job(self, source=source, on_window=on_window)
         except BaseException:
             source.close()
             raise
-        self.times.read = time.perf_counter() - t0
         return StreamedStems(
             names=(self.primary, self.secondary), sample_rate=self.layout.sample_rate, primary=self.primary,
             n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes),
         )
 
 
-class _StreamJob:
-    """The state of one :meth:`Separator.separate_streamed` call (see there)."""
+@dataclass
+class _BlockInput:
+    """What the network stage needs for frames ``lo .. hi − 1`` of an ``n``-frame input."""
 
-    def __init__(self, sep: Separator, source: AudioSource, on_window: Callable[[int], None] | None):
+    mag: np.ndarray  #: the mix magnitudes of frames ``a0 .. a0 + width − 1``, float32 ``[2, F, width]``
+    a0: int
+    lo: int
+    hi: int
+    n: int
+    coef: float  #: the input's normalisation: its magnitudes' maximum over frames ``0 .. n − 1``
+    windows: list[tuple[WindowPlan, int, int]]  #: :meth:`Separator._windows` of ``lo .. hi − 1``
+
+
+class _Job:
+    """One input through the pipeline, block by block of frames: analysis, the network's
+    windows, the semantics' estimate, post-processing, the two stems' spectrograms, high end
+    and synthesis.
+
+    ``wave`` (float32 ``[2, T]`` in memory): one block, analysed and synthesised as a whole
+    file (:meth:`Separator.separate_many`). ``source`` (an :class:`AudioSource`): blocks of
+    ``segment_windows`` network windows, analysed frame range by frame range and synthesised
+    segment by segment (:meth:`Separator.separate_streamed`). Everything between the analysis
+    and the synthesis is the same code for both, so a segmented file gets the whole-file
+    windows, normalisation and post-processing. :meth:`run` yields the stems' audio,
+    ``{stem: float32 [2, t]}``: one block for a whole file, several in order for a source.
+    """
+
+    def __init__(self, sep: Separator, *, wave: np.ndarray | None = None, source: AudioSource | None = None,
+                 on_window: Callable[[int], None] | None = None):
         self.sep, self.source, self.on_window = sep, source, on_window
-        layout = sep.layout
-        self.n_samples = source.n_samples
-        self.n = bands.frame_count(self.n_samples, layout)
-        self.total = self.n + TAIL_EXTRA_FRAMES
-        window = sep.settings.window_size
-        self.roi = window - 2 * sep.net.context
-        self.block = self.roi * sep.segment_windows
+        self.whole = source is None
+        self.post_plan = None
+        self._kept: tuple[int, tuple] | None = None
+        t0 = time.perf_counter()
+        if self.whole:
+            analysis = bands.analyze(wave, sep.layout, extra_frames=TAIL_EXTRA_FRAMES, dsp=sep.dsp)
+            self.n_samples, self.n = analysis.n_samples, analysis.n_frames
+            self.total = analysis.spec.shape[2]
+            mag = np.abs(analysis.spec)
+            self._whole: tuple | None = (analysis.spec, analysis.high_end, mag)
+            self.coef = float(mag[:, :, : self.n].max())
+            self.block = self.total
+        else:
+            self._whole = None
+            self.n_samples = source.n_samples
+            self.n = bands.frame_count(self.n_samples, sep.layout)
+            self.total = self.n + TAIL_EXTRA_FRAMES
+            self.block = (sep.settings.window_size - 2 * sep.net.context) * sep.segment_windows
+            self.coef = 0.0
+            for lo in range(0, self.n, self.block):  # the normalisation needs the whole file's maximum
+                _, _, mag = self._analyze(lo, min(lo + self.block, self.n))
+                self.coef = max(self.coef, float(mag.max()))
         # Blocks partition the frames; the last one also holds the extra frames past the end.
         self.starts = list(range(0, self.n, self.block))
-        self.plans = [WindowPlan.for_frames(self.n, window, sep.net.context, shifted=shifted)
-                      for shifted in ([False, True] if sep.settings.tta else [False])]
-        t0 = time.perf_counter()
-        self.coef = 0.0
-        for k in range(len(self.starts)):
-            lo, hi = self._bounds(k)
-            spec, _ = self._analyze(lo, min(hi, self.n))
-            self.coef = max(self.coef, float(np.abs(spec).max()))
         sep.times.analysis += time.perf_counter() - t0
-        self.post_plan = None
         self._cache: dict[int, dict[str, tuple[np.ndarray, np.ndarray | None]]] = {}
         self._head = segments.synthesis_reach(sep.layout)
         self._head_frames: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
@@ -681,83 +755,137 @@ class _StreamJob:
         lo = self.starts[k]
         return lo, (self.total if k == len(self.starts) - 1 else lo + self.block)
 
-    def _analyze(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi, self.sep.dsp)
+    def _analyze(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Frames ``lo .. hi − 1``: (spectrogram, raw high end, magnitudes). A whole file's
+        analysis is handed out once (its one block) and released with it."""
+        if self.whole:
+            spec, high, mag = self._whole
+            self._whole = None
+            return spec[:, :, lo:hi], _cut(high, lo, hi), mag[:, :, lo:hi]
+        spec, high = analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi, self.sep.dsp)
+        return spec, high, np.abs(spec)
 
-    def _windows(self, k: int) -> list[tuple[WindowPlan, int, int]]:
-        """(pass, first, last + 1): the whole file's windows whose outputs fall in block ``k``."""
+    def request(self, k: int) -> tuple[_BlockInput, tuple[np.ndarray, np.ndarray | None]]:
+        """Block ``k``'s network input, and its spectrogram and high end."""
+        sep, roi = self.sep, self.sep.settings.window_size - 2 * self.sep.net.context
         lo, hi = self._bounds(k)
-        return [(plan, (lo + plan.shift) // self.roi,
-                 min(plan.n_windows, -(-(min(hi, self.n) + plan.shift) // self.roi))) for plan in self.plans]
-
-    def _predict(self, k: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """Block ``k``: (spec, high end, mix magnitudes, the semantics' estimate), as the whole file has them."""
-        sep, roi, n = self.sep, self.roi, self.n
-        lo, hi = self._bounds(k)
-        windows = self._windows(k)
+        windows = sep._windows(lo, hi, self.n)
         a0 = max(0, min([lo] + [i * roi - plan.pad_left for plan, i, _ in windows]))
         a1 = min(self.total, max([hi] + [(j - 1) * roi - plan.pad_left + plan.window for plan, _, j in windows]))
         t0 = time.perf_counter()
-        spec, high = self._analyze(a0, a1)
-        mag = np.abs(spec)
+        spec, high, mag = self._analyze(a0, a1)
         sep.times.analysis += time.perf_counter() - t0
-        if self.coef == 0:  # digital silence: zeros, as the whole-file path gives
-            est = np.zeros_like(mag[:, :, lo - a0 : hi - a0])
-            return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], est
+        return _BlockInput(mag, a0, lo, hi, self.n, self.coef, windows), (spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0))
+
+    def keep(self, k: int, request: tuple[_BlockInput, tuple], est: np.ndarray) -> None:
+        """Hold block ``k``'s prediction (from a network run shared with other inputs) for :meth:`run`."""
+        block, (spec, high) = request
+        self._kept = (k, (spec, high, block.mag[:, :, block.lo - block.a0 : block.hi - block.a0], est))
+
+    def _predict(self, k: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Block ``k``: (spec, high end, mix magnitudes, the semantics' estimate)."""
+        if self._kept is not None and self._kept[0] == k:
+            kept, self._kept = self._kept[1], None
+            return kept
+        request = self.request(k)
         t0 = time.perf_counter()
-        norm = mag / self.coef
-        items = []
-        for plan, first, last in windows:
-            e0 = first * roi - plan.pad_left
-            e1 = (last - 1) * roi - plan.pad_left + plan.window
-            inp = np.zeros((2, mag.shape[1], e1 - e0), dtype=np.float32)
-            c0, c1 = max(e0, a0, 0), min(e1, a1, n)
-            inp[:, :, c0 - e0 : c1 - e0] = norm[:, :, c0 - a0 : c1 - a0]
-            count = last - first
-            items.append((inp, WindowPlan(count * roi, plan.window, plan.context, 0, 0, count)))
-        outs = sep._run_windows(items, self.on_window)
-        block_norm = norm[:, :, lo - a0 : hi - a0]
-        masks = []
-        for (plan, first, _), out in zip(windows, outs):
-            m0 = first * roi - plan.shift  # frame of the stitched output's first column
-            valid = min(hi, n)
-            mask = out[:, :, lo - m0 : valid - m0]
-            if hi > n:  # frames past the end reuse the last frame's mask
-                mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], hi - n, axis=2)], axis=2)
-            masks.append(mask)
-        est = sep.semantics.estimate(masks, block_norm, self.coef)
-        sep.times.network += time.perf_counter() - t0
-        return spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0), mag[:, :, lo - a0 : hi - a0], est
+        est = self.sep._estimate_blocks([request[0]], self.on_window)[0]
+        self.sep.times.network += time.perf_counter() - t0
+        self.keep(k, request, est)
+        kept, self._kept = self._kept[1], None
+        return kept
 
     def _post_plan(self):
         """Post-processing looks at runs of frames: every frame's statistic first (a network
-        pass over the whole file), then the whole file's plan, applied block by block."""
+        pass over the whole input), then the whole input's plan, applied block by block. A
+        one-block input keeps its prediction for the stems instead of running the network again."""
         stats = np.zeros(self.total, dtype=np.float32)
         for k in range(len(self.starts)):
             lo, hi = self._bounds(k)
-            _, _, mag, est = self._predict(k)
-            stats[lo:hi] = self.sep.semantics.frame_stats(est, mag)
+            predicted = self._predict(k)
+            stats[lo:hi] = self.sep.semantics.frame_stats(predicted[3], predicted[2])
+            if len(self.starts) == 1:
+                self._kept = (k, predicted)
         return self.sep.semantics.post_plan(stats, self.n)
 
-    def _stems_of_block(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-        sep = self.sep
-        sem = sep.semantics
-        lo, _ = self._bounds(k)
+    def _stem_specs(self, k: int) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+        """Block ``k``'s stems: ``(name, spectrogram, high end)``, the masked stem first. The
+        second reuses the first's buffer: take what is needed of the first before asking."""
+        sep, sem = self.sep, self.sep.semantics
         spec, high, mag, est = self._predict(k)
-        t0 = time.perf_counter()
         if sep.settings.postprocess:
-            est = est.copy()
-            sem.apply_post(est, mag, self.post_plan, lo, self.n)
-        primary = sem.primary_spec(spec, mag, est)
-        out = {sep.primary: primary, sep.secondary: sem.secondary_spec(spec, mag, est, primary.copy())}
-        del est, mag
-        result = {name: (st, sep._high_end(st, high)) for name, st in out.items()}
-        sep.times.synthesis += time.perf_counter() - t0
-        return result
+            sem.apply_post(est, mag, self.post_plan, self._bounds(k)[0], self.n)
+        stem = sem.primary_spec(spec, mag, est)
+        yield sep.primary, stem, sep._high_end(stem, high)
+        stem = sem.secondary_spec(spec, mag, est, stem)
+        del spec, mag, est
+        yield sep.secondary, stem, sep._high_end(stem, high)
 
+    def run(self) -> Iterator[dict[str, np.ndarray]]:
+        sep = self.sep
+        bar = None
+        if self.on_window is None and sep.progress and not self.whole:
+            windows = sum(last - first for k in range(len(self.starts)) for _, first, last in sep._windows(*self._bounds(k), self.n))
+            windows *= 2 if sep.settings.postprocess else 1
+            bar = tqdm(total=windows, unit="win", leave=False)
+            self.on_window = bar.update
+        try:
+            if sep.settings.postprocess:
+                self.post_plan = self._post_plan()
+            if self.whole:
+                yield self._whole_stems()
+            else:
+                yield from self._segments()
+        finally:
+            if bar is not None:
+                bar.close()
+            self._cache.clear()
+            self._head_frames = None
+            self._kept = self._whole = None
+            if self.source is not None:
+                self.source.close()
+
+    def _whole_stems(self) -> dict[str, np.ndarray]:
+        """A one-block input: each stem synthesised as a whole file, one after the other."""
+        waves = {}
+        for name, spec, high in self._stem_specs(0):
+            t0 = time.perf_counter()
+            waves[name] = self._synthesize(lambda a, b: (spec[:, :, a:b], _cut(high, a, b)))
+            self.sep.times.synthesis += time.perf_counter() - t0
+        return waves
+
+    def _synthesize(self, frames: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        """A stem (``frames(a, b)``: its spectrogram and high end over frames ``a .. b − 1``) →
+        float32 ``[2, n_samples]``, through the whole-file synthesis."""
+        spec, high = frames(0, self.n)
+        wave = bands.synthesize(spec, self.sep.layout, high, self.sep.dsp)
+        return np.ascontiguousarray(self._with_tail(wave, frames), dtype=np.float32)
+
+    def _with_tail(self, wave: np.ndarray, frames: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        """``wave``, the synthesis up to the original's last frame, completed to ``n_samples``.
+
+        The original drops the input's last partial hop; those samples come from a second
+        synthesis of the last frames plus the extra frames past the end (analysed from the
+        zero-padded mix, masked with the last frame's mask), so the end of the file is kept.
+        """
+        hop = self.sep.layout.top.hop_length
+        length = hop * (self.n - 1)
+        missing = self.n_samples - length
+        if missing > 0:
+            first = max(0, self.n - TAIL_FRAMES)
+            spec, high = frames(first, self.total)
+            seg = bands.synthesize(spec, self.sep.layout, high, self.sep.dsp)
+            start = (self.n - 1 - first) * hop  # seg starts at frame `first`'s centre
+            wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
+        return wave[:, : self.n_samples]
+
+    # -- a long input, segment by segment -------------------------------------------------
     def _block(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         if k not in self._cache:
-            self._cache[k] = self._stems_of_block(k)
+            t0 = time.perf_counter()
+            self._cache[k] = {name: (spec.copy() if name == self.sep.primary else spec, high)
+                              for name, spec, high in self._stem_specs(k)}
+            self.sep.times.synthesis += time.perf_counter() - t0
             if k == 0:  # the last segment's wrap-around reads the first frames again: keep a copy
                 cut = min(self._head, self._bounds(0)[1])
                 self._head_frames = {name: (spec[:, :, :cut].copy(), None if high is None else high[:, :, :cut].copy())
@@ -781,60 +909,28 @@ class _StreamJob:
         high = None if highs[0] is None else (highs[0] if len(highs) == 1 else np.concatenate(highs, axis=2))
         return (specs[0] if len(specs) == 1 else np.concatenate(specs, axis=2)), high
 
-    def run(self) -> Iterator[dict[str, np.ndarray]]:
+    def _segments(self) -> Iterator[dict[str, np.ndarray]]:
         sep, layout = self.sep, self.sep.layout
         hop = layout.top.hop_length
         names = (sep.primary, sep.secondary)
-        bar = None
-        if self.on_window is None and sep.progress:
-            windows = sum(last - first for k in range(len(self.starts)) for _, first, last in self._windows(k))
-            windows *= 2 if sep.settings.postprocess else 1
-            bar = tqdm(total=windows, unit="win", leave=False)
-            self.on_window = bar.update
-        try:
-            if sep.settings.postprocess:
-                self.post_plan = self._post_plan()
-            synths = {name: SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b), dsp=sep.dsp)
-                      for name in names}
-            reach = segments.synthesis_reach(layout)
-            tail = {k for k in range(len(self.starts)) if self._bounds(k)[1] > self.n - max(reach, TAIL_FRAMES)}
-            length = hop * (self.n - 1)
-            for k in range(len(self.starts)):
-                lo, hi = self._bounds(k)
-                start, stop = lo * hop, min(hi * hop, length)
-                t0 = time.perf_counter()
-                chunk = {name: synths[name].output(start, stop) for name in names} if stop > start else {}
-                if k == len(self.starts) - 1:
-                    chunk = self._with_tail(chunk, names, length)
-                sep.times.synthesis += time.perf_counter() - t0
-                # Keep the blocks later segments (and the wrap-around at the ends) still need.
-                for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
-                    del self._cache[j]
-                yield {name: np.ascontiguousarray(wave, dtype=np.float32) for name, wave in chunk.items()}
-        finally:
-            if bar is not None:
-                bar.close()
-            self._cache.clear()
-            self._head_frames = None
-            self.source.close()
-
-    def _with_tail(self, chunk: dict[str, np.ndarray], names: tuple[str, str], length: int) -> dict[str, np.ndarray]:
-        """The last segment, completed with the samples past the original's last frame."""
-        hop = self.sep.layout.top.hop_length
-        missing = self.n_samples - length
-        out = {}
-        for name in names:
-            wave = chunk.get(name, np.zeros((2, 0)))
-            if missing > 0:
-                first = max(0, self.n - TAIL_FRAMES)
-                spec, high = self._frames(name, first, self.total)
-                seg = bands.synthesize(spec, self.sep.layout, high, self.sep.dsp)
-                start = (self.n - 1 - first) * hop
-                wave = np.concatenate([wave, seg[:, start : start + missing]], axis=1)
-            elif missing < 0:
-                wave = wave[:, : wave.shape[1] + missing]
-            out[name] = wave
-        return out
+        synths = {name: SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b), dsp=sep.dsp)
+                  for name in names}
+        reach = segments.synthesis_reach(layout)
+        tail = {k for k in range(len(self.starts)) if self._bounds(k)[1] > self.n - max(reach, TAIL_FRAMES)}
+        length = hop * (self.n - 1)
+        for k in range(len(self.starts)):
+            lo, hi = self._bounds(k)
+            start, stop = lo * hop, min(hi * hop, length)
+            t0 = time.perf_counter()
+            chunk = {name: synths[name].output(start, stop) for name in names} if stop > start else {}
+            if k == len(self.starts) - 1:
+                chunk = {name: self._with_tail(chunk.get(name, np.zeros((2, 0))), lambda a, b, name=name: self._frames(name, a, b))
+                         for name in names}
+            sep.times.synthesis += time.perf_counter() - t0
+            # Keep the blocks later segments (and the wrap-around at the ends) still need.
+            for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
+                del self._cache[j]
+            yield {name: np.ascontiguousarray(wave, dtype=np.float32) for name, wave in chunk.items()}
 
 
 def _share_time(results: list[Stems], seconds: float, weights: list[int]) -> None:
