@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from typer.testing import CliRunner
 
 from tests.conftest import UVR_FIXTURES as UVR
@@ -76,11 +77,12 @@ def test_mask_to_stems_matches_audio_separator():
     analysis = bands.analyze(np.ascontiguousarray(wave.T), layout)
     mask = np.load(UVR / "golden" / "a" / "mask_raw.npz")["mask_raw"]
     assert mask.shape == analysis.spec.shape
-    mask = apply_uvr_aggression(mask.copy(), case["agg"], layout.split_bin, inverted=False)
+    mask = apply_uvr_aggression(torch.from_numpy(mask.copy()), case["agg"], layout.split_bin, inverted=False).numpy()
     mag, phase = np.abs(analysis.spec), np.exp(1.0j * np.angle(analysis.spec))
+    high_end = torch.from_numpy(analysis.high_end)
     ours = {}
     for stem, spec in (("instrumental", mask * mag * phase), ("vocals", (1 - mask) * mag * phase)):
-        high = mirror_high_end(spec, analysis.high_end, layout, "mirroring")
+        high = mirror_high_end(torch.from_numpy(spec), high_end, layout, "mirroring").numpy()
         ours[stem] = bands.synthesize(spec, layout, high).T
     for stem, values in check_against_golden(case, ours).items():
         assert min(values) >= MIN_SDR, f"{stem}: {values}"

@@ -4,6 +4,10 @@ RVC (``AudioPre``) applies its aggressiveness to each network window and post-pr
 predicted magnitudes. UVR5 / audio-separator apply their aggression once to the whole (TTA-
 averaged) mask and post-process the mask itself. Each step is a small function here;
 :mod:`uvrsep.semantics` says which steps a semantics uses.
+
+The steps on masks and magnitudes take torch tensors and run on their device (CPU or CUDA);
+the run planning (:func:`silence_ops`, :func:`merge_weights`) works on small per-frame numpy
+vectors on the CPU.
 """
 
 from __future__ import annotations
@@ -68,37 +72,43 @@ def silence_ops(
 
 
 def apply_silence_ops(
-    mag: np.ndarray, ref: np.ndarray, ops: list[tuple[int, int, np.ndarray | None]], offset: int = 0
+    mag: torch.Tensor, ref: torch.Tensor, ops: list[tuple[int, int, np.ndarray | None]], offset: int = 0
 ) -> None:
     """In place: apply :func:`silence_ops` to frames ``offset .. offset + T - 1`` held in ``mag`` /
-    ``ref`` ``[C, F, T]`` (``offset``: their first frame's index in the whole input)."""
+    ``ref``, float32 tensors ``[C, F, T]`` on one device (``offset``: their first frame's index in
+    the whole input). A faded range adds ``w · ref`` computed in float64 (``w`` is float64), then
+    rounded into ``mag``, as the numpy original does."""
     t = mag.shape[2]
     for start, stop, weights in ops:
         lo, hi = max(start, offset), min(stop, offset + t)
         if lo >= hi:
             continue
-        piece = ref[:, :, lo - offset : hi - offset]
-        if weights is not None:
-            piece = weights[lo - start : hi - start] * piece
-        mag[:, :, lo - offset : hi - offset] += piece
+        target, piece = mag[:, :, lo - offset : hi - offset], ref[:, :, lo - offset : hi - offset]
+        if weights is None:
+            target += piece
+        else:
+            w = torch.from_numpy(np.ascontiguousarray(weights[lo - start : hi - start])).to(mag.device)
+            target.copy_(target.double() + w * piece.double())
 
 
 def mask_silence(
-    mag: np.ndarray,
-    ref: np.ndarray,
+    mag: torch.Tensor,
+    ref: torch.Tensor,
     thres: float = 0.2,
     min_range: int = 64,
     fade_size: int = 32,
-) -> np.ndarray:
+) -> torch.Tensor:
     """RVC's ``mask_silence``: where the residual ``ref`` is quiet for a long run, give it back.
 
     Frames whose mean ``ref`` (over channels and bins) is below ``thres`` form runs; each run longer
     than ``min_range`` frames has ``ref`` added into ``mag`` with ``fade_size``-frame linear fades.
-    Shapes ``[C, F, T]``; returns a new array. Unlike the original, a signal with no quiet frame
-    is returned unchanged instead of raising ``IndexError``.
+    Float32 tensors ``[C, F, T]`` on one device; returns a new tensor there (the runs are planned
+    on the CPU from the ``[T]`` means). Unlike the original, a signal with no quiet frame is
+    returned unchanged instead of raising ``IndexError``.
     """
-    mag = mag.copy()
-    apply_silence_ops(mag, ref, silence_ops(ref.mean(axis=(0, 1)), thres, min_range, fade_size))
+    mag = mag.clone()
+    means = ref.mean(dim=(0, 1)).cpu().numpy()
+    apply_silence_ops(mag, ref, silence_ops(means, thres, min_range, fade_size))
     return mag
 
 
@@ -120,16 +130,16 @@ def uvr_exponents(aggression: float, inverted: bool) -> tuple[float, float]:
     return 1 + a / 3, 1 + a
 
 
-def apply_uvr_aggression(mask: np.ndarray, aggression: float, split_bin: int, inverted: bool) -> np.ndarray:
-    """UVR's ``adjust_aggr``, in place on a float32 mask ``[C, F, T]``; returns it.
+def apply_uvr_aggression(mask: torch.Tensor, aggression: float, split_bin: int, inverted: bool) -> torch.Tensor:
+    """UVR's ``adjust_aggr``, in place on a float32 mask tensor ``[C, F, T]``; returns it.
 
     Rows below ``split_bin`` are raised to the first of :func:`uvr_exponents`, the others to
-    the second, in float32 as UVR computes them.
+    the second, in float32 (exponents rounded to float32) as UVR computes them.
     """
     low, high = uvr_exponents(aggression, inverted)
     if (low, high) != (1, 1):
-        mask[:, :split_bin] = np.power(mask[:, :split_bin], np.float32(low))
-        mask[:, split_bin:] = np.power(mask[:, split_bin:], np.float32(high))
+        mask[:, :split_bin].pow_(float(np.float32(low)))
+        mask[:, split_bin:].pow_(float(np.float32(high)))
     return mask
 
 
@@ -173,7 +183,9 @@ def merge_weights(frame_min: np.ndarray, thres: float = 0.2, min_range: int = 64
     return weight
 
 
-def apply_merge_weights(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """In place: ``mask += w · (1 − mask)`` per frame (float32 ``[C, F, T]``, ``w`` ``[T]``); returns it."""
-    mask += weights.astype(np.float32, copy=False)[None, None, :] * (1 - mask)
+def apply_merge_weights(mask: torch.Tensor, weights: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """In place: ``mask += w · (1 − mask)`` per frame, in float32 (``mask`` float32 ``[C, F, T]``,
+    ``w`` ``[T]``, numpy or a tensor on any device); returns ``mask``."""
+    w = torch.as_tensor(weights).to(device=mask.device, dtype=torch.float32)
+    mask += w * (1 - mask)
     return mask

@@ -19,6 +19,7 @@ post-processing      ``mask_silence`` (quiet residual runs)      ``merge_artifac
 stems                ``y = pred·e^{jφ}``, ``v = X − y``           ``y = m·|X|·e^{jφ}``, ``v = (1−m)·|X|·e^{jφ}``
 ===================  ==========================================  ==========================================
 
+Every step works on torch tensors and runs on their device (the DSP device, CPU or CUDA).
 Post-processing needs every frame's statistic before any frame is changed (runs of frames),
 so it is split into :meth:`Semantics.frame_stats`, :meth:`Semantics.post_plan` and
 :meth:`Semantics.apply_post`; a long input processed in segments computes the statistics in a
@@ -122,8 +123,11 @@ class Settings:
 class Semantics(ABC):
     """The steps of one semantics, bound to resolved :class:`Settings`, a band layout and a net.
 
-    Estimates are float32 ``[2, F, T]``: what the network stage hands to post-processing and
-    to the stems (RVC: masked magnitudes; UVR: the mask).
+    Every step takes and returns torch tensors on the DSP device (the device of its inputs):
+    magnitudes, masks and estimates float32 ``[2, F, T]``, spectrograms complex64 ``[2, F, T]``.
+    Estimates are what the network stage hands to post-processing and to the stems (RVC: masked
+    magnitudes; UVR: the mask). Only the per-frame statistics and the post-processing plan are
+    small numpy values on the CPU.
     """
 
     name: ClassVar[str]
@@ -149,17 +153,19 @@ class Semantics(ABC):
         return mask
 
     @abstractmethod
-    def estimate(self, masks: list[np.ndarray], norm: np.ndarray, coef: float) -> np.ndarray:
-        """The estimate from the stitched masks of each pass (one, or two with TTA), each
-        ``[2, F, T]``, with the normalised magnitudes ``norm`` and their scale ``coef``."""
+    def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
+        """The estimate ``[2, F, T]`` (a new tensor) from the stitched masks of each pass (one, or
+        two with TTA), each ``[2, F, T]``, with the normalised magnitudes ``norm`` ``[2, F, T]``
+        and their scale ``coef``."""
 
     @abstractmethod
-    def magnitudes(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        """The masked stem's magnitudes ``[2, F, T]`` for an estimate."""
+    def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        """The masked stem's magnitudes ``[2, F, T]`` for an estimate (may be ``est`` itself)."""
 
     @abstractmethod
-    def frame_stats(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        """Post-processing's per-frame statistic ``[T]`` of an estimate and the mix magnitudes."""
+    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> np.ndarray:
+        """Post-processing's per-frame statistic of an estimate and the mix magnitudes ``[2, F, T]``:
+        computed on their device, returned as a float32 numpy vector ``[T]`` on the CPU."""
 
     @abstractmethod
     def post_plan(self, stats: np.ndarray, n_frames: int) -> Any:
@@ -167,16 +173,30 @@ class Semantics(ABC):
         original's ``n_frames`` frames and possibly extra frames past the end)."""
 
     @abstractmethod
-    def apply_post(self, est: np.ndarray, mag: np.ndarray, plan: Any, offset: int, n_frames: int) -> None:
-        """In place: post-process frames ``offset .. offset + T − 1`` of the input held in ``est``."""
+    def apply_post(self, est: torch.Tensor, mag: torch.Tensor, plan: Any, offset: int, n_frames: int) -> None:
+        """In place: post-process frames ``offset .. offset + T − 1`` of the input held in ``est``
+        ``[2, F, T]`` (``mag``: the mix magnitudes of the same frames)."""
 
     @abstractmethod
-    def primary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray) -> np.ndarray:
-        """The masked stem's spectrogram, complex64 ``[2, F, T]`` (a new array)."""
+    def primary_spec(self, spec: torch.Tensor, mag: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
+        """The masked stem's spectrogram, complex64 ``[2, F, T]`` (a new tensor), from the mix's
+        ``spec`` (complex64) and magnitudes ``mag`` ``[2, F, T]``."""
 
     @abstractmethod
-    def secondary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray, primary: np.ndarray) -> np.ndarray:
-        """The other stem's spectrogram; may reuse the ``primary`` buffer (it is not needed after)."""
+    def secondary_spec(
+        self, spec: torch.Tensor, mag: torch.Tensor, est: torch.Tensor, primary: torch.Tensor
+    ) -> torch.Tensor:
+        """The other stem's spectrogram, complex64 ``[2, F, T]``; may overwrite and return the
+        ``primary`` buffer (it is not needed after)."""
+
+
+def unit_phase(spec: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``e^{j·angle(spec)}``, complex64 like ``spec`` ``[2, F, T]``, computed as RVC and UVR do
+    (into ``out`` when given)."""
+    phase = torch.angle(spec)
+    if out is None:
+        return phase.mul(1j).exp_()
+    return torch.mul(phase, 1j, out=out).exp_()
 
 
 class RvcSemantics(Semantics):
@@ -193,34 +213,40 @@ class RvcSemantics(Semantics):
             mask = apply_aggressiveness(mask, self.settings.aggressiveness / 100, self.layout.split_bin)
         return mask
 
-    def estimate(self, masks: list[np.ndarray], norm: np.ndarray, coef: float) -> np.ndarray:
+    def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
         preds = [mask * norm for mask in masks]
         return (preds[0] + preds[1]) * 0.5 * coef if len(preds) == 2 else preds[0] * coef
 
-    def magnitudes(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
+    def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         return est
 
-    def frame_stats(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        return np.clip(mag - est, 0, np.inf).mean(axis=(0, 1))
+    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> np.ndarray:
+        return (mag - est).clamp_(min=0).mean(dim=(0, 1)).cpu().numpy()
 
     def post_plan(self, stats: np.ndarray, n_frames: int) -> tuple[list, list]:
         # The original's frames exactly as it does; frames past its end get their own pass.
         thres = self.settings.postprocess_threshold
         return silence_ops(stats[:n_frames], thres), silence_ops(stats, thres)
 
-    def apply_post(self, est: np.ndarray, mag: np.ndarray, plan: tuple[list, list], offset: int, n_frames: int) -> None:
-        ref = np.clip(mag - est, 0, np.inf)
+    def apply_post(
+        self, est: torch.Tensor, mag: torch.Tensor, plan: tuple[list, list], offset: int, n_frames: int
+    ) -> None:
+        if not (plan[0] or plan[1]):
+            return
+        ref = (mag - est).clamp_(min=0)
         cut = min(est.shape[2], max(0, n_frames - offset))
         apply_silence_ops(est[:, :, :cut], ref[:, :, :cut], plan[0], offset=offset)
         apply_silence_ops(est[:, :, cut:], ref[:, :, cut:], plan[1], offset=offset + cut)
 
-    def primary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray) -> np.ndarray:
-        stem = np.exp(1.0j * np.angle(spec))  # y = pred · e^{jφ}, as RVC computes it
+    def primary_spec(self, spec: torch.Tensor, mag: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
+        stem = unit_phase(spec)  # y = pred · e^{jφ}, as RVC computes it
         stem *= est
         return stem
 
-    def secondary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray, primary: np.ndarray) -> np.ndarray:
-        return np.subtract(spec, primary, out=primary)  # v = X − y
+    def secondary_spec(
+        self, spec: torch.Tensor, mag: torch.Tensor, est: torch.Tensor, primary: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.sub(spec, primary, out=primary)  # v = X − y
 
 
 class UvrSemantics(Semantics):
@@ -246,31 +272,33 @@ class UvrSemantics(Semantics):
         """Whether the aggression is inverted (a vocal-type primary stem)."""
         return self.primary in UVR_INVERTED_STEMS
 
-    def estimate(self, masks: list[np.ndarray], norm: np.ndarray, coef: float) -> np.ndarray:
-        mask = (masks[0] + masks[1]) * 0.5 if len(masks) == 2 else np.array(masks[0], dtype=np.float32)
+    def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
+        mask = (masks[0] + masks[1]) * 0.5 if len(masks) == 2 else masks[0].to(torch.float32, copy=True)
         return apply_uvr_aggression(mask, self.settings.aggressiveness, self.layout.split_bin, self.inverted)
 
-    def magnitudes(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
+    def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         return est * mag
 
-    def frame_stats(self, est: np.ndarray, mag: np.ndarray) -> np.ndarray:
-        return est.min(axis=(0, 1))
+    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> np.ndarray:
+        return est.amin(dim=(0, 1)).cpu().numpy()
 
     def post_plan(self, stats: np.ndarray, n_frames: int) -> np.ndarray:
         return merge_weights(stats[:n_frames], self.settings.postprocess_threshold)
 
-    def apply_post(self, est: np.ndarray, mag: np.ndarray, plan: np.ndarray, offset: int, n_frames: int) -> None:
+    def apply_post(self, est: torch.Tensor, mag: torch.Tensor, plan: np.ndarray, offset: int, n_frames: int) -> None:
         # Frames past the original's end carry its last frame's mask, and get its weight.
         frames = np.minimum(np.arange(offset, offset + est.shape[2]), n_frames - 1)
         apply_merge_weights(est, plan[frames])
 
-    def primary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray) -> np.ndarray:
-        stem = np.exp(1.0j * np.angle(spec))
+    def primary_spec(self, spec: torch.Tensor, mag: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
+        stem = unit_phase(spec)
         stem *= est * mag  # y = (m · |X|) · e^{jφ}
         return stem
 
-    def secondary_spec(self, spec: np.ndarray, mag: np.ndarray, est: np.ndarray, primary: np.ndarray) -> np.ndarray:
-        np.exp(1.0j * np.angle(spec), out=primary)
+    def secondary_spec(
+        self, spec: torch.Tensor, mag: torch.Tensor, est: torch.Tensor, primary: torch.Tensor
+    ) -> torch.Tensor:
+        unit_phase(spec, out=primary)
         primary *= (1 - est) * mag  # v = ((1 − m) · |X|) · e^{jφ}
         return primary
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .audio import write_audio
 from .errors import AudioWriteError
@@ -20,24 +21,27 @@ from .config import BandLayout
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
 
 
-def mirror_high_end(stem: np.ndarray, high_end: np.ndarray, layout: BandLayout, mode: str = "mirroring") -> np.ndarray:
-    """UVR's high-end mirroring for one stem spectrogram ``[2, bins + 1, T]``.
+def mirror_high_end(
+    stem: torch.Tensor, high_end: torch.Tensor, layout: BandLayout, mode: str = "mirroring"
+) -> torch.Tensor:
+    """UVR's high-end mirroring for one stem spectrogram, complex64 ``[2, bins + 1, T]``.
 
     The stem's magnitudes just below the pre-filter (rows ``pfs - 10 - h .. pfs - 11``) are
     flipped upwards and given the mix's top-band phase; per bin, whichever of that mirror and
-    the mix's own high end (``high_end``, ``[2, h, T]``) is quieter is kept. ``mirroring2``
-    multiplies the mirror by ``1.7 ·`` the mix's high end instead. Returns ``[2, h, T]``.
+    the mix's own high end (``high_end``, complex64 ``[2, h, T]`` on the same device) is quieter
+    is kept. ``mirroring2`` multiplies the mirror by ``1.7 ·`` the mix's high end instead.
+    Returns a new complex64 tensor ``[2, h, T]`` on that device.
     """
     h = high_end.shape[1]
     pfs = layout.pre_filter[0] if layout.pre_filter is not None else layout.bins
-    mirror = np.flip(np.abs(stem[:, pfs - 10 - h : pfs - 10, :]), 1)
+    mirror = torch.flip(torch.abs(stem[:, pfs - 10 - h : pfs - 10, :]), [1])
     if mode == "mirroring":
-        mirror = mirror * np.exp(1.0j * np.angle(high_end))
+        mirror = mirror * torch.angle(high_end).mul(1j).exp_()
     elif mode == "mirroring2":
-        mirror = np.multiply(mirror, high_end * 1.7)
+        mirror = mirror * (high_end * 1.7)
     else:
         raise ValueError(f"unknown high-end mode {mode!r}")
-    return np.where(np.abs(high_end) <= np.abs(mirror), high_end, mirror)
+    return torch.where(torch.abs(high_end) <= torch.abs(mirror), high_end, mirror)
 
 
 @dataclass
