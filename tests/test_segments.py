@@ -220,7 +220,8 @@ def test_uvr_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
     analysis = bands.analyze(sep.load(path), sep.layout, extra_frames=4)
     mag = np.abs(analysis.spec)
     est = sep.estimate_many([(mag, analysis.n_frames)])[0]
-    merged = np.flatnonzero(sep.semantics.post_plan(sep.semantics.frame_stats(est, mag), analysis.n_frames))
+    stats = sep.semantics.frame_stats(torch.from_numpy(est), torch.from_numpy(mag))
+    merged = np.flatnonzero(sep.semantics.post_plan(stats, analysis.n_frames))
     assert merged.size > 64 and merged[-1] // 64 > merged[0] // 64 + 1
     whole = sep.separate(path)
     gap = slice(int(0.3 * wave.shape[1]), int(0.45 * wave.shape[1]))

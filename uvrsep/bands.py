@@ -46,8 +46,8 @@ class Analysis:
             when :func:`analyze` was asked for ``extra_frames`` past the end.
     """
 
-    spec: np.ndarray
-    high_end: np.ndarray | None
+    spec: np.ndarray | torch.Tensor
+    high_end: np.ndarray | torch.Tensor | None
     n_samples: int
     n_frames: int
 
@@ -64,7 +64,7 @@ def dsp_device(device: torch.device) -> torch.device:
     return device if device.type == "cuda" else torch.device("cpu")
 
 
-def _place(dsp: torch.device | str | None) -> tuple[torch.device, bool]:
+def place(dsp: torch.device | str | None) -> tuple[torch.device, bool]:
     """(torch device, whether the reference steps are asked for)."""
     if dsp is None:
         return torch.device("cpu"), False
@@ -73,8 +73,11 @@ def _place(dsp: torch.device | str | None) -> tuple[torch.device, bool]:
     return torch.device(dsp), False
 
 
-def tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``x`` as a tensor on ``device`` (a view of it on the CPU where numpy's layout allows)."""
+def tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` as a tensor on ``device`` (a view of it on the CPU where numpy's layout allows; a
+    tensor already there is returned as it is)."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device)
     if not x.flags.writeable or any(s < 0 for s in x.strides):
         x = np.array(x)
     return torch.from_numpy(x).to(device)
@@ -108,7 +111,7 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str, dsp:
     """:func:`resample_tensor` of a numpy array, on ``dsp`` (a torch device or :data:`REFERENCE`)."""
     if wave.shape[-1] == 0 or orig_sr == target_sr:
         return wave
-    device, reference = _place(dsp)
+    device, reference = place(dsp)
     return array(resample_tensor(tensor(wave, device), orig_sr, target_sr, res_type, reference))
 
 
@@ -124,7 +127,7 @@ def stft_tensor(wave: torch.Tensor, band: Band, mode: str, reference: bool = Fal
 
 def stft(wave: np.ndarray, band: Band, mode: str, dsp: torch.device | str | None = None) -> np.ndarray:
     """:func:`stft_tensor` of a numpy array."""
-    device, reference = _place(dsp)
+    device, reference = place(dsp)
     return array(stft_tensor(tensor(wave, device), band, mode, reference))
 
 
@@ -235,17 +238,18 @@ def band_spectra(
     return specs
 
 
-def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0, dsp: torch.device | str | None = None) -> Analysis:
+def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0, dsp: torch.device | str | None = None,
+            *, tensors: bool = False) -> Analysis:
     """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate`` on ``dsp`` (a
     torch device, default the CPU, or :data:`REFERENCE`).
 
     Returns the combined spectrogram (complex64 ``[2, bins + 1, frames]``, pre-filtered) and the
-    raw high end used for mirroring, as numpy arrays. ``frames`` is the smallest band's frame count, plus
+    raw high end used for mirroring, as numpy arrays (``tensors``: as tensors on the DSP device). ``frames`` is the smallest band's frame count, plus
     ``extra_frames`` frames past the end, computed from each band's waveform padded with zeros
     (the frames before them are exactly the unpadded analysis: the centred STFT sees zeros past
     the end either way).
     """
-    device, reference = _place(dsp)
+    device, reference = place(dsp)
     n_samples = wave.shape[-1]
     n_frames = frame_count(n_samples, layout)
 
@@ -253,8 +257,9 @@ def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0, dsp: to
     total = min(n_frames + extra_frames, min(s.shape[2] for s in specs))
     combined, high_end = combine(specs, layout, 0, total)
     del specs
-    return Analysis(spec=array(combined), high_end=None if high_end is None else array(high_end),
-                    n_samples=n_samples, n_frames=n_frames)
+    if not tensors:
+        combined, high_end = array(combined), None if high_end is None else array(high_end)
+    return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
 
 
 def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
@@ -281,27 +286,28 @@ def band_part_tensor(spec: torch.Tensor, layout: BandLayout, i: int, high_end: t
     return dsp_bands.band_part(spec, layout, i, high_end)
 
 
-def band_part(spec: np.ndarray, layout: BandLayout, i: int, high_end: np.ndarray | None = None,
+def band_part(spec: np.ndarray | torch.Tensor, layout: BandLayout, i: int, high_end: np.ndarray | torch.Tensor | None = None,
               dsp: torch.device | str | None = None) -> np.ndarray:
-    """:func:`band_part_tensor` of numpy arrays."""
-    device, reference = _place(dsp)
+    """:func:`band_part_tensor` of numpy arrays (or tensors), on ``dsp``; returns numpy."""
+    device, reference = place(dsp)
     high = None if high_end is None else tensor(high_end, device)
     return array(band_part_tensor(tensor(spec, device), layout, i, high, reference))
 
 
-def synthesize(spec: np.ndarray, layout: BandLayout, high_end: np.ndarray | None = None,
+def synthesize(spec: np.ndarray | torch.Tensor, layout: BandLayout, high_end: np.ndarray | torch.Tensor | None = None,
                dsp: torch.device | str | None = None) -> np.ndarray:
     """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, hop_top·(frames − 1)]``.
 
     ``high_end`` (complex ``[2, h, frames]``) replaces the top band's highest rows, as mirroring
-    produces it. The output is float64, as the original's complex128 buffers make it. Each band's
+    produces it; either may be a numpy array or a tensor. The output is numpy float64, as the
+    original's complex128 buffers make it. Each band's
     part is added to the partial sum of the bands below, which is then resampled up to the next
     band's rate (:func:`synthesis_resampler`; libsamplerate's steps on the CPU). Runs on ``dsp``.
     """
     bands = layout.bands
     if spec.shape[2] < 2:
         return np.zeros((2, 0))
-    device, reference = _place(dsp)
+    device, reference = place(dsp)
     spec_t = tensor(spec, device)
     wave = None
     for i, band in enumerate(bands):

@@ -246,20 +246,20 @@ def analysis_margin(layout: BandLayout) -> int:
 
 def analyze_frames(
     read: Callable[[int, int], np.ndarray], layout: BandLayout, n_samples: int, start: int, stop: int,
-    dsp: torch.device | str | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+    dsp: torch.device | str | None = None, *, tensors: bool = False,
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]:
     """Frames ``start .. stop - 1`` of :func:`bands.analyze` of the whole input, from a reader.
 
     ``read(a, b)`` gives the input's samples ``a .. b - 1`` at the layout's rate (float32
     ``[2, b - a]``, zeros outside the file); ``n_samples`` is the input's length. Frames past the
     original's count are those ``analyze(..., extra_frames)`` gives. Returns the combined
     spectrogram ``[2, bins + 1, stop - start]`` and the raw high end ``[2, h, stop - start]``
-    (numpy), computed on ``dsp`` (see :func:`bands.analyze`).
+    (numpy; ``tensors``: tensors on the DSP device), computed on ``dsp`` (see :func:`bands.analyze`).
     """
     lengths = bands.band_lengths(n_samples, layout)
     m = analysis_margin(layout)
     g0, g1 = start - m, stop + m
-    device, reference = bands._place(dsp)
+    device, reference = bands.place(dsp)
     wave = bands.tensor(read(g0 * layout.top.hop_length, g1 * layout.top.hop_length), device)
 
     def fit(i: int, band_wave: torch.Tensor) -> torch.Tensor:
@@ -268,6 +268,8 @@ def analyze_frames(
 
     specs = bands.band_spectra(wave, layout, reference, fit=fit)
     spec, high = bands.combine(specs, layout, m, m + stop - start)
+    if tensors:
+        return spec, high
     return bands.array(spec), None if high is None else bands.array(high)
 
 
@@ -388,7 +390,7 @@ class SegmentedSynthesis:
         self,
         layout: BandLayout,
         n_frames: int,
-        frames: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]],
+        frames: Callable[[int, int], tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor | None]],
         *,
         half: int = FFT_KERNEL_HALF,
         flat: int = FFT_KERNEL_FLAT,
@@ -401,7 +403,7 @@ class SegmentedSynthesis:
         self.n_frames = n_frames
         self.frames = frames
         self.dsp = dsp
-        self._device, self._reference = bands._place(dsp)
+        self._device, self._reference = bands.place(dsp)
         self.half, self.flat = half, flat
         self.lengths = [b.hop_length * (n_frames - 1) for b in layout.bands]
         for i in range(len(layout.bands) - 1):

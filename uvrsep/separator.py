@@ -349,8 +349,8 @@ class Separator:
         return mask[:, :, :, c:-c]
 
     def _run_windows(
-        self, items: list[tuple[np.ndarray, WindowPlan]], on_window: Callable[[int], None] | None
-    ) -> list[np.ndarray]:
+        self, items: list[tuple[torch.Tensor, WindowPlan]], on_window: Callable[[int], None] | None
+    ) -> list[torch.Tensor]:
         """:func:`run_windows_many` with this separator's network; running out of memory is an
         :class:`OutOfMemoryError` that says what to change."""
         try:
@@ -369,7 +369,9 @@ class Separator:
         """The masked stem's magnitudes for the mix magnitudes ``mag`` (float32 ``[2, F, N]``),
         before post-processing (see :meth:`estimate_many`)."""
         n_frames = mag.shape[2] if n_frames is None else n_frames
-        return self.semantics.magnitudes(self.estimate_many([(mag, n_frames)], on_window)[0], mag)
+        mag_t = bands.tensor(np.asarray(mag, dtype=np.float32), bands.place(self.dsp)[0])
+        est = self._estimate_blocks([self._whole_block(mag_t, n_frames)], on_window)[0]
+        return bands.array(self.semantics.magnitudes(est, mag_t))
 
     def estimate_many(
         self, items: list[tuple[np.ndarray, int]], on_window: Callable[[int], None] | None = None
@@ -380,12 +382,15 @@ class Separator:
         window by window, plus the TTA pass; frames past ``n_frames`` reuse the mask of the last
         one. Clips share network calls; each keeps its own normalisation, so each result equals
         processing it alone. Digital silence gives zeros (the original divides by zero there).
+        Numpy in and out; the work runs on the DSP device.
         """
-        blocks = [
-            _BlockInput(mag, 0, 0, mag.shape[2], n, float(mag[:, :, :n].max()), self._windows(0, mag.shape[2], n))
-            for mag, n in items
-        ]
-        return self._estimate_blocks(blocks, on_window)
+        device = bands.place(self.dsp)[0]
+        blocks = [self._whole_block(bands.tensor(np.asarray(mag, dtype=np.float32), device), n) for mag, n in items]
+        return [bands.array(est) for est in self._estimate_blocks(blocks, on_window)]
+
+    def _whole_block(self, mag: torch.Tensor, n: int) -> _BlockInput:
+        """All frames of magnitudes ``[2, F, N]`` whose first ``n`` are the input's, as one block."""
+        return _BlockInput(mag, 0, 0, mag.shape[2], n, float(mag[:, :, :n].max()), self._windows(0, mag.shape[2], n))
 
     def _windows(self, lo: int, hi: int, n: int) -> list[tuple[WindowPlan, int, int]]:
         """Per pass (one, or two with TTA): ``(plan, first, last + 1)``, the windows of an
@@ -397,12 +402,13 @@ class Separator:
         return [(plan, (lo + plan.shift) // roi, min(plan.n_windows, -(-(min(hi, n) + plan.shift) // roi)))
                 for plan in plans]
 
-    def _estimate_blocks(self, blocks: list[_BlockInput], on_window: Callable[[int], None] | None) -> list[np.ndarray]:
+    def _estimate_blocks(self, blocks: list[_BlockInput], on_window: Callable[[int], None] | None) -> list[torch.Tensor]:
         """The semantics' estimate for frames ``lo .. hi − 1`` of each block (float32
-        ``[2, F, hi − lo]``), with one run of the network over all their windows."""
+        ``[2, F, hi − lo]``, on the blocks' device), with one run of the network over all their
+        windows."""
         roi = self.settings.window_size - 2 * self.net.context
-        items: list[tuple[np.ndarray, WindowPlan]] = []
-        norms: list[np.ndarray | None] = []
+        items: list[tuple[torch.Tensor, WindowPlan]] = []
+        norms: list[torch.Tensor | None] = []
         for b in blocks:
             if b.coef == 0:  # digital silence: zeros (the original divides by zero)
                 norms.append(None)
@@ -412,7 +418,7 @@ class Separator:
             for plan, first, last in b.windows:
                 e0 = first * roi - plan.pad_left  # the frames these windows read: e0 .. e1 − 1
                 e1 = (last - 1) * roi - plan.pad_left + plan.window
-                inp = np.zeros((2, b.mag.shape[1], e1 - e0), dtype=np.float32)  # zeros outside 0 .. n − 1
+                inp = b.mag.new_zeros((2, b.mag.shape[1], e1 - e0))  # zeros outside 0 .. n − 1
                 c0, c1 = max(e0, b.a0, 0), min(e1, a1, b.n)
                 inp[:, :, c0 - e0 : c1 - e0] = norm[:, :, c0 - b.a0 : c1 - b.a0]
                 count = last - first
@@ -423,7 +429,7 @@ class Separator:
         ests = []
         for b, norm in zip(blocks, norms):
             if norm is None:
-                ests.append(np.zeros((2, b.mag.shape[1], b.hi - b.lo), dtype=np.float32))
+                ests.append(b.mag.new_zeros((2, b.mag.shape[1], b.hi - b.lo)))
                 continue
             masks = []
             for plan, first, _ in b.windows:
@@ -431,7 +437,7 @@ class Separator:
                 m0 = first * roi - plan.shift  # frame of this output's first column
                 mask = out[:, :, b.lo - m0 : min(b.hi, b.n) - m0]
                 if b.hi > b.n:  # frames past the end reuse the last frame's mask
-                    mask = np.concatenate([mask, np.repeat(mask[:, :, -1:], b.hi - b.n, axis=2)], axis=2)
+                    mask = torch.cat([mask, mask[:, :, -1:].expand(-1, -1, b.hi - b.n)], dim=2)
                 masks.append(mask)
             ests.append(self.semantics.estimate(masks, norm[:, :, b.lo - b.a0 : b.hi - b.a0], b.coef))
         return ests
@@ -639,7 +645,7 @@ class Separator:
                                  notes=list(self.notes)))
         return results
 
-    def _high_end(self, stem: np.ndarray, mix_high_end: np.ndarray | None) -> np.ndarray | None:
+    def _high_end(self, stem: torch.Tensor, mix_high_end: torch.Tensor | None) -> torch.Tensor | None:
         """The top band's high end for a stem spectrogram (``None``: the stem's own rows)."""
         if self.settings.high_end == "none" or mix_high_end is None:
             return None
@@ -696,7 +702,7 @@ class Separator:
 class _BlockInput:
     """What the network stage needs for frames ``lo .. hi − 1`` of an ``n``-frame input."""
 
-    mag: np.ndarray  #: the mix magnitudes of frames ``a0 .. a0 + width − 1``, float32 ``[2, F, width]``
+    mag: torch.Tensor  #: the mix magnitudes of frames ``a0 .. a0 + width − 1``, float32 ``[2, F, width]``
     a0: int
     lo: int
     hi: int
@@ -727,10 +733,10 @@ class _Job:
         self._kept: tuple[int, tuple] | None = None
         t0 = time.perf_counter()
         if self.whole:
-            analysis = bands.analyze(wave, sep.layout, extra_frames=TAIL_EXTRA_FRAMES, dsp=sep.dsp)
+            analysis = bands.analyze(wave, sep.layout, extra_frames=TAIL_EXTRA_FRAMES, dsp=sep.dsp, tensors=True)
             self.n_samples, self.n = analysis.n_samples, analysis.n_frames
             self.total = analysis.spec.shape[2]
-            mag = np.abs(analysis.spec)
+            mag = analysis.spec.abs()
             self._whole: tuple | None = (analysis.spec, analysis.high_end, mag)
             self.coef = float(mag[:, :, : self.n].max())
             self.block = self.total
@@ -747,25 +753,25 @@ class _Job:
         # Blocks partition the frames; the last one also holds the extra frames past the end.
         self.starts = list(range(0, self.n, self.block))
         sep.times.analysis += time.perf_counter() - t0
-        self._cache: dict[int, dict[str, tuple[np.ndarray, np.ndarray | None]]] = {}
+        self._cache: dict[int, dict[str, tuple[torch.Tensor, torch.Tensor | None]]] = {}
         self._head = segments.synthesis_reach(sep.layout)
-        self._head_frames: dict[str, tuple[np.ndarray, np.ndarray | None]] | None = None
+        self._head_frames: dict[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
     def _bounds(self, k: int) -> tuple[int, int]:
         lo = self.starts[k]
         return lo, (self.total if k == len(self.starts) - 1 else lo + self.block)
 
-    def _analyze(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Frames ``lo .. hi − 1``: (spectrogram, raw high end, magnitudes). A whole file's
-        analysis is handed out once (its one block) and released with it."""
+    def _analyze(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Frames ``lo .. hi − 1``: (spectrogram, raw high end, magnitudes), tensors on the DSP
+        device. A whole file's analysis is handed out once (its one block) and released with it."""
         if self.whole:
             spec, high, mag = self._whole
             self._whole = None
             return spec[:, :, lo:hi], _cut(high, lo, hi), mag[:, :, lo:hi]
-        spec, high = analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi, self.sep.dsp)
-        return spec, high, np.abs(spec)
+        spec, high = analyze_frames(self.source.read, self.sep.layout, self.n_samples, lo, hi, self.sep.dsp, tensors=True)
+        return spec, high, spec.abs()
 
-    def request(self, k: int) -> tuple[_BlockInput, tuple[np.ndarray, np.ndarray | None]]:
+    def request(self, k: int) -> tuple[_BlockInput, tuple[torch.Tensor, torch.Tensor | None]]:
         """Block ``k``'s network input, and its spectrogram and high end."""
         sep, roi = self.sep, self.sep.settings.window_size - 2 * self.sep.net.context
         lo, hi = self._bounds(k)
@@ -777,13 +783,13 @@ class _Job:
         sep.times.analysis += time.perf_counter() - t0
         return _BlockInput(mag, a0, lo, hi, self.n, self.coef, windows), (spec[:, :, lo - a0 : hi - a0], _cut(high, lo - a0, hi - a0))
 
-    def keep(self, k: int, request: tuple[_BlockInput, tuple], est: np.ndarray) -> None:
+    def keep(self, k: int, request: tuple[_BlockInput, tuple], est: torch.Tensor) -> None:
         """Hold block ``k``'s prediction (from a network run shared with other inputs) for :meth:`run`."""
         block, (spec, high) = request
         self._kept = (k, (spec, high, block.mag[:, :, block.lo - block.a0 : block.hi - block.a0], est))
 
-    def _predict(self, k: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """Block ``k``: (spec, high end, mix magnitudes, the semantics' estimate)."""
+    def _predict(self, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Block ``k``: (spec, high end, mix magnitudes, the semantics' estimate), on the DSP device."""
         if self._kept is not None and self._kept[0] == k:
             kept, self._kept = self._kept[1], None
             return kept
@@ -808,7 +814,7 @@ class _Job:
                 self._kept = (k, predicted)
         return self.sep.semantics.post_plan(stats, self.n)
 
-    def _stem_specs(self, k: int) -> Iterator[tuple[str, np.ndarray, np.ndarray | None]]:
+    def _stem_specs(self, k: int) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
         """Block ``k``'s stems: ``(name, spectrogram, high end)``, the masked stem first. The
         second reuses the first's buffer: take what is needed of the first before asking."""
         sep, sem = self.sep, self.sep.semantics
@@ -854,14 +860,14 @@ class _Job:
             self.sep.times.synthesis += time.perf_counter() - t0
         return waves
 
-    def _synthesize(self, frames: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    def _synthesize(self, frames: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
         """A stem (``frames(a, b)``: its spectrogram and high end over frames ``a .. b − 1``) →
         float32 ``[2, n_samples]``, through the whole-file synthesis."""
         spec, high = frames(0, self.n)
         wave = bands.synthesize(spec, self.sep.layout, high, self.sep.dsp)
         return np.ascontiguousarray(self._with_tail(wave, frames), dtype=np.float32)
 
-    def _with_tail(self, wave: np.ndarray, frames: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+    def _with_tail(self, wave: np.ndarray, frames: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]]) -> np.ndarray:
         """``wave``, the synthesis up to the original's last frame, completed to ``n_samples``.
 
         The original drops the input's last partial hop; those samples come from a second
@@ -880,19 +886,19 @@ class _Job:
         return wave[:, : self.n_samples]
 
     # -- a long input, segment by segment -------------------------------------------------
-    def _block(self, k: int) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    def _block(self, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         if k not in self._cache:
             t0 = time.perf_counter()
-            self._cache[k] = {name: (spec.copy() if name == self.sep.primary else spec, high)
+            self._cache[k] = {name: (spec.clone() if name == self.sep.primary else spec, high)
                               for name, spec, high in self._stem_specs(k)}
             self.sep.times.synthesis += time.perf_counter() - t0
             if k == 0:  # the last segment's wrap-around reads the first frames again: keep a copy
                 cut = min(self._head, self._bounds(0)[1])
-                self._head_frames = {name: (spec[:, :, :cut].copy(), None if high is None else high[:, :, :cut].copy())
+                self._head_frames = {name: (spec[:, :, :cut].clone(), None if high is None else high[:, :, :cut].clone())
                                      for name, (spec, high) in self._cache[0].items()}
         return self._cache[k]
 
-    def _frames(self, name: str, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _frames(self, name: str, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Stem ``name``'s spectrogram and high end over frames ``a .. b - 1``, from the blocks."""
         if self._head_frames is not None and 0 not in self._cache and b <= self._head_frames[name][0].shape[2]:
             spec, high = self._head_frames[name]
@@ -906,8 +912,8 @@ class _Job:
             specs.append(spec[:, :, a - lo : stop - lo])
             highs.append(None if high is None else high[:, :, a - lo : stop - lo])
             a, k = stop, k + 1
-        high = None if highs[0] is None else (highs[0] if len(highs) == 1 else np.concatenate(highs, axis=2))
-        return (specs[0] if len(specs) == 1 else np.concatenate(specs, axis=2)), high
+        high = None if highs[0] is None else (highs[0] if len(highs) == 1 else torch.cat(highs, dim=2))
+        return (specs[0] if len(specs) == 1 else torch.cat(specs, dim=2)), high
 
     def _segments(self) -> Iterator[dict[str, np.ndarray]]:
         sep, layout = self.sep, self.sep.layout
@@ -940,5 +946,5 @@ def _share_time(results: list[Stems], seconds: float, weights: list[int]) -> Non
         result.seconds = seconds * weight / total
 
 
-def _cut(high: np.ndarray | None, a: int, b: int) -> np.ndarray | None:
+def _cut(high: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None:
     return None if high is None else high[:, :, a:b]

@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from .errors import ConfigError
@@ -57,59 +56,62 @@ class WindowPlan:
         """First padded frame of each window."""
         return [i * self.hop for i in range(self.n_windows)]
 
-    def pad(self, mag: np.ndarray) -> np.ndarray:
-        """Zero-pad ``[C, F, n_frames]`` along time to ``[C, F, pad_left + n_frames + pad_right]``."""
-        return np.pad(mag, ((0, 0), (0, 0), (self.pad_left, self.pad_right)), mode="constant")
+    def pad(self, mag: torch.Tensor) -> torch.Tensor:
+        """Zero-pad ``[C, F, n_frames]`` along time to ``[C, F, pad_left + n_frames + pad_right]``
+        (``mag`` itself when there is nothing to pad)."""
+        if self.pad_left == self.pad_right == 0:
+            return mag
+        return torch.nn.functional.pad(mag, (self.pad_left, self.pad_right))
 
-    def trim(self, stitched: np.ndarray) -> np.ndarray:
+    def trim(self, stitched: torch.Tensor) -> torch.Tensor:
         """Cut the stitched outputs ``[C, F, n_windows * hop]`` back to ``[C, F, n_frames]``."""
         return stitched[:, :, self.shift : self.shift + self.n_frames]
 
 
 def run_windows(
-    mag: np.ndarray,
+    mag: torch.Tensor,
     plan: WindowPlan,
     predict: Callable[[torch.Tensor], torch.Tensor],
     *,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
     on_window: Callable[[int], None] | None = None,
-) -> np.ndarray:
+) -> torch.Tensor:
     """Run ``predict`` over every window of ``mag`` and stitch the outputs.
 
     Args:
-        mag: float32 ``[C, F, n_frames]``.
-        predict: maps a batch ``[B, C, F, window]`` to ``[B, C, F, hop]`` (context removed).
+        mag: float32 ``[C, F, n_frames]``, on any device (the DSP's).
+        predict: maps a batch ``[B, C, F, window]`` on ``device`` (the network's) to
+            ``[B, C, F, hop]`` (context removed).
         batch_size: windows per ``predict`` call; results do not depend on it.
         on_window: called with the number of windows just finished (progress).
 
     Returns:
-        float32 ``[C, F, n_frames]``.
+        float32 ``[C, F, n_frames]`` on ``mag``'s device.
     """
     return run_windows_many([(mag, plan)], predict, batch_size=batch_size, device=device, on_window=on_window)[0]
 
 
 def run_windows_many(
-    items: list[tuple[np.ndarray, WindowPlan]],
+    items: list[tuple[torch.Tensor, WindowPlan]],
     predict: Callable[[torch.Tensor], torch.Tensor],
     *,
     batch_size: int = 1,
     device: torch.device | str = "cpu",
     on_window: Callable[[int], None] | None = None,
-) -> list[np.ndarray]:
+) -> list[torch.Tensor]:
     """:func:`run_windows` for several spectrograms at once: windows of different items share
-    network calls (each item keeps its own values), which keeps batches full for short clips."""
+    network calls (each item keeps its own values), which keeps batches full for short clips.
+    The windows are cut, and the outputs stitched, on the items' device."""
     padded = [plan.pad(mag) for mag, plan in items]
-    outs = [
-        np.empty((mag.shape[0], mag.shape[1], plan.n_windows * plan.hop), dtype=np.float32) for mag, plan in items
-    ]
+    outs = [mag.new_empty((mag.shape[0], mag.shape[1], plan.n_windows * plan.hop)) for mag, plan in items]
     jobs = [(k, i) for k, (_, plan) in enumerate(items) for i in range(plan.n_windows)]
     step = max(1, batch_size)
     for first in range(0, len(jobs), step):
         chunk = jobs[first : first + step]
         windows = [padded[k][:, :, i * items[k][1].hop : i * items[k][1].hop + items[k][1].window] for k, i in chunk]
-        batch = torch.from_numpy(np.stack(windows)).to(device)
-        result = predict(batch).detach().to("cpu", torch.float32).numpy()
+        batch = torch.stack(windows).to(device)
+        result = predict(batch).detach().to(outs[0].device, torch.float32)
         for j, (k, i) in enumerate(chunk):
             hop = items[k][1].hop
             outs[k][:, :, i * hop : (i + 1) * hop] = result[j]
