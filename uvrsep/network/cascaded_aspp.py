@@ -58,13 +58,16 @@ class BaseASPPNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         h = x
+        del x  # called as forward(...) with a temporary (see _stages), the input goes after enc1
         for level in range(1, self.levels + 1):
             h, skip = getattr(self, f"enc{level}")(h)
             skips.append(skip)
         del skip
         h = self.aspp(h)
-        for level in range(self.levels, 0, -1):  # each skip is freed once its decoder has used it
-            h = getattr(self, f"dec{level}")(h, skips.pop())
+        for level in range(self.levels, 0, -1):
+            # Called directly, not through nn.Module.__call__ (whose argument tuple would keep the
+            # skip alive): a fused decoder frees its skip as soon as it has used it.
+            h = getattr(self, f"dec{level}").forward(h, skips.pop())
         return h
 
 
@@ -115,10 +118,12 @@ class CascadedASPPNet(nn.Module):
         half = x.shape[2] // 2
         aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :half]), self.stg1_high_band_net(x[:, :, half:])], dim=2)
         aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
-        h = self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1))
+        bridge = [self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1))]
         if not keep_aux:
             aux1 = aux2 = None
-        return self.stg3_full_band_net(h), aux1, aux2
+        # The bridge's output is popped into the call (forward, not __call__, whose argument tuple
+        # would hold it): freed once the last stage's first encoder has read it.
+        return self.stg3_full_band_net.forward(bridge.pop()), aux1, aux2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _, _ = self._stages(x, keep_aux=False)

@@ -105,6 +105,7 @@ class Decoder(nn.Module):
             conv, channels = block.conv[0], x.shape[1]
             skip = crop_center(skip, x.new_empty((0, 0, 0, 2 * x.shape[3])))
             h = F.conv2d(skip, conv.weight[:, channels:], conv.bias, padding=conv.padding)
+            del skip  # the last reference when the caller handed it over (BaseASPPNet.forward)
             step = max(1, conv.out_channels // 2)
             for c in range(0, channels, step):
                 end = min(c + step, channels)
