@@ -298,3 +298,25 @@ def test_precision_on_cuda(tiny_weights, precision, floor):
     assert torch.backends.cudnn.allow_tf32 is False  # restored after the tf32 network calls
     for name in a.waves:
         assert min(sdr(a.waves[name][c], b.waves[name][c]) for c in range(2)) >= floor
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("semantics", ["rvc", "uvr"])
+def test_the_pipeline_on_cuda_equals_the_cpu(tiny_weights, tmp_path, semantics):
+    """Everything from the analysis to the synthesis on the GPU (fp32): the CPU's stems, whole
+    file and in segments, with TTA and post-processing."""
+    from tests.conftest import sdr
+
+    wave = music_like(12.0, seed=7)
+    path = tmp_path / "clip.wav"
+    sf.write(path, wave.T, SR, subtype="FLOAT")
+    opts = dict(semantics=semantics, tta=True, postprocess=True, high_end="mirroring")
+    cpu = Separator(tiny_weights, device="cpu", **opts).separate(path)
+    gpu = Separator(tiny_weights, device="cuda", segment_threshold=5.0, segment_windows=1, **opts)
+    assert gpu.dsp.type == "cuda"
+    whole = gpu.separate(path)
+    streamed = gpu.separate_streamed(path).collect()
+    for name in cpu.waves:
+        assert min(sdr(cpu.waves[name][c], whole.waves[name][c]) for c in range(2)) >= 90
+        assert min(sdr(whole.waves[name][c], streamed.waves[name][c]) for c in range(2)) >= 90

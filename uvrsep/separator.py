@@ -721,7 +721,8 @@ class _Job:
     ``segment_windows`` network windows, analysed frame range by frame range and synthesised
     segment by segment (:meth:`Separator.separate_streamed`). Everything between the analysis
     and the synthesis is the same code for both, so a segmented file gets the whole-file
-    windows, normalisation and post-processing. :meth:`run` yields the stems' audio,
+    windows, normalisation and post-processing. From the analysis to the synthesis every array
+    is a tensor on the separator's DSP device. :meth:`run` yields the stems' audio,
     ``{stem: float32 [2, t]}``: one block for a whole file, several in order for a source.
     """
 
