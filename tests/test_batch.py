@@ -433,6 +433,12 @@ def test_killed_batch_resumes(tmp_path, tiny_weights):
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
 
 
+def _sigint_default() -> None:
+    """In the child: Ctrl-C as a terminal gives it. A test run started in the background by a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     clips = tmp_path / "clips"
@@ -442,7 +448,7 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -466,7 +472,7 @@ def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "long.wav"), "-m", str(tiny_weights),
            "-o", str(out), "--device", "cpu", "--segment-threshold", "5"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         parts = list(out.glob(".*.part")) if out.is_dir() else []
