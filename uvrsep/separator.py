@@ -786,8 +786,7 @@ class _Job:
 
     def keep(self, k: int, request: tuple[_BlockInput, tuple], est: torch.Tensor) -> None:
         """Hold block ``k``'s prediction (from a network run shared with other inputs) for :meth:`run`."""
-        block, (spec, high) = request
-        self._kept = (k, (spec, high, block.mag[:, :, block.lo - block.a0 : block.hi - block.a0], est))
+        self._kept = (k, _prediction(request, est))
 
     def _predict(self, k: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Block ``k``: (spec, high end, mix magnitudes, the semantics' estimate), on the DSP device."""
@@ -798,9 +797,7 @@ class _Job:
         t0 = time.perf_counter()
         est = self.sep._estimate_blocks([request[0]], self.on_window)[0]
         self.sep.times.network += time.perf_counter() - t0
-        self.keep(k, request, est)
-        kept, self._kept = self._kept[1], None
-        return kept
+        return _prediction(request, est)
 
     def _post_plan(self):
         """Post-processing looks at runs of frames: every frame's statistic first (a network
@@ -938,6 +935,12 @@ class _Job:
             for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
                 del self._cache[j]
             yield {name: np.ascontiguousarray(wave, dtype=np.float32) for name, wave in chunk.items()}
+
+
+def _prediction(request: tuple[_BlockInput, tuple], est: torch.Tensor) -> tuple:
+    """A block's (spec, high end, mix magnitudes, estimate) from its request and estimate."""
+    block, (spec, high) = request
+    return spec, high, block.mag[:, :, block.lo - block.a0 : block.hi - block.a0], est
 
 
 def _share_time(results: list[Stems], seconds: float, weights: list[int]) -> None:
