@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +43,13 @@ BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 #: Output formats and their soundfile (libsndfile) container; mp3 and ogg are lossy.
 OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3", "ogg": "OGG"}
 LOSSY_SUBTYPES = {"mp3": "MPEG_LAYER_III", "ogg": "VORBIS"}
+#: Sample rates a written file may have (``--sample-rate``): 8 kHz to 384 kHz, and per format
+#: what its encoder takes (MPEG audio's nine rates; libvorbis crashes above 200 kHz).
+MIN_OUTPUT_RATE, MAX_OUTPUT_RATE = 8000, 384000
+FORMAT_RATES = {
+    "mp3": frozenset((8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)),
+    "ogg": range(MIN_OUTPUT_RATE, 192000 + 1),
+}
 #: Extensions read with soundfile (libsndfile); anything else goes through ffmpeg.
 SOUNDFILE_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
@@ -199,6 +207,21 @@ def duration_seconds(path: str | os.PathLike) -> float:
     return wav.shape[-1] / sr
 
 
+#: Highest sample rate an in-memory input may declare (Hz), as for written stems.
+MAX_INPUT_RATE = 384000
+
+
+def check_input_rate(sample_rate: object, name: str = "array") -> int:
+    """``sample_rate`` of an in-memory input as an ``int``; a :class:`ConfigError` unless it is
+    a whole number of Hz from 1 to :data:`MAX_INPUT_RATE` (a huge rate would make resampling
+    allocate gigabytes)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise ConfigError(f"{name}: sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if not 1 <= sample_rate <= MAX_INPUT_RATE:
+        raise ConfigError(f"{name}: sample_rate {sample_rate} is outside 1–{MAX_INPUT_RATE} Hz")
+    return int(sample_rate)
+
+
 #: A 2-D array axis with at most this many entries (and the other axis longer) holds channels.
 MAX_CHANNELS = 8
 
@@ -233,18 +256,49 @@ def to_stereo(wav: np.ndarray) -> np.ndarray:
     return wav[:2]
 
 
-def _output_format(path: Path, bit_depth: str, overwrite: bool) -> tuple[str, str]:
+def output_settings_problem(fmt: str, bit_depth: str | None, sample_rate: int | None) -> str | None:
+    """Why files of format ``fmt`` cannot be written with ``bit_depth`` (``None``: the format's
+    default) at ``sample_rate`` (``None``: not known yet); ``None`` when they can."""
+    if fmt not in OUTPUT_FORMATS:
+        return f"unsupported output format {fmt!r} (use {', '.join(OUTPUT_FORMATS)})"
+    if bit_depth is not None:
+        if bit_depth not in BIT_DEPTHS:
+            return f"unsupported bit depth {bit_depth!r} (use {', '.join(BIT_DEPTHS)})"
+        if fmt in LOSSY_SUBTYPES:
+            return f"--bit-depth does not apply to {fmt} (a lossy format has no bit depth); leave it out"
+        if not sf.check_format(OUTPUT_FORMATS[fmt], BIT_DEPTHS[bit_depth]):
+            return f"{fmt} cannot store bit depth {bit_depth} (use {', '.join(b for b, t in BIT_DEPTHS.items() if sf.check_format(OUTPUT_FORMATS[fmt], t))})"
+    if sample_rate is not None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            return f"sample rate must be a whole number of Hz, got {sample_rate!r}"
+        if not MIN_OUTPUT_RATE <= sample_rate <= MAX_OUTPUT_RATE:
+            return f"sample rate {sample_rate} Hz is outside {MIN_OUTPUT_RATE}–{MAX_OUTPUT_RATE} Hz"
+        rates = FORMAT_RATES.get(fmt)
+        if rates is not None and sample_rate not in rates:
+            allowed = ", ".join(map(str, sorted(rates))) if isinstance(rates, frozenset) else f"{rates.start}–{rates.stop - 1}"
+            return f"{fmt} cannot be written at {sample_rate} Hz (its rates: {allowed} Hz)"
+    return None
+
+
+def check_output_settings(fmt: str, bit_depth: str | None, sample_rate: int | None) -> None:
+    """A one-line :class:`ConfigError` when stems cannot be written as asked (see
+    :func:`output_settings_problem`): checked before any model is loaded."""
+    problem = output_settings_problem(fmt, bit_depth, sample_rate)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def _output_format(path: Path, bit_depth: str | None, overwrite: bool, sample_rate: int) -> tuple[str, str]:
     """(soundfile format, subtype) for an output path; refuses what cannot or must not be written."""
     fmt = path.suffix.lower().lstrip(".")
-    if fmt not in OUTPUT_FORMATS:
-        raise AudioWriteError(f"{path}: unsupported output format {fmt!r} (use {', '.join(OUTPUT_FORMATS)})")
-    if bit_depth not in BIT_DEPTHS:
-        raise AudioWriteError(f"unsupported bit depth {bit_depth!r} (use {', '.join(BIT_DEPTHS)})")
-    subtype = LOSSY_SUBTYPES.get(fmt, BIT_DEPTHS[bit_depth])
-    if not sf.check_format(OUTPUT_FORMATS[fmt], subtype):
-        raise AudioWriteError(f"{path}: {fmt} cannot store bit depth {bit_depth}")
+    problem = output_settings_problem(fmt, bit_depth, sample_rate)
+    if problem is not None:
+        raise AudioWriteError(f"{path}: {problem}")
+    subtype = LOSSY_SUBTYPES.get(fmt, BIT_DEPTHS[bit_depth or "16"])
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: already exists (pass overwrite to replace it)")
+    if path.exists() and not path.is_file():
+        raise AudioWriteError(f"{path}: is a folder or special file, not an audio file; it is never replaced")
     return OUTPUT_FORMATS[fmt], subtype
 
 
@@ -299,8 +353,24 @@ def remove_abandoned(folder: Path, prefix: str, suffix: str = "") -> None:
                 stale.unlink(missing_ok=True)
 
 
-#: uvrsep's temporary output files: ``.<target name>.<host>-<pid>-<random>.part`` (``.part.<ext>``
-#: for ffmpeg encodes), as :func:`_temp_beside` makes them; ``.ready`` once complete.
+#: Longest target name (UTF-8 bytes) kept whole in a temporary name: with the owner tag (up to
+#: ~60 bytes) and the suffix the temporary name stays within the usual 255-byte limit.
+TEMP_NAME_BYTES = 150
+
+
+def temp_stem(name: str) -> str:
+    """The part of a temporary file's name that stands for the target ``name``: the name itself,
+    or for a long one its first bytes and a digest of the whole (so any legal output name has a
+    legal temporary name, and each target its own)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= TEMP_NAME_BYTES:
+        return name
+    head = raw[:120].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:16]}"
+
+
+#: uvrsep's temporary output files: ``.<temp_stem(target name)>.<host>-<pid>-<random>.part``
+#: (``.part.<ext>`` for ffmpeg encodes), as :func:`_temp_beside` makes them; ``.ready`` once complete.
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>\w+-\d+-\w+)\.(?:part|ready)(?:\.[^.]+)?$")
 #: The suffix of a temporary file once it is complete (see :meth:`AudioStreamWriter.finish`).
 READY_SUFFIX = ".ready"
@@ -311,7 +381,7 @@ def remove_temporaries(folder: Path, names: Iterable[str], finished_owners: Iter
     will finish: their owner is gone (:func:`is_abandoned`), or is one of ``finished_owners``
     (``host-pid`` tags of processes known to be done, e.g. the workers of a finished Ray run, on
     any host). One listing of the folder, whatever the number of names. Returns how many went."""
-    names = set(names)
+    names = {temp_stem(n) for n in names}
     finished = set(finished_owners)
     removed = 0
     try:
@@ -342,7 +412,7 @@ def complete_interrupted(targets: Iterable[Path]) -> bool:
         return False
     ready: dict[Path, Path] = {}
     for path in missing:
-        prefix = f".{path.name}."
+        prefix = f".{temp_stem(path.name)}."
         found = [c for c in path.parent.glob(f"{glob.escape(prefix)}*{READY_SUFFIX}")
                  if is_abandoned(c.name[len(prefix) : -len(READY_SUFFIX)], c)]
         if not found:
@@ -377,10 +447,11 @@ def _temp_beside(path: Path, suffix: str = ".part") -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AudioWriteError(f"{path}: cannot create the output folder ({exc.strerror or exc})") from None
-    remove_abandoned(path.parent, f".{path.name}.", suffix)
-    remove_abandoned(path.parent, f".{path.name}.", READY_SUFFIX)  # a killed run's, now superseded
+    stem = temp_stem(path.name)
+    remove_abandoned(path.parent, f".{stem}.", suffix)
+    remove_abandoned(path.parent, f".{stem}.", READY_SUFFIX)  # a killed run's, now superseded
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}-", suffix=suffix, dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.{owner_tag()}-", suffix=suffix, dir=path.parent)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise _write_error(path, exc) from None
@@ -431,7 +502,7 @@ def write_audio(
     wav: np.ndarray,
     sample_rate: int,
     *,
-    bit_depth: str = "16",
+    bit_depth: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write ``wav`` (``[channels, samples]``) atomically; integer formats clip, never wrap.
@@ -487,11 +558,11 @@ class AudioStreamWriter:
     ``overwrite`` a target that appeared meanwhile (another process's) is kept and
     :meth:`commit` raises :class:`OutputExistsError`."""
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, bit_depth: str = "16",
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, bit_depth: str | None = None,
                  overwrite: bool = False):
         self.path = Path(path)
         self.overwrite = overwrite
-        container, self.subtype = _output_format(self.path, bit_depth, overwrite)
+        container, self.subtype = _output_format(self.path, bit_depth, overwrite, sample_rate)
         self._tmp = _temp_beside(self.path)
         try:
             self._fh = sf.SoundFile(self._tmp, "w", samplerate=sample_rate, channels=channels,

@@ -8,25 +8,37 @@ one failing input never stops the batch.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import json
 import logging
 import math
 import os
+import stat
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import soxr
 
-from .audio import FFMPEG_EXTENSIONS, SOUNDFILE_EXTENSIONS, AudioStreamWriter, check_input_file, complete_interrupted, duration_seconds
-from .errors import ITEM_ERRORS, ConfigError, OutputExistsError, one_line
+from .audio import (
+    FFMPEG_EXTENSIONS,
+    SOUNDFILE_EXTENSIONS,
+    AudioStreamWriter,
+    check_input_file,
+    check_output_settings,
+    complete_interrupted,
+    duration_seconds,
+)
+from .errors import ITEM_ERRORS, AudioWriteError, ConfigError, OutputExistsError, one_line
 from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, InputItem, check_template, output_paths
 from .stems import Stems, StreamedStems
 
@@ -35,7 +47,7 @@ log = logging.getLogger(__name__)
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 
 __all__ = [
-    "DEFAULT_TEMPLATE", "TEMPLATE_FIELDS", "BatchPlan", "BatchProgress", "BatchReport", "InputItem", "ItemResult",
+    "DEFAULT_TEMPLATE", "TEMPLATE_FIELDS", "BatchPlan", "BatchProgress", "BatchReport", "Conflicts", "InputItem", "ItemResult",
     "Job", "Manifest", "OutputPlan", "check_output_dir", "collect_inputs", "find_conflicts", "format_duration",
     "plan_batch", "read_list_file", "run_batch", "separate_jobs", "write_stems",
 ]
@@ -44,26 +56,76 @@ __all__ = [
 # -- inputs -------------------------------------------------------------------------------------
 
 
+#: Longest line of a list file or a manifest (bytes); a path is at most a few KiB.
+MAX_LINE_BYTES = 1 << 20
+
+
+def regular_file(path: Path, option: str, *, may_be_missing: bool = False) -> bool:
+    """Whether ``path`` (named by ``option``) exists; a :class:`ConfigError` unless it is a
+    regular file (a FIFO would hang the run, ``/dev/zero`` fill its memory, a folder is no file)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if may_be_missing:
+            return False
+        raise ConfigError(f"{option} {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{option} {path}: is a folder; give a file path")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or special file"
+        raise ConfigError(f"{option} {path}: is {kind}, not a regular file")
+    return True
+
+
+def bounded_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """``(number, line)`` for each line of a binary stream, without its newline; a line longer
+    than ``limit`` bytes comes as ``None`` (its bytes are read past, never held)."""
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # skip the rest of the over-long line
+                more = stream.readline(1 << 16)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield number, None
+            continue
+        yield number, line.rstrip(b"\r\n")
+
+
 def read_list_file(from_list: str) -> list[str]:
     """Input paths of a list file (one per line; ``#`` comments and blank lines skipped; ``-``:
-    stdin). A :class:`ConfigError` names a missing, folder or binary list file."""
-    if from_list == "-":
-        text = sys.stdin.read()
-    else:
-        path = Path(from_list)
-        if not path.exists():
-            raise ConfigError(f"--from-list {path}: no such file")
-        if path.is_dir():
-            raise ConfigError(f"--from-list {path}: is a folder; give a text file with one input path per line")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"--from-list {path}: is not a UTF-8 text file (one input path per line)") from None
-        except OSError as exc:
-            raise ConfigError(f"--from-list {path}: cannot be read ({exc.strerror or exc})") from None
-    if "\x00" in text:
-        raise ConfigError(f"--from-list {from_list}: holds binary data, not one input path per line")
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    stdin). A :class:`ConfigError` names a missing, folder, special (FIFO, device) or binary list
+    file, or a line too long to be a path."""
+    name = "standard input" if from_list == "-" else from_list
+    if from_list != "-":
+        regular_file(Path(from_list), "--from-list")
+    paths = []
+    try:
+        with contextlib.ExitStack() as stack:
+            if from_list == "-":
+                stream = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode("utf-8"))
+            else:
+                stream = stack.enter_context(open(from_list, "rb"))
+            for number, raw in bounded_lines(stream):
+                if raw is None:
+                    raise ConfigError(f"--from-list {name}: line {number} is over {MAX_LINE_BYTES} bytes, not a path")
+                try:
+                    line = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise ConfigError(f"--from-list {name}: is not a UTF-8 text file (one input path per line)") from None
+                if "\x00" in line:
+                    raise ConfigError(f"--from-list {name}: holds binary data, not one input path per line")
+                if line and not line.startswith("#"):
+                    paths.append(line)
+    except OSError as exc:
+        raise ConfigError(f"--from-list {name}: cannot be read ({exc.strerror or exc})") from None
+    return paths
 
 
 def collect_inputs(
@@ -137,13 +199,14 @@ class OutputPlan:
 
     ``stems`` are the labels to write (empty: all the separator's); ``template`` names each
     file below ``output_dir`` (see :mod:`uvrsep.naming`); ``sample_rate`` / ``mono`` convert
-    the stems (soxr_hq) before writing.
+    the stems (soxr_hq) before writing; ``bit_depth`` (lossless formats only; ``None``: 16-bit).
+    A combination that cannot be written is a :class:`ConfigError` here, before any work.
     """
 
     output_dir: Path = Path(".")
     template: str = DEFAULT_TEMPLATE
     fmt: str = "wav"
-    bit_depth: str = "16"
+    bit_depth: str | None = None
     stems: tuple[str, ...] = ()
     sample_rate: int | None = None
     mono: bool = False
@@ -153,11 +216,14 @@ class OutputPlan:
 
     def __post_init__(self):
         self.output_dir = Path(self.output_dir)
-        check_template(self.template, len(self.stems) or None)
+        check_output_settings(self.fmt, self.bit_depth, self.sample_rate)
+        check_template(self.template, len(self.stems) or None, self.fmt)
 
-    def paths(self, item: InputItem, stems: Iterable[str]) -> dict[str, Path]:
+    def paths(self, item: InputItem, stems: Iterable[str], *, contained: bool = True) -> dict[str, Path]:
+        """``{stem: path}`` of one input; an :class:`AudioWriteError` naming it when one would
+        not stay inside ``output_dir`` (see :func:`uvrsep.naming.output_paths`)."""
         return output_paths(item, tuple(stems), output_dir=self.output_dir, template=self.template, fmt=self.fmt,
-                            model=self.model, mirror_tree=self.mirror_tree)
+                            model=self.model, mirror_tree=self.mirror_tree, contained=contained)
 
     def write(self, stems, item: InputItem, on_block: Callable[[float], None] | None = None) -> dict[str, Path]:
         """Write the wanted stems of one input (see :func:`write_stems`); returns their paths."""
@@ -172,7 +238,7 @@ def write_stems(
     *,
     sample_rate: int | None = None,
     mono: bool = False,
-    bit_depth: str = "16",
+    bit_depth: str | None = None,
     overwrite: bool = False,
     on_block: Callable[[float], None] | None = None,
     before_commit: Callable[[], None] | None = None,
@@ -226,6 +292,9 @@ def write_stems(
             put(name, np.zeros((channels, length - written[name]), np.float32))
         for writer in writers.values():  # all complete before the first is renamed into place
             writer.finish()
+        for path in targets.values():  # a folder that appeared meanwhile: no half set of stems
+            if (path.exists() or path.is_symlink()) and not (path.is_file() or path.is_symlink()):
+                raise AudioWriteError(f"{path}: is a folder or special file, not an audio file; it is never replaced")
         if before_commit is not None:
             before_commit()
         for name, writer in writers.items():
@@ -243,17 +312,53 @@ def write_stems(
     return targets
 
 
-def find_conflicts(items: list[InputItem], plan: OutputPlan, stems: tuple[str, ...]) -> list[str]:
-    """Output paths that two inputs would both write (reported before any work starts)."""
-    owners: dict[Path, Path] = {}
-    conflicts = []
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (hard links and every path to it share it), else None."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+@dataclass
+class Conflicts:
+    """What must stop a run before any work (see :func:`find_conflicts`), one line each."""
+
+    shared: list[str] = field(default_factory=list)  #: outputs two inputs would both write
+    overwrites: list[str] = field(default_factory=list)  #: outputs that would replace an input
+
+    def __bool__(self) -> bool:
+        return bool(self.shared or self.overwrites)
+
+
+def find_conflicts(
+    items: list[InputItem], plan: OutputPlan, stems: tuple[str, ...], protected: dict[Path, str] | None = None
+) -> Conflicts:
+    """Outputs that two inputs would both write, and outputs that resolve to an input file or
+    to one of the ``protected`` files (``{path: what it is}``: the manifest, the list of inputs)
+    — the same path, a symbolic link to it or a hard link of it — with or without
+    ``overwrite``, naming both paths. Outputs that would leave the output folder are left to
+    :func:`plan_batch` (their input fails alone)."""
+    keep: dict[str | tuple[int, int], str] = {}
+    named = [(item.path, "the input") for item in items] + list((protected or {}).items())
+    for path, what in named:
+        keep.setdefault(os.path.realpath(path), f"{what} {path}")
+        ident = _identity(Path(path))
+        if ident is not None:
+            keep.setdefault(ident, f"{what} {path}")
+    owners: dict[str, Path] = {}
+    found = Conflicts()
     for item in items:
-        for path in plan.paths(item, stems).values():
-            key = Path(os.path.abspath(path))
-            if key in owners and owners[key] != item.path:
-                conflicts.append(f"{owners[key]} and {item.path} would both write {path}")
+        for path in plan.paths(item, stems, contained=False).values():
+            key = os.path.realpath(path)
+            victim = keep.get(key) or keep.get(_identity(path) or key)
+            if victim is not None:
+                found.overwrites.append(f"{path} would overwrite {victim}")
+            elif key in owners and owners[key] != item.path:
+                found.shared.append(f"{owners[key]} and {item.path} would both write {path}")
             owners.setdefault(key, item.path)
-    return conflicts
+    return found
 
 
 # -- results, manifest ----------------------------------------------------------------------------
@@ -316,9 +421,15 @@ class Manifest:
     ``duration_s`` (seconds of audio), ``seconds`` (processing time; clips that shared network
     calls share its time by their windows), ``error`` (one line). The last record of an input
     wins. An input whose last record is ``ok`` with exactly the outputs asked for now, all
-    present, is finished: a re-run skips it and writes no new record. Unreadable lines (a
-    line cut by a kill, stray text) are skipped with one warning each and never swallow the
-    next record.
+    present, is finished: a re-run skips it and writes no new record. Each record is appended
+    and flushed to disk as soon as its input is decided (an input's ``ok`` once its stems are in
+    place), so a run stopped in any way leaves a record for every finished input.
+
+    Runs may share a manifest: records are appended under a lock file beside it
+    (``<manifest>.lock``), and a ``skipped`` record never follows an ``ok`` of the same input,
+    whichever run wrote it. Unreadable lines (a line cut by a kill, stray text, a line over
+    :data:`MAX_LINE_BYTES`, JSON nested too deeply) are skipped with one warning each and never
+    swallow the next record. The manifest must be a regular file (or not exist yet).
     """
 
     def __init__(self, path: Path | None):
@@ -326,38 +437,39 @@ class Manifest:
         self.last: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.write_error: str | None = None
+        self._offset = 0  # bytes read so far: what other runs append comes after
+        self._lines = 0
+        self._mutex = threading.Lock()  # records come from the writer thread and the main one
         if self.path is None:
             return
-        if self.path.is_dir():
-            raise ConfigError(f"--manifest {self.path}: is a folder; give a file path")
-        if self.path.exists():
+        if regular_file(self.path, "--manifest", may_be_missing=True):
             if not os.access(self.path, os.R_OK | os.W_OK):
                 raise ConfigError(f"--manifest {self.path}: cannot be read and appended to (permissions)")
-            self._read()
+            try:
+                with open(self.path, "rb") as fh:
+                    self._parse(fh, whole=True)
+            except OSError as exc:
+                raise ConfigError(f"--manifest {self.path}: cannot be read ({exc.strerror or exc})") from None
         else:
             check_output_dir(self.path.parent)
 
-    def _read(self) -> None:
-        try:
-            raw = self.path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"--manifest {self.path}: cannot be read ({exc.strerror or exc})") from None
-        for number, line in enumerate(raw.split(b"\n"), start=1):
-            if not line.strip():
+    def _parse(self, fh: BinaryIO, whole: bool) -> None:
+        """Take the records from the read position on: every line (``whole``), or only the
+        complete ones (a run appending meanwhile may be mid-line)."""
+        if not whole:
+            data = fh.read()
+            fh = io.BytesIO(data[: data.rfind(b"\n") + 1])
+        start = self._offset
+        for _, line in bounded_lines(fh):
+            self._lines += 1
+            if line is not None and not line.strip():
                 continue
-            try:
-                rec = json.loads(line.decode("utf-8"))
-                if not isinstance(rec, dict) or not isinstance(rec.get("input"), str):
-                    raise ValueError("not a record with an input")
-                if rec.get("status") not in ("ok", "skipped", "failed"):
-                    raise ValueError(f"unknown status {rec.get('status')!r}")
-                outputs = rec.get("outputs", [])
-                if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
-                    raise ValueError("outputs is not a list of paths")
-            except (UnicodeDecodeError, ValueError) as exc:
-                self.warnings.append(f"{self.path}:{number}: unreadable manifest line skipped ({exc})")
+            rec, problem = _parse_record(line) if line is not None else (None, f"over {MAX_LINE_BYTES} bytes")
+            if problem is not None:
+                self.warnings.append(f"{self.path}:{self._lines}: unreadable manifest line skipped ({problem})")
                 continue
             self.last[rec["input"]] = rec
+        self._offset = start + fh.tell()
 
     def finished(self, item: InputItem, targets: dict[str, Path]) -> bool:
         """Whether the last record of ``item`` says it is done with these very outputs, all present."""
@@ -368,28 +480,68 @@ class Manifest:
         return sorted(outputs) == sorted(map(str, targets.values())) and all(Path(p).is_file() for p in outputs)
 
     def record(self, result: ItemResult) -> None:
-        """Append one record (a cut last line first gets its newline). A failure to write is
-        kept in :attr:`write_error` (reported once) and the batch goes on."""
+        """Append one record and flush it to disk (a cut last line first gets its newline); safe
+        from several threads and processes. A failure to write is kept in :attr:`write_error`
+        (reported once) and the batch goes on."""
+        with self._mutex:
+            if self.path is None or self.write_error is not None:
+                self._remember(result)
+                return
+            try:
+                from filelock import FileLock
+
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with FileLock(str(self.path) + ".lock"), open(self.path, "a+b") as fh:
+                    fh.seek(self._offset)
+                    self._parse(fh, whole=False)  # what other runs recorded meanwhile
+                    if self._remember(result):
+                        _append_line(fh, (json.dumps(result.__dict__, ensure_ascii=False) + "\n").encode("utf-8"))
+                        self._offset = fh.tell()
+                        self._lines += 1
+            except OSError as exc:
+                reason = "disk full" if exc.errno in (28, 122) else (exc.strerror or str(exc))
+                self.write_error = (f"--manifest {self.path}: cannot be written ({reason}); "
+                                    "resuming from it will redo this run's inputs")
+
+    def _remember(self, result: ItemResult) -> bool:
+        """Take ``result`` as its input's last record; whether it says something new (a
+        ``skipped`` after an ``ok`` or ``skipped`` of the same input does not)."""
         previous = self.last.get(result.input)
-        self.last[result.input] = result.__dict__
-        if self.path is None or self.write_error is not None:
-            return
         if result.status == "skipped" and previous is not None and previous["status"] != "failed":
-            return  # finished or skipped before: nothing new to say about it
-        line = (json.dumps(result.__dict__, ensure_ascii=False) + "\n").encode("utf-8")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a+b") as fh:
-                if fh.tell() > 0:
-                    fh.seek(-1, os.SEEK_END)
-                    if fh.read(1) != b"\n":
-                        line = b"\n" + line
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            reason = "disk full" if exc.errno in (28, 122) else (exc.strerror or str(exc))
-            self.write_error = f"--manifest {self.path}: cannot be written ({reason}); resuming from it will redo this run's inputs"
+            return False
+        self.last[result.input] = dict(result.__dict__)
+        return True
+
+
+def _parse_record(line: bytes) -> tuple[dict | None, str | None]:
+    """(record, None) for a readable manifest line, else (None, why not)."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, str(exc)
+    if not isinstance(rec, dict) or not isinstance(rec.get("input"), str):
+        return None, "not a record with an input"
+    if rec.get("status") not in ("ok", "skipped", "failed"):
+        return None, f"unknown status {rec.get('status')!r}"
+    outputs = rec.get("outputs", [])
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        return None, "outputs is not a list of paths"
+    return rec, None
+
+
+def _append_line(fh: BinaryIO, line: bytes) -> None:
+    """Append ``line`` at the end of ``fh`` (after a newline, if a cut line ends the file) and
+    flush it to disk."""
+    fh.seek(0, os.SEEK_END)
+    if fh.tell() > 0:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            line = b"\n" + line
+    fh.write(line)
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 # -- planning and running ---------------------------------------------------------------------------
@@ -424,6 +576,15 @@ def _duration_or_zero(path: Path) -> float:
         return 0.0
 
 
+def _check_targets(targets: dict[str, Path]) -> None:
+    """An :class:`AudioWriteError` when something that is no regular file (a folder, a FIFO, a
+    device) stands at an output's name: it is never replaced, with or without ``overwrite``."""
+    for path in targets.values():
+        if path.exists() and not path.is_file():
+            raise AudioWriteError(f"{path}: a folder or special file stands at this output name; "
+                                  "remove it or choose another --name-template")
+
+
 def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[str], manifest: Manifest) -> BatchPlan:
     """Decide each input before any model is loaded: unreadable (failed, one line), finished
     per the manifest (skipped, no new record), its outputs exist (skipped unless
@@ -432,9 +593,10 @@ def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[st
     jobs: list[Job] = []
     done: list[ItemResult] = []
     for item in items:
-        targets = plan.paths(item, stems)
         try:
+            targets = plan.paths(item, stems)
             check_input_file(item.path)
+            _check_targets(targets)
         except ITEM_ERRORS as exc:
             done.append(ItemResult(str(item.path), "failed", error=one_line(exc, item.path)))
             continue
@@ -541,6 +703,7 @@ def separate_jobs(
     group_windows: int = 8,
     on_block: Callable[[float], None] | None = None,
     before_commit: Callable[[Job], None] | None = None,
+    record: Callable[[ItemResult], None] | None = None,
 ) -> Iterator[ItemResult]:
     """Separate ``jobs`` and write their stems: one :class:`ItemResult` per job, in order.
 
@@ -554,39 +717,62 @@ def separate_jobs(
     only an interruption stops it, and then no partial file is left (a file being written in
     the background is finished, whole, or not at all). ``on_block`` gets the seconds of audio
     each written block covered; ``before_commit(job)`` is called once a job's files are
-    complete, just before the first is renamed into place.
+    complete, just before the first is renamed into place; ``record(result)`` is called once
+    per job as soon as its result is final (its stems in place), from the thread that
+    finished it, before the result is yielded: an interruption never loses the record of a
+    finished input.
     """
     jobs = {job.item.path: job for job in jobs}
     clock = time.perf_counter()
 
-    def write(job: Job, stems, blocks: Callable[[float], None] | None) -> tuple[str, str, list[str], float]:
-        """(status, error, outputs, seconds spent) of writing one input's stems."""
-        status, error, outputs = "ok", "", []
+    def settle(result: ItemResult) -> ItemResult:
+        if record is not None:
+            record(result)
+        return result
+
+    def write(job: Job, stems, blocks: Callable[[float], None] | None, seconds: float | None) -> ItemResult:
+        """Write one input's stems; its result (``seconds``: its processing time so far, or
+        ``None`` for the time since the last input). The ``ok`` record is made once every file
+        is complete, before the first is renamed into place (a kill after that leaves complete
+        files the next run puts in place); a rename that then fails records what happened."""
         start = time.perf_counter()
+        promised: list[ItemResult] = []
+
+        def result(status: str, outputs: list[str], error: str = "") -> ItemResult:
+            now = time.perf_counter()
+            spent = now - clock if seconds is None else seconds + now - start
+            return ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3), round(spent, 3), error)
+
+        def commit() -> None:
+            promised.append(settle(result("ok", [str(p) for p in job.targets.values()])))
+            if before_commit is not None:
+                before_commit(job)
+
         try:
             written = write_stems(stems, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
                                   bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=blocks,
-                                  before_commit=None if before_commit is None else lambda: before_commit(job))
-            outputs = [str(p) for p in written.values()]
+                                  before_commit=commit)
+            final = result("ok", [str(p) for p in written.values()])
         except OutputExistsError as exc:
-            status, error, outputs = "skipped", str(exc), [str(p) for p in job.targets.values()]
+            final = result("skipped", [str(p) for p in job.targets.values()], str(exc))
         except ITEM_ERRORS as exc:
-            status, error = "failed", one_line(exc, job.item.path)
-        return status, error, outputs, time.perf_counter() - start
+            final = result("failed", [], one_line(exc, job.item.path))
+        if promised and final.status == "ok":
+            return final  # recorded before the commit
+        return settle(final)
 
     def finished(wait: bool) -> Iterator[ItemResult]:
         """The results of the background writes done so far (all of them with ``wait``), in order."""
         nonlocal clock
-        while pending and (wait or pending[0][2].done()):
-            job, stems, future = pending.popleft()
-            status, error, outputs, spent = future.result()
-            if on_block is not None and status == "ok":
+        while pending and (wait or pending[0][1].done()):
+            stems, future = pending.popleft()
+            result = future.result()
+            if on_block is not None and result.status == "ok":
                 on_block(stems.duration)  # one block: the whole clip, counted here, in order
-            yield ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3),
-                             round(stems.seconds + spent, 3), error)
+            yield result
             clock = time.perf_counter()
 
-    pending: deque[tuple[Job, Stems, Future]] = deque()
+    pending: deque[tuple[Stems, Future]] = deque()
     outcomes = separator.separate_batch(list(jobs), group_windows=group_windows,
                                         durations={path: job.duration for path, job in jobs.items()})
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvrsep-writer") as writer:
@@ -594,22 +780,26 @@ def separate_jobs(
             for path, outcome in outcomes:
                 job = jobs[path]
                 if isinstance(outcome, Stems) and outcome.seconds is not None:
-                    pending.append((job, outcome, writer.submit(write, job, outcome, None)))
+                    pending.append((outcome, writer.submit(write, job, outcome, None, outcome.seconds)))
                     yield from finished(wait=False)
                     continue
                 yield from finished(wait=True)  # results stay in the inputs' order
                 if isinstance(outcome, Exception):
-                    yield ItemResult(str(path), "failed", duration_s=round(job.duration, 3), error=one_line(outcome, path))
+                    yield settle(ItemResult(str(path), "failed", duration_s=round(job.duration, 3),
+                                            error=one_line(outcome, path)))
                 else:  # streamed: separated while it is written; the time since the last input
-                    status, error, outputs, _ = write(job, outcome, on_block)
-                    yield ItemResult(str(path), status, outputs, round(outcome.duration, 3),
-                                     round(time.perf_counter() - clock, 3), error)
+                    yield write(job, outcome, on_block, None)
                 clock = time.perf_counter()
             yield from finished(wait=True)
         except BaseException:
-            for _, _, future in pending:
+            for _, future in pending:
                 future.cancel()
             raise
+
+
+def _recorded(manifest: Manifest, result: ItemResult) -> ItemResult:
+    manifest.record(result)
+    return result
 
 
 def run_batch(
@@ -644,11 +834,11 @@ def run_batch(
 
     def finish(result: ItemResult) -> None:
         report.results.append(result)
-        manifest.record(result)
         if on_result is not None:
             on_result(result)
 
     for result in items.done:
+        manifest.record(result)
         finish(result)
     counted = 0.0
 
@@ -659,10 +849,11 @@ def run_batch(
             progress.advance(seconds)
 
     try:
-        if execute is None:
-            results = separate_jobs(separator, items.jobs, plan, group_windows=group_windows, on_block=on_block)
-        else:
-            results = execute(items.jobs, on_block)
+        if execute is None:  # each record is written as soon as its stems are in place
+            results = separate_jobs(separator, items.jobs, plan, group_windows=group_windows, on_block=on_block,
+                                    record=manifest.record)
+        else:  # the workers put the stems in place; recorded as their results arrive
+            results = (_recorded(manifest, result) for result in execute(items.jobs, on_block))
         for result in results:
             finish(result)
             if progress is not None:

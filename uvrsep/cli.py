@@ -119,8 +119,9 @@ def separate(
         float, typer.Option("--postprocess-threshold", min=0, help="Threshold of --postprocess (uvr: 0.1–0.3 as in UVR).")
     ] = 0.2,
     window_size: Annotated[
-        int, typer.Option("--window-size", min=1, help=(
-            "Frames per network window (UVR offers 320 / 512 / 1024): above twice the net's context, a multiple of 16."))
+        int, typer.Option("--window-size", help=(
+            "Frames per network window (UVR offers 320 / 512 / 1024): above twice the net's context, a multiple of 16, "
+            "at most 2048."))
     ] = 512,
     high_end: Annotated[
         str | None, typer.Option("--high-end", show_default="mirroring with rvc, none with uvr",
@@ -136,9 +137,13 @@ def separate(
                           + " ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; {stem} is needed when several stems are written.")
     ] = DEFAULT_TEMPLATE,
     output_format: Annotated[OutputFormat, typer.Option("--output-format", help="wav / flac (lossless) or mp3 / ogg.")] = OutputFormat.wav,
-    bit_depth: Annotated[BitDepth, typer.Option("--bit-depth", help="16 or 24-bit integer (clipped), or 32-bit float (wav/flac).")] = BitDepth.pcm16,
+    bit_depth: Annotated[
+        BitDepth | None, typer.Option("--bit-depth", help="16 or 24-bit integer (clipped), or 32-bit float (wav only); "
+                                      "wav and flac only.", show_default="16")
+    ] = None,
     sample_rate: Annotated[
-        int | None, typer.Option("--sample-rate", min=1000, help="Resample the stems (Hz), e.g. 16000 for speech recognition.",
+        int | None, typer.Option("--sample-rate", help="Resample the stems (Hz, 8000–384000), e.g. 16000 for speech "
+                                 "recognition (mp3: 8000–48000 MPEG rates; ogg: up to 192000).",
                                  show_default="the model's, 44100")
     ] = None,
     mono: Annotated[bool, typer.Option("--mono", help="Write mono stems (mean of the two channels).")] = False,
@@ -232,7 +237,8 @@ def separate(
         labels = _final_labels(models, offline, settings.resolve().primary_stem)
         wanted = _parse_stems(stems, labels)
         plan = OutputPlan(
-            output_dir=output_dir, template=name_template, fmt=output_format.value, bit_depth=bit_depth.value,
+            output_dir=output_dir, template=name_template, fmt=output_format.value,
+            bit_depth=None if bit_depth is None else bit_depth.value,
             stems=wanted, sample_rate=sample_rate, mono=mono, mirror_tree=mirror_tree, overwrite=overwrite,
             model="+".join(_model_name(m) for m in models),
         )
@@ -241,11 +247,19 @@ def separate(
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     for warning in journal.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    conflicts = find_conflicts(items, plan, wanted)
-    if conflicts:
-        for line in conflicts[:20]:
-            _error(f"output conflict: {line}")
+    protected = {path: what for path, what in ((manifest, "the manifest (--manifest)"),
+                                               (from_list, "the list of inputs (--from-list)"))
+                 if path is not None and path != "-"}
+    conflicts = find_conflicts(items, plan, wanted, {Path(p): what for p, what in protected.items()})
+    for line in conflicts.overwrites[:20]:
+        _error(f"refused: {line}")
+    for line in conflicts.shared[:20]:
+        _error(f"output conflict: {line}")
+    if conflicts.overwrites:
+        _error("nothing was done: choose another --output-dir or --name-template (an input is never overwritten)")
+    elif conflicts.shared:
         _error("nothing was done: use --mirror-tree or a --name-template with {parent} to keep them apart")
+    if conflicts:
         raise typer.Exit(2)
     for spec, reason in problems:
         _error(f"{spec}: {reason}")

@@ -1,6 +1,12 @@
 """Output names: the ``--name-template`` language and where each stem of an input goes.
 
 Light on purpose (no numpy, no torch): the CLI checks a template before it loads anything.
+
+The one rule every output obeys, whatever the template, its format specs and conversions, the
+input's name or the folders on disk do: its final, resolved path (symbolic links followed) lies
+inside the output folder (:func:`contained_path`). A template that breaks it for every input is a
+:class:`~uvrsep.errors.ConfigError` before any work; an input whose own name makes it break fails
+alone with an :class:`~uvrsep.errors.AudioWriteError`.
 """
 
 from __future__ import annotations
@@ -8,9 +14,9 @@ from __future__ import annotations
 import os
 import string
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PureWindowsPath
 
-from .errors import ConfigError
+from .errors import AudioWriteError, ConfigError
 
 DEFAULT_TEMPLATE = "{name}_{stem}.{ext}"
 TEMPLATE_FIELDS = {
@@ -20,6 +26,11 @@ TEMPLATE_FIELDS = {
     "model": "model name (registry name, or weight file name without .pth; a chain: first+second)",
     "parent": "name of the input's folder",
 }
+#: Values the template is tried with before any work (each must give a path inside the folder).
+_PROBES = (
+    {"name": "clip", "stem": "vocals", "model": "HP2_all_vocals", "parent": "clips"},
+    {"name": "a", "stem": "instrumental", "model": "m+n", "parent": "b"},
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +42,10 @@ class InputItem:
 
 
 def template_fields(template: str) -> set[str]:
-    """The fields a template uses; a :class:`ConfigError` for one that is malformed, names an
-    unknown field, or leaves the output folder (absolute, or ``..``)."""
+    """The fields a template uses; a :class:`ConfigError` for one that is malformed or names an
+    unknown field (format specs and conversions are checked by :func:`check_template`)."""
+    if not isinstance(template, str):
+        raise ConfigError(f"--name-template must be text, got {type(template).__name__}")
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -52,39 +65,103 @@ def template_fields(template: str) -> set[str]:
             f"--name-template {template!r}: unknown field(s) {', '.join(sorted(unknown))} "
             f"(known: {', '.join(TEMPLATE_FIELDS)})"
         )
-    literal = PurePath(template.replace("{", "").replace("}", ""))
-    if literal.is_absolute() or ".." in literal.parts:
-        raise ConfigError(f"--name-template {template!r}: must be a relative path below --output-dir")
     if not template.strip() or template.endswith(("/", "\\")):
         raise ConfigError(f"--name-template {template!r}: must name a file")
     return fields
 
 
-def check_template(template: str, n_stems: int | None) -> None:
-    """A :class:`ConfigError` if ``template`` cannot name ``n_stems`` stems apart: ``{stem}`` is
-    needed when more than one stem is written (``None``: not known yet, taken as several)."""
+def render(template: str, **values: str) -> str:
+    """``template`` filled in; a format spec or conversion that cannot apply (``{name:d}``,
+    ``{name!z}``) is a one-line :class:`ConfigError`."""
+    try:
+        return template.format(**values)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ConfigError(f"--name-template {template!r}: {exc}") from None
+
+
+def check_template(template: str, n_stems: int | None, fmt: str | None = None) -> None:
+    """A :class:`ConfigError` if ``template`` cannot name ``n_stems`` stems apart (``{stem}`` is
+    needed when more than one stem is written; ``None``: not known yet, taken as several), lacks
+    ``{ext}`` at the end of the file name, has a format spec or conversion that cannot apply,
+    or leaves the output folder whatever the input (tried with sample values)."""
     fields = template_fields(template)
     if "stem" not in fields and (n_stems is None or n_stems > 1):
         raise ConfigError(
             f"--name-template {template!r} must contain {{stem}} when {n_stems or 'several'} stems are written "
             "(or the stems would overwrite each other); with --stems LABEL it may leave it out"
         )
+    if "ext" not in fields:
+        raise ConfigError(
+            f"--name-template {template!r} must end with .{{ext}}: the file's extension is what says its format"
+        )
+    for values in _PROBES:
+        for ext in (fmt,) if fmt else ("wav", "flac"):
+            text = render(template, ext=ext, **values)
+            why = relative_problem(text, portable=True)
+            if why is not None:
+                raise ConfigError(f"--name-template {template!r} gives {text!r}: {why}; it must stay below --output-dir")
+            if not text.lower().endswith("." + ext):
+                raise ConfigError(
+                    f"--name-template {template!r} gives {text!r}: the file name must end with .{{ext}} (.{ext})"
+                )
+
+
+def relative_problem(text: str, *, portable: bool = False) -> str | None:
+    """Why ``text`` cannot be a path below a folder (absolute, a drive, ``..``, no file name) on
+    this platform (``portable``: on Windows too); ``None`` when it can."""
+    if not text or "\x00" in text:
+        return "an empty name" if not text else "a NUL character"
+    for flavour in (PurePath(text), PureWindowsPath(text)) if portable else (PurePath(text),):
+        if flavour.anchor or flavour.drive:
+            return "an absolute path"
+        if ".." in flavour.parts:
+            return "a '..' that climbs out"
+    if text.endswith(("/", "\\")) or PurePath(text).name in ("", ".", ".."):
+        return "no file name"
+    return None
+
+
+def contained_path(output_dir: Path, relative: str, *, base: Path | None = None) -> Path:
+    """``output_dir / relative``, refused (:class:`AudioWriteError`) unless its final path, with
+    every symbolic link on the way resolved, lies strictly inside ``output_dir`` (resolved too;
+    ``base``: that resolved folder, when the caller has it already)."""
+    why = relative_problem(relative)
+    path = Path(output_dir) / relative
+    if why is None:
+        base = base if base is not None else Path(os.path.realpath(output_dir))
+        final = Path(os.path.realpath(path))
+        if final == base or base not in final.parents:
+            why = f"it resolves to {final}, outside {base}"
+    if why is not None:
+        raise AudioWriteError(f"output {relative!r} would not stay inside {output_dir}: {why}")
+    return path
 
 
 def output_paths(
     item: InputItem, stems: tuple[str, ...], *, output_dir: Path, template: str, fmt: str, model: str,
-    mirror_tree: bool,
+    mirror_tree: bool, base: Path | None = None, contained: bool = True,
 ) -> dict[str, Path]:
     """``{stem: path}`` for one input (``template`` below ``output_dir``; with ``mirror_tree`` the
-    input's folders below the folder it was found in are kept)."""
-    folder = output_dir
+    input's folders below the folder it was found in are kept). Raises :class:`AudioWriteError`
+    naming the input when one of its outputs would not stay inside ``output_dir`` (unless
+    ``contained`` is false: the paths as named, for comparisons only)."""
+    folder = ""
     if mirror_tree:
         try:
-            folder = folder / item.path.parent.relative_to(item.root)
+            folder = str(item.path.parent.relative_to(item.root))
         except ValueError:
             pass
     parent = Path(os.path.abspath(item.path)).parent.name  # "a/../b.wav": b's real folder, never ".."
-    return {
-        stem: folder / template.format(name=item.path.stem, stem=stem, ext=fmt, model=model, parent=parent)
-        for stem in stems
-    }
+    base = base if base is not None else Path(os.path.realpath(output_dir))
+    paths = {}
+    for stem in stems:
+        name = render(template, name=item.path.stem, stem=stem, ext=fmt, model=model, parent=parent)
+        relative = os.path.join(folder, name) if folder not in ("", ".") else name
+        if not contained:
+            paths[stem] = Path(output_dir) / relative
+            continue
+        try:
+            paths[stem] = contained_path(output_dir, relative, base=base)
+        except AudioWriteError as exc:
+            raise AudioWriteError(f"{item.path}: {exc}") from None
+    return paths

@@ -50,6 +50,10 @@ from .masks import (
 from .registry import parse_stem_label
 
 
+#: Largest network window (frames) a setting may ask for: UVR offers up to 1024; memory per
+#: window grows with it.
+MAX_WINDOW_SIZE = 2048
+
 @dataclass(frozen=True)
 class Settings:
     """How to separate: the settings of :class:`uvrsep.Separator` that change the numbers.
@@ -67,7 +71,7 @@ class Settings:
         postprocess: ``rvc``: ``mask_silence``; ``uvr``: ``merge_artifacts``.
         postprocess_threshold: the post-processing threshold (default 0.2 in both).
         window_size: frames per network window (default 512; any size above twice the net's
-            context).
+            context, up to :data:`MAX_WINDOW_SIZE`).
         high_end: ``rvc``: ``mirroring`` (default), ``mirroring2`` or ``none``; ``uvr``:
             ``mirroring`` or ``none`` (default, as audio-separator's CLI).
         primary_stem: the stem the mask keeps, in UVR's spelling or uvrsep's (``Vocals``,
@@ -105,6 +109,9 @@ class Settings:
             raise ConfigError(f"postprocess threshold must be a number >= 0, got {threshold}")
         if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) or self.window_size < 1:
             raise ConfigError(f"window size must be a positive whole number of frames, got {self.window_size}")
+        if self.window_size > MAX_WINDOW_SIZE:
+            raise ConfigError(f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames "
+                              "(UVR's largest is 1024)")
         primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
         return replace(self, aggressiveness=agg, high_end=high_end, primary_stem=primary,
                        tta=bool(self.tta), postprocess=bool(self.postprocess))

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from . import bands, segments
-from .audio import channels_first, check_samples, duration_seconds, read_audio, to_stereo
+from .audio import channels_first, check_input_rate, check_samples, duration_seconds, read_audio, to_stereo
 from .config import BandLayout, list_band_layouts, load_band_layout
 from .errors import ITEM_ERRORS as _ITEM_ERRORS
 from .errors import ConfigError, EmptyAudioError, IncompatibleCheckpointError, OutOfMemoryError, UvrsepError
@@ -566,7 +566,7 @@ class Separator:
         ``wave`` is ``[channels, samples]``, ``[samples, channels]`` or ``[samples]``
         (:func:`uvrsep.audio.channels_first` says which shapes are accepted).
         """
-        return self._conform(channels_first(wave, name), sample_rate, name)
+        return self._conform(channels_first(wave, name), check_input_rate(sample_rate, name), name)
 
     def _conform(self, wave: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
         """``[C, T]`` audio → float32 stereo ``[2, T']`` at the model's rate (top band's
@@ -602,7 +602,7 @@ class Separator:
         :class:`ConfigError` that names the shape. Stems are ``[2, T]`` either way.
         """
         if sample_rate is None:
-            raise ConfigError("separate(array) needs its sample_rate")
+            raise ConfigError("separate(array) needs its sample_rate (Hz)")
         return self.separate_many([(wave, sample_rate)])[0]
 
     def separate_many(

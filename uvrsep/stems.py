@@ -17,6 +17,7 @@ import torch
 from .audio import write_audio
 from .errors import AudioWriteError
 from .config import BandLayout
+from .naming import contained_path
 
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
 
@@ -81,12 +82,14 @@ class Stems:
         track: str,
         *,
         fmt: str = "wav",
-        bit_depth: str = "16",
+        bit_depth: str | None = None,
         overwrite: bool = False,
     ) -> dict[str, Path]:
         """Write each stem as ``<output_dir>/<track>_<stem>.<fmt>``; returns the paths.
 
-        Nothing is written if any target exists and ``overwrite`` is false.
+        ``track`` may name subfolders, but every file must stay inside ``output_dir`` (symbolic
+        links resolved): otherwise an :class:`AudioWriteError` and nothing is written. Nothing is
+        written either if any target exists and ``overwrite`` is false.
         """
         paths = stem_paths(output_dir, track, self.names, fmt)
         refuse_existing(paths.values(), overwrite)
@@ -132,8 +135,11 @@ class StreamedStems:
 
 
 def stem_paths(output_dir: str | Path, track: str, names: tuple[str, ...], fmt: str) -> dict[str, Path]:
-    """``{stem: <output_dir>/<track>_<stem>.<fmt>}``."""
-    return {name: Path(output_dir) / f"{track}_{name}.{fmt}" for name in names}
+    """``{stem: <output_dir>/<track>_<stem>.<fmt>}``, each checked to stay inside ``output_dir``
+    (:func:`uvrsep.naming.contained_path`)."""
+    if not isinstance(track, str):
+        raise AudioWriteError(f"track must be a name (text), got {type(track).__name__}")
+    return {name: contained_path(Path(output_dir), f"{track}_{name}.{fmt}") for name in names}
 
 
 def refuse_existing(paths, overwrite: bool) -> None:
