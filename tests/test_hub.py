@@ -1,420 +1,47 @@
-"""Model downloads against a real HTTP server on 127.0.0.1 (never the internet)."""
+"""The weight cache: records, verification, names to files, the registry and the `models`
+commands (downloads themselves: tests/test_downloads.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from uvrsep import hub
+from tests.http_server import (
+    PAYLOAD,
+    SHA,
+    WIDTH,
+    cache_files,
+    clear_network_env,
+    closed_port,
+    serving,
+    spec_for,
+    weight_bytes,
+)
+from uvrsep import downloads, hub
 from uvrsep.cli import app
-from uvrsep.network import AsppNetConfig, CascadedASPPNet
 from uvrsep.registry import ModelSpec, add_user_model, load_registry
 
-WIDTH = 4  # a tiny but complete cascaded ASPP net: 1.2 MB in float16
-
-
-def weight_bytes(width: int = WIDTH, seed: int = 0) -> bytes:
-    torch.manual_seed(seed)
-    state = CascadedASPPNet(AsppNetConfig(bins=672, channels=width)).state_dict()
-    buffer = io.BytesIO()
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, buffer)
-    return buffer.getvalue()
-
-
-PAYLOAD = weight_bytes()
-SHA = hashlib.sha256(PAYLOAD).hexdigest()
-HTML = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>rate limited</body></html>\n" * 40
-
-
-class Server:
-    """Serves ``files[path]`` with Range support; ``plan[path]`` scripts the answer per request
-    (a list of steps, then "ok"): "500", "429", "truncate" (promise everything, send half, hang
-    up), "nolength-half" (no Content-Length, half the file, hang up), "html" (an HTML error page
-    with 200), "html-octet" (the same page labelled application/octet-stream), "drip" (one byte
-    every 20 ms), "loop" (a redirect to itself)."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.plan: dict[str, list[str]] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.requests.append((self.path, self.headers.get("Range")))
-                step = outer.plan.get(self.path, []).pop(0) if outer.plan.get(self.path) else "ok"
-                if step in ("500", "429"):
-                    self.send_error(int(step))
-                    return
-                if step == "loop":
-                    self.send_response(302)
-                    self.send_header("Location", self.path)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if step.startswith("html"):
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html" if step == "html" else "application/octet-stream")
-                    self.send_header("Content-Length", str(len(HTML)))
-                    self.end_headers()
-                    self.wfile.write(HTML)
-                    return
-                data = outer.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                rng = self.headers.get("Range")
-                if rng:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    if start >= len(data):
-                        self.send_error(416)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Type", "application/octet-stream")
-                if step != "nolength-half":
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if step in ("truncate", "nolength-half"):
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                if step == "drip":
-                    try:
-                        for i in range(min(len(body), 500)):  # at most 10 s
-                            self.wfile.write(body[i : i + 1])
-                            self.wfile.flush()
-                            time.sleep(0.02)
-                    except OSError:
-                        pass
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(autouse=True)
 def no_proxy_no_mirror(monkeypatch):
-    """Name-resolution and refused-connection tests must reach the resolver / port directly."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                hub.MIRROR_ENV, hub.DEADLINE_ENV):
-        monkeypatch.delenv(var, raising=False)
+    clear_network_env(monkeypatch)
 
 
 @pytest.fixture
 def server():
-    srv = Server()
-    srv.files["/m.pth"] = PAYLOAD
-    yield srv
-    srv.close()
+    with serving() as srv:
+        yield srv
 
 
-def spec_for(server, **kw) -> ModelSpec:
-    fields = dict(name="local", file="local.pth", urls=(server.url("/m.pth"),), family="aspp", width=WIDTH)
-    fields.update(kw)
-    return ModelSpec(**fields)
-
-
-def fetch(spec, home, notices=None, **kw):
-    kw.setdefault("backoff", 0)
-    return hub.download(spec, home, progress=False, on_notice=(notices.append if notices is not None else None), **kw)
-
-
-def cache_files(home) -> list[str]:
-    models = home / "models"
-    return sorted(p.name for p in models.iterdir()) if models.is_dir() else []
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
-
-
-# -- accepted downloads --------------------------------------------------------------------
-
-
-def test_download_records_hash_then_verifies(server, isolated_cache):
-    notices = []
-    path = fetch(spec_for(server), isolated_cache, notices)
-    assert path.read_bytes() == PAYLOAD and path.parent == isolated_cache / "models"
-    assert hub.recorded_hashes(isolated_cache) == {"local.pth": SHA}
-    assert hub.verify(spec_for(server), isolated_cache) == (True, "sha256 matches (recorded on first download)")
-    assert notices == [f"downloading model local to {path}"]
-    assert cache_files(isolated_cache) == ["local.pth", "recorded_sha256.json"]  # no .lock, no .part left
-    path.write_bytes(b"tampered")
-    assert hub.verify(spec_for(server), isolated_cache)[0] is False
-    n = len(server.requests)
-    assert fetch(spec_for(server), isolated_cache) == path and len(server.requests) == n  # cached: no request
-
-
-def test_resume_after_interrupted_transfer(server, isolated_cache):
-    part = isolated_cache / "models" / "local.pth.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(PAYLOAD[:300_000])
-    path = fetch(spec_for(server, sha256=SHA), isolated_cache)
-    assert path.read_bytes() == PAYLOAD and not part.exists()
-    assert server.requests[-1][1] == "bytes=300000-"
-
-
-def test_truncated_transfer_is_resumed_with_a_visible_notice(server, isolated_cache):
-    server.plan["/m.pth"] = ["truncate"]
-    notices = []
-    path = fetch(spec_for(server, sha256=SHA), isolated_cache, notices)
-    assert path.read_bytes() == PAYLOAD
-    assert server.requests[1][1] == f"bytes={len(PAYLOAD) // 2}-"
-    assert len(notices) == 2 and "retry 1 of 3" in notices[1] and "transfer" in notices[1]
-
-
-def test_500_then_success_on_retry(server, isolated_cache):
-    server.plan["/m.pth"] = ["500", "500"]
-    notices = []
-    path = fetch(spec_for(server, sha256=SHA), isolated_cache, notices)
-    assert path.read_bytes() == PAYLOAD and len(server.requests) == 3
-    assert [n.split("; ")[-1] for n in notices[1:]] == ["retry 1 of 3 in 0 s", "retry 2 of 3 in 0 s"]
-    assert all("HTTP 500" in n for n in notices[1:])
-
-
-def test_second_url_is_tried(server, isolated_cache):
-    spec = spec_for(server, urls=(server.url("/missing.pth"), server.url("/m.pth")))
-    assert fetch(spec, isolated_cache).read_bytes() == PAYLOAD
-
-
-def test_known_size_without_content_length_resumes_a_short_transfer(server, isolated_cache):
-    server.plan["/m.pth"] = ["nolength-half"]
-    path = fetch(spec_for(server, size=len(PAYLOAD)), isolated_cache)
-    assert path.read_bytes() == PAYLOAD
-    assert server.requests[1][1] == f"bytes={len(PAYLOAD) // 2}-"
-
-
-def test_legacy_format_weight_files_are_accepted(server, isolated_cache):
-    torch.manual_seed(0)
-    state = CascadedASPPNet(AsppNetConfig(bins=672, channels=WIDTH)).state_dict()
-    buffer = io.BytesIO()
-    torch.save(state, buffer, _use_new_zipfile_serialization=False)  # UVR's 2020-2021 files
-    server.files["/old.pth"] = buffer.getvalue()
-    assert fetch(spec_for(server, urls=(server.url("/old.pth"),)), isolated_cache).is_file()
-
-
-# -- failures: fast, few, visible, one line, nothing left behind ------------------------------
-
-
-def test_retries_stop_after_three_with_one_line_and_no_cached_file(server, isolated_cache):
-    server.plan["/m.pth"] = ["500"] * 10
-    notices = []
-    with pytest.raises(hub.DownloadError) as err:
-        fetch(spec_for(server), isolated_cache, notices)  # the default number of retries
-    assert len(server.requests) == 4 and len(notices) == 1 + 3
-    message = str(err.value)
-    assert "\n" not in message and message.count(server.url("/m.pth")) == 1
-    assert "HTTP 500 (4 attempts)" in message and str(isolated_cache / "models" / "local.pth") in message
-    assert cache_files(isolated_cache) == []  # no model, no lock file, no hash
-
-
-def test_always_truncated_gives_up_keeping_the_part_for_later(server, isolated_cache):
-    server.plan["/m.pth"] = ["truncate"] * 10
-    with pytest.raises(hub.DownloadError, match="could not download model local"):
-        fetch(spec_for(server), isolated_cache, retries=2)
-    assert cache_files(isolated_cache) == ["local.pth.part"]
-
-
-def test_404_names_the_url_once_and_where_to_put_the_file(server, isolated_cache):
-    spec = spec_for(server, urls=(server.url("/missing.pth"),))
-    with pytest.raises(hub.DownloadError) as err:
-        fetch(spec, isolated_cache)
-    message = str(err.value)
-    assert "HTTP 404" in message and message.count(server.url("/missing.pth")) == 1
-    assert f"put it at {isolated_cache / 'models' / 'local.pth'}, or use --model PATH" in message
-    assert len(server.requests) == 1  # a 404 is not retried
-    assert cache_files(isolated_cache) == []
-
-
-def test_name_resolution_failure_fails_fast(isolated_cache):
-    spec = ModelSpec(name="far", file="far.pth", urls=("http://nonexistent.invalid/far.pth",))
-    notices = []
-    start = time.monotonic()
-    with pytest.raises(hub.DownloadError) as err:
-        fetch(spec, isolated_cache, notices, backoff=30)  # a retry would sleep 30 s
-    assert time.monotonic() - start < 10
-    assert "does not resolve" in str(err.value) and len(notices) == 1  # "downloading ...", no retry
-    assert cache_files(isolated_cache) == []
-
-
-def test_refused_connection_fails_fast(isolated_cache):
-    url = f"http://127.0.0.1:{closed_port()}/x.pth"
-    notices = []
-    start = time.monotonic()
-    with pytest.raises(hub.DownloadError, match="connection refused"):
-        fetch(ModelSpec(name="x", file="x.pth", urls=(url,)), isolated_cache, notices, backoff=30)
-    assert time.monotonic() - start < 10 and len(notices) == 1
-    assert cache_files(isolated_cache) == []
-
-
-def test_slow_drip_hits_the_deadline(server, isolated_cache):
-    server.plan["/m.pth"] = ["drip"]
-    start = time.monotonic()
-    with pytest.raises(hub.DownloadError, match="not complete within the 1 s deadline"):
-        fetch(spec_for(server), isolated_cache, deadline=1, timeout=1)
-    assert time.monotonic() - start < 4
-    assert cache_files(isolated_cache) == ["local.pth.part"]  # resumable later
-
-
-def test_deadline_from_the_environment(monkeypatch):
-    monkeypatch.setenv(hub.DEADLINE_ENV, "12.5")
-    assert hub.download_deadline() == 12.5
-    monkeypatch.setenv(hub.DEADLINE_ENV, "soon")
-    with pytest.raises(hub.UvrsepError, match="UVRSEP_DOWNLOAD_DEADLINE"):
-        hub.download_deadline()
-    monkeypatch.delenv(hub.DEADLINE_ENV)
-    assert hub.download_deadline() == hub.DEFAULT_DEADLINE
-
-
-def test_redirect_loop_is_one_line(server, isolated_cache):
-    server.plan["/m.pth"] = ["loop"] * 50
-    with pytest.raises(hub.DownloadError) as err:
-        fetch(spec_for(server), isolated_cache)
-    assert "redirect loop" in str(err.value) and "\n" not in str(err.value)
-
-
-# -- bad downloads are discarded, nothing recorded ----------------------------------------------
-
-
-@pytest.mark.parametrize("step, reason", [("html", r"web page \(text/html\)"), ("html-octet", "it is a web page")])
-def test_html_error_page_with_200_is_not_stored(server, isolated_cache, step, reason):
-    server.plan["/m.pth"] = [step]
-    with pytest.raises(hub.DownloadError, match=reason):
-        fetch(spec_for(server), isolated_cache)
-    assert cache_files(isolated_cache) == []
-    assert hub.verify(spec_for(server), isolated_cache) == (None, "not downloaded")
-
-
-def test_response_without_length_closed_half_way_is_discarded(server, isolated_cache):
-    server.plan["/m.pth"] = ["nolength-half"]
-    notices = []
-    with pytest.raises(hub.DownloadError, match="not a readable PyTorch weight file"):
-        fetch(spec_for(server), isolated_cache, notices)
-    assert cache_files(isolated_cache) == [] and hub.recorded_hashes(isolated_cache) == {}
-    assert notices[-1].startswith("discarded the download of model local from 127.0.0.1")
-    assert fetch(spec_for(server), isolated_cache).read_bytes() == PAYLOAD  # the next run downloads again
-
-
-def test_weights_of_another_width_are_discarded(server, isolated_cache):
-    with pytest.raises(hub.DownloadError, match="holds a cascaded ASPP net .width 4.*not the aspp family, width 8"):
-        fetch(spec_for(server, width=8), isolated_cache)
-    assert cache_files(isolated_cache) == []
-
-
-def test_wrong_size_is_refused_before_the_transfer(server, isolated_cache):
-    with pytest.raises(hub.DownloadError, match=f"offers {len(PAYLOAD)} bytes; the file has 1000"):
-        fetch(spec_for(server, size=1000), isolated_cache)
-    assert cache_files(isolated_cache) == []
-
-
-def test_wrong_sha256_is_rejected_and_cache_untouched(server, isolated_cache):
-    models = isolated_cache / "models"
-    models.mkdir(parents=True)
-    (models / "other.pth").write_bytes(b"keep me")
-    with pytest.raises(hub.DownloadError, match="differs from 0000"):
-        fetch(spec_for(server, sha256="0" * 64), isolated_cache)
-    assert cache_files(isolated_cache) == ["other.pth"]
-    assert (models / "other.pth").read_bytes() == b"keep me"
-
-
-def test_bad_mirror_file_falls_back_to_the_registry_url(server, isolated_cache, monkeypatch):
-    server.files["/mirror/local.pth"] = b"\x00garbage" * 100
-    monkeypatch.setenv(hub.MIRROR_ENV, server.url("/mirror"))
-    path = fetch(spec_for(server), isolated_cache)
-    assert path.read_bytes() == PAYLOAD
-    assert [p for p, _ in server.requests] == ["/mirror/local.pth", "/mirror/m.pth", "/m.pth"]  # 2nd: 404
-
-
-# -- locking, mirror, default model -----------------------------------------------------------
-
-
-def test_concurrent_downloads_of_the_same_model(server, isolated_cache):
-    results, errors = [], []
-
-    def worker():
-        try:
-            results.append(fetch(spec_for(server, sha256=SHA), isolated_cache))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 4
-    assert results[0].read_bytes() == PAYLOAD
-    assert sum(1 for p, _ in server.requests if p == "/m.pth") == 1  # the others waited and reused it
-    assert cache_files(isolated_cache) == ["local.pth"]  # the lock file is gone
-
-
-def test_lock_removed_by_the_holder_still_excludes(tmp_path):
-    """A waiter that wakes up on a removed lock file takes the new one instead of running
-    beside the next holder."""
-    target = tmp_path / "m.pth"
-    inside, order = threading.Semaphore(0), []
-
-    def hold(tag):
-        with hub._locked(target):
-            order.append(f"{tag}+")
-            inside.release()
-            time.sleep(0.1)
-            order.append(f"{tag}-")
-
-    threads = [threading.Thread(target=hold, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(order) == 6 and all(order[i][:-1] == order[i + 1][:-1] for i in range(0, 6, 2))
-    assert not (tmp_path / "m.pth.lock").exists()
-
-
-def test_mirror_is_tried_first(server, isolated_cache, monkeypatch):
-    server.files["/mirror/local.pth"] = PAYLOAD
-    monkeypatch.setenv(hub.MIRROR_ENV, server.url("/mirror/"))
-    spec = spec_for(server, urls=("http://nonexistent.invalid/lj/resolve/main/local.pth",))
-    assert fetch(spec, isolated_cache).read_bytes() == PAYLOAD
-    assert [p for p, _ in server.requests] == ["/mirror/local.pth"]
-
-
-def test_mirror_with_the_hosts_layout(server, isolated_cache, monkeypatch):
-    """hf-mirror.com serves Hugging Face's paths: {mirror}/{file} misses, {mirror}/{path} works."""
-    server.files["/lj/resolve/main/uvr5/local.pth"] = PAYLOAD
-    monkeypatch.setenv(hub.MIRROR_ENV, server.url())
-    spec = spec_for(server, urls=("https://nonexistent.invalid/lj/resolve/main/uvr5/local.pth",))
-    assert fetch(spec, isolated_cache).read_bytes() == PAYLOAD
-    assert [p for p, _ in server.requests] == ["/local.pth", "/lj/resolve/main/uvr5/local.pth"]
+# -- names to files, the default model --------------------------------------------------------
 
 
 def test_default_model_downloads_once_with_one_notice(server, isolated_cache):
@@ -437,7 +64,7 @@ def test_default_model_offline_or_unreachable_says_what_to_get_and_where(isolate
         hub.resolve_model(None, offline=True)
     assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
                               f"(--offline): get {url} and put it at {target}, or use --model PATH")
-    monkeypatch.setenv(hub.MIRROR_ENV, f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv(downloads.MIRROR_ENV, f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(hub.DownloadError) as err:
         hub.resolve_model(None, progress=False, on_notice=lambda _: None)
     message = str(err.value)
@@ -457,25 +84,11 @@ def test_a_mirror_cannot_substitute_a_pinned_model(server, isolated_cache, monke
     """RVC's six files have published sha256 sums (RVC's sha256.env): a mirror (a third party)
     serving another file, even a valid net of the right width, is refused and nothing is kept."""
     server.files["/HP2_all_vocals.pth"] = weight_bytes(width=32)
-    monkeypatch.setenv(hub.MIRROR_ENV, server.url())
+    monkeypatch.setenv(downloads.MIRROR_ENV, server.url())
     with pytest.raises(hub.DownloadError, match="sha256 .* differs from 39796caa"):
         hub.resolve_model(None, progress=False, on_notice=lambda _: None)
     assert cache_files(isolated_cache) == []
     assert load_registry().get("HP2_all_vocals").sha256 == "39796caa5db18d7f9382d8ac997ac967bfd85f7761014bb807d2543cc844ef05"
-
-
-def test_offline_refuses_with_instructions(isolated_cache):
-    spec = ModelSpec(name="HP2_all_vocals", file="HP2_all_vocals.pth", urls=("http://127.0.0.1:9/x",))
-    with pytest.raises(hub.DownloadError, match="downloads are off.*put it at"):
-        hub.download(spec, isolated_cache, offline=True)
-
-
-def test_unwritable_cache_is_one_line(server, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "models").write_text("a file where the folder should be")
-    with pytest.raises(hub.DownloadError, match="cannot write in .*models.*set UVRSEP_HOME"):
-        fetch(spec_for(server), home)
 
 
 def test_cache_folder_follows_environment(monkeypatch, tmp_path):
@@ -490,6 +103,198 @@ def test_file_names_cannot_leave_the_cache():
     for bad in ("../../escaped.pth", "/etc/x.pth", "a/b.pth", "..", ".hidden.pth", "a\\b.pth", ""):
         with pytest.raises(hub.UvrsepError, match="plain file name"):
             ModelSpec(name="x", file=bad)
+
+
+# -- digests: pinned or unverified; records kept by concurrent runs; no fcntl needed --------------
+
+
+RECORDER = """
+import sys
+from pathlib import Path
+from uvrsep import hub
+home, tag = Path(sys.argv[1]), sys.argv[2]
+for k in range(100):
+    hub.record_hash(f"{tag}_{k}.pth", "%064x" % k, home)
+"""
+
+
+def test_concurrent_record_updates_keep_every_record(tmp_path):
+    """4 processes x 100 updates of the record file: read-modify-write under the lock, written
+    atomically, so none is lost."""
+    (tmp_path / "models").mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", RECORDER, str(tmp_path), f"p{i}"]) for i in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0] * 4
+    records = json.loads((tmp_path / "models" / "recorded_sha256.json").read_text(encoding="utf-8"))
+    assert len(records) == 400
+    assert hub.recorded_hashes(tmp_path)["p3_99.pth"] == hub.Digest("%064x" % 99, "download")
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["recorded_sha256.json"]  # no temporary left
+
+
+NO_FCNTL = """
+import sys
+sys.modules["fcntl"] = None  # as on Windows
+{imports}
+from pathlib import Path
+from uvrsep import hub
+home = Path(sys.argv[1])
+hub.record_hash("a.pth", "0" * 64, home, source="import")
+print(hub.recorded_hashes(home)["a.pth"].source)
+"""
+
+
+def run_without_fcntl(tmp_path, imports: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-W", "ignore", "-c", NO_FCNTL.format(imports=imports), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_uvrsep_imports_and_records_where_fcntl_does_not_exist(tmp_path):
+    result = run_without_fcntl(tmp_path, "import uvrsep, uvrsep.cli, uvrsep.hub, uvrsep.downloads")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "import"
+
+
+@pytest.mark.slow
+def test_every_module_imports_where_fcntl_does_not_exist(tmp_path):
+    imports = ("import importlib, pkgutil, uvrsep\n"
+               "for m in pkgutil.walk_packages(uvrsep.__path__, 'uvrsep.'):\n"
+               "    if not m.name.endswith('__main__'):\n"
+               "        importlib.import_module(m.name)")
+    result = run_without_fcntl(tmp_path, imports)
+    assert result.returncode == 0, result.stderr
+
+
+def test_record_file_replacement_waits_for_a_reader(isolated_cache, monkeypatch):
+    """On Windows, replacing a file another process has open fails for a moment: the record is
+    written when it is free, or not at all (no temporary file left)."""
+    real, fails = os.replace, [2]
+
+    def busy(src, dst):
+        if fails[0]:
+            fails[0] -= 1
+            raise PermissionError(13, "in use by another process")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", busy)
+    monkeypatch.setattr(hub.time, "sleep", lambda seconds: None)
+    hub.record_hash("a.pth", "0" * 64)
+    assert hub.recorded_hashes() == {"a.pth": hub.Digest("0" * 64, "download")}
+    fails[0] = hub.REPLACE_TRIES
+    with pytest.raises(PermissionError):
+        hub.record_hash("b.pth", "1" * 64)
+    assert set(hub.recorded_hashes()) == {"a.pth"}
+    assert cache_files(isolated_cache) == ["recorded_sha256.json"]
+
+
+def test_older_record_files_are_read(isolated_cache):
+    """Records written before sources were kept ({file: sha256}): imported for entries without
+    URLs (pinned), downloaded for the others (unverified)."""
+    (isolated_cache / "models").mkdir()
+    (isolated_cache / "models" / "recorded_sha256.json").write_text(json.dumps({"a.pth": "1" * 64, "b.pth": "2" * 64}))
+    assert hub.reference_digest(ModelSpec(name="a", file="a.pth")) == hub.Digest("1" * 64, "import")
+    assert hub.reference_digest(ModelSpec(name="b", file="b.pth", urls=("https://x/b.pth",))) == \
+        hub.Digest("2" * 64, "download")
+    hub.record_hash("c.pth", "3" * 64)
+    assert set(hub.recorded_hashes()) == {"a.pth", "b.pth", "c.pth"}
+
+
+def test_models_verify_and_info_never_call_an_unpinned_download_verified(server, isolated_cache):
+    add_user_model(isolated_cache, spec_for(server))  # no published sha256
+    add_user_model(isolated_cache, spec_for(server, name="pinned", file="pinned.pth", sha256=SHA))
+    runner = CliRunner()
+    info = runner.invoke(app, ["models", "info", "local"]).output
+    assert "sha256        unverified (no published checksum): recorded on download, to notice a later change" in info
+    assert runner.invoke(app, ["models", "download", "local", "pinned"]).exit_code == 0
+    info = runner.invoke(app, ["models", "info", "local"]).output
+    assert f"sha256        {SHA} (recorded on download: unverified (no published checksum))" in info
+    assert f"sha256        {SHA} (registry)" in runner.invoke(app, ["models", "info", "pinned"]).output
+    result = runner.invoke(app, ["models", "verify", "local", "pinned"])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        f"local: unverified (no published checksum): unchanged since the download (sha256 {SHA})",
+        "pinned: OK: sha256 matches (registry)",
+    ]
+    for name in ("local", "pinned"):
+        (isolated_cache / "models" / f"{name}.pth").write_bytes(b"tampered")
+    other = hashlib.sha256(b"tampered").hexdigest()
+    result = runner.invoke(app, ["models", "verify"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"local: CHANGED since the download: sha256 {other}, recorded {SHA}; unverified (no published checksum)",
+        f"pinned: MISMATCH: sha256 {other} differs from {SHA} (registry)",
+    ]
+
+
+# -- a cached file used by name is checked against its pinned sha256 ------------------------------
+
+
+def cached_model(home, data: bytes, **kw) -> Path:
+    """A registry entry ``local`` (pinned to PAYLOAD's sha256 unless told) whose cached file,
+    placed by hand, holds ``data``."""
+    fields = dict(name="local", file="local.pth", urls=("http://127.0.0.1:9/local.pth",), family="aspp",
+                  width=WIDTH, params="4band_v2", sha256=SHA)
+    add_user_model(home, ModelSpec(**{**fields, **kw}))
+    target = home / "models" / "local.pth"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return target
+
+
+def test_wrong_cached_file_used_by_name_is_one_line(isolated_cache):
+    target = cached_model(isolated_cache, weight_bytes(seed=1))  # a loadable net, not the pinned one
+    with pytest.raises(hub.UvrsepError) as err:
+        hub.resolve_model("local", offline=True)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{target}: not the file of model local (sha256 ")
+    assert message.endswith(f"pinned in the registry: {SHA[:16]}...); run `uvrsep models verify` to check the "
+                            "cache, and delete it to download it again")
+
+
+def test_wrong_default_model_file_is_one_line(isolated_cache):
+    target = isolated_cache / "models" / "HP2_all_vocals.pth"  # the shipped registry pins its sha256
+    target.parent.mkdir(parents=True)
+    target.write_bytes(PAYLOAD)
+    with pytest.raises(hub.UvrsepError, match=r"HP2_all_vocals.pth: not the file of model HP2_all_vocals .*"
+                                              r"pinned in the registry: 39796caa5db18d7f\.\.\."):
+        hub.resolve_model(None, offline=True)
+
+
+def test_first_use_check_is_remembered_by_size_and_mtime(isolated_cache, monkeypatch):
+    target = cached_model(isolated_cache, PAYLOAD)
+    hashed = []
+    real = hub.sha256_file
+    monkeypatch.setattr(hub, "sha256_file", lambda path: hashed.append(path) or real(path))
+    assert hub.resolve_model("local", offline=True).path == target
+    assert hub.resolve_model("local", offline=True).path == target
+    assert hashed == [target]  # the second use costs a stat, not a read
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert hub.resolve_model("local", offline=True).path == target and len(hashed) == 2
+    target.write_bytes(weight_bytes(seed=1))
+    with pytest.raises(hub.UvrsepError, match="not the file of model local"):
+        hub.resolve_model("local", offline=True)
+
+
+def test_unpinned_and_imported_files_used_by_name(isolated_cache, tmp_path):
+    """No pinned digest: nothing to refuse (the file is unverified, not wrong). An imported
+    file is pinned by the import: changed later, it is refused."""
+    target = cached_model(isolated_cache, weight_bytes(seed=1), sha256=None)
+    assert hub.resolve_model("local", offline=True).path == target
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(PAYLOAD)
+    assert CliRunner().invoke(app, ["models", "import", str(mine)]).exit_code == 0
+    assert hub.resolve_model("mine", offline=True).path == isolated_cache / "models" / "mine.pth"
+    (isolated_cache / "models" / "mine.pth").write_bytes(weight_bytes(seed=1))
+    with pytest.raises(hub.UvrsepError, match=r"not the file of model mine .*pinned on import: .*uvrsep models import FILE --name mine --overwrite"):
+        hub.resolve_model("mine", offline=True)
+
+
+def test_separate_with_a_wrong_cached_file_is_one_line_and_writes_nothing(isolated_cache, tmp_path, short_wav):
+    target = cached_model(isolated_cache, weight_bytes(seed=1))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["separate", str(short_wav), "-m", "local", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {target}: not the file of model local")
+    assert "uvrsep models verify" in result.output and not (out.exists() and any(out.iterdir()))
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -570,13 +375,13 @@ def test_cli_download_and_separate_by_name(server, isolated_cache, tmp_path, sho
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["clip_vocals.wav"]  # primary "Vocals": masked stem
     info = runner.invoke(app, ["models", "info", "tiny-local"]).output
-    assert "recorded on first download" in info
-    assert runner.invoke(app, ["models", "verify"]).exit_code == 0
+    assert "(recorded on download: unverified (no published checksum))" in info
+    assert runner.invoke(app, ["models", "verify"]).exit_code == 0  # unverified, unchanged: not a failure
     assert runner.invoke(app, ["models", "path", "tiny-local"]).output.strip().endswith("tiny-local.pth")
 
 
 def test_cli_download_failure_is_one_line_with_visible_retries(server, isolated_cache, monkeypatch):
-    monkeypatch.setattr(hub.time, "sleep", lambda seconds: None)  # the CLI's backoff: 1, 2, 4 s
+    monkeypatch.setattr(downloads.time, "sleep", lambda seconds: None)  # the CLI's backoff: 1, 2, 4 s
     server.plan["/m.pth"] = ["429"] * 10
     add_user_model(isolated_cache, spec_for(server))
     result = CliRunner().invoke(app, ["models", "download", "local"])

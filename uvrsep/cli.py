@@ -624,16 +624,16 @@ def models_list() -> None:
 @models_app.command("info")
 def models_info(name: str) -> None:
     """Everything known about a model, and where its file is (or would be) cached."""
-    from .hub import cached_path, expected_hash, human_size
+    from .hub import UNVERIFIED, cached_path, human_size, reference_digest
 
     registry = _registry()
     spec = _spec_or_exit(name)
     path = cached_path(spec)
-    sha, source = expected_hash(spec)
-    if sha:
-        sha_line = f"{sha} ({source})"
+    digest = reference_digest(spec)
+    if digest is not None:
+        sha_line = f"{digest.sha256} ({digest.describe()})"
     elif spec.urls:
-        sha_line = "not known yet: recorded on first download, verified afterwards"
+        sha_line = f"{UNVERIFIED}: recorded on download, to notice a later change"
     else:
         sha_line = "not recorded"
     lines = [
@@ -656,9 +656,10 @@ def models_info(name: str) -> None:
 
 @models_app.command("download")
 def models_download(names: list[str]) -> None:
-    """Download models into the cache (resumable, retried, verified; see UVRSEP_MIRROR and
-    UVRSEP_DOWNLOAD_DEADLINE in the README)."""
-    from .hub import download
+    """Download models into the cache (resumed only where proven, retried, checked against the
+    registry's size and sha256 where it has them; see UVRSEP_MIRROR and UVRSEP_DOWNLOAD_DEADLINE
+    in the README)."""
+    from .downloads import download
 
     failed = 0
     for name in names:
@@ -687,16 +688,19 @@ def models_path(name: str) -> None:
 
 @models_app.command("verify")
 def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models to check.", show_default="all cached")] = None) -> None:
-    """Re-hash cached files against the registry (or the hash recorded on first download or import)."""
+    """Re-hash cached files against their pinned sha256 (the registry's, or the one recorded on
+    import). Files downloaded without a published checksum are unverified: for them only a change
+    since the download is detected. Exit status 1 when a file mismatches or changed."""
     from .hub import cached_path, verify
 
     registry = _registry()
     specs = [_spec_or_exit(n) for n in names] if names else [m for m in registry.models if cached_path(m).is_file()]
     bad = 0
+    labels = {"ok": "OK: ", "mismatch": "MISMATCH: ", "changed": "CHANGED since the download: "}
     for spec in specs:
-        ok, detail = verify(spec)
-        bad += ok is False
-        typer.echo(f"{spec.name}: {'OK' if ok else 'MISMATCH' if ok is False else 'unchecked'}: {detail}")
+        verdict = verify(spec)
+        bad += verdict.failed
+        typer.echo(f"{spec.name}: {labels.get(verdict.status, '')}{verdict.detail}")
     if not specs:
         typer.echo("no cached models")
     if bad:
@@ -719,7 +723,7 @@ def models_import(
     recorded: --params, else UVR's hash table, else the family's default.
     """
     from .config import load_band_layout
-    from .hub import home_dir, import_file, record_hash, sha256_file
+    from .hub import home_dir, import_file
     from .network import detect_architecture, read_state_dict
     from .registry import ModelSpec, add_user_model, check_file_name, parse_stem_label
     from .separator import default_params
@@ -743,7 +747,6 @@ def models_import(
             note=f"imported from {file}; band config: {how}",
         )
         path = import_file(file, spec, overwrite=overwrite)
-        record_hash(spec.file, sha256_file(path))
         add_user_model(home_dir(), spec)
     except UvrsepError as exc:
         _error(str(exc))
