@@ -142,7 +142,7 @@ def test_404_names_the_url_once_and_where_to_put_the_file(server, isolated_cache
         fetch(spec, isolated_cache)
     message = str(err.value)
     assert "HTTP 404" in message and message.count(server.url("/missing.pth")) == 1
-    assert f"put it at {isolated_cache / 'models' / 'local.pth'}, or use --model PATH" in message
+    assert f"put it at {isolated_cache / 'models' / 'local.pth'}, or give a weight file you have (model=PATH)" in message
     assert len(server.requests) == 1  # a 404 is not retried
     assert cache_files(isolated_cache) == []
 

@@ -63,14 +63,22 @@ def test_default_model_offline_or_unreachable_says_what_to_get_and_where(isolate
     with pytest.raises(hub.DownloadError) as err:
         hub.resolve_model(None, offline=True)
     assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
-                              f"(--offline): get {url} and put it at {target}, or use --model PATH")
+                              f"(offline=True): get {url} and put it at {target}, or give a weight file you have "
+                              "(model=PATH)")
+    from uvrsep.errors import cli_messages
+
+    with cli_messages(), pytest.raises(hub.DownloadError) as err:  # the command line names its flags
+        hub.resolve_model(None, offline=True)
+    assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
+                              f"(--offline): get {url} and put it at {target}, or give a weight file you have "
+                              "(--model PATH)")
     monkeypatch.setenv(downloads.MIRROR_ENV, f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(hub.DownloadError) as err:
         hub.resolve_model(None, progress=False, on_notice=lambda _: None)
     message = str(err.value)
     assert message.startswith("could not download the default model HP2_all_vocals (127.0.0.1:")
     assert "connection refused" in message and message.count(url) == 1 and "\n" not in message
-    assert message.endswith(f"get {url} and put it at {target}, or use --model PATH")
+    assert message.endswith(f"get {url} and put it at {target}, or give a weight file you have (model=PATH)")
     assert not target.parent.exists() or cache_files(isolated_cache) == []
 
 

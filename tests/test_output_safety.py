@@ -46,7 +46,7 @@ def files_under(folder: Path) -> set[Path]:
     "x/{ext:.>2.0}/../../{name}_{stem}.{ext}",
 ])
 def test_format_specs_that_climb_out_are_one_line_before_any_work(template, tiny_weights, short_wav, tmp_path):
-    with pytest.raises(ConfigError, match="must stay below --output-dir"):
+    with pytest.raises(ConfigError, match="must stay below output_dir"):
         OutputPlan(template=template, stems=("vocals", "instrumental"), output_dir=tmp_path / "o")
     result = separate(short_wav, "-m", tiny_weights, "-o", tmp_path / "o", "--name-template", template)
     assert "must stay below --output-dir" in one_line_error(result)

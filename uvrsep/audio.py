@@ -34,6 +34,7 @@ from .errors import (
     EmptyAudioError,
     OutputExistsError,
     UnsupportedFormatError,
+    option,
 )
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ def output_settings_problem(fmt: str, bit_depth: str | None, sample_rate: int | 
         if bit_depth not in BIT_DEPTHS:
             return f"unsupported bit depth {bit_depth!r} (use {', '.join(BIT_DEPTHS)})"
         if fmt in LOSSY_SUBTYPES:
-            return f"--bit-depth does not apply to {fmt} (a lossy format has no bit depth); leave it out"
+            return f"{option('bit_depth')} does not apply to {fmt} (a lossy format has no bit depth); leave it out"
         if not sf.check_format(OUTPUT_FORMATS[fmt], BIT_DEPTHS[bit_depth]):
             return f"{fmt} cannot store bit depth {bit_depth} (use {', '.join(b for b, t in BIT_DEPTHS.items() if sf.check_format(OUTPUT_FORMATS[fmt], t))})"
     if sample_rate is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import io
 import json
 import logging
@@ -177,20 +178,20 @@ def collect_inputs(
 # -- outputs ------------------------------------------------------------------------------------
 
 
-def check_output_dir(path: Path) -> None:
+def check_output_dir(path: Path, what: str | None = None) -> None:
     """A :class:`ConfigError` unless ``path`` is (or can be made as) a writable folder; nothing
-    is created here."""
+    is created here. ``what`` names it in the message (default: the output folder)."""
+    what = what or f"output folder {path}"
     probe = path
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        what = "is" if probe == path else f"cannot be made: {probe}"
-        raise ConfigError(f"output folder {path} {what} is not a folder" if probe == path
-                          else f"output folder {path} cannot be made: {probe} is a file, not a folder")
+        raise ConfigError(f"{what} is not a folder" if probe == path
+                          else f"{what} cannot be made: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"output folder {path} is not writable" + ("" if probe == path else f" ({probe} is read-only for you)"))
+        raise ConfigError(f"{what} is not writable" + ("" if probe == path else f" ({probe} is read-only for you)"))
 
 
 @dataclass
@@ -327,9 +328,23 @@ class Conflicts:
 
     shared: list[str] = field(default_factory=list)  #: outputs two inputs would both write
     overwrites: list[str] = field(default_factory=list)  #: outputs that would replace an input
+    #: Whether inputs that share an output are in one folder (``clip.mp4``, ``clip.m4a``) / in two.
+    same_folder: bool = False
+    other_folders: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.shared or self.overwrites)
+
+    def advice(self) -> str:
+        """What keeps the outputs apart (one line)."""
+        if self.overwrites:
+            return "choose another --output-dir or --name-template (an input is never overwritten)"
+        fields = (["{parent}"] if self.other_folders else []) + (["{input_ext}"] if self.same_folder else [])
+        example = "{name}_{input_ext}_{stem}.{ext}" if not self.other_folders else (
+            "{parent}/{name}_{stem}.{ext}" if not self.same_folder else "{parent}/{name}_{input_ext}_{stem}.{ext}")
+        return (f"put {' and '.join(fields)} in --name-template (e.g. '{example}')"
+                + (" or use --mirror-tree" if self.other_folders and not self.same_folder else "")
+                + " to keep them apart")
 
 
 def find_conflicts(
@@ -357,6 +372,9 @@ def find_conflicts(
                 found.overwrites.append(f"{path} would overwrite {victim}")
             elif key in owners and owners[key] != item.path:
                 found.shared.append(f"{owners[key]} and {item.path} would both write {path}")
+                one_folder = os.path.realpath(owners[key].parent) == os.path.realpath(item.path.parent)
+                found.same_folder |= one_folder
+                found.other_folders |= not one_folder
             owners.setdefault(key, item.path)
     return found
 
@@ -426,7 +444,7 @@ class Manifest:
     place), so a run stopped in any way leaves a record for every finished input.
 
     Runs may share a manifest: records are appended under a lock file beside it
-    (``<manifest>.lock``), and a ``skipped`` record never follows an ``ok`` of the same input,
+    (``<manifest>.lock``; in the cache's ``locks/`` when its folder is read-only), and a ``skipped`` record never follows an ``ok`` of the same input,
     whichever run wrote it. Unreadable lines (a line cut by a kill, stray text, a line over
     :data:`MAX_LINE_BYTES`, JSON nested too deeply) are skipped with one warning each and never
     swallow the next record. The manifest must be a regular file (or not exist yet).
@@ -442,16 +460,22 @@ class Manifest:
         self._mutex = threading.Lock()  # records come from the writer thread and the main one
         if self.path is None:
             return
+        self._lock = Path(str(self.path) + ".lock")
         if regular_file(self.path, "--manifest", may_be_missing=True):
             if not os.access(self.path, os.R_OK | os.W_OK):
                 raise ConfigError(f"--manifest {self.path}: cannot be read and appended to (permissions)")
+            if not os.access(self.path.parent, os.W_OK | os.X_OK):  # no lock file beside it: one in the cache
+                from .hub import home_dir
+
+                digest = hashlib.sha256(os.path.realpath(self.path).encode("utf-8", "surrogateescape")).hexdigest()
+                self._lock = home_dir() / "locks" / f"manifest-{digest[:24]}.lock"
             try:
                 with open(self.path, "rb") as fh:
                     self._parse(fh, whole=True)
             except OSError as exc:
                 raise ConfigError(f"--manifest {self.path}: cannot be read ({exc.strerror or exc})") from None
         else:
-            check_output_dir(self.path.parent)
+            check_output_dir(self.path.parent, f"--manifest {self.path}: its folder {self.path.parent}")
 
     def _parse(self, fh: BinaryIO, whole: bool) -> None:
         """Take the records from the read position on: every line (``whole``), or only the
@@ -491,7 +515,8 @@ class Manifest:
                 from filelock import FileLock
 
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                with FileLock(str(self.path) + ".lock"), open(self.path, "a+b") as fh:
+                self._lock.parent.mkdir(parents=True, exist_ok=True)
+                with FileLock(self._lock), open(self.path, "a+b") as fh:
                     fh.seek(self._offset)
                     self._parse(fh, whole=False)  # what other runs recorded meanwhile
                     if self._remember(result):
@@ -628,9 +653,11 @@ def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[st
 class BatchProgress:
     """Progress of a batch in seconds of audio, also inside a long file.
 
-    On a terminal: a tqdm bar. Otherwise (logs of long jobs): one line every ``interval``
-    seconds (files, audio done of total, elapsed, ETA). :meth:`write` prints a message line
-    without breaking the bar.
+    On a terminal: a tqdm bar. Otherwise (logs of long jobs): one line at least every
+    ``interval`` seconds (files, audio done of total, elapsed, ETA), from a background timer, so
+    a long file or segment still shows the run is alive; :meth:`close` prints the last one, at
+    the :attr:`elapsed` time the summary gives. :meth:`write` prints a message line without
+    breaking the bar.
     """
 
     def __init__(self, total_seconds: float, total_files: int, *, stream: TextIO | None = None,
@@ -643,56 +670,92 @@ class BatchProgress:
         self.files = 0
         self.interval = interval
         self.started = self.last_line = time.monotonic()
+        self.closed_at: float | None = None
+        self._lock = threading.Lock()
         is_tty = getattr(self.stream, "isatty", lambda: False)()
         self.terminal = is_tty if terminal is None else terminal
         self.bar = None
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
         if self.terminal:
-            self.bar = tqdm(total=round(total_seconds, 1), unit="s", unit_scale=False, file=self.stream,
+            self.bar = tqdm(total=round(total_seconds, 3), unit="s", unit_scale=False, file=self.stream,
                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}",
                             dynamic_ncols=True, leave=False)
+        elif interval > 0:
+            self._timer = threading.Thread(target=self._tick, name="uvrsep-progress", daemon=True)
+            self._timer.start()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the batch started (frozen by :meth:`close`)."""
+        return (self.closed_at if self.closed_at is not None else time.monotonic()) - self.started
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(self.interval, 1.0)):
+            self._maybe_line()
+
+    def _bar_update(self, seconds: float) -> None:
+        """Move the bar, never past its total (tqdm warns when a bar overruns)."""
+        step = min(round(seconds, 3), self.bar.total - self.bar.n)
+        if step > 0:
+            self.bar.update(step)
 
     def advance(self, seconds: float) -> None:
         """``seconds`` more of audio are done."""
-        self.done += seconds
+        with self._lock:
+            self.done += seconds
         if self.bar is not None:
-            self.bar.update(round(seconds, 3))
+            self._bar_update(seconds)
         else:
             self._maybe_line()
 
     def file_done(self, remaining: float = 0.0) -> None:
         """One more input finished (``remaining``: its audio not yet counted by :meth:`advance`)."""
-        self.files += 1
-        self.done += remaining
+        with self._lock:
+            self.files += 1
+            self.done += remaining
         if self.bar is not None:
-            self.bar.update(round(remaining, 3))
+            self._bar_update(remaining)
             self.bar.set_postfix_str(f"{self.files}/{self.files_total} files", refresh=False)
         else:
             self._maybe_line()
 
     def _maybe_line(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_line < self.interval:
-            return
-        self.last_line = now
-        elapsed = now - self.started
-        eta = "?"
-        if self.done > 0 and self.total > self.done:
-            eta = format_duration(elapsed * (self.total - self.done) / self.done)
-        elif self.total <= self.done:
-            eta = "0:00:00"
-        print(f"progress: {self.files}/{self.files_total} files, {format_duration(self.done)} of "
-              f"{format_duration(self.total)} audio, {format_duration(elapsed)} elapsed, ETA {eta}",
-              file=self.stream, flush=True)
+        with self._lock:
+            now = time.monotonic() if self.closed_at is None else self.closed_at
+            if not force and now - self.last_line < self.interval:
+                return
+            self.last_line = now
+            elapsed = now - self.started
+            done = min(self.done, self.total)
+            eta = "?"
+            if done > 0 and self.total > done:
+                eta = format_duration(elapsed * (self.total - done) / done)
+            elif self.total <= done:
+                eta = "0:00:00"
+            print(f"progress: {self.files}/{self.files_total} files, {format_duration(done)} of "
+                  f"{format_duration(self.total)} audio, {format_duration(elapsed)} elapsed, ETA {eta}",
+                  file=self.stream, flush=True)
 
     def write(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
-            print(line, file=self.stream, flush=True)
+            with self._lock:
+                print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
+        """End the bar or the timer; off a terminal, print the last progress line."""
+        if self.closed_at is not None:
+            return
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+        self.closed_at = time.monotonic()
         if self.bar is not None:
             self.bar.close()
+        elif self.files_total:
+            self._maybe_line(force=True)
 
 
 def separate_jobs(

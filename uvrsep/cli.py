@@ -16,10 +16,11 @@ import typer
 
 from . import __version__
 from .config import list_band_layouts, load_band_layout
-from .errors import ConfigError, Terminated, UvrsepError
+from .errors import ConfigError, Terminated, UvrsepError, cli_messages, printable
 from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain click help: flags show as flags (no "<bool>"), usage errors without boxes
     add_completion=False,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -60,7 +61,7 @@ class Precision(str, Enum):
 
 
 def _error(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.secho(f"error: {printable(message)}", err=True, fg=typer.colors.RED)
 
 
 def _print_version(value: bool) -> None:
@@ -71,33 +72,36 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Separate vocals from accompaniment (UVR5 VR models)."""
+    ctx.with_resource(cli_messages())  # messages name settings as flags while a command runs
 
 
 @app.command()
 def separate(
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="Audio or video files, folders, or globs ('clips/**/*.wav').", show_default=False),
+        typer.Argument(help="Audio or video files, folders, or globs ('clips/**/*.wav').", show_default=False,
+                       metavar="INPUT..."),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Weight file (.pth) or registry name (see `uvrsep models list`); "
+        typer.Option("--model", "-m", metavar="NAME|PATH", help="Weight file (.pth) or registry name (see `uvrsep models list`); "
                      "downloaded on first use.", show_default="HP2_all_vocals"),
     ] = None,
     then: Annotated[
         list[str] | None,
-        typer.Option("--then", help="Then run this model on the previous one's voice stem (repeatable), e.g. "
+        typer.Option("--then", metavar="NAME|PATH", help="Then run this model on the previous one's voice stem (repeatable), e.g. "
                      "--then VR-DeEchoDeReverb: writes instrumental, vocals_no_reverb, vocals_reverb.",
                      show_default=False),
     ] = None,
     params: Annotated[
         str | None,
-        typer.Option(help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's.",
+        typer.Option(metavar="NAME|PATH", help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's.",
                      show_default="the registry's, else 4band_v2 / 4band_v3 by family"),
     ] = None,
     # -- separation settings (uvrsep.semantics.Settings) --
@@ -131,9 +135,9 @@ def separate(
         str | None, typer.Option("--primary-stem", show_default="the registry's, else the family's", help=(
             "The stem the mask keeps (Vocals, Instrumental, no_echo, ...; any case); in a chain, the first model's."))
     ] = None,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the stems.")] = Path("."),
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", metavar="DIR", help="Folder for the stems.")] = Path("."),
     name_template: Annotated[
-        str, typer.Option("--name-template", help="Output path below --output-dir; fields "
+        str, typer.Option("--name-template", metavar="TEMPLATE", help="Output path below --output-dir; fields "
                           + " ".join("{" + f + "}" for f in TEMPLATE_FIELDS) + "; {stem} is needed when several stems are written.")
     ] = DEFAULT_TEMPLATE,
     output_format: Annotated[OutputFormat, typer.Option("--output-format", help="wav / flac (lossless) or mp3 / ogg.")] = OutputFormat.wav,
@@ -148,11 +152,11 @@ def separate(
     ] = None,
     mono: Annotated[bool, typer.Option("--mono", help="Write mono stems (mean of the two channels).")] = False,
     stems: Annotated[
-        str | None, typer.Option("--stems", help="Comma-separated stem labels to write, e.g. vocals.", show_default="all")
+        str | None, typer.Option("--stems", metavar="LABEL[,LABEL]", help="Comma-separated stem labels to write, e.g. vocals.", show_default="all")
     ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Also take the files in subfolders of folder inputs.")] = False,
     from_list: Annotated[
-        str | None, typer.Option("--from-list", help="File with one input path per line ('-': stdin).", show_default=False)
+        str | None, typer.Option("--from-list", metavar="FILE", help="File with one input path per line ('-': stdin).", show_default=False)
     ] = None,
     mirror_tree: Annotated[
         bool, typer.Option("--mirror-tree", help="Keep each input's folder layout (below the folder given) under --output-dir.")
@@ -161,7 +165,7 @@ def separate(
         int | None, typer.Option("--stream", min=0, help="Audio stream of video / multi-stream files.", show_default="the first")
     ] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", help="JSONL record of the run; re-running with it resumes.", show_default=False)
+        Path | None, typer.Option("--manifest", metavar="FILE", help="JSONL record of the run; re-running with it resumes.", show_default=False)
     ] = None,
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
     precision: Annotated[
@@ -246,7 +250,7 @@ def separate(
         _error(str(exc))
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     for warning in journal.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        typer.echo(f"warning: {printable(warning)}", err=True)
     protected = {path: what for path, what in ((manifest, "the manifest (--manifest)"),
                                                (from_list, "the list of inputs (--from-list)"))
                  if path is not None and path != "-"}
@@ -255,11 +259,8 @@ def separate(
         _error(f"refused: {line}")
     for line in conflicts.shared[:20]:
         _error(f"output conflict: {line}")
-    if conflicts.overwrites:
-        _error("nothing was done: choose another --output-dir or --name-template (an input is never overwritten)")
-    elif conflicts.shared:
-        _error("nothing was done: use --mirror-tree or a --name-template with {parent} to keep them apart")
     if conflicts:
+        _error(f"nothing was done: {conflicts.advice()}")
         raise typer.Exit(2)
     for spec, reason in problems:
         _error(f"{spec}: {reason}")
@@ -269,12 +270,12 @@ def separate(
 
     def on_result(result) -> None:
         if result.status == "failed":
-            progress.write(f"error: {result.error}")
+            progress.write(f"error: {printable(result.error)}")
         elif result.status == "skipped":
-            progress.write(f"skipped {result.input}: {result.error or 'outputs exist'}"
-                           + (" (--overwrite replaces)" if "exist" in (result.error or "outputs exist") else ""))
+            progress.write(printable(f"skipped {result.input}: {result.error or 'outputs exist'}"
+                                     + (" (--overwrite replaces)" if "exist" in (result.error or "outputs exist") else "")))
         else:
-            progress.write(f"{result.input} -> {', '.join(result.outputs)}")
+            progress.write(printable(f"{result.input} -> {', '.join(result.outputs)}"))
 
     from .batch import run_batch
 
@@ -298,9 +299,11 @@ def separate(
         progress.close()
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         files = "the file being written was removed" if ray is None else "files being written were removed"
-        typer.echo(f"{what}: {files}; re-run (with the same --manifest) to go on", err=True)
+        again = "re-run with the same --manifest to go on" if manifest is not None else "re-run to go on (finished inputs are skipped)"
+        typer.echo(f"{what}: {files}; {again}", err=True)
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     progress.close()
+    report.wall_seconds = progress.elapsed  # the summary's time is the last progress line's
     if journal.write_error:
         _error(journal.write_error)
     failed = report.count("failed") + len(problems)
@@ -550,7 +553,7 @@ def _ray_flag(args: list[str]) -> list[str]:
     return args
 
 
-models_app = typer.Typer(no_args_is_help=True, help="Known models, the download cache and your own weights.")
+models_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Known models, the download cache and your own weights.")
 app.add_typer(models_app, name="models")
 
 

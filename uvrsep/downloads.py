@@ -60,7 +60,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import IncompatibleCheckpointError, UvrsepError
+from .errors import IncompatibleCheckpointError, UvrsepError, in_cli, option
 from .hub import (
     CHUNK,
     Digest,
@@ -329,7 +329,7 @@ def _notify(on_notice: Notice | None, message: str) -> None:
 
 def _by_hand(spec: ModelSpec, target: Path) -> str:
     where = f"get {spec.urls[0]} and put it at {target}" if spec.urls else f"put the weight file at {target}"
-    return f"{where}, or use --model PATH"
+    return f"{where}, or give a weight file you have ({'--model PATH' if in_cli() else 'model=PATH'})"
 
 
 def download(
@@ -358,7 +358,7 @@ def download(
         return target
     what = what or f"model {spec.name}"
     if offline:
-        raise DownloadError(f"{what} is not in the cache and downloads are off (--offline): {_by_hand(spec, target)}")
+        raise DownloadError(f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target)}")
     urls = mirror_urls(spec)
     if not urls:
         raise DownloadError(f"{what} has no download URL: {_by_hand(spec, target)}")

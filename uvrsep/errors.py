@@ -21,6 +21,11 @@ on one line and exits non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import unicodedata
+from collections.abc import Iterator
+
 
 class UvrsepError(Exception):
     """Base class of every error uvrsep raises on purpose."""
@@ -71,14 +76,60 @@ class Terminated(KeyboardInterrupt):
 ITEM_ERRORS = (Exception,)
 
 
+def printable(text: str) -> str:
+    """``text`` on one line, control characters escaped as Python writes them (a file name
+    holding a newline shows as ``a\\nb``, never as two lines or as a space)."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Zs",):
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
 def one_line(exc: BaseException, path: object = None) -> str:
     """A one-line reason for a failed input: a :class:`UvrsepError`'s own message (which names
-    the file), else ``"<path>: <Type>: <first line>"`` for anything a library raised."""
+    the file), else ``"<path>: <Type>: <first line>"`` for anything a library raised. Control
+    characters (in file names) are escaped, never collapsed."""
     if isinstance(exc, UvrsepError):
-        text = str(exc)
-    else:
-        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        if path is not None:
-            text = f"{path}: {text}"
-    return " ".join(text.split())
+        return printable(str(exc))
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if path is not None:
+        text = f"{path}: {text}"
+    return printable(text)
+
+
+#: Set while a command of the ``uvrsep`` CLI runs: messages then name options as flags.
+_CLI: contextvars.ContextVar[bool] = contextvars.ContextVar("uvrsep_cli", default=False)
+
+
+@contextlib.contextmanager
+def cli_messages() -> Iterator[None]:
+    """Within it, :func:`option` names settings as command-line flags (``--params``)."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
+
+
+def in_cli() -> bool:
+    """Whether a command of the ``uvrsep`` CLI is running (see :func:`cli_messages`)."""
+    return _CLI.get()
+
+
+def option(name: str, python: str | None = None, value: object = None) -> str:
+    """How a message names the setting ``name`` (``batch_size``), with ``value`` if given: the
+    flag on the command line (``--batch-size``, ``--batch-size 1``), the Python argument
+    elsewhere (``batch_size``, ``batch_size=1``; ``python`` when the argument is named otherwise)."""
+    if _CLI.get():
+        flag = f"--{name.replace('_', '-')}"
+        return flag if value is None or value is True else f"{flag} {value}"
+    arg = python or name
+    return arg if value is None else f"{arg}={value!r}" if isinstance(value, str) else f"{arg}={value}"

@@ -16,7 +16,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PureWindowsPath
 
-from .errors import AudioWriteError, ConfigError
+from .errors import AudioWriteError, ConfigError, option
 
 DEFAULT_TEMPLATE = "{name}_{stem}.{ext}"
 TEMPLATE_FIELDS = {
@@ -25,11 +25,16 @@ TEMPLATE_FIELDS = {
     "ext": "output format (wav, flac, mp3, ogg)",
     "model": "model name (registry name, or weight file name without .pth; a chain: first+second)",
     "parent": "name of the input's folder",
+    "input_ext": "the input file's extension without the dot (wav, m4a, mp4; keeps clip.mp4 and clip.m4a apart)",
 }
 #: Values the template is tried with before any work (each must give a path inside the folder).
+def _template_option() -> str:
+    return option("name_template", "template")
+
+
 _PROBES = (
-    {"name": "clip", "stem": "vocals", "model": "HP2_all_vocals", "parent": "clips"},
-    {"name": "a", "stem": "instrumental", "model": "m+n", "parent": "b"},
+    {"name": "clip", "stem": "vocals", "model": "HP2_all_vocals", "parent": "clips", "input_ext": "wav"},
+    {"name": "a", "stem": "instrumental", "model": "m+n", "parent": "b", "input_ext": "m4a"},
 )
 
 
@@ -45,28 +50,28 @@ def template_fields(template: str) -> set[str]:
     """The fields a template uses; a :class:`ConfigError` for one that is malformed or names an
     unknown field (format specs and conversions are checked by :func:`check_template`)."""
     if not isinstance(template, str):
-        raise ConfigError(f"--name-template must be text, got {type(template).__name__}")
+        raise ConfigError(f"{_template_option()} must be text, got {type(template).__name__}")
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ConfigError(f"--name-template {template!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+        raise ConfigError(f"{_template_option()} {template!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
     fields = set()
     for _, name, spec, _ in parsed:
         if name is None:
             continue
         if name == "" or name.isdigit():
-            raise ConfigError(f"--name-template {template!r}: fields need a name ({', '.join(TEMPLATE_FIELDS)})")
+            raise ConfigError(f"{_template_option()} {template!r}: fields need a name ({', '.join(TEMPLATE_FIELDS)})")
         if spec and any(c in spec for c in "{}"):
-            raise ConfigError(f"--name-template {template!r}: nested fields are not supported")
+            raise ConfigError(f"{_template_option()} {template!r}: nested fields are not supported")
         fields.add(name)
     unknown = fields - set(TEMPLATE_FIELDS)
     if unknown:
         raise ConfigError(
-            f"--name-template {template!r}: unknown field(s) {', '.join(sorted(unknown))} "
+            f"{_template_option()} {template!r}: unknown field(s) {', '.join(sorted(unknown))} "
             f"(known: {', '.join(TEMPLATE_FIELDS)})"
         )
     if not template.strip() or template.endswith(("/", "\\")):
-        raise ConfigError(f"--name-template {template!r}: must name a file")
+        raise ConfigError(f"{_template_option()} {template!r}: must name a file")
     return fields
 
 
@@ -76,7 +81,7 @@ def render(template: str, **values: str) -> str:
     try:
         return template.format(**values)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ConfigError(f"--name-template {template!r}: {exc}") from None
+        raise ConfigError(f"{_template_option()} {template!r}: {exc}") from None
 
 
 def check_template(template: str, n_stems: int | None, fmt: str | None = None) -> None:
@@ -87,22 +92,22 @@ def check_template(template: str, n_stems: int | None, fmt: str | None = None) -
     fields = template_fields(template)
     if "stem" not in fields and (n_stems is None or n_stems > 1):
         raise ConfigError(
-            f"--name-template {template!r} must contain {{stem}} when {n_stems or 'several'} stems are written "
+            f"{_template_option()} {template!r} must contain {{stem}} when {n_stems or 'several'} stems are written "
             "(or the stems would overwrite each other); with --stems LABEL it may leave it out"
         )
     if "ext" not in fields:
         raise ConfigError(
-            f"--name-template {template!r} must end with .{{ext}}: the file's extension is what says its format"
+            f"{_template_option()} {template!r} must end with .{{ext}}: the file's extension is what says its format"
         )
     for values in _PROBES:
         for ext in (fmt,) if fmt else ("wav", "flac"):
             text = render(template, ext=ext, **values)
             why = relative_problem(text, portable=True)
             if why is not None:
-                raise ConfigError(f"--name-template {template!r} gives {text!r}: {why}; it must stay below --output-dir")
+                raise ConfigError(f"{_template_option()} {template!r} gives {text!r}: {why}; it must stay below {option('output_dir')}")
             if not text.lower().endswith("." + ext):
                 raise ConfigError(
-                    f"--name-template {template!r} gives {text!r}: the file name must end with .{{ext}} (.{ext})"
+                    f"{_template_option()} {template!r} gives {text!r}: the file name must end with .{{ext}} (.{ext})"
                 )
 
 
@@ -155,7 +160,8 @@ def output_paths(
     base = base if base is not None else Path(os.path.realpath(output_dir))
     paths = {}
     for stem in stems:
-        name = render(template, name=item.path.stem, stem=stem, ext=fmt, model=model, parent=parent)
+        name = render(template, name=item.path.stem, stem=stem, ext=fmt, model=model, parent=parent,
+                      input_ext=item.path.suffix.lstrip("."))
         relative = os.path.join(folder, name) if folder not in ("", ".") else name
         if not contained:
             paths[stem] = Path(output_dir) / relative

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .audio import write_audio
-from .errors import AudioWriteError
+from .errors import AudioWriteError, option
 from .config import BandLayout
 from .naming import contained_path
 
@@ -146,4 +146,4 @@ def refuse_existing(paths, overwrite: bool) -> None:
     """Raise :class:`AudioWriteError` naming the targets that exist, unless ``overwrite``."""
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not overwrite:
-        raise AudioWriteError(f"{', '.join(existing)}: already exists (use --overwrite to replace)")
+        raise AudioWriteError(f"{', '.join(existing)}: already exists ({option('overwrite', value=True)} replaces it)")
