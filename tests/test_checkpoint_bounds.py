@@ -291,3 +291,29 @@ def test_checkpoint_primary_in_any_spelling_is_read_in_uvrs(tmp_path):
     assert read_checkpoint(path)[1]["primary"] == "No Echo"
     assert model_stems(path) == ("no_echo", "echo")
     assert read_checkpoint(checkpoint(tmp_path, "plain.pth"))[1]["primary"] is None
+
+
+# -- models import --name ------------------------------------------------------------------------
+
+
+def test_models_import_name_longer_than_the_file_system_takes(tmp_path, isolated_cache):
+    """Today: OSError (File name too long) and a traceback. The limit is the file system's,
+    less a margin for what uvrsep appends (.pth, .part, lock files), counted in bytes."""
+    weights = save(tmp_path, tiny_aspp())
+    result = CliRunner().invoke(app, ["models", "import", str(weights), "--name", "n" * 300])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith(f"error: --name '{'n' * 37}...' is too long: 300 bytes, at most ")
+    assert len(result.output.splitlines()) == 1
+
+    from uvrsep.registry import NAME_MARGIN, name_limit
+
+    limit = name_limit(isolated_cache) - NAME_MARGIN
+    too_long = "é" * (limit // 2 + 1)  # few enough characters, too many bytes in UTF-8
+    result = CliRunner().invoke(app, ["models", "import", str(weights), "--name", too_long])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: --name '{too_long[:37]}...' is too long: {len(too_long.encode())} bytes, at most {limit} ")
+    assert not (isolated_cache / "models").exists()
+    longest = "n" * limit
+    result = CliRunner().invoke(app, ["models", "import", str(weights), "--name", longest])
+    assert result.exit_code == 0, result.output
+    assert (isolated_cache / "models" / f"{longest}.pth").is_file()
