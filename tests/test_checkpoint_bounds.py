@@ -7,11 +7,14 @@ import`). Also: float8 / sparse / meta tensors, checkpoint metadata that cannot 
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +31,15 @@ FIRST_CONV = "stg1_low_band_net.enc1.conv1.conv.0.weight"
 HP2 = Architecture("aspp", 64, dilations=(4, 8, 16, 16, 16))  # the 537238 net of 7/8/9_HP2
 
 
-def tiny_aspp() -> dict[str, torch.Tensor]:
-    """A width-4 ASPP net's weights (1 MB in float16)."""
+@functools.lru_cache(maxsize=1)
+def _tiny_aspp() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     return {k: v.half() if v.is_floating_point() else v for k, v in Architecture("aspp", 4).build(672).state_dict().items()}
+
+
+def tiny_aspp() -> dict[str, torch.Tensor]:
+    """A width-4 ASPP net's weights (1 MB in float16), a fresh copy."""
+    return {k: v.clone() for k, v in _tiny_aspp().items()}
 
 
 def tiny_vr51(nout: int = 4, nout_lstm: int = 8, bins: int = 672) -> dict[str, torch.Tensor]:
@@ -90,7 +98,8 @@ HOSTILE_SCRIPT = textwrap.dedent('''
                 results.append([path, how, "accepted"])
             except IncompatibleCheckpointError as exc:
                 results.append([path, how, str(exc)])
-        for args in (["separate", wav, "-m", path, "-o", out], ["models", "import", path, "--name", "hostile"]):
+        for args in (["separate", wav, "-m", path, "-o", out, "--device", "cpu"],
+                     ["models", "import", path, "--name", "hostile"]):
             r = CliRunner().invoke(app, args)
             results.append([path, args[0] + " " + args[1], f"exit {r.exit_code}: {r.output}"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
@@ -99,7 +108,7 @@ HOSTILE_SCRIPT = textwrap.dedent('''
 ''')
 
 
-def hostile_files(tmp_path) -> dict[str, object]:
+def hostile_files(tmp_path) -> dict[Path, str]:
     """Small files declaring huge nets, each with the words its refusal must contain."""
     files = {}
     # 150 KB: a first conv of 4096 channels (float16) and nothing else: the issue's file.
@@ -119,8 +128,8 @@ def hostile_files(tmp_path) -> dict[str, object]:
 @pytest.mark.slow
 def test_small_files_declaring_huge_nets_are_refused_in_one_line_and_little_memory(tmp_path):
     """The refusals happen before any real net is built: the whole process (torch imported,
-    four hostile files through four entry points) peaks far below 1 GB (measured: ~400 MB,
-    of which ~270 MB is torch and uvrsep imported). Today: 4.4 GB and a traceback, or the OOM
+    four hostile files through four entry points) peaks far below 1 GB (measured: 284 MB, of
+    which 265 MB is torch and uvrsep imported). Today: 4.4 GB and a traceback, or the OOM
     killer."""
     files = hostile_files(tmp_path)
     assert all(path.stat().st_size < 2_000_000 for path in files)
@@ -156,12 +165,12 @@ def test_a_tiny_file_with_a_4096_channel_first_conv_is_refused_by_its_shape(tmp_
     )
 
 
-@pytest.mark.parametrize("field, value, make, words", [
-    ("bins", 8192, lambda: tiny_vr51(bins=8192), "with bins 8192; uvrsep takes 32 to 4096 in steps of 32"),
-    ("width", 7, lambda: tiny_vr51(nout=7), "with width 7; uvrsep takes 4 to 128 in steps of 4"),
-    ("nout_lstm", 6, lambda: tiny_vr51(nout_lstm=6), "with nout_lstm 6; uvrsep takes 4 to 512 in steps of 4"),
-])
-def test_vr51_sizes_outside_the_families_are_refused(tmp_path, field, value, make, words):
+@pytest.mark.parametrize("make, words", [
+    (lambda: tiny_vr51(bins=8192), "with bins 8192; uvrsep takes 32 to 4096 in steps of 32"),
+    (lambda: tiny_vr51(nout=7), "with width 7; uvrsep takes 4 to 128 in steps of 4"),
+    (lambda: tiny_vr51(nout_lstm=6), "with nout_lstm 6; uvrsep takes 4 to 512 in steps of 4"),
+], ids=["bins", "nout", "nout_lstm"])
+def test_vr51_sizes_outside_the_families_are_refused(tmp_path, make, words):
     """Files consistent with a net that is not a plausible VR 5.1 net: bins far above any band
     config, or a nout / nout_lstm whose quarters do not add up (such a net builds, then fails
     with a traceback in the middle of a separation)."""
@@ -174,7 +183,7 @@ def test_limits_admit_every_official_family():
     from uvrsep.network.checkpoint import LIMITS
 
     for arch in (Architecture("aspp", 16), Architecture("aspp", 32, dilations=(4, 8, 16, 16), levels=5), HP2,
-                 *(Architecture("vr51", nout, bins=bins) for nout in (16, 32, 48, 64) for bins in (512, 672, 1024))):
+                 Architecture("vr51", 16, bins=1024), Architecture("vr51", 64, bins=512)):
         assert detect_architecture(meta_state(arch)) == arch
     assert LIMITS[("aspp", "width")][1] >= 2 * 64 and LIMITS[("vr51", "bins")][1] >= 2 * 1280
 
@@ -235,13 +244,13 @@ def test_float8_sparse_and_meta_tensors_are_one_line_refusals(tmp_path, make, wo
 
 
 def test_float8_and_sparse_weights_through_the_cli(tmp_path, short_wav):
-    for name, make in (("f8.pth", lambda t: t.to(torch.float8_e4m3fn)), ("sparse.pth", lambda t: t.to_sparse())):
-        path = save(tmp_path, _replaced("out.weight", make), name)
-        for args in (["separate", str(short_wav), "-m", str(path), "-o", str(tmp_path / "out")],
-                     ["models", "import", str(path)]):
-            result = CliRunner().invoke(app, args)
-            assert result.exit_code == 1, (args, result.output)
-            assert result.output.startswith(f"error: {path}: tensor out.weight is ") and len(result.output.splitlines()) == 1
+    f8 = save(tmp_path, _replaced("out.weight", lambda t: t.to(torch.float8_e4m3fn)), "f8.pth")
+    sparse = save(tmp_path, _replaced("out.weight", lambda t: t.to_sparse()), "sparse.pth")
+    for path, args in ((f8, ["separate", str(short_wav), "-m", str(f8), "-o", str(tmp_path / "out")]),
+                       (sparse, ["models", "import", str(sparse)])):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith(f"error: {path}: tensor out.weight is ") and len(result.output.splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -260,7 +269,7 @@ def checkpoint(tmp_path, name="ckpt.pth", **meta):
     return save(tmp_path, {"format": "uvrsep-checkpoint/1", "state_dict": tiny_aspp(), **meta}, name)
 
 
-@pytest.mark.parametrize("meta, words", [
+BAD_META = [
     ({"primary": "Banjo"}, "its 'primary' field: unknown stem 'Banjo'"),
     ({"primary": ["Vocals"]}, "its 'primary' field: ['Vocals'] (list) is not a stem name"),
     ({"primary": 1}, "its 'primary' field: 1 (int) is not a stem name"),
@@ -268,17 +277,29 @@ def checkpoint(tmp_path, name="ckpt.pth", **meta):
     ({"params": ["4band_v2"]}, "its 'params' field is ['4band_v2'] (list), not a band config name"),
     ({"params": "4band\nv2"}, "its 'params' field is '4band\\nv2', not a band config name"),
     ({"params": "9band_v9"}, "its 'params' field names no band config uvrsep has: '9band_v9' (known: 1band"),
-    ({"params": "x" * 300 + ".json"}, "its 'params' field is not a usable path (File name too long)"),
-])
-def test_checkpoint_metadata_that_cannot_be_used_is_refused_naming_the_field(tmp_path, short_wav, meta, words):
+    pytest.param({"params": "x" * 300 + ".json"}, "its 'params' field is not a usable path (",
+                 marks=pytest.mark.skipif(sys.platform == "win32", reason="Windows answers 'no such file'")),
+]
+
+
+@pytest.mark.parametrize("meta, words", BAD_META)
+def test_checkpoint_metadata_that_cannot_be_used_is_refused_naming_the_field(tmp_path, meta, words):
+    path = checkpoint(tmp_path, **meta)
+    with pytest.raises(IncompatibleCheckpointError) as err:
+        read_checkpoint(path)
+    assert str(err.value).startswith(f"{path}: {words}") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("meta, words", BAD_META[:2] + BAD_META[3:4])
+def test_bad_checkpoint_metadata_is_one_line_wherever_the_file_is_used(tmp_path, short_wav, meta, words):
+    """Today: KeyError / TypeError tracebacks from the separator's use of the fields."""
     from uvrsep import Separator
     from uvrsep.separator import model_stems
 
     path = checkpoint(tmp_path, **meta)
-    for read in (read_checkpoint, model_stems, lambda p: Separator(p, device="cpu")):
-        with pytest.raises(IncompatibleCheckpointError) as err:
-            read(path)
-        assert str(err.value).startswith(f"{path}: {words}") and "\n" not in str(err.value)
+    for use in (model_stems, lambda p: Separator(p, device="cpu")):
+        with pytest.raises(IncompatibleCheckpointError, match=re.escape(f"{path}: {words}")):
+            use(path)
     result = CliRunner().invoke(app, ["separate", str(short_wav), "-m", str(path), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and result.output.startswith(f"error: {path}: {words}"), result.output
     assert len(result.output.splitlines()) == 1 and not (tmp_path / "out").exists()
