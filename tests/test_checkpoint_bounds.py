@@ -34,7 +34,8 @@ HP2 = Architecture("aspp", 64, dilations=(4, 8, 16, 16, 16))  # the 537238 net o
 @functools.lru_cache(maxsize=1)
 def _tiny_aspp() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return {k: v.half() if v.is_floating_point() else v for k, v in Architecture("aspp", 4).build(672).state_dict().items()}
+    state = Architecture("aspp", 4).build(672).state_dict()
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def tiny_aspp() -> dict[str, torch.Tensor]:
@@ -119,7 +120,7 @@ def hostile_files(tmp_path) -> dict[Path, str]:
     files[save(tmp_path, wide, "first_conv_6144.pth")] = "with width 6144"
     vr = tiny_vr51()
     vr["out.weight"] = torch.zeros(2, 6144, 1, 1, dtype=torch.float16)
-    files[save(tmp_path, vr, "vr51_nout_6144.pth")] = "makes this a VR 5.1 net with width 6144"
+    files[save(tmp_path, vr, "vr51_nout_6144.pth")] = "makes this a VR 5.1 net with nout 6144"
     # Every shape exactly 7_HP2's (137 M weights), every tensor one stored value repeated.
     files[save(tmp_path, expanded(HP2), "expanded_hp2.pth")] = "repeats stored values"
     return files
@@ -167,7 +168,7 @@ def test_a_tiny_file_with_a_4096_channel_first_conv_is_refused_by_its_shape(tmp_
 
 @pytest.mark.parametrize("make, words", [
     (lambda: tiny_vr51(bins=8192), "with bins 8192; uvrsep takes 32 to 4096 in steps of 32"),
-    (lambda: tiny_vr51(nout=7), "with width 7; uvrsep takes 4 to 128 in steps of 4"),
+    (lambda: tiny_vr51(nout=7), "with nout 7; uvrsep takes 4 to 128 in steps of 4"),
     (lambda: tiny_vr51(nout_lstm=6), "with nout_lstm 6; uvrsep takes 4 to 512 in steps of 4"),
 ], ids=["bins", "nout", "nout_lstm"])
 def test_vr51_sizes_outside_the_families_are_refused(tmp_path, make, words):
@@ -199,7 +200,8 @@ def test_shapes_are_checked_before_a_net_is_built(tmp_path, monkeypatch):
     real_build = Architecture.build
     monkeypatch.setattr(Architecture, "build", lambda self, bins: built.append(
         torch.empty(0).device.type) or real_build(self, bins))
-    with pytest.raises(IncompatibleCheckpointError, match=rf"wrong shape: {key} \(3, 3, 1, 1\) \(net wants \(128, 320, 1, 1\)\)"):
+    wants = rf"wrong shape: {key} \(3, 3, 1, 1\) \(net wants \(128, 320, 1, 1\)\)"
+    with pytest.raises(IncompatibleCheckpointError, match=wants):
         check_weight_file(path)
     assert built == ["meta"]
 
@@ -209,7 +211,8 @@ def test_views_repeating_stored_values_are_refused_but_tied_weights_load(tmp_pat
     (UVR's conv6 / conv7 share one module) is stored once and loads."""
     state = tiny_aspp()
     state["out.weight"] = torch.ones(1).expand(2, 8, 1, 1)
-    with pytest.raises(IncompatibleCheckpointError, match=r": tensor out.weight \(2, 8, 1, 1\) repeats stored values: 64 bytes claimed from 4 stored"):
+    repeats = r": tensor out.weight \(2, 8, 1, 1\) repeats stored values: 64 bytes claimed from 4 stored"
+    with pytest.raises(IncompatibleCheckpointError, match=repeats):
         read_state_dict(save(tmp_path, state))
     arch = Architecture("aspp", 4, dilations=(4, 8, 16, 16, 16))
     tied = arch.build(672).state_dict()
@@ -227,14 +230,17 @@ def _replaced(key: str, make) -> dict[str, torch.Tensor]:
     return state
 
 
+FLOATS = "weights must be floating point (float32, float16, bfloat16 or float64)"
+
+
 @pytest.mark.parametrize("make, words", [
-    (lambda t: t.to(torch.float8_e4m3fn), "is float8_e4m3fn; weights must be floating point (float32, float16, bfloat16 or float64)"),
-    (lambda t: t.to(torch.float8_e5m2), "is float8_e5m2; weights must be floating point (float32, float16, bfloat16 or float64)"),
+    (lambda t: t.to(torch.float8_e4m3fn), f"is float8_e4m3fn; {FLOATS}"),
+    (lambda t: t.to(torch.float8_e5m2), f"is float8_e5m2; {FLOATS}"),
     (lambda t: t.to_sparse(), "is a sparse_coo tensor; weights must be dense tensors"),
     (lambda t: t.reshape(t.shape[0], -1).to_sparse_csr(), "is a sparse_csr tensor; weights must be dense tensors"),
     (lambda t: torch.empty(t.shape, device="meta"), "is a meta tensor; it holds no values"),
-    (lambda t: t.to(torch.complex64), "is complex64; weights must be floating point (float32, float16, bfloat16 or float64)"),
-])
+    (lambda t: t.to(torch.complex64), f"is complex64; {FLOATS}"),
+], ids=["float8_e4m3fn", "float8_e5m2", "sparse_coo", "sparse_csr", "meta", "complex64"])
 def test_float8_sparse_and_meta_tensors_are_one_line_refusals(tmp_path, make, words):
     with warnings.catch_warnings(action="ignore"):  # torch: "sparse CSR support is in beta"
         path = save(tmp_path, _replaced(FIRST_CONV, make))
@@ -250,7 +256,8 @@ def test_float8_and_sparse_weights_through_the_cli(tmp_path, short_wav):
                        (sparse, ["models", "import", str(sparse)])):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
-        assert result.output.startswith(f"error: {path}: tensor out.weight is ") and len(result.output.splitlines()) == 1
+        assert result.output.startswith(f"error: {path}: tensor out.weight is ")
+        assert len(result.output.splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -332,7 +339,8 @@ def test_models_import_name_longer_than_the_file_system_takes(tmp_path, isolated
     too_long = "é" * (limit // 2 + 1)  # few enough characters, too many bytes in UTF-8
     result = CliRunner().invoke(app, ["models", "import", str(weights), "--name", too_long])
     assert result.exit_code == 1
-    assert result.output.startswith(f"error: --name '{too_long[:37]}...' is too long: {len(too_long.encode())} bytes, at most {limit} ")
+    size = len(too_long.encode())
+    assert result.output.startswith(f"error: --name '{too_long[:37]}...' is too long: {size} bytes, at most {limit} ")
     assert not (isolated_cache / "models").exists()
     longest = "n" * limit
     result = CliRunner().invoke(app, ["models", "import", str(weights), "--name", longest])

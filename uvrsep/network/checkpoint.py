@@ -5,12 +5,12 @@ They are read with ``torch.load(..., weights_only=True)``: no code in a weight f
 tensor must be dense, stored in the file (no view claiming more values than the file holds),
 float32 / float16 / bfloat16 / float64 (BatchNorm's integer ``num_batches_tracked`` counters
 aside) and finite (:mod:`.validation`), so a damaged file is refused when it is read, naming the
-tensor, instead of failing later in the synthesis. The metadata of a uvrsep checkpoint (``params``, ``primary``) is
-checked when read too. The architecture is worked out from the tensors' keys and shapes, never
-from the file size; its sizes must lie within what the families plausibly take (:data:`LIMITS`)
-and the state dict must match that net key for key and shape for shape, compared against the net
-built on the meta device (nothing allocated) before any real net is built: a small file declaring
-a huge net costs no memory.
+tensor, instead of failing later in the synthesis. The metadata of a uvrsep checkpoint
+(``params``, ``primary``) is checked when read too. The architecture is worked out from the
+tensors' keys and shapes, never from the file size; its sizes must lie within what the families
+plausibly take (:data:`LIMITS`) and the state dict must match that net key for key and shape for
+shape, compared against the net built on the meta device (nothing allocated) before any real net
+is built: a small file declaring a huge net costs no memory.
 """
 
 from __future__ import annotations
@@ -261,18 +261,19 @@ def _check_limits(state: dict[str, torch.Tensor], arch: Architecture, path) -> N
         key = SIZE_SOURCES[(family, field)][0]
         steps = f" in steps of {step}" if step > 1 else ""
         name = "a cascaded ASPP net" if family == "aspp" else "a VR 5.1 net"
+        field = field if family == "aspp" else field.replace("width", "nout")  # VR 5.1's width is nout
         raise IncompatibleCheckpointError(
             f"{path}: tensor {key} {tuple(state[key].shape)} makes this {name} with {field} {value}; "
             f"uvrsep takes {least} to {most}{steps} (the official nets have {official})"
         )
 
 
-def expected_shapes(arch: Architecture, bins: int | None = None) -> dict[str, torch.Size]:
+def expected_shapes(arch: Architecture) -> dict[str, torch.Size]:
     """Every key of ``arch``'s state dict and its shape, from the net built on the meta device
-    (no memory: safe for any size). ``bins`` defaults to the weights' own (VR 5.1) or any count
-    the net accepts (ASPP weights do not depend on it). ``ValueError`` if the net cannot be built."""
+    (no memory: safe for any size) over the weights' own bins (VR 5.1) or any count the net
+    accepts (ASPP weights do not depend on it). ``ValueError`` if the net cannot be built."""
     with torch.device("meta"):
-        net = arch.build(bins or arch.default_bins)
+        net = arch.build(arch.default_bins)
     return {key: value.shape for key, value in net.state_dict().items()}
 
 
