@@ -732,7 +732,7 @@ def models_import(
     from .separator import default_params
 
     try:
-        name = check_file_name(name if name is not None else file.name.removesuffix(".pth"), "--name")
+        name = check_file_name(name if name is not None else file.name.removesuffix(".pth"), "--name", home_dir())
         arch = detect_architecture(read_state_dict(file), file)
         registry = _registry()
         entry = registry.identify_by_uvr_hash(file) or {}

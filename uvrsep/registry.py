@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,15 +103,49 @@ class ModelSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, (), "")}
 
 
-def check_file_name(name: str, what: str = "model name") -> str:
+#: The longest file name most file systems take, in bytes (ext4, XFS, Btrfs, APFS; NTFS takes
+#: 255 UTF-16 units, never more than the name's UTF-8 bytes): used where the system cannot say.
+NAME_MAX = 255
+#: Bytes kept free for what uvrsep appends to a name it is given for a cache file: ``.pth``, then
+#: ``.part`` / ``.lock`` and the like for transfers and locks, with room to spare.
+NAME_MARGIN = 40
+
+
+def name_limit(folder: Path | None = None) -> int:
+    """The longest file name, in bytes, the file system of ``folder`` takes (asked of its nearest
+    existing parent with ``os.pathconf`` where the platform has it), else :data:`NAME_MAX`."""
+    if folder is None or not hasattr(os, "pathconf"):
+        return NAME_MAX
+    folder = Path(folder).absolute()
+    for candidate in (folder, *folder.parents):
+        try:
+            if candidate.is_dir():
+                limit = int(os.pathconf(candidate, "PC_NAME_MAX"))
+                return limit if limit > NAME_MARGIN else NAME_MAX  # -1: the system sets no limit
+        except (OSError, ValueError):
+            return NAME_MAX
+    return NAME_MAX
+
+
+def check_file_name(name: str, what: str = "model name", folder: Path | None = None) -> str:
     """``name`` if it is a plain file name (it becomes a file in the cache folder: no folder
-    parts, no ``..``, nothing hidden or empty); else a :class:`ConfigError`."""
+    parts, no ``..``, nothing hidden or empty) short enough, ``.pth`` aside, for the file system
+    of ``folder`` (:func:`name_limit`) with :data:`NAME_MARGIN` bytes to spare; else a
+    :class:`ConfigError`."""
     bad = (
         not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
         or any(ord(c) < 32 for c in name) or Path(name).name != name
     )
     if bad:
         raise ConfigError(f"{what} {name!r} must be a plain file name (no folders, '/', '\\' or leading '.')")
+    # Measured without ".pth", so a name and the cache file made from it are judged alike.
+    size, limit = len(name.removesuffix(".pth").encode("utf-8", "surrogatepass")), name_limit(folder)
+    if size > limit - NAME_MARGIN:
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise ConfigError(
+            f"{what} {shown!r} is too long: {size} bytes, at most {limit - NAME_MARGIN} (the file system "
+            f"takes {limit}-byte file names and uvrsep adds up to {NAME_MARGIN} for '.pth', '.part' and lock files)"
+        )
     return name
 
 

@@ -5,13 +5,13 @@ from .cascaded_lstm import BaseNet, CascadedNet, LstmNetConfig
 from .checkpoint import (
     Architecture,
     LoadedWeights,
-    check_tensors,
     check_weight_file,
     describe_state_dict,
     detect_architecture,
     load_network,
     read_state_dict,
 )
+from .validation import check_tensors
 
 __all__ = [
     "Architecture",
