@@ -102,3 +102,26 @@ def test_legacy_weight_files_still_load_silently(tmp_path):
         warnings.simplefilter("always")
         assert check_weight_file(path, "aspp", 4).family == "aspp"
     assert caught == []
+
+
+class _RunsCode:
+    """A pickle that would run a command when loaded unsafely."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+@pytest.mark.parametrize("payload", [{"a": _RunsCode()}, {"w": object()}])
+def test_a_pickle_holding_code_is_refused_without_advice_to_load_it_unsafely(payload, tmp_path):
+    """torch's own message says to re-run torch.load with weights_only=False or to allow-list the
+    class: advice a user must never get from uvrsep."""
+    path = tmp_path / "evil.pth"
+    torch.save(payload, path)
+    result = CliRunner().invoke(app, ["separate", str(path), "-m", str(path), "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "holds Python objects besides tensors, which could run code if loaded" in result.output
+    for advice in ("weights_only", "allowlist", "safe_globals", "trust"):
+        assert advice not in result.output, result.output
+    assert "this must never run" not in result.output

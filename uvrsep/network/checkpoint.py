@@ -69,6 +69,26 @@ class LoadedWeights:
     architecture: Architecture
 
 
+#: Lines of torch's load errors that are advice about torch.load itself (turning the safe loader
+#: off, its documentation), never repeated to a user: uvrsep only ever loads weights.
+_TORCH_ADVICE = re.compile(r"weights_only|weights only load failed|trusted source|documentation|file an issue|"
+                           r"safe_globals|allowlist|if you trust", re.IGNORECASE)
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line saying why ``torch.load`` (safe mode) could not read a file, without torch's
+    advice to turn the safe loader off or to allow-list what the file holds."""
+    text = str(exc).strip()
+    refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _TORCH_ADVICE.search(ln)]
+    detail = refused.group(1).strip() if refused else (lines[0] if lines else "")
+    detail = " ".join(part for part in re.split(r"(?<=\.)\s+", detail) if not _TORCH_ADVICE.search(part))
+    if re.search(r"\bglobal\b", detail, re.IGNORECASE):  # a reference to a class or function: code
+        return ("it holds Python objects besides tensors, which could run code if loaded; uvrsep loads weights "
+                f"only and refuses it ({detail.rstrip('.')})")
+    return detail.rstrip(".") or type(exc).__name__
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a weight file safely; raise :class:`IncompatibleCheckpointError` naming the file."""
     return read_checkpoint(path)[0]
@@ -93,13 +113,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to unpickle means the same thing: not a weight file
-        text = str(exc).strip()
-        refused = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)  # torch's advice around it is noise
-        if refused:
-            reason = f"the safe loader refused it: {refused.group(1).strip()}"
-        else:
-            reason = text.splitlines()[0] if text else type(exc).__name__
-        raise IncompatibleCheckpointError(f"{path}: not a readable PyTorch weight file ({reason})") from None
+        raise IncompatibleCheckpointError(f"{path}: not a readable PyTorch weight file ({_load_failure(exc)})") from None
     meta = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         meta = {k: v for k, v in obj.items() if k in ("format", "params", "primary", "architecture", "step")}
