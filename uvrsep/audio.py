@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import glob
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -22,6 +24,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +134,47 @@ def read_audio(path: str | os.PathLike, stream: int | None = None) -> tuple[np.n
         raise EmptyAudioError(f"{path}: holds no audio samples")
     check_samples(wav, path)
     return np.ascontiguousarray(wav, dtype=np.float32), int(sr)
+
+
+def read_audio_object(source: object, name: str = "file object", stream: int | None = None) -> tuple[np.ndarray, int]:
+    """Read encoded audio held in memory (``bytes``, ``bytearray``, ``memoryview``) or behind a
+    binary file object (``.read()``) as :func:`read_audio` reads a file: float32 ``[channels,
+    samples]`` and its sample rate. Errors are :class:`AudioReadError` s naming ``name``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        try:
+            data = source.read()
+        except (OSError, ValueError) as exc:
+            raise AudioReadError(f"{name}: cannot be read ({exc})") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise ConfigError(f"{name}: a text file object; open the audio file in binary mode ('rb')")
+    if not data:
+        raise EmptyAudioError(f"{name}: holds no data")
+    if stream is None:
+        try:
+            wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+            pass
+        else:
+            wave = np.ascontiguousarray(wave.T)
+            if wave.shape[0] <= 2:
+                if wave.shape[1] == 0:
+                    raise EmptyAudioError(f"{name}: holds no audio samples")
+                check_samples(wave, name)
+                return wave, int(sr)
+    # Anything else (video containers, m4a, more than two channels): through a file, as a path.
+    fd, tmp = tempfile.mkstemp(prefix="uvrsep-object-", suffix=".bin")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            return read_audio(tmp, stream)
+        except AudioReadError as exc:
+            text = str(exc).removeprefix(tmp)
+            raise type(exc)(name + text.replace(f"{tmp}: ", "").replace(tmp, name)) from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, int]:
@@ -248,6 +292,44 @@ def channels_first(wave: np.ndarray, name: str = "array") -> np.ndarray:
         f"{name}: cannot tell channels from samples in an array of shape {tuple(wave.shape)}; give "
         f"[channels, samples] or [samples, channels] with at most {MAX_CHANNELS} channels (or [samples] for mono)"
     )
+
+
+def as_waveform(wave: object, name: str = "array") -> np.ndarray:
+    """An in-memory input as float32 ``[channels, samples]``: the Python API's contract.
+
+    - Layouts: as :func:`channels_first` (``[samples]``, ``[channels, samples]``,
+      ``[samples, channels]``); other shapes (0-D, 3-D, ...) are refused.
+    - Float arrays (float16/32/64) are taken as they are: full scale is ±1.0.
+    - Signed integer arrays are scaled as soundfile scales integer PCM: int16 by 1/32768, int32
+      by 1/2³¹ (int8 by 1/128, int64 by 1/2⁶³), so full scale becomes ±1.0. ``scipy.io.wavfile``
+      and ``soundfile.read(dtype="int16")`` give such arrays.
+    - Refused with a one-line :class:`ConfigError`: unsigned integers (their zero is not
+      silence: convert 8-bit PCM yourself), booleans, complex numbers, text or objects; an empty
+      array is an :class:`EmptyAudioError`.
+    - torch tensors (any device) and nested lists are read as arrays.
+    """
+    if hasattr(wave, "detach") and hasattr(wave, "cpu"):  # a torch tensor
+        wave = wave.detach().cpu().numpy()
+    try:
+        arr = np.asarray(wave)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name}: not an array of samples ({exc})") from None
+    kind = arr.dtype.kind
+    if kind == "u":
+        raise ConfigError(f"{name}: unsigned integer samples ({arr.dtype}) are refused: their zero is not silence; "
+                          "give float samples in -1..1, or signed integers")
+    if kind not in "fi":
+        what = {"b": "booleans", "c": "complex numbers"}.get(kind, f"{arr.dtype} values")
+        raise ConfigError(f"{name}: holds {what}, not audio samples; give float (-1..1) or signed integer samples")
+    if arr.ndim not in (1, 2):
+        raise ConfigError(f"{name}: a {arr.ndim}-D array of shape {tuple(arr.shape)}; give [samples], "
+                          "[channels, samples] or [samples, channels]")
+    if arr.size == 0:
+        raise EmptyAudioError(f"{name}: holds no audio samples (shape {tuple(arr.shape)})")
+    arr = channels_first(arr, name)
+    if kind == "i":
+        return (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def to_stereo(wav: np.ndarray) -> np.ndarray:
@@ -489,10 +571,44 @@ def commit_file(tmp_name: str, path: Path, overwrite: bool) -> bool:
     return True
 
 
-def _frames_for_file(wav: np.ndarray, subtype: str) -> np.ndarray:
-    """``[channels, samples]`` → soundfile's ``[samples, channels]`` float32, clipped for integer formats."""
+#: A written stem is reported as clipped (one warning) when its peak passes full scale by more
+#: than 1 dB or more than 0.1 % of its samples are clipped; smaller overs are inaudible.
+CLIP_WARN_PEAK = 10 ** (1 / 20)
+CLIP_WARN_FRACTION = 1e-3
+
+
+@dataclass
+class ClipCount:
+    """Samples of one written file that integer PCM (or a lossy encoder) clipped at full scale."""
+
+    clipped: int = 0
+    samples: int = 0
+    peak: float = 0.0
+
+    def add(self, data: np.ndarray) -> None:
+        magnitude = np.abs(data)
+        self.clipped += int(np.count_nonzero(magnitude > 1.0))
+        self.samples += data.size
+        if data.size:
+            self.peak = max(self.peak, float(magnitude.max()))
+
+    @property
+    def noticeable(self) -> bool:
+        return self.clipped > 0 and (self.peak > CLIP_WARN_PEAK or self.clipped > CLIP_WARN_FRACTION * self.samples)
+
+    def describe(self) -> str:
+        """``peak +90.3 dBFS, 99.97 % of samples``."""
+        db = 20 * math.log10(self.peak) if self.peak > 0 else float("-inf")
+        return f"peak {db:+.1f} dBFS, {100 * self.clipped / max(self.samples, 1):.2f} % of samples"
+
+
+def _frames_for_file(wav: np.ndarray, subtype: str, clips: ClipCount | None = None) -> np.ndarray:
+    """``[channels, samples]`` → soundfile's ``[samples, channels]`` float32, clipped for integer
+    and lossy formats (counted in ``clips``)."""
     data = np.asarray(wav, dtype=np.float32).T
     if subtype != "FLOAT":
+        if clips is not None:
+            clips.add(data)
         # Clip to the int range: the original's (x * 32768).astype(int16) wraps 1.0 to -32768.
         data = np.clip(data, -1.0, 1.0)
     return data
@@ -564,6 +680,8 @@ class AudioStreamWriter:
         self.path = Path(path)
         self.overwrite = overwrite
         container, self.subtype = _output_format(self.path, bit_depth, overwrite, sample_rate)
+        #: What clipping at full scale cost this file (integer and lossy formats).
+        self.clips = ClipCount()
         self._tmp = _temp_beside(self.path)
         try:
             self._fh = sf.SoundFile(self._tmp, "w", samplerate=sample_rate, channels=channels,
@@ -575,7 +693,7 @@ class AudioStreamWriter:
     def write(self, wav: np.ndarray) -> None:
         """Append ``[channels, samples]``."""
         try:
-            self._fh.write(_frames_for_file(wav, self.subtype))
+            self._fh.write(_frames_for_file(wav, self.subtype, self.clips))
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             self.abort()
             raise _write_error(self.path, exc) from None

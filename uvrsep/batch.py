@@ -243,6 +243,7 @@ def write_stems(
     overwrite: bool = False,
     on_block: Callable[[float], None] | None = None,
     before_commit: Callable[[], None] | None = None,
+    on_clipped: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Write stems to ``{stem: path}``, converted as asked; atomic per file. The one writer of
     uvrsep's outputs.
@@ -253,6 +254,9 @@ def write_stems(
     ``mono`` averages the channels. ``on_block`` gets the seconds of audio each block covered.
     A target another process wrote meanwhile is kept (:class:`OutputExistsError` once all are done).
     ``before_commit`` is called once every file is complete, before the first is renamed into place.
+    ``on_clipped`` gets one line when integer PCM or a lossy format clipped a stem noticeably
+    (:data:`uvrsep.audio.CLIP_WARN_PEAK`, :data:`uvrsep.audio.CLIP_WARN_FRACTION`):
+    ``"vocals (peak +90.3 dBFS, 99.97 % of samples)"``.
     """
     if not isinstance(stems, StreamedStems):
         stems = stems.as_stream()  # one block: the same writer serves both
@@ -296,6 +300,9 @@ def write_stems(
         for path in targets.values():  # a folder that appeared meanwhile: no half set of stems
             if (path.exists() or path.is_symlink()) and not (path.is_file() or path.is_symlink()):
                 raise AudioWriteError(f"{path}: is a folder or special file, not an audio file; it is never replaced")
+        clipped = [f"{name} ({w.clips.describe()})" for name, w in writers.items() if w.clips.noticeable]
+        if clipped and on_clipped is not None:
+            on_clipped(", ".join(clipped))
         if before_commit is not None:
             before_commit()
         for name, writer in writers.items():
@@ -392,6 +399,8 @@ class ItemResult:
     duration_s: float = 0.0
     seconds: float = 0.0
     error: str = ""
+    #: One-line warnings about the result (stems clipped at full scale).
+    warnings: list[str] = field(default_factory=list)
 
 
 def format_duration(seconds: float) -> str:
@@ -800,11 +809,17 @@ def separate_jobs(
         files the next run puts in place); a rename that then fails records what happened."""
         start = time.perf_counter()
         promised: list[ItemResult] = []
+        notes: list[str] = []
 
         def result(status: str, outputs: list[str], error: str = "") -> ItemResult:
             now = time.perf_counter()
             spent = now - clock if seconds is None else seconds + now - start
-            return ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3), round(spent, 3), error)
+            return ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3), round(spent, 3), error,
+                              list(notes))
+
+        def clipped(what: str) -> None:
+            depth = "--bit-depth 32f keeps every sample" if plan.fmt in ("wav", "flac") else "wav --bit-depth 32f keeps every sample"
+            notes.append(f"{job.item.path}: clipped at full scale: {what}; {depth}, or scale the input down")
 
         def commit() -> None:
             promised.append(settle(result("ok", [str(p) for p in job.targets.values()])))
@@ -814,7 +829,7 @@ def separate_jobs(
         try:
             written = write_stems(stems, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
                                   bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=blocks,
-                                  before_commit=commit)
+                                  before_commit=commit, on_clipped=clipped)
             final = result("ok", [str(p) for p in written.values()])
         except OutputExistsError as exc:
             final = result("skipped", [str(p) for p in job.targets.values()], str(exc))

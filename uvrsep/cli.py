@@ -276,6 +276,8 @@ def separate(
                                      + (" (--overwrite replaces)" if "exist" in (result.error or "outputs exist") else "")))
         else:
             progress.write(printable(f"{result.input} -> {', '.join(result.outputs)}"))
+        for warning in result.warnings:
+            progress.write(f"warning: {printable(warning)}")
 
     from .batch import run_batch
 

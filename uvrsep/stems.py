@@ -7,7 +7,7 @@ mix, ``v = X − y``. Each stem's top band gets its high end back by "mirroring"
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,11 +45,13 @@ def mirror_high_end(
     return torch.where(torch.abs(high_end) <= torch.abs(mirror), high_end, mirror)
 
 
-@dataclass
-class Stems:
+@dataclass(eq=False)
+class Stems(Mapping):
     """Separated audio: ``waves[name]`` is float32 ``[2, samples]`` at ``sample_rate``.
 
-    ``primary`` names the masked stem; the other is the residual.
+    A read-only mapping of stem names to waveforms: ``stems["vocals"]``, ``"vocals" in stems``,
+    ``stems.keys()``, ``stems.items()``, ``len(stems)``, iteration in order (the masked stem
+    first). ``primary`` names the masked stem; the other is the residual.
     """
 
     waves: dict[str, np.ndarray]
@@ -70,6 +72,12 @@ class Stems:
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.waves[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.waves)
+
+    def __len__(self) -> int:
+        return len(self.waves)
 
     def as_stream(self) -> StreamedStems:
         """The same audio as a one-block :class:`StreamedStems` (for code that writes streams)."""
