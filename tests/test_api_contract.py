@@ -69,7 +69,7 @@ def test_file_objects_and_bytes_are_read_as_files_are():
     assert sr == 22050 and wave.shape == (2, int(0.2 * 22050)) and wave.dtype == np.float32
     buffer.seek(0)
     assert read_audio_object(buffer)[0].shape == wave.shape
-    with pytest.raises(UvrsepError, match="^file object: cannot decode audio"):
+    with pytest.raises(UvrsepError, match="^file object: (cannot decode audio|has no audio stream)"):
         read_audio_object(b"not audio at all" * 10)
     with pytest.raises(EmptyAudioError, match="holds no data"):
         read_audio_object(io.BytesIO())
