@@ -20,6 +20,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -400,7 +401,16 @@ def owner_tag() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running. POSIX: signal 0 probes it. Windows:
+    ``os.kill`` would terminate it, so the process is opened for a query and its exit code read."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # pragma: no cover - exercised through _windows_pid_alive's tests
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        return _windows_pid_alive(pid, kernel32, ctypes.get_last_error)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -408,6 +418,31 @@ def _pid_alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+#: Windows API values used by :func:`_windows_pid_alive`.
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_STILL_ACTIVE = 259
+_ERROR_ACCESS_DENIED = 5
+
+
+def _windows_pid_alive(pid: int, kernel32, last_error) -> bool:
+    """:func:`pid_alive` on Windows, through ``kernel32`` (OpenProcess, GetExitCodeProcess,
+    CloseHandle) and ``last_error()``: a process that cannot be opened for lack of rights
+    exists; one that cannot be opened otherwise does not; an open one is alive while its exit
+    code is STILL_ACTIVE."""
+    import ctypes
+
+    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:
+        return last_error() == _ERROR_ACCESS_DENIED
+    try:
+        code = ctypes.c_ulong(0)
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True  # cannot tell: never take a live file for abandoned
+        return code.value == _STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def is_abandoned(tag: str, path: Path) -> bool:
@@ -418,7 +453,7 @@ def is_abandoned(tag: str, path: Path) -> bool:
         return False
     host, pid = parts[0], int(parts[1])
     if host == owner_tag().rsplit("-", 1)[0]:
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
     try:
         return time.time() - path.stat().st_mtime > FOREIGN_STALE_SECONDS
     except OSError:
