@@ -1,6 +1,6 @@
 """``uvrsep separate --ray`` on a local Ray instance (127.0.0.1, CPU actors, a tiny random HP
 net): the same files and manifest as the local batch, failures per input, a worker and the
-driver killed mid-run, the GPU form on declared GPUs; an unreachable address
+driver killed mid-run, the GPU form on declared GPUs, a chain (``--then``); an unreachable address
 failing within the deadline, and a process that imported Ray first. Slow; skipped where Ray is not
 installed.
 
@@ -29,6 +29,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import SR, music_like
+from tests.test_chain import dereverb_weights  # noqa: F401  (a fixture)
 from uvrsep.cli import app
 from uvrsep.rayconnect import CONNECT_DEADLINE_S, DEADLINE_ENV, DEBUG_ENV, LOOPBACK_ENV
 
@@ -262,6 +263,36 @@ def test_gpu_form_one_worker_per_declared_gpu(corpus, tiny_weights, reference, r
     assert "10 processed, 0 skipped, 2 failed" in result.output
     assert_same_files(reference[0], out, tolerance=1e-4)
     assert_no_temporaries(out)
+
+
+def chain_args(corpus: Path, names: list[str], weights: Path, second: Path, out: Path, *extra: str) -> list[str]:
+    return ["separate", *(str(corpus / n) for n in names), "-m", str(weights), "--then", str(second), "-o", str(out),
+            "--device", "cpu", "--params", "4band_v2", "--segment-threshold", SEGMENT_THRESHOLD, *extra]
+
+
+def test_a_chain_over_ray_writes_the_local_chains_files(corpus, tiny_weights, dereverb_weights,  # noqa: F811
+                                                        ray_address, tmp_path):
+    """``--then`` on the workers: the HP net, then the DeReverb net on its vocals (the long input
+    streamed through both); the same bytes as the same chain run here with one torch thread."""
+    names = ["a.wav", "c_48k.wav", "d_22k_mono.wav", "long.wav"]
+    local, out = tmp_path / "local", tmp_path / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = runner.invoke(app, chain_args(corpus, names, tiny_weights, dereverb_weights, local))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, chain_args(corpus, names, tiny_weights, dereverb_weights, out,
+                                           "--ray", "local", "--ray-workers", "2"))
+    assert result.exit_code == 0, result.output
+    assert "4 processed, 0 skipped, 0 failed" in result.output
+    files = sorted(p.name for p in local.iterdir())
+    assert files == sorted(f"{Path(n).stem}_{stem}.wav" for n in names
+                           for stem in ("instrumental", "vocals_no_reverb", "vocals_reverb"))
+    assert sorted(p.name for p in out.iterdir()) == files
+    for name in files:
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name
 
 
 def _closed_port() -> int:
