@@ -1,6 +1,8 @@
 """``uvrsep separate --ray`` on a local Ray instance (127.0.0.1, CPU actors, a tiny random HP
 net): the same files and manifest as the local batch, failures per input, a worker and the
-driver killed mid-run, the GPU form on declared GPUs. Slow; skipped where Ray is not installed.
+driver killed mid-run, the GPU form on declared GPUs, a chain (``--then``); an unreachable address
+failing within the deadline, and a process that imported Ray first. Slow; skipped where Ray is not
+installed.
 
 One Ray instance serves the module (2 CPUs, 2 declared GPUs); the first test runs before it
 exists, because it checks that a bare ``--ray`` starts (and stops) a private one. In-process
@@ -12,7 +14,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +29,9 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import SR, music_like
+from tests.test_chain import dereverb_weights  # noqa: F401  (a fixture)
 from uvrsep.cli import app
+from uvrsep.rayconnect import CONNECT_DEADLINE_S, DEADLINE_ENV, DEBUG_ENV, LOOPBACK_ENV
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,6 +50,10 @@ GOOD = {  # name: (seconds, sample rate, channels)
 BAD = {"nan.wav": "holds NaN or infinite samples", "random.wav": "cannot decode audio"}
 # Subprocess drivers connect by address, and Ray only sends its token to an address it is told to.
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", RAY_AUTH_MODE="token")
+for _var in ("RAY_ADDRESS", "RAY_BACKEND_LOG_LEVEL", DEADLINE_ENV, DEBUG_ENV, LOOPBACK_ENV):
+    ENV.pop(_var, None)
+#: A log line of Ray's C++ core: ``[2026-12-07 05:30:05,991 E 27541 27541] core_worker.cc:2465: ...``.
+RAY_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z] \d+ \d+\]", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +96,13 @@ def reference(corpus, tiny_weights, tmp_path_factory) -> tuple[Path, list[dict]]
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """A local Ray instance for the module: 2 CPUs and 2 declared GPUs, loopback only."""
-    import ray
-
-    from uvrsep.cluster import start_local
+    """A local Ray instance for the module: 2 CPUs and 2 declared GPUs, loopback only (uvrsep
+    imports Ray itself, in its single-machine mode)."""
+    from uvrsep.rayconnect import start_local
 
     start_local(num_cpus=2, num_gpus=2)
+    import ray
+
     try:
         assert ray.util.get_node_ip_address() == "127.0.0.1"
         yield ray.get_runtime_context().gcs_address
@@ -143,6 +154,7 @@ def test_bare_flag_starts_a_private_instance_and_stops_it(corpus, tiny_weights, 
     done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "note: ray: 1 worker(s)" in done.stderr and "2 processed, 0 skipped, 0 failed" in done.stderr
+    assert not RAY_LOG_LINE.search(done.stderr) and "core_worker" not in done.stderr, done.stderr  # Ray's own lines
     for name in ("a_vocals.wav", "long_instrumental.wav"):
         got, _ = sf.read(out / name, dtype="float32")
         want, _ = sf.read(reference[0] / name, dtype="float32")
@@ -251,3 +263,94 @@ def test_gpu_form_one_worker_per_declared_gpu(corpus, tiny_weights, reference, r
     assert "10 processed, 0 skipped, 2 failed" in result.output
     assert_same_files(reference[0], out, tolerance=1e-4)
     assert_no_temporaries(out)
+
+
+def chain_args(corpus: Path, names: list[str], weights: Path, second: Path, out: Path, *extra: str) -> list[str]:
+    return ["separate", *(str(corpus / n) for n in names), "-m", str(weights), "--then", str(second), "-o", str(out),
+            "--device", "cpu", "--params", "4band_v2", "--segment-threshold", SEGMENT_THRESHOLD, *extra]
+
+
+def test_a_chain_over_ray_writes_the_local_chains_files(corpus, tiny_weights, dereverb_weights,  # noqa: F811
+                                                        ray_address, tmp_path):
+    """``--then`` on the workers: the HP net, then the DeReverb net on its vocals (the long input
+    streamed through both); the same bytes as the same chain run here with one torch thread."""
+    names = ["a.wav", "c_48k.wav", "d_22k_mono.wav", "long.wav"]
+    local, out = tmp_path / "local", tmp_path / "out"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = runner.invoke(app, chain_args(corpus, names, tiny_weights, dereverb_weights, local))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, chain_args(corpus, names, tiny_weights, dereverb_weights, out,
+                                           "--ray", "local", "--ray-workers", "2"))
+    assert result.exit_code == 0, result.output
+    assert "4 processed, 0 skipped, 0 failed" in result.output
+    files = sorted(p.name for p in local.iterdir())
+    assert files == sorted(f"{Path(n).stem}_{stem}.wav" for n in names
+                           for stem in ("instrumental", "vocals_no_reverb", "vocals_reverb"))
+    assert sorted(p.name for p in out.iterdir()) == files
+    for name in files:
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("listening", [False, True], ids=["nothing-listens", "silent-listener"])
+def test_an_unreachable_address_fails_within_the_deadline_in_one_line(short_wav, tiny_weights, tmp_path, listening):
+    """Issue 24: a closed port fails at once; a port where something accepts connections but no
+    Ray answers fails when the deadline (here set to 3 s) has passed. One ``error:`` line naming
+    the address, no traceback, none of Ray's own lines. (Before: Ray retried for about 14 minutes,
+    printing a line every few seconds.)"""
+    env = dict(ENV)
+    with socket.socket() as server:
+        if listening:
+            server.bind(("127.0.0.1", 0))
+            server.listen(8)  # the kernel accepts; nobody answers
+            port, deadline = server.getsockname()[1], 3.0
+            env[DEADLINE_ENV] = "3"
+        else:
+            port, deadline = _closed_port(), CONNECT_DEADLINE_S
+        address = f"127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "uvrsep", "separate", str(short_wav), "--ray", address, "-m", str(tiny_weights),
+               "-o", str(tmp_path / "out"), "--device", "cpu"]
+        start = time.monotonic()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=deadline + 60)
+        elapsed = time.monotonic() - start
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --ray {address}: "), done.stderr
+    assert ("no Ray cluster answered within 3 s" if listening else "connection refused") in lines[0]
+    assert "Traceback" not in done.stderr and "core_worker" not in done.stderr and not done.stdout
+    # Python, uvrsep and Ray start in a few seconds (more on a loaded machine); the rest is the deadline.
+    assert elapsed < deadline + 20, elapsed
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_ray_imported_before_is_left_as_it_is(tmp_path):
+    """A process that imported Ray outside its single-machine mode gets a one-line error for a
+    loopback address, and Ray's own setting is left as it was (uvrsep changed it in
+    ``ray._private.ray_constants`` before); no Ray is started."""
+    script = tmp_path / "imported_first.py"
+    script.write_text(
+        "import ray\n"
+        "before = ray._private.ray_constants.ENABLE_RAY_CLUSTER\n"
+        "from uvrsep.cluster import connect\n"
+        "from uvrsep.errors import ConfigError\n"
+        "try:\n"
+        "    connect('local')\n"
+        "except ConfigError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('setting:', before, ray._private.ray_constants.ENABLE_RAY_CLUSTER)\n"
+        "print('started:', ray.is_initialized())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "refused: --ray local: Ray was imported before uvrsep could keep it on 127.0.0.1: set " \
+           f"{LOOPBACK_ENV}=0 before importing ray" in done.stdout
+    assert "setting: True True" in done.stdout and "started: False" in done.stdout

@@ -224,10 +224,9 @@ def separate(
         if ray is None and (ray_workers is not None or gpus_per_worker is not None):
             raise ConfigError("--ray-workers and --gpus-per-worker are for --ray")
         if ray is not None:
-            from .cluster import check_address, require_ray
+            from .rayconnect import check_address, require_ray
 
-            check_address(ray)
-            require_ray()
+            require_ray(check_address(ray))  # before Ray is imported: its mode depends on the address
         if params is not None:
             load_band_layout(params)
         items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)

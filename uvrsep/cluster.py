@@ -21,8 +21,10 @@ files of a half-committed input are written), never ``skipped``. A unit run agai
 input at a time, and an input during which a worker died :data:`MAX_ATTEMPTS` times fails with
 a one-line reason instead of being retried forever.
 
-Needs Ray Data (``pip install "uvrsep[ray]"``): :data:`MIN_RAY` or newer, for the non-deprecated
-``compute=ActorPoolStrategy(size=...)`` form of ``map_batches``.
+Needs Ray Data (``pip install "uvrsep[ray]"``): :data:`uvrsep.rayconnect.MIN_RAY` or newer, for
+the non-deprecated ``compute=ActorPoolStrategy(size=...)`` form of ``map_batches``. Starting or
+joining Ray (within a deadline, Ray's own output kept off the terminal) is
+:mod:`uvrsep.rayconnect`'s; nothing here or there touches Ray's private modules.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import logging
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,86 +45,16 @@ from .audio import owner_tag, remove_temporaries
 from .batch import ItemResult, Job, OutputPlan, separate_jobs
 from .errors import ConfigError, UvrsepError, one_line
 from .naming import InputItem
+from .rayconnect import check_address, connect
 
 log = logging.getLogger(__name__)
 
-#: Oldest Ray whose ``map_batches`` takes ``compute=ActorPoolStrategy(size=n)`` without a
-#: deprecation warning (2.9–2.50 wanted ``concurrency=``, deprecated again in 2.51).
-MIN_RAY = (2, 51)
-INSTALL_HINT = 'pip install "uvrsep[ray]"'
 #: How many times a worker may die while separating one input before it is failed.
 MAX_ATTEMPTS = 3
 #: Work units hold at most this much audio (seconds) and this many inputs.
 UNIT_MAX_SECONDS = 120.0
 UNIT_MIN_SECONDS = 5.0
 UNIT_MAX_ITEMS = 64
-
-
-# -- Ray itself ---------------------------------------------------------------------------------
-
-
-def require_ray():
-    """The ``ray`` module, with Ray Data; a one-line :class:`ConfigError` saying how to install
-    it when it is missing or too old."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (pyarrow & co. come with the [data] extra)
-    except ImportError:
-        raise ConfigError(f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}") from None
-    version = tuple(int(x) for x in re.findall(r"\d+", ray.__version__)[:2])
-    if version < MIN_RAY:
-        raise ConfigError(f"--ray needs Ray {'.'.join(map(str, MIN_RAY))} or newer (this is {ray.__version__}): "
-                          f"{INSTALL_HINT} --upgrade")
-    return ray
-
-
-def check_address(address: str) -> str:
-    """``local``, ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``; anything else is a usage error
-    (usually an input taken for the address: ``--ray`` takes the next word)."""
-    if address in ("local", "auto") or re.fullmatch(r"(ray://)?[\w.\-]+:\d+|(ray://)?\[[0-9a-fA-F:]+\]:\d+", address):
-        return address
-    raise ConfigError(f"--ray {address}: not a Ray address (local, auto or HOST:PORT); "
-                      "put the inputs before --ray, or write --ray=ADDRESS")
-
-
-def _loopback_only() -> None:
-    """Ray's single-machine mode: it takes this machine's address to be 127.0.0.1. Otherwise Ray
-    replaces a loopback address by the machine's outward one, both when it starts an instance
-    (which then listens there) and when it connects to ``127.0.0.1:PORT``."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is imported, also by its daemons
-    if "ray" in sys.modules:  # imported already: the setting was read then
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def start_local(**resources) -> None:
-    """Start a Ray instance on this machine for this process, reachable only from it: bound to
-    127.0.0.1, no dashboard. ``resources``: ``num_cpus``, ``num_gpus`` (default: what the
-    machine has; a test may declare GPUs that are not there)."""
-    _loopback_only()
-    ray = require_ray()
-    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-             **resources)
-
-
-def connect(address: str) -> bool:
-    """Connect this process to Ray (``local``: a new instance, :func:`start_local`). Returns
-    whether it started Ray here (the caller then stops it). A process already connected keeps
-    its connection."""
-    ray = require_ray()
-    if ray.is_initialized():
-        return False
-    try:
-        if address == "local":
-            start_local()
-        else:
-            if re.match(r"(ray://)?(127\.0\.0\.1|localhost|\[::1\]):", address):
-                _loopback_only()  # an instance on this machine's loopback address (start_local's)
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-        raise UvrsepError(f"--ray {address}: cannot connect to Ray ({one_line(exc)})") from None
-    return True
 
 
 # -- how many workers, with what --------------------------------------------------------------
