@@ -130,9 +130,11 @@ def test_driver_results_name_paths_as_given(tmp_path, monkeypatch):
     job = Job(InputItem(Path("in/a.wav"), Path("in")), {"vocals": Path("out/a_vocals.wav")}, 1.0)
     row = {"index": 0, "input": os.path.abspath("in/a.wav"), "status": "ok",
            "outputs": f'["{os.path.abspath("out/a_vocals.wav")}"]', "duration_s": 1.0, "seconds": 0.5,
-           "error": f"{os.path.abspath('in/a.wav')}: holds NaN", "notes": "[]"}
+           "error": f"{os.path.abspath('in/a.wav')}: holds NaN", "notes": "[]",
+           "warnings": json.dumps([f"{os.path.abspath('in/a.wav')}: clipped at full scale: vocals"])}
     result = _driver_result(job, row)
     assert result.input == "in/a.wav" and result.outputs == ["out/a_vocals.wav"] and result.error == "in/a.wav: holds NaN"
+    assert result.warnings == ["in/a.wav: clipped at full scale: vocals"]  # a worker's warnings reach the driver
 
 
 class _LocalWorker(_Worker):

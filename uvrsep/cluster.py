@@ -290,13 +290,13 @@ class _Worker:
             yield from separate_jobs(self.separator, [job], self.plan, before_commit=before_commit)
 
 
-_ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "error", "notes")
+_ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "error", "warnings", "notes")
 
 
 def _row(index: int, result: ItemResult) -> dict:
     return {"index": index, "input": result.input, "status": result.status, "outputs": json.dumps(result.outputs),
             "duration_s": float(result.duration_s), "seconds": float(result.seconds), "error": result.error,
-            "notes": "[]"}
+            "warnings": json.dumps(result.warnings), "notes": "[]"}
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -448,10 +448,11 @@ def _driver_result(job: Job, row: dict) -> ItemResult:
     given = {os.path.abspath(p): str(p) for p in job.targets.values()}
     given[os.path.abspath(job.item.path)] = str(job.item.path)
     outputs = [given.get(o, o) for o in json.loads(row["outputs"])]
-    error = str(row["error"])
+    texts = [str(row["error"]), *json.loads(row["warnings"] or "[]")]
     for absolute in sorted(given, key=len, reverse=True):
-        error = error.replace(absolute, given[absolute])
-    return ItemResult(str(job.item.path), str(row["status"]), outputs, float(row["duration_s"]), float(row["seconds"]), error)
+        texts = [text.replace(absolute, given[absolute]) for text in texts]
+    return ItemResult(str(job.item.path), str(row["status"]), outputs, float(row["duration_s"]), float(row["seconds"]),
+                      texts[0], texts[1:])
 
 
 def _ray_reason(exc: BaseException) -> str:
