@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from uvrsep import audio
+from uvrsep.audio import files as audio_files
 
 
 class FakeKernel32:
@@ -51,7 +52,7 @@ class FakeKernel32:
 
 def test_windows_process_probe_queries_and_never_terminates():
     kernel = FakeKernel32(running=[10], exited=[11], protected=[12])
-    alive = {pid: audio._windows_pid_alive(pid, kernel, lambda: kernel.error) for pid in (10, 11, 12, 13)}
+    alive = {pid: audio_files._windows_pid_alive(pid, kernel, lambda: kernel.error) for pid in (10, 11, 12, 13)}
     assert alive == {10: True, 11: False, 12: True, 13: False}
     assert kernel.open_handles == set() and kernel.killed == []
 
