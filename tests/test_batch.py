@@ -339,7 +339,7 @@ def test_manifest_write_failure_is_reported_once(tmp_path, tiny_weights, monkeyp
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("uvrsep.batch.os.fsync", full)
+    monkeypatch.setattr("uvrsep.batch.manifest.os.fsync", full)
     result = runner.invoke(app, ["separate", str(tmp_path / "c0.wav"), str(tmp_path / "c1.wav"), "-m", str(tiny_weights),
                                  "-o", str(tmp_path / "out"), "--manifest", str(tmp_path / "m.jsonl"), "--device", "cpu"])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -495,7 +495,7 @@ def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(t
     input, and a streamed input waits for the writes before it."""
     import threading
 
-    from uvrsep import batch
+    from uvrsep.batch import run as batch
     from uvrsep.batch import Job, separate_jobs
     from uvrsep.errors import AudioReadError
     from uvrsep.stems import Stems

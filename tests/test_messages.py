@@ -58,12 +58,10 @@ def test_the_interruption_advice_names_the_manifest_only_when_given(with_manifes
 def test_a_read_only_manifest_folder_names_manifest(tiny_weights, short_wav, tmp_path, monkeypatch):
     import os
 
-    import uvrsep.batch
-
     folder = tmp_path / "ro"
     folder.mkdir()
     real = os.access
-    monkeypatch.setattr(uvrsep.batch.os, "access", lambda p, mode: False if Path(p) == folder else real(p, mode))
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == folder else real(p, mode))
     result = separate(short_wav, "-m", tiny_weights, "-o", tmp_path / "out", "--manifest", folder / "run.jsonl")
     assert result.exit_code == 2
     assert f"error: --manifest {folder / 'run.jsonl'}: its folder {folder} is not writable" in result.output

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from uvrsep import Separator, bands, segments
-from uvrsep.batch import InputItem, OutputPlan, run_batch
+from uvrsep.batch import InputItem, OutputPlan, run_batch, write_stems
 from uvrsep.config import load_band_layout
 from uvrsep.audio import read_audio
 from uvrsep.errors import AudioReadError, ConfigError
@@ -292,7 +292,7 @@ def test_interrupted_stream_leaves_no_partial_file(tmp_path):
     stems = StreamedStems(("instrumental", "vocals"), SR, "instrumental", 5000, chunks())
     plan = OutputPlan(output_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        plan.write(stems, InputItem(tmp_path / "x.wav", tmp_path))
+        write_stems(stems, plan.paths(InputItem(tmp_path / "x.wav", tmp_path), stems.names))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import write_audio
 from .errors import AudioWriteError, option
 from .config import BandLayout
 from .naming import contained_path
+from .writer import write_stems
 
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
 
@@ -101,9 +101,7 @@ class Stems(Mapping):
         """
         paths = stem_paths(output_dir, track, self.names, fmt)
         refuse_existing(paths.values(), overwrite)
-        for name, path in paths.items():
-            write_audio(path, self.waves[name], self.sample_rate, bit_depth=bit_depth, overwrite=overwrite)
-        return paths
+        return write_stems(self, paths, bit_depth=bit_depth, overwrite=overwrite)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import soundfile as sf  # noqa: F401  (tests patch audio.sf.SoundFile)
 
 from .files import (
     READY_SUFFIX,
+    check_output_dir,
     commit_file,
     complete_interrupted,
     is_abandoned,
@@ -65,7 +66,7 @@ __all__ = [
     "BIT_DEPTHS", "CLIP_WARN_FRACTION", "CLIP_WARN_PEAK", "FFMPEG_EXTENSIONS", "FORMAT_RATES", "LOSSY_SUBTYPES",
     "MAX_CHANNELS", "MAX_INPUT_RATE", "MAX_OUTPUT_RATE", "MAX_SAMPLE", "MIN_OUTPUT_RATE", "OUTPUT_FORMATS",
     "READY_SUFFIX", "SOUNDFILE_EXTENSIONS", "AudioStreamWriter", "ClipCount", "as_waveform", "channels_first",
-    "check_input_file", "check_input_rate", "check_output_settings", "check_samples", "commit_file",
+    "check_input_file", "check_input_rate", "check_output_dir", "check_output_settings", "check_samples", "commit_file",
     "complete_interrupted", "duration_seconds", "encode_with_ffmpeg", "is_abandoned", "output_settings_problem",
     "owner_tag", "pid_alive", "probe", "read_audio", "read_audio_object", "read_with_ffmpeg", "remove_abandoned",
     "remove_temporaries", "run_ffmpeg_decode", "temp_stem", "to_stereo", "write_audio",

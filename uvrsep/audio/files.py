@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import AudioWriteError
+from ..errors import AudioWriteError, ConfigError
 
 # -- temporary files owned by a live process ---------------------------------------------------
 #
@@ -243,3 +243,19 @@ def commit_file(tmp_name: str, path: Path, overwrite: bool) -> bool:
         return True
     Path(tmp_name).unlink(missing_ok=True)
     return True
+
+
+def check_output_dir(path: Path, what: str | None = None) -> None:
+    """A :class:`ConfigError` unless ``path`` is (or can be made as) a writable folder; nothing
+    is created here. ``what`` names it in the message (default: the output folder)."""
+    what = what or f"output folder {path}"
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{what} is not a folder" if probe == path
+                          else f"{what} cannot be made: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} is not writable" + ("" if probe == path else f" ({probe} is read-only for you)"))

@@ -93,7 +93,7 @@ from pathlib import Path
 import torch
 
 from ..audio import encode_with_ffmpeg
-from ..batch import write_stems
+from ..writer import write_stems
 from ..errors import AudioWriteError, ConfigError, UvrsepError
 from ..separator import Separator
 
