@@ -95,10 +95,10 @@ def write_big_manifest(root: Path, count: int, seed: int = 0) -> Path:
                 os.symlink(root / "media" / f"{stem}.wav", out)
                 outputs.append(str(out.relative_to(root)))
             m = json.loads(json.dumps(base))
-            m["voice_share"] = round(float(rng.uniform(0, 1)), 4)
-            m["voice_active"] = round(float(rng.uniform(0, 1)), 4)
-            m["music_left_db"] = round(float(rng.uniform(-60, 0)), 2)
-            m["clipped"] = int(rng.integers(0, 3)) * int(rng.integers(0, 500))
+            m["voice_share"] = round(float(rng.beta(3, 2)), 4)
+            m["voice_active"] = round(float(rng.beta(4, 2)), 4)
+            m["music_left_db"] = round(float(rng.normal(-32, 7)), 2)
+            m["clipped"] = int(rng.integers(1, 500)) if rng.random() < 0.05 else 0
             fh.write(json.dumps({"input": f"clips/{name}.wav", "status": "ok", "outputs": outputs,
                                  "duration_s": 1.0, "seconds": 0.2, "error": "", "warnings": [],
                                  "measures": m}) + "\n")

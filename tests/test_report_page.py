@@ -125,16 +125,17 @@ def test_page_data_is_embedded_safely_and_links_resolve_from_the_page(small, tmp
     columns, rows = clip_rows(read_manifest(small)[0], Thresholds())
     assert data["rows"] == page_data(columns, rows, [], Thresholds())["rows"]
     for media in data["media"]:
-        href, exists = media["input"]
+        href, exists, path = media["input"]
         assert not href.startswith("/") and ":" not in href  # relative to the page's folder
-        assert (page.parent / unquote(href)).resolve().is_file() == exists
-        for label, href, exists in media["outputs"]:
+        assert (page.parent / unquote(href)).resolve().is_file() == exists and (path == "") == exists
+        for label, href, exists, path in media["outputs"]:
             assert (page.parent / unquote(href)).is_file() == exists
-    assert data["media"][0]["input"] == ["../clips/clean.wav", True]
-    assert data["media"][0]["outputs"] == [["instrumental", "../out/clean_instrumental.wav", True],
-                                           ["vocals", "../out/clean_vocals.wav", True]]
+    assert data["media"][0]["input"] == ["../clips/clean.wav", True, ""]
+    assert data["media"][0]["outputs"] == [["instrumental", "../out/clean_instrumental.wav", True, ""],
+                                           ["vocals", "../out/clean_vocals.wav", True, ""]]
     assert data["media"][-1]["input"][1] is True and "%23" in data["media"][-1]["input"][0]  # "#" encoded
-    assert data["media"][5]["outputs"][0][2] is False  # old.wav's stems were never written
+    assert data["media"][5]["outputs"][0] == ["instrumental", "../out/old_instrumental.wav", False,
+                                              "out/old_instrumental.wav"]  # never written
     assert "Spectrogram pictures were turned off" in text and "pictures=False" in text
 
 
@@ -143,9 +144,9 @@ def test_relative_paths_are_taken_from_base_dir(small, tmp_path, monkeypatch):
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     build_report(small, "r.html", pictures=False, base_dir=tmp_path)
-    assert embedded(elsewhere / "r.html")["media"][0]["input"] == ["../clips/clean.wav", True]
+    assert embedded(elsewhere / "r.html")["media"][0]["input"] == ["../clips/clean.wav", True, ""]
     build_report(small, "r2.html", pictures=False)  # default: the current folder
-    assert embedded(elsewhere / "r2.html")["media"][0]["input"] == ["clips/clean.wav", False]
+    assert embedded(elsewhere / "r2.html")["media"][0]["input"] == ["clips/clean.wav", False, "clips/clean.wav"]
 
 
 def test_pictures_are_pngs_beside_the_page_and_reused(small, tmp_path):

@@ -79,10 +79,12 @@ def _picture(source: Path, folder: Path, page_dir: str) -> tuple[str | None, str
 
 
 def _media(row: ClipRow, base_dir: str, page_dir: str) -> ClipMedia:
+    def sound(path: str) -> tuple[str, bool, str]:  # a missing file is shown by its manifest path
+        link, exists = href(path, base_dir, page_dir)
+        return link, exists, "" if exists else path
+
     outputs = row.record.get("outputs", [])
-    labels = output_labels(outputs)
-    return ClipMedia(href(row.record["input"], base_dir, page_dir),
-                     [(label, *href(o, base_dir, page_dir)) for label, o in zip(labels, outputs)])
+    return ClipMedia(sound(row.record["input"]), [(label, *sound(o)) for label, o in zip(output_labels(outputs), outputs)])
 
 
 def _add_pictures(rows: list[ClipRow], media: list[ClipMedia], base_dir: str, folder: Path, page_dir: str,

@@ -62,7 +62,7 @@
   function player(label, media) {
     const box = el("div", { class: "player" });
     box.appendChild(el("span", {}, label));
-    if (!media[1]) box.appendChild(el("span", { class: "missing" }, "missing: " + media[0]));
+    if (!media[1]) box.appendChild(el("span", { class: "missing" }, "missing: " + media[2]));
     else box.appendChild(el("audio", { controls: "", preload: "none", src: media[0] }));
     return box;
   }
@@ -73,7 +73,7 @@
     const box = el("div", { class: "media-box" });
     const players = el("div", { class: "players" });
     players.appendChild(player("input", m.input));
-    for (const [label, href, exists] of m.outputs) players.appendChild(player(label, [href, exists]));
+    for (const [label, ...media] of m.outputs) players.appendChild(player(label, media));
     box.appendChild(players);
     for (const [label, src, note] of m.pictures) {
       const fig = el("figure");

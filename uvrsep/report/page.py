@@ -28,11 +28,12 @@ NO_PICTURES = ("Spectrogram pictures were turned off for this report ({flag}). T
 class ClipMedia:
     """Where one clip's sounds and pictures are, as the page links them.
 
-    ``input`` and ``outputs`` are ``(href, exists)`` / ``(label, href, exists)``; ``pictures`` are
-    ``(label, href or None, note)``: ``note`` says why a picture is missing."""
+    ``input`` and ``outputs`` are ``(href, exists, path)`` / ``(label, href, exists, path)``
+    (``path``: the manifest's, for a missing file; else empty); ``pictures`` are ``(label, href
+    or None, note)``: ``note`` says why a picture is missing."""
 
-    input: tuple[str, bool]
-    outputs: list[tuple[str, str, bool]] = field(default_factory=list)
+    input: tuple[str, bool, str]
+    outputs: list[tuple[str, str, bool, str]] = field(default_factory=list)
     pictures: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
