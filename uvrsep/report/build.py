@@ -89,13 +89,14 @@ def _media(row: ClipRow, base_dir: str, page_dir: str) -> ClipMedia:
 
 def _add_pictures(rows: list[ClipRow], media: list[ClipMedia], base_dir: str, folder: Path, page_dir: str,
                   on_progress: Callable[[int, int], None] | None) -> int:
-    """Make (or find) the input's and the voice stem's picture of every ``ok`` clip; returns
-    how many pictures the page shows. Files are read and drawn on a few threads."""
+    """Make (or find) the input's and the voice stem's picture of every clip that did not fail
+    (``ok``, or ``skipped`` with its outputs already there); returns how many pictures the page
+    shows. Files are read and drawn on a few threads."""
     wanted: list[tuple[int, str, str | None]] = []  # (row, label, path or None)
     for i, row in enumerate(rows):
-        if row.record["status"] != "ok":
+        if row.record["status"] == "failed":
             continue
-        voice_stem = (row.measures or {}).get("voice_stem") or "vocals"
+        voice_stem = row.values.get("voice_stem") or "vocals"
         wanted.append((i, "input", row.record["input"]))
         wanted.append((i, f"{voice_stem} stem", voice_output(row.record.get("outputs", []), voice_stem)))
     folder.mkdir(parents=True, exist_ok=True)
