@@ -87,15 +87,9 @@ class Manifest:
             data = fh.read()
             fh = io.BytesIO(data[: data.rfind(b"\n") + 1])
         start = self._offset
-        for _, line in bounded_lines(fh):
-            self._lines += 1
-            if line is not None and not line.strip():
-                continue
-            rec, problem = _parse_record(line) if line is not None else (None, f"over {MAX_LINE_BYTES} bytes")
-            if problem is not None:
-                self.warnings.append(f"{self.path}:{self._lines}: unreadable manifest line skipped ({problem})")
-                continue
-            self.last[rec["input"]] = rec
+        last, warnings, self._lines = read_records(fh, self.path, self._lines)
+        self.last.update(last)
+        self.warnings += warnings
         self._offset = start + fh.tell()
 
     def finished(self, item: InputItem, targets: dict[str, Path]) -> bool:
@@ -139,6 +133,25 @@ class Manifest:
             return False
         self.last[result.input] = dict(result.__dict__)
         return True
+
+
+def read_records(fh: BinaryIO, path: object, lines_before: int = 0) -> tuple[dict[str, dict], list[str], int]:
+    """The records of a manifest stream from its position on: ``(last record of each input, in
+    the order inputs first appear; one warning per unreadable line; the line count so far)``.
+    ``lines_before`` numbers the lines of a stream read from the middle of the file."""
+    last: dict[str, dict] = {}
+    warnings = []
+    number = lines_before
+    for _, line in bounded_lines(fh):
+        number += 1
+        if line is not None and not line.strip():
+            continue
+        rec, problem = _parse_record(line) if line is not None else (None, f"over {MAX_LINE_BYTES} bytes")
+        if problem is not None:
+            warnings.append(f"{path}:{number}: unreadable manifest line skipped ({problem})")
+        else:
+            last[rec["input"]] = rec
+    return last, warnings, number
 
 
 def _parse_record(line: bytes) -> tuple[dict | None, str | None]:

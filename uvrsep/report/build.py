@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from ..audio import commit_file, read_audio
-from ..batch import check_output_dir
+from ..audio import check_output_dir, commit_file, read_audio
 from ..errors import ITEM_ERRORS, AudioWriteError, ConfigError, one_line, option
 from .page import NO_PICTURES, ClipMedia, page_data, page_html
 from .pictures import spectrogram_png
-from .table import ClipRow, Thresholds, clip_rows, csv_text, output_labels, read_manifest, voice_output
+from .table import (
+    ClipRow,
+    Thresholds,
+    clip_rows,
+    csv_text,
+    output_labels,
+    read_manifest,
+    voice_output,
+)
 
 
 @dataclass

@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..batch import _parse_record, bounded_lines, regular_file
+from ..batch.inputs import regular_file
+from ..batch.manifest import read_records
 from ..errors import ConfigError, option
 
 
@@ -97,20 +98,12 @@ class ClipRow:
 
 def read_manifest(path: Path) -> tuple[list[dict], list[str]]:
     """The last record of every input of the manifest at ``path``, in the order inputs first
-    appear, and one warning per unreadable line. A :class:`ConfigError` when it cannot be read."""
+    appear, and one warning per unreadable line (read as a run resuming from it reads it). A
+    :class:`ConfigError` when it cannot be read."""
     regular_file(path, "manifest")
-    last: dict[str, dict] = {}
-    warnings: list[str] = []
     try:
         with open(path, "rb") as fh:
-            for number, line in bounded_lines(fh):
-                if line is not None and not line.strip():
-                    continue
-                rec, problem = _parse_record(line) if line is not None else (None, "line too long")
-                if problem is not None:
-                    warnings.append(f"{path}:{number}: unreadable manifest line skipped ({problem})")
-                else:
-                    last[rec["input"]] = rec
+            last, warnings, _ = read_records(fh, path)
     except OSError as exc:
         raise ConfigError(f"manifest {path}: cannot be read ({exc.strerror or exc})") from None
     return list(last.values()), warnings
