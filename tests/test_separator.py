@@ -4,6 +4,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import PARITY, SR, music_like
+from tests.helpers import predict_magnitudes
 from uvrsep import Separator
 from uvrsep.audio import write_audio
 from uvrsep.errors import (
@@ -93,21 +94,21 @@ def test_batched_and_single_window_inference_agree(tiny_weights):
     batched = Separator(tiny_weights, device="cpu", batch_size=3)
     rng = np.random.default_rng(0)
     mag = rng.random((2, 673, 700), dtype=np.float32)  # 3 windows
-    a = single.predict_magnitudes(mag)
-    b = batched.predict_magnitudes(mag)
+    a = predict_magnitudes(single, mag)
+    b = predict_magnitudes(batched, mag)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_tta_and_aggressiveness_change_the_result(tiny_weights):
     mag = np.random.default_rng(1).random((2, 673, 300), dtype=np.float32)
-    base = Separator(tiny_weights, device="cpu", aggressiveness=0).predict_magnitudes(mag)
-    aggr = Separator(tiny_weights, device="cpu", aggressiveness=30).predict_magnitudes(mag)
+    base = predict_magnitudes(Separator(tiny_weights, device="cpu", aggressiveness=0), mag)
+    aggr = predict_magnitudes(Separator(tiny_weights, device="cpu", aggressiveness=30), mag)
     assert np.all(aggr <= base + 1e-7) and not np.allclose(aggr, base)  # mask**(1+v) <= mask
     # TTA only differs where the shifted windows see other context: use a long input.
     mag = np.random.default_rng(1).random((2, 673, 800), dtype=np.float32)
-    base = Separator(tiny_weights, device="cpu").predict_magnitudes(mag)
-    tta = Separator(tiny_weights, device="cpu", tta=True).predict_magnitudes(mag)
+    base = predict_magnitudes(Separator(tiny_weights, device="cpu"), mag)
+    tta = predict_magnitudes(Separator(tiny_weights, device="cpu", tta=True), mag)
     assert not np.allclose(tta, base, rtol=1e-4, atol=1e-5)
 
 
@@ -180,10 +181,13 @@ def test_out_of_memory_is_a_clear_error(tiny_weights, monkeypatch):
 
     sep = Separator(tiny_weights, device="cpu", batch_size=4)
 
-    def boom(batch):
-        raise torch.OutOfMemoryError("CUDA out of memory")
+    class Boom(torch.nn.Module):
+        context = sep.net.context
 
-    monkeypatch.setattr(sep, "_predict_windows", boom)
+        def forward(self, batch):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    sep.net = Boom()
     with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*--batch-size 1"):
         sep.separate_array(music_like(0.3), SR)
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from uvrsep.errors import ConfigError
-from uvrsep.windows import WindowPlan, run_windows
+from tests.helpers import run_windows
+from uvrsep.windows import WindowPlan
 
 WINDOW, CONTEXT = 512, 128
 
