@@ -43,8 +43,9 @@ TAIL_FRAMES = 128
 TAIL_EXTRA_FRAMES = 4
 #: Bytes of the DSP device's memory per spectrogram frame that processing an input holds at its
 #: peak (the analysis, magnitudes, window inputs, masks, the estimate, the two stems and their
-#: synthesis), per ``bins + 1 = 673`` rows: measured 104 KB on the CPU (peak RSS growth of
-#: whole-file separations of 24 s to 3 min), rounded up. Scaled by the layout's rows.
+#: synthesis), per ``bins + 1 = 673`` rows: measured 90 KiB on the CPU (peak RSS of whole-file
+#: separations of 30 s and 90 s, 4band_v2: 809 and 1291 MiB), rounded up for TTA's second pass
+#: and post-processing. Scaled by the layout's rows.
 BYTES_PER_FRAME_673 = 128 << 10
 #: Analysis blocks re-analysed in the second pass that are kept for the next segments' margins.
 RECENT_BLOCKS = 4
@@ -159,6 +160,8 @@ class Job:
                 self._analysed[k] = (spec, high)
                 room -= 0 if self.whole else size
         self.held = room
+        if self.whole:  # never read again: release the input (an array in memory) now
+            self.source.close()
         return float(coef)
 
     def _blocks_read(self, k: int) -> range:
