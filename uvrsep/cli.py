@@ -195,8 +195,8 @@ def separate(
     does. Stems are at the model's rate (44.1 kHz) unless --sample-rate is given. Existing outputs
     are never replaced without --overwrite. Inputs too long for the device's memory (or longer
     than --segment-threshold) are read, separated and written segment by segment (same result,
-    bounded memory). Everything is
-    checked before the model is loaded (or downloaded). Exit code 1 if any input failed.
+    bounded memory). Everything is checked before the model is loaded (or downloaded). Exit
+    code 1 if any input failed.
 
     With --ray the same batch runs on a Ray cluster (README, "Many machines"): same checks,
     outputs, manifest and summary; workers load the model once each and write the stems.

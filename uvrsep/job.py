@@ -388,7 +388,8 @@ def _host(wave: torch.Tensor) -> np.ndarray:
 
 
 def _nbytes(*tensors: torch.Tensor | None) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    """Bytes the tensors keep alive (their storages: a view keeps all of its base)."""
+    return sum(t.untyped_storage().nbytes() for t in tensors if t is not None)
 
 
 def _cut(high: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None:
