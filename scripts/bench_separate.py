@@ -10,9 +10,11 @@ per phase (read, analysis, network, synthesis, write) for every run and their me
 real-time factor (audio seconds per wall second) and the process's peak RSS.
 ``--segment-threshold`` and ``--segment-windows`` are the separator's (default: decided by the
 device's memory).
-``--compare-segments`` separates FILE whole (``segment_threshold=inf``) and in segments (as
-``--segment-threshold`` says, default 0: always) alternately in each run, prints both medians
-and their ratio, and the SDR between the two results (the lowest stem and channel).
+``--compare-segments`` separates FILE whole (``segment_threshold=inf``) and as the separator
+decides with ``--segment-threshold`` / ``--segment-windows`` (default: by the device's memory; a
+long enough FILE goes in segments) alternately in each run, prints both medians and their ratio,
+and the SDR between the two results (the lowest stem and channel). The line above the table
+says how each path cut the file.
 
 ``--suite OUT``: makes its inputs deterministically (one stereo song of --song-seconds, 180 by
 default, and --clips 3 s clips: 1,000 by default with CUDA, 20 without), then for each device
@@ -228,7 +230,7 @@ def single(args: argparse.Namespace) -> None:
     duration = sf.info(str(args.file)).duration
     thresholds = {"default": args.segment_threshold}
     if args.compare_segments:
-        thresholds = {"whole": float("inf"), "segments": 0.0 if args.segment_threshold is None else args.segment_threshold}
+        thresholds = {"whole": float("inf"), "segments": args.segment_threshold}
     rows: dict[str, list[dict]] = {name: [] for name in thresholds}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -140,7 +140,7 @@ def test_bench_separate_compares_whole_and_segmented_processing(tmp_path, tiny_w
     path = tmp_path / "song.wav"
     sf.write(path, music_like(6.0).T, 44100, subtype="PCM_16")
     out = run(REPO / "scripts" / "bench_separate.py", path, "--model", tiny_weights, "--repeat", "1",
-              "--segment-windows", "1", "--compare-segments").stdout
+              "--segment-threshold", "0", "--segment-windows", "1", "--compare-segments").stdout
     assert "whole: whole; segments: segments of 256 frames" in out
     assert "    whole |    median" in out and " segments |    median" in out
     ratio, quality = re.search(r"segments / whole: total ([\d.]+); SDR between them ([\d.]+) dB", out).groups()
