@@ -237,13 +237,13 @@ def single(args: argparse.Namespace) -> None:
         for _ in range(args.repeat):
             for name, threshold in thresholds.items():  # alternating, so a change of load hits both
                 sep.segment_threshold = threshold
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 stems = sep.separate(args.file)
                 t = time.perf_counter()
                 stems.write(tmp, args.file.stem, overwrite=True)
                 write_s = time.perf_counter() - t
                 total = time.perf_counter() - start
-                rows[name].append(dict(vars(sep.times), write=write_s, total=total))
+                rows[name].append(dict(vars(sep.times), write=write_s, total=total, cpu=time.process_time() - cpu))
                 results[name] = np.stack([stems.waves[k] for k in sorted(stems.waves)])
 
     plans = []
@@ -255,19 +255,22 @@ def single(args: argparse.Namespace) -> None:
           f"batch: {sep.batch_size}  tta: {args.tta}  {'; '.join(plans)}")
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}; model load {load_s:.2f} s; load average after: {os.getloadavg()[0]:.2f}")
-    header = ["path", "run", *PHASES, "total", "RTF"]
+    header = ["path", "run", *PHASES, "total", "CPU s", "RTF"]
+    columns = (*PHASES, "total", "cpu")
     print(" | ".join(f"{h:>9}" for h in header))
     medians = {}
     for name in thresholds:
         for i, row in enumerate(rows[name], 1):
-            print(" | ".join([f"{name:>9}", f"{i:>9}"] + [f"{row[k]:9.2f}" for k in (*PHASES, "total")]
+            print(" | ".join([f"{name:>9}", f"{i:>9}"] + [f"{row[k]:9.2f}" for k in columns]
                              + [f"{duration / row['total']:9.2f}"]))
-        med = medians[name] = {k: statistics.median(r[k] for r in rows[name]) for k in (*PHASES, "total")}
-        print(" | ".join([f"{name:>9}", "   median"] + [f"{med[k]:9.2f}" for k in (*PHASES, "total")]
+        med = medians[name] = {k: statistics.median(r[k] for r in rows[name]) for k in columns}
+        print(" | ".join([f"{name:>9}", "   median"] + [f"{med[k]:9.2f}" for k in columns]
                          + [f"{duration / med['total']:9.2f}"]))
     if args.compare_segments:
         seg, whole = medians["segments"], medians["whole"]
-        print(f"segments / whole: total {seg['total'] / whole['total']:.3f}; "
+        dsp = {k: medians[k]["analysis"] + medians[k]["synthesis"] for k in medians}
+        print(f"segments / whole: total {seg['total'] / whole['total']:.3f}, CPU {seg['cpu'] / whole['cpu']:.3f}, "
+              f"analysis + synthesis {dsp['segments']:.2f} s / {dsp['whole']:.2f} s; "
               f"SDR between them {sdr(results['whole'], results['segments']):.1f} dB")
     print(f"peak RSS: {peak_rss_mb():.0f} MiB")
 

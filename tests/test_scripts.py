@@ -143,8 +143,9 @@ def test_bench_separate_compares_whole_and_segmented_processing(tmp_path, tiny_w
               "--segment-threshold", "0", "--segment-windows", "1", "--compare-segments").stdout
     assert "whole: whole; segments: segments of 256 frames" in out
     assert "    whole |    median" in out and " segments |    median" in out
-    ratio, quality = re.search(r"segments / whole: total ([\d.]+); SDR between them ([\d.]+) dB", out).groups()
-    assert float(ratio) > 0 and float(quality) >= 90
+    ratio, cpu, quality = re.search(r"segments / whole: total ([\d.]+), CPU ([\d.]+), .*; SDR between them ([\d.]+) dB",
+                                    out).groups()
+    assert float(ratio) > 0 and float(cpu) > 0 and float(quality) >= 90
 
 
 @pytest.mark.slow

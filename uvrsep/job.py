@@ -321,10 +321,8 @@ class Job:
 
     def _block(self, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         if k not in self._cache:
-            t0 = self.sep.clock()
             self._cache[k] = {name: (spec.clone() if name == self.sep.primary else spec, high)
                               for name, spec, high in self._stem_specs(k)}
-            self.sep.times.synthesis += self.sep.clock() - t0
             lo, hi = self._bounds(k)
             if self._head_frames is None and lo < self._head <= hi:
                 # The last segment's wrap-around reads the first frames again: keep a copy of them
@@ -362,14 +360,15 @@ class Job:
         for k in range(len(self.starts)):
             lo, hi = self._bounds(k)
             start, stop = lo * hop, min(hi * hop, length)
-            t0 = sep.clock()
+            t0, nested = sep.clock(), sep.times.analysis + sep.times.network
             chunk = {name: synths[name].output(start, stop) for name in names} if stop > start else {}
             if k == len(self.starts) - 1:
                 empty = torch.zeros((2, 0), dtype=torch.float64, device=sep.dsp)
                 chunk = {name: self._with_tail(chunk.get(name, empty), lambda a, b, name=name: self._frames(name, a, b))
                          for name in names}
             chunk = {name: _host(wave) for name, wave in chunk.items()}
-            sep.times.synthesis += sep.clock() - t0
+            # The blocks' analysis and network ran inside (when the synthesis asked for their frames).
+            sep.times.synthesis += sep.clock() - t0 - (sep.times.analysis + sep.times.network - nested)
             # Keep the blocks later segments (and the wrap-around at the ends) still need.
             for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
                 del self._cache[j]
