@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""CPU cost of the torch DSP steps (uvrsep.dsp, as uvrsep.bands runs them) against the previous
-librosa / scipy / resampy steps (``dsp=bands.REFERENCE``).
+"""CPU cost of the torch DSP steps (uvrsep.dsp, as uvrsep.bands runs them) against the original's
+librosa / scipy / resampy steps (the tests' oracle, ``tests/oracle.py``).
 
     python scripts/bench_dsp.py [--layout 4band_v2] [--seconds 180] [--repeats 5] [--threads N]
                                 [--input-rate 48000] [--only analysis,synthesis,...]
@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests import oracle  # noqa: E402
 from uvrsep import bands  # noqa: E402
 from uvrsep.config import load_band_layout  # noqa: E402
 from uvrsep.dsp.resampling import TORCH_RESAMPLERS  # noqa: E402
@@ -56,7 +57,8 @@ def sdr(ref, est) -> float:
 
 
 def to_numpy(value):
-    return value.spec if isinstance(value, bands.Analysis) else value
+    value = value.spec if isinstance(value, (bands.Analysis, oracle.Analysis)) else value
+    return value.numpy() if isinstance(value, torch.Tensor) else value
 
 
 def measure(ref, new, repeats: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]], float]:
@@ -82,23 +84,23 @@ def loadavg() -> str:
 
 
 def cases(layout, x: np.ndarray, input_rate: int):
-    """(group, name, size, reference thunk, torch thunk) for every primitive and both phases,
-    through :mod:`uvrsep.bands` as the pipeline calls it (``dsp=REFERENCE`` against the CPU)."""
-    ref = bands.REFERENCE
+    """(group, name, size, oracle thunk, torch thunk) for every primitive and both phases: the
+    original's steps (numpy) against :mod:`uvrsep.bands` as the pipeline calls it (tensors on the CPU)."""
     chain = layout.bands
+    t = torch.from_numpy
     out = []
     if input_rate != layout.sample_rate and layout.top.resample_type in TORCH_RESAMPLERS:
         n_in = int(x.shape[1] * input_rate / layout.sample_rate)
         src = make_signal(n_in / input_rate, input_rate, seed=1)
         rt = layout.top.resample_type
         out.append(("analysis", f"input {input_rate}->{layout.sample_rate} {rt}", f"2x{src.shape[1]}",
-                    lambda: bands.resample(src, input_rate, layout.sample_rate, rt, ref),
-                    lambda: bands.resample(src, input_rate, layout.sample_rate, rt)))
+                    lambda: oracle.resample(src, input_rate, layout.sample_rate, rt),
+                    lambda: bands.resample(t(src), input_rate, layout.sample_rate, rt)))
     # The analysis band chain, on the real intermediate signals.
     waves = [None] * len(chain)
     waves[-1] = x
     for i in range(len(chain) - 2, -1, -1):
-        waves[i] = bands.resample(waves[i + 1], chain[i + 1].sample_rate, chain[i].sample_rate, chain[i].resample_type, ref)
+        waves[i] = oracle.resample(waves[i + 1], chain[i + 1].sample_rate, chain[i].sample_rate, chain[i].resample_type)
     for i in range(len(chain) - 2, -1, -1):
         hi, lo = chain[i + 1], chain[i]
         if hi.sample_rate == lo.sample_rate:
@@ -106,37 +108,38 @@ def cases(layout, x: np.ndarray, input_rate: int):
         src = waves[i + 1]
         rt = lo.resample_type
         out.append(("analysis", f"resample {hi.sample_rate}->{lo.sample_rate} {rt}", f"2x{src.shape[1]}",
-                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(src, hi.sample_rate, lo.sample_rate, rt, ref),
-                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(src, hi.sample_rate, lo.sample_rate, rt)))
+                    lambda src=src, hi=hi, lo=lo, rt=rt: oracle.resample(src, hi.sample_rate, lo.sample_rate, rt),
+                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(t(src), hi.sample_rate, lo.sample_rate, rt)))
     for i, band in enumerate(chain):
         w, mode = waves[i], layout.channel_modes[i]
         out.append(("analysis", f"stft {band.sample_rate} n{band.n_fft}/h{band.hop_length}", f"2x{w.shape[1]}",
-                    lambda w=w, band=band, mode=mode: bands.stft(w, band, mode, ref),
-                    lambda w=w, band=band, mode=mode: bands.stft(w, band, mode)))
+                    lambda w=w, band=band, mode=mode: oracle.stft(w, band, mode),
+                    lambda w=w, band=band, mode=mode: bands.stft(t(w), band, mode)))
     out.append(("phase", "analysis (bands.analyze)", f"2x{x.shape[1]}",
-                lambda: bands.analyze(x, layout, extra_frames=4, dsp=ref),
-                lambda: bands.analyze(x, layout, extra_frames=4)))
-    analysis = bands.analyze(x, layout, extra_frames=4, dsp=ref)
+                lambda: oracle.analyze(x, layout, extra_frames=4),
+                lambda: bands.analyze(t(x), layout, extra_frames=4)))
+    analysis = oracle.analyze(x, layout, extra_frames=4)
     n = analysis.n_frames
     stem = (analysis.spec * np.exp(0.3j).astype(np.complex64))[:, :, :n]
     high = analysis.high_end[:, :, :n] if analysis.high_end is not None else None
+    stem_t, high_t = t(np.ascontiguousarray(stem)), None if high is None else t(np.ascontiguousarray(high))
     for i, band in enumerate(chain):
         out.append(("synthesis", f"band part + istft {band.sample_rate} n{band.n_fft}/h{band.hop_length}",
                     f"2x{band.n_rows}x{n}",
-                    lambda i=i: bands.band_part(stem, layout, i, dsp=ref),
-                    lambda i=i: bands.band_part(stem, layout, i)))
+                    lambda i=i: oracle.band_part(stem, layout, i),
+                    lambda i=i: bands.band_part(stem_t, layout, i)))
     for i in range(len(chain) - 1):
         lo, hi = chain[i], chain[i + 1]
         rt = bands.synthesis_resampler(layout, i)
         if lo.sample_rate == hi.sample_rate or rt not in TORCH_RESAMPLERS:
             continue
-        part = bands.band_part(stem, layout, i, dsp=ref)
+        part = oracle.band_part(stem, layout, i)
         out.append(("synthesis", f"resample {lo.sample_rate}->{hi.sample_rate} {rt} (float64)", f"2x{part.shape[1]}",
-                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(part, lo.sample_rate, hi.sample_rate, rt, ref),
-                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(part, lo.sample_rate, hi.sample_rate, rt)))
+                    lambda part=part, lo=lo, hi=hi, rt=rt: oracle.resample(part, lo.sample_rate, hi.sample_rate, rt),
+                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(t(part), lo.sample_rate, hi.sample_rate, rt)))
     out.append(("phase", "synthesis, one stem (bands.synthesize)", f"2x{layout.bins + 1}x{n}",
-                lambda: bands.synthesize(stem, layout, high, ref),
-                lambda: bands.synthesize(stem, layout, high)))
+                lambda: oracle.synthesize(stem, layout, high),
+                lambda: bands.synthesize(stem_t, layout, high_t)))
     return out
 
 

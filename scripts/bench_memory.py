@@ -5,8 +5,9 @@
 
 Each length gets a deterministic stereo test signal (tones, chords, noise) at 44.1 kHz written
 to a temporary WAV, separated by `uvrsep separate` in a child process (CPU), whose peak RSS
-(the child's ru_maxrss, from wait4) and wall time are reported. Inputs longer than the
-segment threshold (60 s) are streamed; `--segment-threshold inf` shows whole-file processing. Without --model a random net of the HP
+(the child's ru_maxrss, from wait4) and wall time are reported. Inputs too long for the CPU's
+memory budget (or longer than ``--segment-threshold``) are streamed in segments;
+`--segment-threshold inf` shows whole-file processing. Without --model a random net of the HP
 family (cascaded ASPP, --width 16 by default: ~4x cheaper than the 32-wide HP net, same code
 path) is used, since the HP network runs at about real time on 2 cores.
 """
@@ -69,8 +70,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--segment-threshold", type=float, default=60.0,
-                        help="passed to uvrsep separate ('inf': whole-file processing, to compare)")
+    parser.add_argument("--segment-threshold", type=float, default=None,
+                        help="passed to uvrsep separate (default: none, the memory decides; 'inf': whole-file processing)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,12 +81,14 @@ def main() -> None:
             wav = tmp / f"input_{minutes:g}min.wav"
             make_signal(wav, minutes)
             cmd = [sys.executable, "-m", "uvrsep", "separate", str(wav), "-m", str(model), "-o", str(tmp / "out"),
-                   "--device", "cpu", "--overwrite", "--params", "4band_v2",
-                   "--segment-threshold", str(args.segment_threshold)]
+                   "--device", "cpu", "--overwrite", "--params", "4band_v2"]
+            if args.segment_threshold is not None:
+                cmd += ["--segment-threshold", str(args.segment_threshold)]
             rss, wall, status = run_measured(cmd, tmp / "log.txt")
             rows.append((minutes, rss, wall, status))
             wav.unlink()
-    print(f"model: {args.model or f'random cascaded ASPP, width {args.width}'}; machine: {os.cpu_count()} cores")
+    print(f"model: {args.model or f'random cascaded ASPP, width {args.width}'}; machine: {os.cpu_count()} cores; "
+          f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"{'minutes':>8} | {'peak RSS MiB':>12} | {'wall s':>8} | status")
     for minutes, rss, wall, status in rows:
         print(f"{minutes:8g} | {rss:12.0f} | {wall:8.1f} | {status}")

@@ -1,23 +1,27 @@
 #!/usr/bin/env python3
 """Time uvrsep's phases and print a table: on one file, or as a suite per device and precision.
 
-    python scripts/bench_separate.py FILE --model PATH [--repeat 3] [--device cpu] [--batch-size N] [--compare-dsp]
+    python scripts/bench_separate.py FILE --model PATH [--repeat 3] [--device cpu] [--batch-size N]
+                                     [--segment-threshold S] [--segment-windows N] [--compare-segments]
     python scripts/bench_separate.py --suite OUT [--devices cpu cuda] [--song-seconds 180] [--clips N] [--model PATH]
 
 One file: each run separates FILE and writes both stems to a temporary folder. Printed: seconds
 per phase (read, analysis, network, synthesis, write) for every run and their median, the
-real-time factor (audio seconds per wall second) and the process's peak RSS. ``--compare-dsp``
-runs the previous DSP steps (librosa / scipy / resampy) after the torch ones in each run and
-prints both medians and their ratio.
+real-time factor (audio seconds per wall second) and the process's peak RSS.
+``--segment-threshold`` and ``--segment-windows`` are the separator's (default: decided by the
+device's memory).
+``--compare-segments`` separates FILE whole (``segment_threshold=inf``) and as the separator
+decides with ``--segment-threshold`` / ``--segment-windows`` (default: by the device's memory; a
+long enough FILE goes in segments) alternately in each run, prints both medians and their ratio,
+and the SDR between the two results (the lowest stem and channel). The line above the table
+says how each path cut the file.
 
 ``--suite OUT``: makes its inputs deterministically (one stereo song of --song-seconds, 180 by
 default, and --clips 3 s clips: 1,000 by default with CUDA, 20 without), then for each device
 (cpu, and cuda where there is one) and each precision that device runs (cpu: fp32, bf16; cuda:
 fp32, tf32, fp16, bf16) runs a fresh process that separates the song (the median of --repeat
-runs) and the clips (in groups of 16, as the batch does) and writes their stems; then fp32 once
-more through the previous DSP steps (librosa / scipy / resampy on the CPU, ``DSP reference``)
-for a side-by-side ratio of the DSP phases (analysis + synthesis). Per row: the
-phases' seconds, the real-time factor, clips per second, the process's peak RSS, on CUDA the
+runs; whole where the device's memory allows, as the separator decides) and the clips (in
+groups of 16, as the batch does) and writes their stems. Per row: the phases' seconds, the real-time factor, clips per second, the process's peak RSS, on CUDA the
 peak device memory and the network's achieved TFLOP/s (FLOPs of one window, counted by
 torch.utils.flop_counter, times the windows run, over the network phase, which includes the
 transfers), and the song's SDR against the same device's fp32 stems (the lowest stem and
@@ -47,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's uvrsep, installed or not
 from bench_memory import make_signal, random_weights  # noqa: E402  (the scripts folder's shared helpers)
 
-from uvrsep import Separator, bands  # noqa: E402
+from uvrsep import Separator  # noqa: E402
 
 PHASES = ("read", "analysis", "network", "synthesis", "write")
 
@@ -89,23 +93,21 @@ def network_flops(sep: Separator) -> float:
     x = torch.zeros(1, 2, layout.bins + 1, window, device=sep.device)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        sep._predict_windows(x)
+        sep.stage().predict(x)
     return float(counter.get_total_flops())
 
 
 def run_case(args: argparse.Namespace) -> None:
     """One (device, precision) row of the suite, in this process; its JSON goes to --result."""
-    device, precision, dsp = args.case
+    device, precision = args.case
     work = args.work
     sep = Separator(args.model, params="4band_v2", device=device, precision=precision)
-    if dsp == "reference":
-        sep.dsp = bands.REFERENCE
     windows = [0]
     sep.net.register_forward_pre_hook(lambda _m, inputs: windows.__setitem__(0, windows[0] + inputs[0].shape[0]))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     song = work / "song.wav"
-    row = {"device": device, "precision": sep.precision, "dsp": dsp, "song_seconds": sf.info(str(song)).duration}
+    row = {"device": device, "precision": sep.precision, "song_seconds": sf.info(str(song)).duration}
     runs = []
     with tempfile.TemporaryDirectory(dir=work) as out:
         for _ in range(args.repeat):
@@ -116,7 +118,7 @@ def run_case(args: argparse.Namespace) -> None:
             stems.write(out, "song", overwrite=True)
             runs.append(dict(vars(sep.times), write=time.perf_counter() - t, total=time.perf_counter() - start,
                              windows=windows[0]))
-        np.save(work / f"song_{device}_{precision}_{dsp}.npy", np.stack([stems.waves[k] for k in sorted(stems.waves)]))
+        np.save(work / f"song_{device}_{precision}.npy", np.stack([stems.waves[k] for k in sorted(stems.waves)]))
         row["song"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         clips = sorted((work / "clips").glob("*.wav"))
         totals = dict.fromkeys((*PHASES, "total", "windows"), 0.0)
@@ -165,21 +167,19 @@ def suite(args: argparse.Namespace) -> None:
         model = args.model or random_weights(work, 32)
         make_inputs(work, args.song_seconds, clips)
         for device in devices:
-            # Each precision with the torch DSP, then fp32 through the previous (librosa / scipy) DSP.
-            for precision, dsp in [(p, "torch") for p in PRECISIONS[device]] + [("fp32", "reference")]:
+            for precision in PRECISIONS[device]:
                 result = work / "row.json"
                 result.unlink(missing_ok=True)
-                cmd = [sys.executable, __file__, "--case", device, precision, dsp, "--work", str(work),
+                cmd = [sys.executable, __file__, "--case", device, precision, "--work", str(work),
                        "--result", str(result), "--model", str(model), "--repeat", str(args.repeat)]
-                _, _, status = run_measured(cmd, out / f"log_{device}_{precision}_{dsp}.txt")
+                _, _, status = run_measured(cmd, out / f"log_{device}_{precision}.txt")
                 if status != "ok" or not result.is_file():
-                    rows.append({"device": device, "precision": precision, "dsp": dsp, "status": status})
+                    rows.append({"device": device, "precision": precision, "status": status})
                     continue
                 row = json.loads(result.read_text())
-                fp32 = work / f"song_{device}_fp32_torch.npy"
-                mine = work / f"song_{device}_{precision}_{dsp}.npy"
-                same = precision == "fp32" and dsp == "torch"
-                row["sdr_vs_fp32"] = None if same or not fp32.is_file() else sdr(np.load(fp32), np.load(mine))
+                fp32 = work / f"song_{device}_fp32.npy"
+                mine = work / f"song_{device}_{precision}.npy"
+                row["sdr_vs_fp32"] = None if precision == "fp32" or not fp32.is_file() else sdr(np.load(fp32), np.load(mine))
                 row["status"] = status
                 rows.append(row)
     text = table(rows, args)
@@ -197,34 +197,25 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"torch {torch.__version__}, Python {platform.python_version()}; load average after: {load[0]:.2f}",
         f"model: {args.model or 'random 32-wide HP net'}; song: median of {args.repeat} run(s)",
         "",
-        "| device | precision | DSP | input | read s | analysis s | network s | synthesis s | write s | total s "
+        "| device | precision | input | read s | analysis s | network s | synthesis s | write s | total s "
         "| x real time | clips/s | peak RSS MiB | peak GPU MiB | TFLOP/s | SDR vs fp32 dB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.get("status") != "ok":
-            lines.append(f"| {row['device']} | {row['precision']} | {row['dsp']} | {row['status']} |" + " |" * 12)
+            lines.append(f"| {row['device']} | {row['precision']} | {row['status']} |" + " |" * 12)
             continue
         for name in ("song", "clips"):
             r = row[name]
             seconds = row["song_seconds"] if name == "song" else r["count"] * CLIP_SECONDS
             label = f"song {row['song_seconds']:.0f} s" if name == "song" else f"{r['count']} clips of 3 s"
             tflops = row["flops_per_window"] * r["windows"] / r["network"] / 1e12 if r["network"] else 0.0
-            cells = [row["device"], row["precision"], row["dsp"], label, *(f"{r[p]:.2f}" for p in (*PHASES, "total")),
+            cells = [row["device"], row["precision"], label, *(f"{r[p]:.2f}" for p in (*PHASES, "total")),
                      f"{seconds / r['total']:.1f}", f"{r['count'] / r['total']:.1f}" if name == "clips" else "",
                      f"{row['peak_rss_mb']:.0f}", f"{row['peak_device_mb']:.0f}" if row["peak_device_mb"] else "",
                      f"{tflops:.2f}" if row["device"] == "cuda" else "",
                      f"{row['sdr_vs_fp32']:.1f}" if row.get("sdr_vs_fp32") is not None and name == "song" else ""]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "DSP side by side (fp32; analysis + synthesis seconds, torch / previous librosa-scipy steps):", ""]
-    for device in dict.fromkeys(row["device"] for row in rows):
-        both = {row["dsp"]: row for row in rows if row["device"] == device and row.get("status") == "ok"
-                and row["precision"] == "fp32"}
-        if set(both) != {"torch", "reference"}:
-            continue
-        for name in ("song", "clips"):
-            new, old = (both[k][name]["analysis"] + both[k][name]["synthesis"] for k in ("torch", "reference"))
-            lines.append(f"- {device}, {name}: {new:.2f} s / {old:.2f} s = {new / old:.2f}")
     return "\n".join(lines)
 
 
@@ -233,42 +224,54 @@ def single(args: argparse.Namespace) -> None:
     if args.file is None or args.model is None:
         sys.exit("bench_separate.py: give FILE and --model, or --suite OUT")
     t0 = time.perf_counter()
-    sep = Separator(args.model, params=args.params, device=args.device, batch_size=args.batch_size, tta=args.tta)
+    sep = Separator(args.model, params=args.params, device=args.device, batch_size=args.batch_size, tta=args.tta,
+                    segment_threshold=args.segment_threshold, segment_windows=args.segment_windows)
     load_s = time.perf_counter() - t0
     duration = sf.info(str(args.file)).duration
-    paths = {"torch": sep.dsp, "reference": bands.REFERENCE}
-    order = ["torch", "reference"] if args.compare_dsp else ["torch"]
-    rows: dict[str, list[dict]] = {name: [] for name in order}
+    thresholds = {"default": args.segment_threshold}
+    if args.compare_segments:
+        thresholds = {"whole": float("inf"), "segments": args.segment_threshold}
+    rows: dict[str, list[dict]] = {name: [] for name in thresholds}
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
-            for name in order:  # the two DSP paths alternate, so a change of load hits both
-                sep.dsp = paths[name]
-                start = time.perf_counter()
+            for name, threshold in thresholds.items():  # alternating, so a change of load hits both
+                sep.segment_threshold = threshold
+                start, cpu = time.perf_counter(), time.process_time()
                 stems = sep.separate(args.file)
                 t = time.perf_counter()
                 stems.write(tmp, args.file.stem, overwrite=True)
                 write_s = time.perf_counter() - t
                 total = time.perf_counter() - start
-                rows[name].append(dict(vars(sep.times), write=write_s, total=total))
+                rows[name].append(dict(vars(sep.times), write=write_s, total=total, cpu=time.process_time() - cpu))
+                results[name] = np.stack([stems.waves[k] for k in sorted(stems.waves)])
 
+    plans = []
+    for name, threshold in thresholds.items():
+        sep.segment_threshold = threshold
+        frames = sep.segment_plan(round(duration * sep.layout.sample_rate)).frames
+        plans.append(f"{name}: {f'segments of {frames} frames' if frames else 'whole'}")
     print(f"file: {args.file} ({duration:.1f} s)  model: {args.model.name}  device: {args.device}  "
-          f"batch: {sep.batch_size}  tta: {args.tta}")
+          f"batch: {sep.batch_size}  tta: {args.tta}  {'; '.join(plans)}")
     print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
           f"torch {torch.__version__}; model load {load_s:.2f} s; load average after: {os.getloadavg()[0]:.2f}")
-    header = ["DSP", "run", *PHASES, "total", "RTF"]
+    header = ["path", "run", *PHASES, "total", "CPU s", "RTF"]
+    columns = (*PHASES, "total", "cpu")
     print(" | ".join(f"{h:>9}" for h in header))
     medians = {}
-    for name in order:
+    for name in thresholds:
         for i, row in enumerate(rows[name], 1):
-            print(" | ".join([f"{name:>9}", f"{i:>9}"] + [f"{row[k]:9.2f}" for k in (*PHASES, "total")]
+            print(" | ".join([f"{name:>9}", f"{i:>9}"] + [f"{row[k]:9.2f}" for k in columns]
                              + [f"{duration / row['total']:9.2f}"]))
-        med = medians[name] = {k: statistics.median(r[k] for r in rows[name]) for k in (*PHASES, "total")}
-        print(" | ".join([f"{name:>9}", "   median"] + [f"{med[k]:9.2f}" for k in (*PHASES, "total")]
+        med = medians[name] = {k: statistics.median(r[k] for r in rows[name]) for k in columns}
+        print(" | ".join([f"{name:>9}", "   median"] + [f"{med[k]:9.2f}" for k in columns]
                          + [f"{duration / med['total']:9.2f}"]))
-    if args.compare_dsp:
-        new, old = medians["torch"], medians["reference"]
-        print(f"torch / reference: total {new['total'] / old['total']:.3f}, analysis + synthesis "
-              f"{(new['analysis'] + new['synthesis']) / (old['analysis'] + old['synthesis']):.3f}")
+    if args.compare_segments:
+        seg, whole = medians["segments"], medians["whole"]
+        dsp = {k: medians[k]["analysis"] + medians[k]["synthesis"] for k in medians}
+        print(f"segments / whole: total {seg['total'] / whole['total']:.3f}, CPU {seg['cpu'] / whole['cpu']:.3f}, "
+              f"analysis + synthesis {dsp['segments']:.2f} s / {dsp['whole']:.2f} s; "
+              f"SDR between them {sdr(results['whole'], results['segments']):.1f} dB")
     print(f"peak RSS: {peak_rss_mb():.0f} MiB")
 
 
@@ -281,13 +284,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (3 for FILE, 1 in the suite)")
     parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--compare-dsp", action="store_true",
-                        help="FILE: alternate the torch DSP and the previous librosa/scipy steps in each run")
+    parser.add_argument("--segment-threshold", type=float, default=None,
+                        help="FILE: the separator's segment_threshold (default: by the device's memory)")
+    parser.add_argument("--segment-windows", type=int, default=None,
+                        help="FILE: network windows per segment (default: by the device's memory)")
+    parser.add_argument("--compare-segments", action="store_true",
+                        help="FILE: alternate whole-file and segmented processing in each run")
     parser.add_argument("--suite", type=Path, metavar="OUT", help="run the suite; write its table to this folder")
     parser.add_argument("--devices", nargs="+", choices=sorted(PRECISIONS))
     parser.add_argument("--song-seconds", type=float, default=180.0)
     parser.add_argument("--clips", type=int, default=None)
-    parser.add_argument("--case", nargs=3, metavar=("DEVICE", "PRECISION", "DSP"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=2, metavar=("DEVICE", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """The torch DSP steps (uvrsep.dsp, run by uvrsep.bands) against their references: librosa /
-resampy / scipy for resampling and STFT, and the previous numpy steps (uvrsep.dsp.reference)
-for the band arithmetic.
+resampy / scipy for resampling and STFT, and the original's numpy steps (tests/oracle.py) for
+the band arithmetic.
 
 Resampling and STFT / iSTFT must reach 100 dB SDR on random signals for every rate pair and FFT
 size the shipped band configs use (and the input rates users have); the arithmetic steps match
@@ -17,10 +17,11 @@ import pytest
 import scipy.signal
 import torch
 
+from tests import oracle
 from tests.conftest import music_like
 from uvrsep import bands, dsp
 from uvrsep.config import list_band_layouts, load_band_layout
-from uvrsep.dsp import reference, resampling
+from uvrsep.dsp import polyphase, resampling, resampy_filters
 from uvrsep.semantics import UvrSemantics
 
 LAYOUTS = [load_band_layout(name) for name in list_band_layouts()]
@@ -118,7 +119,7 @@ def test_fir_resamplers_any_pair_dtype_and_length(res_type):
 def test_resampy_positions_rounded_across_an_integer():
     # At 33075 -> 32000 resampy's float64 positions of some phase-0 outputs fall just below an
     # integer, which shifts their taps: those outputs are recomputed (without that: ~90 dB).
-    fix = resampling._resampy_fixups("kaiser_fast", 33075, 32000, 200_000)
+    fix = resampy_filters._resampy_fixups("kaiser_fast", 33075, 32000, 200_000)
     assert fix.size > 0 and np.all(fix % 1280 == 0)
     x = noise(2, 33075 * 7)
     ref = librosa.resample(x, orig_sr=33075, target_sr=32000, res_type="kaiser_fast")
@@ -173,8 +174,8 @@ def test_convolve_valid_matches_fftconvolve():
 
 def test_polyphase_plan_splits_long_periods_into_groups():
     # 44056 -> 44100 has 11025 phases a period: grouped into short products, not one dense matrix.
-    filt = resampling.resampy_filter("kaiser_fast", 44056, 44100)
-    plan = resampling._plan(filt, torch.float32, torch.device("cpu"))
+    filt = resampy_filters.resampy_filter("kaiser_fast", 44056, 44100)
+    plan = polyphase._plan(filt, torch.float32, torch.device("cpu"))
     assert len(plan.groups) > 10
     assert max(b.matrix.numel() for g in plan.groups for b in g.blocks) < 1 << 20
 
@@ -239,9 +240,10 @@ def test_small_blocks_give_the_same_results(monkeypatch, threads):
         check_resampler(noise(2, 20000), 44100, 14700, "polyphase")
         check_resampler(noise(2, 20000), 48000, 44100, "kaiser_fast")
         layout = load_band_layout("4band_v2")
-        ref = bands.analyze(band_limited(layout, 1.0), layout, dsp=bands.REFERENCE)
-        wave = bands.synthesize(ref.spec, layout, ref.high_end, dsp=bands.REFERENCE)
-        assert sdr(wave, bands.synthesize(ref.spec, layout, ref.high_end)) >= 100
+        ref = oracle.analyze(band_limited(layout, 1.0), layout)
+        wave = oracle.synthesize(ref.spec, layout, ref.high_end)
+        out = bands.synthesize(torch.from_numpy(ref.spec), layout, torch.from_numpy(ref.high_end))
+        assert sdr(wave, out.numpy()) >= 100
     finally:
         torch.set_num_threads(before)
 
@@ -257,46 +259,23 @@ def band_limited(layout, seconds: float, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["stereo", "mid_side", "mid_side_b2", "mid_side_c", "stereo_n", "reverse"])
 def test_channel_transforms(mode):
     x = noise(2, 1000)
-    assert np.array_equal(reference.to_channels(x, mode), dsp.bands.to_channels(torch.from_numpy(x), mode).numpy())
+    assert np.array_equal(oracle.to_channels(x, mode), dsp.bands.to_channels(torch.from_numpy(x), mode).numpy())
     y = noise(2, 1000, np.float64)
-    assert np.array_equal(reference.from_channels(y, mode), dsp.bands.from_channels(torch.from_numpy(y), mode).numpy())
+    assert np.array_equal(oracle.from_channels(y, mode), dsp.bands.from_channels(torch.from_numpy(y), mode).numpy())
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
 def test_row_filters(dtype):
     rng = np.random.default_rng(3)
     spec = (rng.standard_normal((2, 200, 30)) + 1j * rng.standard_normal((2, 200, 30))).astype(dtype)
-    for apply_np, apply_t, start, stop in [(reference.apply_lowpass, dsp.bands.apply_lowpass, 37, 73),
-                                           (reference.apply_highpass, dsp.bands.apply_highpass, 93, 45),
-                                           (reference.apply_lowpass, dsp.bands.apply_lowpass, 150, 120)]:
+    for apply_np, apply_t, start, stop in [(oracle.apply_lowpass, dsp.bands.apply_lowpass, 37, 73),
+                                           (oracle.apply_highpass, dsp.bands.apply_highpass, 93, 45),
+                                           (oracle.apply_lowpass, dsp.bands.apply_lowpass, 150, 120)]:
         ref = spec.copy()
         apply_np(ref, start, stop)
         out = torch.from_numpy(spec.copy())
         apply_t(out, start, stop)
         assert np.array_equal(ref, out.numpy())
-
-
-def _reference_combine(specs, layout, start, stop):
-    """The previous numpy ``bands.combine``, the pre-filters' oracle."""
-    combined = np.zeros((2, layout.bins + 1, stop - start), dtype=np.complex64)
-    row = 0
-    for band, spec in zip(layout.bands, specs):
-        combined[:, row : row + band.width, :] = spec[:, band.crop[0] : band.crop[1], start:stop]
-        row += band.width
-    if layout.pre_filter is not None:
-        pf_start, pf_stop = layout.pre_filter
-        if layout.pre_filter_shape == "ramp":
-            combined[:, pf_start - 1 : pf_stop, :] *= bands.ramp_gains(pf_start, pf_stop)[:, None]
-            combined[:, pf_stop:, :] = 0
-        elif len(layout.bands) == 1:
-            reference.apply_lowpass(combined, pf_start, pf_stop)
-        else:
-            gp = 1.0
-            for b in range(pf_start + 1, pf_stop):
-                g = math.pow(10, -(b - pf_start) * (3.5 - gp) / 20.0)
-                gp = g
-                combined[:, b, :] *= g
-    return combined
 
 
 #: The layouts as UVR semantics runs them for VR 5.1 nets (per-band channel modes, the ramp
@@ -308,26 +287,39 @@ UVR_LAYOUTS = [UvrSemantics.adapt_layout(layout, "vr51") for layout in LAYOUTS
 @pytest.mark.parametrize("layout", LAYOUTS + UVR_LAYOUTS, ids=lambda layout: layout.name + ("" if layout in LAYOUTS else "-uvr"))
 def test_analysis_and_synthesis_match_the_reference_steps(layout):
     x = band_limited(layout, 1.2)
-    ref = bands.analyze(x, layout, extra_frames=4, dsp=bands.REFERENCE)
-    out = bands.analyze(x, layout, extra_frames=4)
-    assert out.spec.dtype == np.complex64 and out.spec.shape == ref.spec.shape
+    ref = oracle.analyze(x, layout, extra_frames=4)
+    out = bands.analyze(torch.from_numpy(x), layout, extra_frames=4)
+    assert out.spec.dtype == torch.complex64 and tuple(out.spec.shape) == ref.spec.shape
     assert (out.n_samples, out.n_frames) == (ref.n_samples, ref.n_frames)
-    assert sdr(ref.spec, out.spec) >= 100
+    assert sdr(ref.spec, out.spec.numpy()) >= 100
     if ref.high_end is None:
         assert out.high_end is None
     else:
-        assert sdr(ref.high_end, out.high_end) >= 100
+        assert sdr(ref.high_end, out.high_end.numpy()) >= 100
     # Combining the same band STFTs is exact arithmetic (the pre-filter's roundings included).
-    specs = bands.band_spectra(torch.from_numpy(x), layout, reference=True)
+    specs, _ = oracle.band_spectra(x, layout)
     stop = min(s.shape[2] for s in specs)
-    cout, _ = bands.combine(specs, layout, 2, stop)
-    assert np.array_equal(_reference_combine([s.numpy() for s in specs], layout, 2, stop), cout.numpy())
+    cout, _ = bands.combine([torch.from_numpy(s) for s in specs], layout, 2, stop)
+    assert np.array_equal(oracle.combine(specs, layout, 2, stop)[0], cout.numpy())
     # Synthesis of a stem-like spectrogram (another phase, the mix's high end).
     stem = (ref.spec * np.exp(0.3j)).astype(np.complex64)
-    wave = bands.synthesize(stem, layout, ref.high_end, dsp=bands.REFERENCE)
-    out_wave = bands.synthesize(stem, layout, ref.high_end)
-    assert out_wave.dtype == np.float64 and out_wave.shape == wave.shape
-    assert sdr(wave, out_wave) >= 100
+    wave = oracle.synthesize(stem, layout, ref.high_end)
+    high = None if ref.high_end is None else torch.from_numpy(ref.high_end)
+    out_wave = bands.synthesize(torch.from_numpy(stem), layout, high)
+    assert out_wave.dtype == torch.float64 and tuple(out_wave.shape) == wave.shape
+    assert sdr(wave, out_wave.numpy()) >= 100
+
+
+@pytest.mark.parametrize("name", sorted(resampy_filters.RESAMPY_FILTERS))
+def test_resampy_tables_are_computed_as_resampy_ships_them(name):
+    # resampy's public get_filter reads its packaged tables; uvrsep computes them from the filters'
+    # parameters (it reads no file of resampy's, nor needs it installed).
+    resampy = pytest.importorskip("resampy")
+    table, precision, _ = resampy.filters.get_filter(name)
+    ours, per_zero = resampy_filters.resampy_table(name)
+    assert per_zero == precision and ours.shape == table.shape
+    assert np.abs(ours - table).max() < 1e-13
+    assert sdr(table, ours) >= 250
 
 
 # -- on a GPU ----------------------------------------------------------------------------------
@@ -336,20 +328,16 @@ def test_analysis_and_synthesis_match_the_reference_steps(layout):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_blocks_on_cuda_equal_the_references():
-    prev = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        x = noise(2, 48000 + 7)
-        ref = librosa.resample(x, orig_sr=48000, target_sr=44100, res_type="kaiser_fast")
-        assert sdr(ref, dsp.resample(torch.from_numpy(x).cuda(), 48000, 44100, "kaiser_fast").cpu().numpy()) >= 100
-        cuda = torch.device("cuda")
-        for layout in (load_band_layout("4band_v2"), load_band_layout("4band_44100")):
-            wave = band_limited(layout, 2.0)
-            ref = bands.analyze(wave, layout, extra_frames=4, dsp=bands.REFERENCE)
-            out = bands.analyze(wave, layout, extra_frames=4, dsp=cuda)
-            assert sdr(ref.spec, out.spec) >= 100
-            stem = (ref.spec * np.exp(0.3j)).astype(np.complex64)
-            y = bands.synthesize(stem, layout, ref.high_end, dsp=bands.REFERENCE)
-            assert sdr(y, bands.synthesize(stem, layout, ref.high_end, dsp=cuda)) >= 100
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = prev
+    x = noise(2, 48000 + 7)
+    ref = librosa.resample(x, orig_sr=48000, target_sr=44100, res_type="kaiser_fast")
+    assert sdr(ref, dsp.resample(torch.from_numpy(x).cuda(), 48000, 44100, "kaiser_fast").cpu().numpy()) >= 100
+    cuda = torch.device("cuda")
+    for layout in (load_band_layout("4band_v2"), load_band_layout("4band_44100")):
+        wave = band_limited(layout, 2.0)
+        ref = oracle.analyze(wave, layout, extra_frames=4)
+        out = bands.analyze(torch.from_numpy(wave).to(cuda), layout, extra_frames=4)
+        assert sdr(ref.spec, out.spec.cpu().numpy()) >= 100
+        stem = (ref.spec * np.exp(0.3j)).astype(np.complex64)
+        y = oracle.synthesize(stem, layout, ref.high_end)
+        high = None if ref.high_end is None else torch.from_numpy(ref.high_end).to(cuda)
+        assert sdr(y, bands.synthesize(torch.from_numpy(stem).to(cuda), layout, high).cpu().numpy()) >= 100

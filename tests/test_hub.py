@@ -24,7 +24,7 @@ from tests.http_server import (
     spec_for,
     weight_bytes,
 )
-from uvrsep import downloads, hub
+from uvrsep import downloads, hub, resolve
 from uvrsep.cli import app
 from uvrsep.registry import ModelSpec, add_user_model, load_registry
 
@@ -50,31 +50,31 @@ def test_default_model_downloads_once_with_one_notice(server, isolated_cache):
         params="4band_v2",
     ))
     notices = []
-    resolved = hub.resolve_model(None, progress=False, on_notice=notices.append)
+    resolved = resolve.resolve_model(None, progress=False, on_notice=notices.append)
     target = isolated_cache / "models" / "HP2_all_vocals.pth"
     assert resolved.path == target and resolved.spec.name == "HP2_all_vocals" and target.read_bytes() == PAYLOAD
     assert notices == [f"downloading the default model HP2_all_vocals to {target}"]
-    assert hub.resolve_model(None, on_notice=notices.append).path == target and len(notices) == 1
+    assert resolve.resolve_model(None, on_notice=notices.append).path == target and len(notices) == 1
 
 
 def test_default_model_offline_or_unreachable_says_what_to_get_and_where(isolated_cache, monkeypatch):
     target = isolated_cache / "models" / "HP2_all_vocals.pth"
     url = load_registry().get("HP2_all_vocals").urls[0]
     with pytest.raises(hub.DownloadError) as err:
-        hub.resolve_model(None, offline=True)
+        resolve.resolve_model(None, offline=True)
     assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
                               f"(offline=True): get {url} and put it at {target}, or give a weight file you have "
                               "(model=PATH)")
     from uvrsep.errors import cli_messages
 
     with cli_messages(), pytest.raises(hub.DownloadError) as err:  # the command line names its flags
-        hub.resolve_model(None, offline=True)
+        resolve.resolve_model(None, offline=True)
     assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
                               f"(--offline): get {url} and put it at {target}, or give a weight file you have "
                               "(--model PATH)")
     monkeypatch.setenv(downloads.MIRROR_ENV, f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(hub.DownloadError) as err:
-        hub.resolve_model(None, progress=False, on_notice=lambda _: None)
+        resolve.resolve_model(None, progress=False, on_notice=lambda _: None)
     message = str(err.value)
     assert message.startswith("could not download the default model HP2_all_vocals (127.0.0.1:")
     assert "connection refused" in message and message.count(url) == 1 and "\n" not in message
@@ -94,7 +94,7 @@ def test_a_mirror_cannot_substitute_a_pinned_model(server, isolated_cache, monke
     server.files["/HP2_all_vocals.pth"] = weight_bytes(width=32)
     monkeypatch.setenv(downloads.MIRROR_ENV, server.url())
     with pytest.raises(hub.DownloadError, match="sha256 .* differs from 39796caa"):
-        hub.resolve_model(None, progress=False, on_notice=lambda _: None)
+        resolve.resolve_model(None, progress=False, on_notice=lambda _: None)
     assert cache_files(isolated_cache) == []
     assert load_registry().get("HP2_all_vocals").sha256 == "39796caa5db18d7f9382d8ac997ac967bfd85f7761014bb807d2543cc844ef05"
 
@@ -250,7 +250,7 @@ def cached_model(home, data: bytes, **kw) -> Path:
 def test_wrong_cached_file_used_by_name_is_one_line(isolated_cache):
     target = cached_model(isolated_cache, weight_bytes(seed=1))  # a loadable net, not the pinned one
     with pytest.raises(hub.UvrsepError) as err:
-        hub.resolve_model("local", offline=True)
+        resolve.resolve_model("local", offline=True)
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{target}: not the file of model local (sha256 ")
     assert message.endswith(f"pinned in the registry: {SHA[:16]}...); run `uvrsep models verify` to check the "
@@ -263,7 +263,7 @@ def test_wrong_default_model_file_is_one_line(isolated_cache):
     target.write_bytes(PAYLOAD)
     with pytest.raises(hub.UvrsepError, match=r"HP2_all_vocals.pth: not the file of model HP2_all_vocals .*"
                                               r"pinned in the registry: 39796caa5db18d7f\.\.\."):
-        hub.resolve_model(None, offline=True)
+        resolve.resolve_model(None, offline=True)
 
 
 def test_first_use_check_is_remembered_by_size_and_mtime(isolated_cache, monkeypatch):
@@ -271,29 +271,29 @@ def test_first_use_check_is_remembered_by_size_and_mtime(isolated_cache, monkeyp
     hashed = []
     real = hub.sha256_file
     monkeypatch.setattr(hub, "sha256_file", lambda path: hashed.append(path) or real(path))
-    assert hub.resolve_model("local", offline=True).path == target
-    assert hub.resolve_model("local", offline=True).path == target
+    assert resolve.resolve_model("local", offline=True).path == target
+    assert resolve.resolve_model("local", offline=True).path == target
     assert hashed == [target]  # the second use costs a stat, not a read
     stat = target.stat()
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert hub.resolve_model("local", offline=True).path == target and len(hashed) == 2
+    assert resolve.resolve_model("local", offline=True).path == target and len(hashed) == 2
     target.write_bytes(weight_bytes(seed=1))
     with pytest.raises(hub.UvrsepError, match="not the file of model local"):
-        hub.resolve_model("local", offline=True)
+        resolve.resolve_model("local", offline=True)
 
 
 def test_unpinned_and_imported_files_used_by_name(isolated_cache, tmp_path):
     """No pinned digest: nothing to refuse (the file is unverified, not wrong). An imported
     file is pinned by the import: changed later, it is refused."""
     target = cached_model(isolated_cache, weight_bytes(seed=1), sha256=None)
-    assert hub.resolve_model("local", offline=True).path == target
+    assert resolve.resolve_model("local", offline=True).path == target
     mine = tmp_path / "mine.pth"
     mine.write_bytes(PAYLOAD)
     assert CliRunner().invoke(app, ["models", "import", str(mine)]).exit_code == 0
-    assert hub.resolve_model("mine", offline=True).path == isolated_cache / "models" / "mine.pth"
+    assert resolve.resolve_model("mine", offline=True).path == isolated_cache / "models" / "mine.pth"
     (isolated_cache / "models" / "mine.pth").write_bytes(weight_bytes(seed=1))
     with pytest.raises(hub.UvrsepError, match=r"not the file of model mine .*pinned on import: .*uvrsep models import FILE --name mine --overwrite"):
-        hub.resolve_model("mine", offline=True)
+        resolve.resolve_model("mine", offline=True)
 
 
 def test_separate_with_a_wrong_cached_file_is_one_line_and_writes_nothing(isolated_cache, tmp_path, short_wav):
@@ -356,7 +356,7 @@ def test_separator_uses_uvr_hash_for_unknown_files(tmp_path, monkeypatch):
         table.uvr_hashes[reg.uvr_hash(weights)] = {"params": "4band_44100", "primary": "Vocals"}
         return table
 
-    monkeypatch.setattr(reg, "load_registry", patched)
+    monkeypatch.setattr(resolve, "load_registry", patched)
     sep = Separator(weights, device="cpu")
     assert sep.layout.name == "4band_44100" and sep.primary == "vocals"
     assert any("UVR's model hash" in note for note in sep.notes)

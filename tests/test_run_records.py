@@ -186,3 +186,19 @@ def test_two_runs_sharing_a_manifest_end_with_ok_for_every_input(tiny_weights, t
     last = records(manifest)
     assert sorted(last) == sorted(map(str, clips))
     assert {rec["status"] for rec in last.values()} == {"ok"}, last
+
+
+def test_a_manifest_in_a_folder_it_cannot_write_takes_its_lock_from_the_cache(tmp_path, isolated_cache, monkeypatch):
+    """The lock file goes beside the manifest; where that folder is read-only (the manifest
+    itself writable), it goes to the cache's locks/ and records are still appended."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    manifest = folder / "run.jsonl"
+    manifest.write_text("")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == folder else real(p, mode))
+    journal = Manifest(manifest)
+    journal.record(ItemResult("a.wav", "ok", ["a_vocals.wav"], 1.0, 0.1))
+    assert journal.write_error is None and records(manifest)["a.wav"]["status"] == "ok"
+    assert not (folder / "run.jsonl.lock").exists()
+    assert list((isolated_cache / "locks").glob("manifest-*.lock"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,12 +13,14 @@ from uvrsep import Separator, bands, segments
 from uvrsep.batch import InputItem, OutputPlan, run_batch, write_stems
 from uvrsep.config import load_band_layout
 from uvrsep.audio import read_audio
-from uvrsep.errors import AudioReadError, ConfigError
+from uvrsep.errors import AudioReadError
 from uvrsep.evaluation import sdr
 from uvrsep.semantics import UvrSemantics
+from uvrsep.sources import AudioSource, resample
 from uvrsep.stems import StreamedStems
 
 from .conftest import SR, music_like
+from .helpers import estimate
 
 #: What the issue asks of streamed output against whole-file output (measured: 105–120 dB).
 MIN_SDR = 90.0
@@ -48,14 +52,25 @@ def stem_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     return min(sdr(ref[c], est[c]) for c in range(ref.shape[0]))
 
 
+def whole_and_streamed(sep: Separator, path) -> tuple:
+    """``sep``'s stems of ``path`` separated whole, and as a stream of segments."""
+    sep.segment_threshold = math.inf
+    whole = sep.separate(path)
+    sep.segment_threshold = 0.0
+    return whole, sep.separate_streamed(path)
+
+
 @pytest.mark.parametrize("name", ["4band_v2", "4band_44100", "1band_sr44100_hl512", "4band_v4_ms_fullband"])
 def test_range_analysis_is_the_whole_file_analysis(name):
     layout = load_band_layout(name)
     wave = music_like(7.3)
-    whole = bands.analyze(wave, layout, extra_frames=4)
+    whole = bands.analyze(torch.from_numpy(wave), layout, extra_frames=4)
+    whole.spec = whole.spec.numpy()
+    whole.high_end = None if whole.high_end is None else whole.high_end.numpy()
     total = whole.spec.shape[2]
     for start, stop in ((0, 97), (97, 400), (400, total)):
         spec, high = segments.analyze_frames(reader(wave), layout, wave.shape[1], start, stop)
+        spec, high = spec.numpy(), None if high is None else high.numpy()
         # The same samples, taps and frames: equal but for float rounding (torch's FFTs and matrix
         # products group their sums by the length they are given; the librosa steps were exact).
         assert spec.shape == whole.spec[:, :, start:stop].shape
@@ -79,16 +94,16 @@ def test_segmented_synthesis_matches_the_whole_file_synthesis(name, semantics):
     if semantics == "uvr":
         layout = UvrSemantics.adapt_layout(layout, "aspp")
     wave = music_like(20.0, seed=3)
-    analysis = bands.analyze(wave, layout)
+    analysis = bands.analyze(torch.from_numpy(wave), layout)
     rng = np.random.default_rng(0)
-    stem = analysis.spec * rng.uniform(0.2, 1.0, analysis.spec.shape[1:]).astype(np.float32)
+    stem = analysis.spec * torch.from_numpy(rng.uniform(0.2, 1.0, analysis.spec.shape[1:]).astype(np.float32))
     high = analysis.high_end
-    whole = bands.synthesize(stem, layout, high)
+    whole = bands.synthesize(stem, layout, high).numpy()
     n = stem.shape[2]
     synth = segments.SegmentedSynthesis(layout, n, lambda a, b: (stem[:, :, a:b], None if high is None else high[:, :, a:b]))
     step = 300 * layout.top.hop_length
     pieces = [synth.output(s, min(whole.shape[1], s + step)) for s in range(0, whole.shape[1], step)]
-    assert stem_sdr(whole, np.concatenate(pieces, axis=1)) > 100
+    assert stem_sdr(whole, torch.cat(pieces, dim=1).numpy()) > 100
 
 
 def test_periodic_kernel_is_scipys_fft_resampling():
@@ -96,7 +111,7 @@ def test_periodic_kernel_is_scipys_fft_resampling():
     rng = np.random.default_rng(0)
     for length in (64, 65):
         x = rng.standard_normal(length)
-        y = bands.resample(x[None], 100, 300, "scipy")[0]
+        y = bands.resample(torch.from_numpy(x[None]), 100, 300, "scipy")[0].numpy()
         half = length // 2
         for phase in (1, 2):
             taps = segments.periodic_kernel(length, 3, phase, half=half, flat=half)
@@ -140,8 +155,7 @@ def test_streamed_separation_equals_whole_file(long_files, tiny_weights, options
     (48 kHz input converted block-wise; mono input)."""
     for path in long_files[: 1 if options else 2]:
         sep = Separator(tiny_weights, device="cpu", params="4band_v2", segment_windows=1, **options)
-        whole = sep.separate(path)
-        streamed = sep.separate_streamed(path)
+        whole, streamed = whole_and_streamed(sep, path)
         assert streamed.n_samples == whole[whole.primary].shape[1]
         got = streamed.collect()
         for name in whole.names:
@@ -173,8 +187,8 @@ def test_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
     wave = with_gaps(40.0)
     sf.write(path, wave.T, SR, subtype="FLOAT")
     sep = stub_separator(tiny_weights, postprocess=True, segment_windows=1)
-    whole = sep.separate(path)
-    got = sep.separate_streamed(path).collect()
+    whole, streamed = whole_and_streamed(sep, path)
+    got = streamed.collect()
     for name in whole.names:
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR
 
@@ -196,8 +210,8 @@ def test_uvr_streamed_separation_equals_whole_file(tmp_path, tiny_weights):
     path = tmp_path / "short 48k.wav"
     sf.write(path, with_gaps(2.0, 48000, floor=1e-3).T, 48000, subtype="FLOAT")
     sep = Separator(tiny_weights, device="cpu", params="4band_v2", segment_windows=1, **UVR_OPTIONS)
-    whole = sep.separate(path)
-    got = sep.separate_streamed(path).collect()
+    whole, streamed = whole_and_streamed(sep, path)
+    got = streamed.collect()
     for name in whole.names:
         assert got[name].shape == whole[name].shape
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR, name
@@ -217,16 +231,17 @@ def test_uvr_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
         seps[post].net = QuietIsSureNet()
     sep = seps[True]
     # The whole file's merge weights: a run over at least three segments.
-    analysis = bands.analyze(sep.load(path), sep.layout, extra_frames=4)
-    mag = np.abs(analysis.spec)
-    est = sep.estimate_many([(mag, analysis.n_frames)])[0]
-    stats = sep.semantics.frame_stats(torch.from_numpy(est), torch.from_numpy(mag))
+    analysis = bands.analyze(torch.from_numpy(sep.load(path)), sep.layout, extra_frames=4)
+    mag = analysis.spec.abs().numpy()
+    est = estimate(sep, mag, analysis.n_frames)
+    stats = sep.semantics.frame_stats(torch.from_numpy(est), torch.from_numpy(mag)).numpy()
     merged = np.flatnonzero(sep.semantics.post_plan(stats, analysis.n_frames))
     assert merged.size > 64 and merged[-1] // 64 > merged[0] // 64 + 1
-    whole = sep.separate(path)
+    whole, streamed = whole_and_streamed(sep, path)
     gap = slice(int(0.3 * wave.shape[1]), int(0.45 * wave.shape[1]))
+    seps[False].segment_threshold = math.inf
     assert stem_sdr(whole["vocals"][:, gap], seps[False].separate(path)["vocals"][:, gap]) < 40  # it changed them
-    got = sep.separate_streamed(path).collect()
+    got = streamed.collect()
     for name in whole.names:
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR
 
@@ -239,7 +254,7 @@ def test_memory_does_not_grow_with_length(tmp_path, tiny_weights):
     for seconds in (20, 80):
         path = tmp_path / f"{seconds}.wav"
         sf.write(path, music_like(seconds, seed=seconds).T, SR, subtype="PCM_16")
-        sep = stub_separator(tiny_weights, segment_windows=1)
+        sep = stub_separator(tiny_weights, segment_windows=1, segment_threshold=0)
         streamed = sep.separate_streamed(path)
         job = streamed.chunks.gi_frame.f_locals["self"]
         peak = 0
@@ -326,8 +341,8 @@ def test_source_blocks_are_the_whole_file_read(tmp_path, fmt, rate):
     path = tmp_path / f"in.{fmt}"
     sf.write(path, music_like(6.0, rate, channels=1).T, rate)
     wave, sr = read_audio(path)
-    whole = bands.resample(wave, sr, SR, "kaiser_fast")
-    with segments.AudioSource(path, SR, "kaiser_fast") as source:
+    whole = resample(wave, sr, SR, "kaiser_fast")
+    with AudioSource(path, SR, "kaiser_fast") as source:
         assert source.n_samples == whole.shape[1]
         for start, stop in ((-500, 7000), (100_000, 150_001), (whole.shape[1] - 3000, whole.shape[1] + 400)):
             block = source.read(start, stop)
@@ -347,8 +362,7 @@ def test_vr51_streamed_equals_whole_file(long_files, tmp_path):
     weights = tmp_path / "vr51_tiny.pth"
     torch.save(Architecture("vr51", 16, bins=672).build(672).state_dict(), weights)
     sep = Separator(weights, device="cpu", params="4band_v3", segment_windows=1)
-    path = long_files[1]
-    whole = sep.separate(path)
-    got = sep.separate_streamed(path).collect()
+    whole, streamed = whole_and_streamed(sep, path := long_files[1])
+    got = streamed.collect()
     for name in whole.names:
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR

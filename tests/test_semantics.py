@@ -263,7 +263,7 @@ def run_steps(sem, spec, masks, n_frames, segments, device):
     coef = float(mag_t.max())
     est = sem.estimate([torch.from_numpy(m).to(device) for m in masks], mag_t / coef, coef)
     out = {"estimate": est.clone(), "magnitudes": sem.magnitudes(est, mag_t).clone()}
-    stats = sem.frame_stats(est, mag_t)
+    stats = sem.frame_stats(est, mag_t).cpu().numpy()
     plan = sem.post_plan(stats, n_frames)
     edges = [0, *segments, est.shape[2]]
     for a, b in zip(edges, edges[1:]):
@@ -403,8 +403,8 @@ def test_uvr_layouts():
 def test_vr51_pre_filter_is_a_linear_ramp():
     layout = UvrSemantics.adapt_layout(load_band_layout("4band_v3"), "vr51")
     x = music_like(1.0) + 0.05 * np.random.default_rng(0).standard_normal((2, SR)).astype(np.float32)
-    filtered = bands.analyze(x, layout).spec
-    plain = bands.analyze(x, dataclasses.replace(layout, pre_filter=None)).spec
+    filtered = bands.analyze(torch.from_numpy(x), layout).spec.numpy()
+    plain = bands.analyze(torch.from_numpy(x), dataclasses.replace(layout, pre_filter=None)).spec.numpy()
     ratios = [np.abs(filtered[0, r]).sum() / np.abs(plain[0, r]).sum() for r in range(666, 672)]
     np.testing.assert_allclose(ratios, [1, 1, 0.75, 0.5, 0.25, 0], atol=1e-6)
     assert not filtered[:, 672].any()
@@ -442,7 +442,7 @@ def test_uvr_stems_add_up_to_the_mix(tiny_weights):
     sep = Separator(tiny_weights, device="cpu", semantics="uvr", high_end="none", aggressiveness=-40)
     x = music_like(0.7)
     stems = sep.separate(x, SR)
-    mix = bands.synthesize(bands.analyze(x, sep.layout).spec, sep.layout)
+    mix = bands.synthesize(bands.analyze(torch.from_numpy(x), sep.layout).spec, sep.layout).numpy()
     total = stems["vocals"] + stems["instrumental"]
     n = mix.shape[1]
     err = total[:, :n] - mix

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from uvrsep.errors import ConfigError
-from uvrsep.windows import WindowPlan, run_windows
+from tests.helpers import run_windows
+from uvrsep.windows import WindowPlan
 
 WINDOW, CONTEXT = 512, 128
 
@@ -33,3 +34,20 @@ def test_plan_matches_uvr_make_padding():
 def test_window_must_exceed_context():
     with pytest.raises(ConfigError, match="larger than twice the context"):
         WindowPlan.for_frames(100, 256, 128)
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_window_arithmetic_covers_any_range(shifted):
+    """covering(lo, hi) gives exactly the windows whose outputs hold frames lo .. hi - 1, reads()
+    the input frames they need, output_frame() where their outputs start."""
+    n = 2206
+    plan = WindowPlan.for_frames(n, WINDOW, CONTEXT, shifted=shifted)
+    for lo, hi in [(0, 1), (0, n), (255, 257), (1000, 1900), (n - 3, n + 4), (2000, 2206)]:
+        first, last = plan.covering(lo, hi)
+        held = range(plan.output_frame(first), plan.output_frame(last))  # frames the windows output
+        assert held.start <= lo and held.stop >= min(hi, n)
+        assert plan.output_frame(first + 1) > lo and plan.output_frame(last - 1) < min(hi, n)  # no window to spare
+        e0, e1 = plan.reads(first, last)
+        assert e1 - e0 == (last - first - 1) * plan.hop + WINDOW
+        assert e0 == plan.output_frame(first) - CONTEXT  # a window reads its context on each side
+    assert plan.consecutive(3) == WindowPlan(3 * plan.hop, WINDOW, CONTEXT, 0, 0, 3)

@@ -12,11 +12,9 @@ FFT resampling; UVR: ``sinc_fastest`` throughout).
 The dtypes follow the original exactly (complex64 analysis, complex128 synthesis) because the
 parity target is 60 dB SDR against its output.
 
-Arrays come in and go out as numpy; every step runs in torch (:mod:`uvrsep.dsp`) on the device
-given as ``dsp`` (the separator passes :func:`dsp_device` of its network's device; default the
-CPU), with one copy of the waveform or spectrogram to that device and one back per call. A
-step's intermediates (band waveforms, band STFTs, band buffers) stay on the device.
-``dsp=REFERENCE`` runs the previous librosa / scipy / resampy steps instead (tests, benchmarks).
+Tensors in, tensors out, on the tensors' device; every step runs in torch (:mod:`uvrsep.dsp`)
+except libsamplerate's and soxr's, which run on the CPU. The original's numpy steps, the tests'
+oracle, live in ``tests/oracle.py``.
 """
 
 from __future__ import annotations
@@ -30,12 +28,12 @@ import torch
 
 from .config import Band, BandLayout
 from .dsp import bands as dsp_bands
-from .dsp.resampling import resample as torch_resample
+from .dsp import resampling
 
 
 @dataclass
 class Analysis:
-    """The result of :func:`analyze`.
+    """The result of :func:`analyze`, tensors on the waveform's device.
 
     Attributes:
         spec: combined spectrogram, complex64 ``[2, bins + 1, frames]``.
@@ -46,53 +44,15 @@ class Analysis:
             when :func:`analyze` was asked for ``extra_frames`` past the end.
     """
 
-    spec: np.ndarray | torch.Tensor
-    high_end: np.ndarray | torch.Tensor | None
+    spec: torch.Tensor
+    high_end: torch.Tensor | None
     n_samples: int
     n_frames: int
 
 
-#: ``dsp=REFERENCE``: the previous steps (librosa / scipy / resampy on the CPU, :mod:`uvrsep.dsp.reference`),
-#: the oracle of the tests and the benchmarks' side-by-side. Otherwise ``dsp`` is the torch device
-#: the steps run on (``None``: the CPU).
-REFERENCE = "reference"
-
-
-def dsp_device(device: torch.device) -> torch.device:
-    """Where the DSP of a network on ``device`` runs: on CUDA, there; otherwise on the CPU (MPS
-    has no float64, which the synthesis needs)."""
-    return device if device.type == "cuda" else torch.device("cpu")
-
-
-def place(dsp: torch.device | str | None) -> tuple[torch.device, bool]:
-    """(torch device, whether the reference steps are asked for)."""
-    if dsp is None:
-        return torch.device("cpu"), False
-    if isinstance(dsp, str) and dsp == REFERENCE:
-        return torch.device("cpu"), True
-    return torch.device(dsp), False
-
-
-def tensor(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``x`` as a tensor on ``device`` (a view of it on the CPU where numpy's layout allows; a
-    tensor already there is returned as it is)."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device)
-    if not x.flags.writeable or any(s < 0 for s in x.strides):
-        x = np.array(x)
-    return torch.from_numpy(x).to(device)
-
-
-def array(t: torch.Tensor) -> np.ndarray:
-    """A tensor as a numpy array (a view of it when it is on the CPU)."""
-    return t.detach().cpu().numpy()
-
-
-def resample_tensor(x: torch.Tensor, orig_sr: int, target_sr: int, res_type: str, reference: bool = False) -> torch.Tensor:
+def resample(x: torch.Tensor, orig_sr: int, target_sr: int, res_type: str) -> torch.Tensor:
     """Resample ``x`` ``[..., n]`` along its last axis as ``librosa.resample`` does with ``res_type``
-    (its length rule ``⌈n·ratio⌉``, ``x``'s dtype): the torch resamplers of :mod:`uvrsep.dsp` for
-    resampy's, scipy's and the FFT ones, librosa on the CPU for libsamplerate's and soxr's (or
-    for all with ``reference``)."""
+    (its length rule ``⌈n·ratio⌉``, ``x``'s dtype and device; :mod:`uvrsep.dsp.resampling`)."""
     n = x.shape[-1]
     if n == 0 or orig_sr == target_sr:
         return x
@@ -100,59 +60,13 @@ def resample_tensor(x: torch.Tensor, orig_sr: int, target_sr: int, res_type: str
         # resampy refuses inputs shorter than one output sample (1-4 samples at 192 kHz). librosa's
         # rule gives ⌊n·ratio⌋ computed samples zero-padded to ⌈n·ratio⌉: here, that is zeros.
         return x.new_zeros(*x.shape[:-1], math.ceil(n * target_sr / orig_sr))
-    if reference:
-        from .dsp import reference as ref
-
-        return torch.from_numpy(np.ascontiguousarray(ref.resample(array(x), orig_sr, target_sr, res_type))).to(x.device)
-    return torch_resample(x, orig_sr, target_sr, res_type)
+    return resampling.resample(x, orig_sr, target_sr, res_type)
 
 
-def resample(wave: np.ndarray, orig_sr: int, target_sr: int, res_type: str, dsp: torch.device | str | None = None) -> np.ndarray:
-    """:func:`resample_tensor` of a numpy array, on ``dsp`` (a torch device or :data:`REFERENCE`)."""
-    if wave.shape[-1] == 0 or orig_sr == target_sr:
-        return wave
-    device, reference = place(dsp)
-    return array(resample_tensor(tensor(wave, device), orig_sr, target_sr, res_type, reference))
-
-
-def stft_tensor(wave: torch.Tensor, band: Band, mode: str, reference: bool = False) -> torch.Tensor:
+def stft(wave: torch.Tensor, band: Band, mode: str) -> torch.Tensor:
     """STFT of a float32 ``[2, T]`` waveform (channel transform ``mode``): complex64
     ``[2, n_fft/2 + 1, 1 + T // hop]`` (librosa's: Hann window, centred, zero padding)."""
-    if reference:
-        from .dsp import reference as ref
-
-        return torch.from_numpy(ref.stft(array(wave), band, mode)).to(wave.device)
     return dsp_bands.band_stft(wave, band, mode)
-
-
-def stft(wave: np.ndarray, band: Band, mode: str, dsp: torch.device | str | None = None) -> np.ndarray:
-    """:func:`stft_tensor` of a numpy array."""
-    device, reference = place(dsp)
-    return array(stft_tensor(tensor(wave, device), band, mode, reference))
-
-
-def lowpass_gains(start: int, stop: int) -> np.ndarray:
-    """Row gains of UVR's ``fft_lp_filter`` for rows ``start .. stop - 1`` (rows >= stop are zeroed)."""
-    gains, g = [], 1.0
-    for _ in range(start, stop):
-        g -= 1 / (stop - start)
-        gains.append(g)
-    return np.asarray(gains, dtype=np.float64)
-
-
-def highpass_gains(start: int, stop: int) -> np.ndarray:
-    """Row gains of UVR's ``fft_hp_filter`` for rows ``start, start-1 .. stop+1`` (rows <= stop are zeroed)."""
-    gains, g = [], 1.0
-    for _ in range(start, stop, -1):
-        g -= 1 / (start - stop)
-        gains.append(g)
-    return np.asarray(gains, dtype=np.float64)
-
-
-def ramp_gains(start: int, stop: int) -> np.ndarray:
-    """Row gains of UVR's ``get_lp_filter_mask`` for rows ``start - 1 .. stop - 1``: a linear ramp
-    from 1 to 0 (rows below are kept, rows >= stop are zeroed)."""
-    return np.linspace(1, 0, stop - start + 1)
 
 
 def band_lengths(n_samples: int, layout: BandLayout) -> list[int]:
@@ -189,7 +103,7 @@ def combine(specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int
         pf_start, pf_stop = layout.pre_filter
         if layout.pre_filter_shape == "ramp":
             gains = np.ones(layout.bins + 1)
-            gains[pf_start - 1 : pf_stop] = ramp_gains(pf_start, pf_stop)
+            gains[pf_start - 1 : pf_stop] = dsp_bands.ramp_gains(pf_start, pf_stop)
             dsp_bands.scale_rows(combined, gains)
             combined[:, pf_stop:] = 0
         elif len(bands) == 1:
@@ -212,7 +126,6 @@ def combine(specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int
 def band_spectra(
     wave: torch.Tensor,
     layout: BandLayout,
-    reference: bool = False,
     *,
     fit: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     frames: int = 0,
@@ -226,7 +139,7 @@ def band_spectra(
     for i in range(len(bands) - 1, -1, -1):
         band = bands[i]
         if i < len(bands) - 1:
-            wave = resample_tensor(wave, bands[i + 1].sample_rate, band.sample_rate, band.resample_type, reference)
+            wave = resample(wave, bands[i + 1].sample_rate, band.sample_rate, band.resample_type)
         if fit is not None:
             wave = fit(i, wave)
         padded = wave
@@ -234,31 +147,24 @@ def band_spectra(
         if frames and need > 0:
             # Padded after the (truncating) resampling, so the lower bands stay exact.
             padded = torch.nn.functional.pad(wave, (0, need))
-        specs[i] = stft_tensor(padded, band, layout.channel_modes[i], reference)
+        specs[i] = stft(padded, band, layout.channel_modes[i])
     return specs
 
 
-def analyze(wave: np.ndarray, layout: BandLayout, extra_frames: int = 0, dsp: torch.device | str | None = None,
-            *, tensors: bool = False) -> Analysis:
-    """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate`` on ``dsp`` (a
-    torch device, default the CPU, or :data:`REFERENCE`).
+def analyze(wave: torch.Tensor, layout: BandLayout, extra_frames: int = 0) -> Analysis:
+    """Analyse a float32 stereo waveform ``[2, T]`` at ``layout.sample_rate``, on its device.
 
     Returns the combined spectrogram (complex64 ``[2, bins + 1, frames]``, pre-filtered) and the
-    raw high end used for mirroring, as numpy arrays (``tensors``: as tensors on the DSP device). ``frames`` is the smallest band's frame count, plus
+    raw high end used for mirroring. ``frames`` is the smallest band's frame count, plus
     ``extra_frames`` frames past the end, computed from each band's waveform padded with zeros
     (the frames before them are exactly the unpadded analysis: the centred STFT sees zeros past
     the end either way).
     """
-    device, reference = place(dsp)
     n_samples = wave.shape[-1]
     n_frames = frame_count(n_samples, layout)
-
-    specs = band_spectra(tensor(wave, device), layout, reference, frames=n_frames + extra_frames if extra_frames else 0)
+    specs = band_spectra(wave, layout, frames=n_frames + extra_frames if extra_frames else 0)
     total = min(n_frames + extra_frames, min(s.shape[2] for s in specs))
     combined, high_end = combine(specs, layout, 0, total)
-    del specs
-    if not tensors:
-        combined, high_end = array(combined), None if high_end is None else array(high_end)
     return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
 
 
@@ -269,8 +175,7 @@ def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
     return layout.synthesis_resamplers[i]
 
 
-def band_part_tensor(spec: torch.Tensor, layout: BandLayout, i: int, high_end: torch.Tensor | None = None,
-                     reference: bool = False) -> torch.Tensor:
+def band_part(spec: torch.Tensor, layout: BandLayout, i: int, high_end: torch.Tensor | None = None) -> torch.Tensor:
     """Band ``i``'s contribution to the synthesis: its rows of the combined spectrogram
     ``[2, bins + 1, frames]`` put back into a zero-filled band buffer (complex128), filtered
     (UVR's low-/high-pass rows) and inverted.
@@ -278,43 +183,27 @@ def band_part_tensor(spec: torch.Tensor, layout: BandLayout, i: int, high_end: t
     Returns float64 ``[2, hop_i·(frames − 1)]`` at the band's rate. ``high_end`` (top band only)
     replaces the highest rows, as mirroring produces it.
     """
-    if reference:
-        from .dsp import reference as ref
-
-        high = None if high_end is None else array(high_end)
-        return torch.from_numpy(ref.band_part(array(spec), layout, i, high)).to(spec.device)
     return dsp_bands.band_part(spec, layout, i, high_end)
 
 
-def band_part(spec: np.ndarray | torch.Tensor, layout: BandLayout, i: int, high_end: np.ndarray | torch.Tensor | None = None,
-              dsp: torch.device | str | None = None) -> np.ndarray:
-    """:func:`band_part_tensor` of numpy arrays (or tensors), on ``dsp``; returns numpy."""
-    device, reference = place(dsp)
-    high = None if high_end is None else tensor(high_end, device)
-    return array(band_part_tensor(tensor(spec, device), layout, i, high, reference))
-
-
-def synthesize(spec: np.ndarray | torch.Tensor, layout: BandLayout, high_end: np.ndarray | torch.Tensor | None = None,
-               dsp: torch.device | str | None = None) -> np.ndarray:
-    """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float ``[2, hop_top·(frames − 1)]``.
+def synthesize(spec: torch.Tensor, layout: BandLayout, high_end: torch.Tensor | None = None) -> torch.Tensor:
+    """Invert a combined spectrogram ``[2, bins + 1, frames]`` to float64 ``[2, hop_top·(frames − 1)]``
+    (the original's complex128 buffers make it float64), on the spectrogram's device.
 
     ``high_end`` (complex ``[2, h, frames]``) replaces the top band's highest rows, as mirroring
-    produces it; either may be a numpy array or a tensor. The output is numpy float64, as the
-    original's complex128 buffers make it. Each band's
-    part is added to the partial sum of the bands below, which is then resampled up to the next
-    band's rate (:func:`synthesis_resampler`; libsamplerate's steps on the CPU). Runs on ``dsp``.
+    produces it. Each band's part is added to the partial sum of the bands below, which is then
+    resampled up to the next band's rate (:func:`synthesis_resampler`; libsamplerate's steps on
+    the CPU).
     """
     bands = layout.bands
     if spec.shape[2] < 2:
-        return np.zeros((2, 0))
-    device, reference = place(dsp)
-    spec_t = tensor(spec, device)
+        return torch.zeros((2, 0), dtype=torch.float64, device=spec.device)
     wave = None
     for i, band in enumerate(bands):
-        high = tensor(high_end, device) if high_end is not None and i == len(bands) - 1 else None
-        part = band_part_tensor(spec_t, layout, i, high, reference)
+        high = high_end if i == len(bands) - 1 else None
+        part = band_part(spec, layout, i, high)
         wave = part if wave is None else wave.add_(part)
         del part
         if i < len(bands) - 1:
-            wave = resample_tensor(wave, band.sample_rate, bands[i + 1].sample_rate, synthesis_resampler(layout, i), reference)
-    return array(wave)
+            wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, synthesis_resampler(layout, i))
+    return wave

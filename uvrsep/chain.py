@@ -223,7 +223,7 @@ def load_models(
     The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
     worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
     """
-    from .hub import resolve_model
+    from .resolve import resolve_model
     from .separator import Separator
 
     stages = []

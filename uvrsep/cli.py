@@ -176,9 +176,10 @@ def separate(
         int | None, typer.Option("--batch-size", min=1, help="Windows per network call.", show_default="1 on CPU, 4 on GPU")
     ] = None,
     segment_threshold: Annotated[
-        float, typer.Option("--segment-threshold", min=0, help="Inputs longer than this (seconds) are separated in segments, "
-                            "in memory that does not grow with their length ('inf': never).")
-    ] = 60.0,
+        float | None, typer.Option("--segment-threshold", min=0, help="Inputs longer than this (seconds) are separated in "
+                                   "segments, in memory that does not grow with their length ('inf': never; same result).",
+                                   show_default="decided by the device's memory: an input whose arrays fit is separated whole")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace stems that already exist (default: skip those inputs).")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download: a registry name must already be cached.")] = False,
     ray: Annotated[
@@ -201,9 +202,10 @@ def separate(
     Inputs: any format soundfile reads, plus anything ffmpeg decodes (mp3, m4a, opus, mp4, mkv,
     ...). Mono is duplicated to stereo; more than two channels are down-mixed to stereo as ffmpeg
     does. Stems are at the model's rate (44.1 kHz) unless --sample-rate is given. Existing outputs
-    are never replaced without --overwrite. Inputs longer than --segment-threshold are read,
-    separated and written segment by segment (same result, bounded memory). Everything is
-    checked before the model is loaded (or downloaded). Exit code 1 if any input failed.
+    are never replaced without --overwrite. Inputs too long for the device's memory (or longer
+    than --segment-threshold) are read, separated and written segment by segment (same result,
+    bounded memory). Everything is checked before the model is loaded (or downloaded). Exit
+    code 1 if any input failed.
 
     With --ray the same batch runs on a Ray cluster (README, "Many machines"): same checks,
     outputs, manifest and summary; workers load the model once each and write the stems.
@@ -575,7 +577,7 @@ def _spec_or_exit(name: str):
 
 def _notice(message: str) -> None:
     """Print a one-line notice (download started, retry, file discarded) on stderr, above any
-    progress bar: the ``on_notice`` hook of :func:`uvrsep.hub.download` / ``resolve_model``."""
+    progress bar: the ``on_notice`` hook of :func:`uvrsep.downloads.download` / :func:`uvrsep.resolve.resolve_model`."""
     from tqdm import tqdm
 
     tqdm.write(f"note: {message}", file=sys.stderr)
@@ -595,8 +597,8 @@ def _band_config(spec, registry) -> str:
             return f"{entry['params']} (UVR's hash table)"
         if not path.is_file():
             return "from UVR's hash table (on download)"
+    from .model import default_params
     from .network import Architecture
-    from .separator import default_params
 
     try:
         arch = Architecture(family=spec.family or "aspp", width=spec.width or 0, bins=672 if spec.family == "vr51" else None)
@@ -729,8 +731,8 @@ def models_import(
     from .config import load_band_layout
     from .hub import home_dir, import_file
     from .network import detect_architecture, read_state_dict
+    from .model import default_params, default_primary
     from .registry import ModelSpec, add_user_model, check_file_name, parse_stem_label
-    from .separator import default_params
 
     try:
         name = check_file_name(name if name is not None else file.name.removesuffix(".pth"), "--name", home_dir())
@@ -747,7 +749,7 @@ def models_import(
         primary = parse_stem_label(primary) if primary is not None else entry.get("primary")
         spec = ModelSpec(
             name=name, file=f"{name}.pth", source="user", family=arch.family, width=arch.width,
-            params=params, primary=primary or ("No Echo" if arch.family == "vr51" else "Instrumental"),
+            params=params, primary=primary or default_primary(arch, file),
             note=f"imported from {file}; band config: {how}",
         )
         path = import_file(file, spec, overwrite=overwrite)

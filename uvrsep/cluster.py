@@ -388,7 +388,11 @@ class RayExecutor:
         ).remote()
         for job in jobs:
             self._targets += [Path(os.path.abspath(p)) for p in job.targets.values()]
-        units = pack_units(jobs, long_seconds=float(self.options.get("segment_threshold", math.inf)),
+        # Inputs the workers separate in segments go alone; with the memory-driven default
+        # (segment_threshold None) the driver cannot know the workers' memory: those longer
+        # than a whole unit go alone.
+        threshold = self.options.get("segment_threshold")
+        units = pack_units(jobs, long_seconds=UNIT_MAX_SECONDS if threshold is None else float(threshold),
                            workers=layout.workers)
         items = [{"unit": u, "jobs": json.dumps([[i, os.path.abspath(jobs[i].item.path),
                                                   {k: os.path.abspath(p) for k, p in jobs[i].targets.items()},

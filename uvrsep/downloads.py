@@ -38,7 +38,7 @@ Policy (:func:`download`):
   other; the waiters then use the file the first one stored.
 
 Notices (a download starting, a retry, a discarded file) go to the ``on_notice`` callable given
-to :func:`download` / :func:`~uvrsep.hub.resolve_model`, one line each; without one they are
+to :func:`download` / :func:`~uvrsep.resolve.resolve_model`, one line each; without one they are
 logged as warnings on ``uvrsep.downloads`` (which Python prints on stderr when logging is not
 configured).
 """

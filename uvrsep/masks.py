@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import transfer
+
 
 def apply_aggressiveness(mask: torch.Tensor, value: float, split_bin: int) -> torch.Tensor:
     """RVC's aggressiveness, in place on a mask ``[B, C, F, T]``; returns it.
@@ -87,7 +89,7 @@ def apply_silence_ops(
         if weights is None:
             target += piece
         else:
-            w = torch.from_numpy(np.ascontiguousarray(weights[lo - start : hi - start])).to(mag.device)
+            w = transfer.to_device(np.ascontiguousarray(weights[lo - start : hi - start]), mag.device)
             target.copy_(target.double() + w * piece.double())
 
 
@@ -107,7 +109,7 @@ def mask_silence(
     returned unchanged instead of raising ``IndexError``.
     """
     mag = mag.clone()
-    means = ref.mean(dim=(0, 1)).cpu().numpy()
+    means = transfer.to_host(ref.mean(dim=(0, 1)))
     apply_silence_ops(mag, ref, silence_ops(means, thres, min_range, fade_size))
     return mag
 
@@ -186,6 +188,6 @@ def merge_weights(frame_min: np.ndarray, thres: float = 0.2, min_range: int = 64
 def apply_merge_weights(mask: torch.Tensor, weights: np.ndarray | torch.Tensor) -> torch.Tensor:
     """In place: ``mask += w · (1 − mask)`` per frame, in float32 (``mask`` float32 ``[C, F, T]``,
     ``w`` ``[T]``, numpy or a tensor on any device); returns ``mask``."""
-    w = torch.as_tensor(weights).to(device=mask.device, dtype=torch.float32)
+    w = transfer.to_device(weights, mask.device).to(torch.float32)
     mask += w * (1 - mask)
     return mask

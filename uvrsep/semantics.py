@@ -133,8 +133,8 @@ class Semantics(ABC):
     Every step takes and returns torch tensors on the DSP device (the device of its inputs):
     magnitudes, masks and estimates float32 ``[2, F, T]``, spectrograms complex64 ``[2, F, T]``.
     Estimates are what the network stage hands to post-processing and to the stems (RVC: masked
-    magnitudes; UVR: the mask). Only the per-frame statistics and the post-processing plan are
-    small numpy values on the CPU.
+    magnitudes; UVR: the mask). Only the post-processing plan, made from every frame's statistic
+    (one ``[T]`` vector copied to the host per input), is small numpy values on the CPU.
     """
 
     name: ClassVar[str]
@@ -170,14 +170,14 @@ class Semantics(ABC):
         """The masked stem's magnitudes ``[2, F, T]`` for an estimate (may be ``est`` itself)."""
 
     @abstractmethod
-    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> np.ndarray:
+    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         """Post-processing's per-frame statistic of an estimate and the mix magnitudes ``[2, F, T]``:
-        computed on their device, returned as a float32 numpy vector ``[T]`` on the CPU."""
+        float32 ``[T]`` on their device."""
 
     @abstractmethod
     def post_plan(self, stats: np.ndarray, n_frames: int) -> Any:
-        """The whole input's post-processing from every frame's statistic (``stats`` covers the
-        original's ``n_frames`` frames and possibly extra frames past the end)."""
+        """The whole input's post-processing from every frame's statistic (float32 numpy ``[T]``
+        covering the original's ``n_frames`` frames and possibly extra frames past the end)."""
 
     @abstractmethod
     def apply_post(self, est: torch.Tensor, mag: torch.Tensor, plan: Any, offset: int, n_frames: int) -> None:
@@ -227,8 +227,8 @@ class RvcSemantics(Semantics):
     def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         return est
 
-    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> np.ndarray:
-        return (mag - est).clamp_(min=0).mean(dim=(0, 1)).cpu().numpy()
+    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        return (mag - est).clamp_(min=0).mean(dim=(0, 1))
 
     def post_plan(self, stats: np.ndarray, n_frames: int) -> tuple[list, list]:
         # The original's frames exactly as it does; frames past its end get their own pass.
@@ -286,8 +286,8 @@ class UvrSemantics(Semantics):
     def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         return est * mag
 
-    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> np.ndarray:
-        return est.amin(dim=(0, 1)).cpu().numpy()
+    def frame_stats(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        return est.amin(dim=(0, 1))
 
     def post_plan(self, stats: np.ndarray, n_frames: int) -> np.ndarray:
         return merge_weights(stats[:n_frames], self.settings.postprocess_threshold)

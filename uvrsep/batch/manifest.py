@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from filelock import FileLock
+
 from ..audio import check_output_dir
 from ..errors import ConfigError
 from ..naming import InputItem
@@ -68,7 +70,7 @@ class Manifest:
             if not os.access(self.path, os.R_OK | os.W_OK):
                 raise ConfigError(f"--manifest {self.path}: cannot be read and appended to (permissions)")
             if not os.access(self.path.parent, os.W_OK | os.X_OK):  # no lock file beside it: one in the cache
-                from .hub import home_dir
+                from ..hub import home_dir
 
                 digest = hashlib.sha256(os.path.realpath(self.path).encode("utf-8", "surrogateescape")).hexdigest()
                 self._lock = home_dir() / "locks" / f"manifest-{digest[:24]}.lock"
@@ -109,8 +111,6 @@ class Manifest:
                 self._remember(result)
                 return
             try:
-                from filelock import FileLock
-
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._lock.parent.mkdir(parents=True, exist_ok=True)
                 with FileLock(self._lock), open(self.path, "a+b") as fh:

@@ -1,8 +1,8 @@
-"""The band steps of :mod:`uvrsep.bands` in torch: channel transforms, band STFTs, the synthesis'
-row filters and each band's inverse.
+"""The band steps of :mod:`uvrsep.bands` in torch: channel transforms, band STFTs, UVR's row
+filters (their gains included) and each band's inverse.
 
-Same arguments and dtypes as the reference steps (:mod:`uvrsep.dsp.reference`): complex64
-analysis, complex128 / float64 synthesis; the filter gains are :mod:`uvrsep.bands`' own.
+In the original's dtypes (complex64 analysis, complex128 / float64 synthesis); the tests check
+each against the original's numpy steps (``tests/oracle.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import functools
 import numpy as np
 import torch
 
-from .. import bands as np_bands
 from ..config import Band, BandLayout
 from .spectrum import istft_from_blocks, stft
 
@@ -59,6 +58,30 @@ def band_stft(wave: torch.Tensor, band: Band, mode: str) -> torch.Tensor:
 # -- row filters -------------------------------------------------------------------------------
 
 
+def lowpass_gains(start: int, stop: int) -> np.ndarray:
+    """Row gains of UVR's ``fft_lp_filter`` for rows ``start .. stop - 1`` (rows >= stop are zeroed)."""
+    gains, g = [], 1.0
+    for _ in range(start, stop):
+        g -= 1 / (stop - start)
+        gains.append(g)
+    return np.asarray(gains, dtype=np.float64)
+
+
+def highpass_gains(start: int, stop: int) -> np.ndarray:
+    """Row gains of UVR's ``fft_hp_filter`` for rows ``start, start-1 .. stop+1`` (rows <= stop are zeroed)."""
+    gains, g = [], 1.0
+    for _ in range(start, stop, -1):
+        g -= 1 / (start - stop)
+        gains.append(g)
+    return np.asarray(gains, dtype=np.float64)
+
+
+def ramp_gains(start: int, stop: int) -> np.ndarray:
+    """Row gains of UVR's ``get_lp_filter_mask`` for rows ``start - 1 .. stop - 1``: a linear ramp
+    from 1 to 0 (rows below are kept, rows >= stop are zeroed)."""
+    return np.linspace(1, 0, stop - start + 1)
+
+
 def scale_rows(spec: torch.Tensor, gains: np.ndarray) -> None:
     """In place: row ``r`` of ``spec`` ``[..., rows, T]`` times ``gains[r]`` (float64, as numpy
     multiplies by a float64 scalar: in double precision, stored in ``spec``'s dtype); only the
@@ -76,8 +99,8 @@ def scale_rows(spec: torch.Tensor, gains: np.ndarray) -> None:
 def _filter_gains(kind: str, n_rows: int, start: int, stop: int) -> np.ndarray:
     """Per-row gains of UVR's low-pass (``kind='low'``) or high-pass filter on ``n_rows`` rows."""
     if kind == "low":
-        return _ramp(n_rows, range(start, stop), np_bands.lowpass_gains(start, stop))
-    return _ramp(n_rows, range(start, stop, -1), np_bands.highpass_gains(start, stop))
+        return _ramp(n_rows, range(start, stop), lowpass_gains(start, stop))
+    return _ramp(n_rows, range(start, stop, -1), highpass_gains(start, stop))
 
 
 def _ramp(n_rows: int, rows: range, gains: np.ndarray) -> np.ndarray:
@@ -108,7 +131,7 @@ def apply_highpass(spec: torch.Tensor, start: int, stop: int) -> None:
 
 
 def band_part(spec: torch.Tensor, layout: BandLayout, i: int, high_end: torch.Tensor | None = None) -> torch.Tensor:
-    """Band ``i``'s contribution to the synthesis (:func:`uvrsep.bands.band_part`): its rows of
+    """Band ``i``'s contribution to the synthesis: its rows of
     the combined spectrogram ``[2, bins + 1, frames]`` in a zero-filled complex128 band buffer,
     filtered and inverted: float64 ``[2, hop_i·(frames − 1)]`` at the band's rate. ``high_end``
     (top band) replaces the highest rows.

@@ -91,8 +91,9 @@ class Decoder(nn.Module):
         super().__init__()
         setattr(self, self.conv_attr, Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ))
         self.dropout = nn.Dropout2d(0.1) if dropout else None
-        #: Set by :func:`uvrsep.network.fusion.fuse_for_inference` (BatchNorm folded): convolve the
-        #: upsampled input and the skip separately and add, instead of concatenating them first.
+        #: Set by :func:`uvrsep.network.fusion.fuse_for_inference` (BatchNorm folded) on the CPU:
+        #: convolve the upsampled input and the skip separately and add, instead of concatenating
+        #: them first (less memory; on a GPU one convolution is faster than several).
         self.split_concat = False
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:

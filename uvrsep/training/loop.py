@@ -73,8 +73,8 @@ class TrainConfig:
 
 def _features(layout, mix: np.ndarray, target: np.ndarray, frames: int, rng: np.random.Generator):
     """Normalised magnitudes of mix and target, ``[2, bins + 1, frames]`` (random crop)."""
-    x = np.abs(bands.analyze(mix, layout).spec)
-    y = np.abs(bands.analyze(target, layout).spec)
+    x = bands.analyze(torch.from_numpy(np.ascontiguousarray(mix)), layout).spec.abs().numpy()
+    y = bands.analyze(torch.from_numpy(np.ascontiguousarray(target)), layout).spec.abs().numpy()
     start = int(rng.integers(0, x.shape[2] - frames + 1)) if x.shape[2] > frames else 0
     x, y = x[:, :, start : start + frames], y[:, :, start : start + frames]
     if x.shape[2] < frames:
