@@ -103,8 +103,14 @@ HOSTILE_SCRIPT = textwrap.dedent('''
                      ["models", "import", path, "--name", "hostile"]):
             r = CliRunner().invoke(app, args)
             results.append([path, args[0] + " " + args[1], f"exit {r.exit_code}: {r.output}"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
-    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS: bytes, Linux: KiB
+    if sys.platform.startswith("linux"):
+        # This image's own high-water mark. (Linux carries ru_maxrss over an exec, so after a fork
+        # from a large pytest process it reads the parent's size, not this script's.)
+        status = open("/proc/self/status").read()
+        peak_mb = int(status.split("VmHWM:")[1].split()[0]) / 2**10
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
+        peak_mb = peak / 2**20  # macOS: bytes
     print(json.dumps({"results": results, "peak_mb": peak_mb}))
 ''')
 

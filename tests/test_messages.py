@@ -143,6 +143,18 @@ def test_progress_lines_keep_coming_while_nothing_finishes():
     assert last.endswith("ETA 0:00:00") and f"{format_duration(progress.elapsed)} elapsed" in last
 
 
+def test_a_run_that_fails_before_any_work_ends_without_a_progress_line():
+    """An error before the first input (an unreachable --ray address, say) is the run's one line;
+    a run that fails after some work still gets its last progress line."""
+    stream = io.StringIO()
+    BatchProgress(60.0, 3, stream=stream, interval=30, terminal=False).close(failed=True)
+    assert stream.getvalue() == ""
+    progress = BatchProgress(60.0, 3, stream=stream, interval=30, terminal=False)
+    progress.file_done(20.0)
+    progress.close(failed=True)
+    assert stream.getvalue().startswith("progress: 1/3 files")
+
+
 def test_the_summary_time_is_the_last_progress_line(tiny_weights, tmp_path, monkeypatch):
     import uvrsep.batch
 

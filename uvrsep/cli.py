@@ -295,7 +295,7 @@ def separate(
                 report = run_batch(None, work, plan, manifest=journal, on_result=on_result, progress=progress,
                                    execute=execute)
     except UvrsepError as exc:
-        progress.close()
+        progress.close(failed=True)
         _error(str(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:

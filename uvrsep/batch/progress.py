@@ -145,8 +145,9 @@ class BatchProgress:
             with self._lock:
                 print(line, file=self.stream, flush=True)
 
-    def close(self) -> None:
-        """End the bar or the timer; off a terminal, print the last progress line."""
+    def close(self, *, failed: bool = False) -> None:
+        """End the bar or the timer; off a terminal, print the last progress line (after a
+        ``failed`` run only if some work was done: an error before the first input stays one line)."""
         if self.closed_at is not None:
             return
         self._stop.set()
@@ -155,7 +156,7 @@ class BatchProgress:
         self.closed_at = time.monotonic()
         if self.bar is not None:
             self.bar.close()
-        elif self.files_total:
+        elif self.files_total and (not failed or self.files or self.done):
             self._maybe_line(force=True)
 
 
