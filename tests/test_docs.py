@@ -84,7 +84,8 @@ def read_blocks(page: Path) -> list[Block]:
         end = next((j for j in range(k + 1, len(lines)) if lines[j].startswith(match["fence"])
                     and not lines[j].strip("`")), None)
         assert end is not None, f"{page}:{k + 1}: code block never closed"
-        blocks.append(Block(page, k + 1, words[0] if words else "", tuple(words[1:]), "\n".join(lines[k + 1:end]) + "\n"))
+        text = "\n".join(lines[k + 1 : end]) + "\n"
+        blocks.append(Block(page, k + 1, words[0] if words else "", tuple(words[1:]), text))
         k = end + 1
     return blocks
 
@@ -165,9 +166,11 @@ def test_there_are_runnable_blocks_in_the_readme_and_the_docs():
 def test_every_block_with_uvrsep_commands_says_its_language():
     """A block of shell lines without a language escapes the option check below: say ``bash``
     (checked, and run if marked runnable) or ``text`` (a synopsis, with placeholders)."""
-    unmarked = [b.where for b in ALL_BLOCKS if not b.lang and any(line.startswith("uvrsep ") for line in b.text.splitlines())]
+    unmarked = [b.where for b in ALL_BLOCKS
+                if not b.lang and any(line.startswith("uvrsep ") for line in b.text.splitlines())]
     assert not unmarked, f"blocks of uvrsep commands without a language: {unmarked}"
-    assert all(b.lang in ("bash", "python") for b in RUNNABLE), [b.where for b in RUNNABLE if b.lang not in ("bash", "python")]
+    other = [b.where for b in RUNNABLE if b.lang not in ("bash", "python")]
+    assert not other, f"runnable blocks in a language the runner does not run: {other}"
 
 
 @pytest.mark.parametrize("block", BASH_BLOCKS, ids=[b.where for b in BASH_BLOCKS])
@@ -178,7 +181,8 @@ def test_bash_blocks_use_existing_commands_and_options(block):
 
 def test_the_option_check_finds_what_does_not_exist():
     assert check_uvrsep_command(["separate", "x.wav", "-m", "m.pth", "--aggressiveness", "-5", "--ray=auto"]) == []
-    assert check_uvrsep_command(["separate", "x.wav", "--agressiveness", "5"]) == ["uvrsep separate: no option --agressiveness"]
+    typo = ["separate", "x.wav", "--agressiveness", "5"]
+    assert check_uvrsep_command(typo) == ["uvrsep separate: no option --agressiveness"]
     assert check_uvrsep_command(["models", "fetch", "HP2"]) == ["uvrsep models: no command 'fetch'"]
     assert check_uvrsep_command(["models", "import", "m.pth", "--name", "--overwrite"]) == []
 
@@ -303,7 +307,8 @@ def test_promised_files_are_read_from_arrow_comments():
 
 
 def test_uvrsep_is_replaced_only_where_it_is_the_command():
-    script = bash_script("uvrsep separate a.wav && uvrsep models list | head\nls uvrsep/  # uvrsep\nexport UVRSEP_HOME=/x\n")
+    block = "uvrsep separate a.wav && uvrsep models list | head\nls uvrsep/  # uvrsep\nexport UVRSEP_HOME=/x\n"
+    script = bash_script(block)
     exe = shlex.quote(sys.executable)
     assert script.splitlines()[1:] == [f"{exe} -m uvrsep separate a.wav && {exe} -m uvrsep models list | head",
                                        "ls uvrsep/  # uvrsep", "export UVRSEP_HOME=/x"]
@@ -326,6 +331,7 @@ def test_runnable_block_runs_as_printed(group, docs_folder, tmp_path):
     else:
         cmd = [sys.executable, "-c", block.text]
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{block.where} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    output = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{block.where} exited {proc.returncode}:\n{output}"
     missing = [p for p in promised_files(block.text) if not (work / p).exists()]
     assert not missing, f"{block.where}: files its comments promise are missing: {missing}"
