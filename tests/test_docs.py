@@ -179,6 +179,16 @@ def test_bash_blocks_use_existing_commands_and_options(block):
     assert not problems, f"{block.where}: {problems}"
 
 
+def test_the_usage_synopsis_names_existing_options():
+    """The synopsis of ``uvrsep separate`` in docs/usage.md (a text block, placeholders and all)."""
+    synopsis = next(b.text for b in read_blocks(REPO / "docs" / "usage.md") if b.text.startswith("uvrsep separate INPUT"))
+    separate = synopsis.split("\nuvrsep models", 1)[0]
+    flags = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", separate)
+    assert len(flags) > 20, flags
+    unknown = [p for flag in flags for p in check_uvrsep_command(["separate", flag])]
+    assert not unknown, unknown
+
+
 def test_the_option_check_finds_what_does_not_exist():
     assert check_uvrsep_command(["separate", "x.wav", "-m", "m.pth", "--aggressiveness", "-5", "--ray=auto"]) == []
     typo = ["separate", "x.wav", "--agressiveness", "5"]
