@@ -181,7 +181,8 @@ def test_bash_blocks_use_existing_commands_and_options(block):
 
 def test_the_usage_synopsis_names_existing_options():
     """The synopsis of ``uvrsep separate`` in docs/usage.md (a text block, placeholders and all)."""
-    synopsis = next(b.text for b in read_blocks(REPO / "docs" / "usage.md") if b.text.startswith("uvrsep separate INPUT"))
+    blocks = read_blocks(REPO / "docs" / "usage.md")
+    synopsis = next(b.text for b in blocks if b.text.startswith("uvrsep separate INPUT"))
     separate = synopsis.split("\nuvrsep models", 1)[0]
     flags = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", separate)
     assert len(flags) > 20, flags
