@@ -267,8 +267,8 @@ def _yuki_clips(root: Path) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_readme_dataset_recipe_keeps_yuki_clip_names(tmp_path, tiny_weights):
-    """The README recipe as printed: role folders kept, each clip's name unchanged (the recognition
-    step parses <index>_<start>_<end>_<text>), 16 kHz mono vocals only."""
+    """The dataset recipe as printed (README, docs/datasets.md): role folders kept, each clip's name
+    unchanged (the recognition step parses <index>_<start>_<end>_<text>), 16 kHz mono vocals only."""
     clips = tmp_path / "clips"
     names = _yuki_clips(clips)
     out = tmp_path / "clips_vocals"

@@ -271,7 +271,7 @@ def test_precision_bf16_runs_everywhere(tiny_weights):
 def test_precision_bf16_stays_near_fp32_on_realistic_weights():
     """On the parity fixture's 32-wide weights (realistic statistics; the tests' tiny random net
     is too ill-conditioned for 8-bit mantissas) bf16 stays within 20 dB of fp32: measured 25-29
-    dB against the golden outputs on the whole fixture (README "Precision")."""
+    dB against the golden outputs on the whole fixture (docs/performance.md, "Precision")."""
     from tests.conftest import sdr
 
     wave, sr = sf.read(str(PARITY / "fixture24.wav"), dtype="float32", frames=6 * 44100, always_2d=True)
