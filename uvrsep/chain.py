@@ -60,6 +60,16 @@ def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(final)
 
 
+def final_labels(models: list, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, ...]:
+    """The stems a model, or the chain of ``models``, will write, known without loading or
+    downloading any of them (:func:`uvrsep.model.model_stems`); ``primary_stem``, like
+    ``params``, is the first model's."""
+    from .model import model_stems
+
+    pairs = [model_stems(m, offline=offline, primary_stem=primary_stem if k == 0 else None) for k, m in enumerate(models)]
+    return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
+
+
 class Chain:
     """Separators applied one after another (see the module doc). ``labels`` are the final
     stems; :meth:`separate_batch` and :meth:`separate` behave as a :class:`~uvrsep.Separator`'s."""

@@ -162,8 +162,11 @@ def baselines() -> dict[str, Callable[[Item], dict[str, np.ndarray]]]:
     }
 
 
-def separator_system(separator) -> Callable[[Item], dict[str, np.ndarray]]:
-    """A uvrsep :class:`Separator` as an evaluation system (stems resampled to the item's rate)."""
+def separator_system(separator, name: str = "the model") -> Callable[[Item], dict[str, np.ndarray]]:
+    """A uvrsep :class:`Separator` as an evaluation system (stems resampled to the item's rate);
+    a :class:`ConfigError` naming ``name`` when its stems are not vocals and instrumental."""
+    if set(separator.labels) != {"vocals", "instrumental"}:
+        raise ConfigError(f"{name}: its stems are {'/'.join(separator.labels)}, not vocals/instrumental")
 
     def run(item: Item) -> dict[str, np.ndarray]:
         stems = separator.separate_array(item.mixture, item.sample_rate)

@@ -185,6 +185,20 @@ class Registry:
             raise ConfigError(f"unknown model {name!r}: not a file and not a registry name{hint} (see `uvrsep models list`)")
         return spec
 
+    def band_config_users(self) -> dict[str, list[str]]:
+        """``{band config: [what uses it]}``: the entries naming it, then the number of files in
+        UVR's hash table that do (``"N file(s) in UVR's hash table"``)."""
+        users: dict[str, list[str]] = {}
+        for spec in self.models:
+            if spec.params:
+                users.setdefault(spec.params, []).append(spec.name)
+        counts: dict[str, int] = {}
+        for entry in self.uvr_hashes.values():
+            counts[entry.get("params", "")] = counts.get(entry.get("params", ""), 0) + 1
+        for params, count in counts.items():
+            users.setdefault(params, []).append(f"{count} file(s) in UVR's hash table")
+        return users
+
     def identify_by_uvr_hash(self, path: Path) -> dict | None:
         """UVR's table entry for a file (MD5 of its last 10,000 KiB), if any."""
         return self.uvr_hashes.get(uvr_hash(path))

@@ -31,6 +31,7 @@ from .plan import (
     OutputPlan,
     find_conflicts,
     plan_batch,
+    select_stems,
 )
 from .progress import BatchProgress, BatchReport, format_duration
 from .run import run_batch, separate_jobs
@@ -39,5 +40,5 @@ __all__ = [
     "AUDIO_EXTENSIONS", "DEFAULT_TEMPLATE", "MAX_LINE_BYTES", "TEMPLATE_FIELDS", "BatchPlan", "BatchProgress",
     "BatchReport", "Conflicts", "InputItem", "ItemResult", "Job", "Manifest", "OutputPlan", "bounded_lines",
     "check_output_dir", "collect_inputs", "find_conflicts", "format_duration", "plan_batch", "read_list_file",
-    "regular_file", "run_batch", "separate_jobs", "write_stems",
+    "regular_file", "run_batch", "select_stems", "separate_jobs", "write_stems",
 ]

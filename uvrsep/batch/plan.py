@@ -18,7 +18,7 @@ from ..audio import (
     complete_interrupted,
     duration_seconds,
 )
-from ..errors import ITEM_ERRORS, AudioWriteError, one_line
+from ..errors import ITEM_ERRORS, AudioWriteError, ConfigError, one_line, option
 from ..naming import DEFAULT_TEMPLATE, InputItem, check_template, output_paths
 from .manifest import ItemResult, Manifest
 
@@ -54,6 +54,20 @@ class OutputPlan:
         not stay inside ``output_dir`` (see :func:`uvrsep.naming.output_paths`)."""
         return output_paths(item, tuple(stems), output_dir=self.output_dir, template=self.template, fmt=self.fmt,
                             model=self.model, mirror_tree=self.mirror_tree, contained=contained)
+
+
+def select_stems(wanted: str | Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
+    """The stems to write: ``wanted`` (labels, or one comma-separated string; repeats dropped,
+    order kept) checked against the ``available`` ones, or all of them for ``None``; a
+    :class:`ConfigError` for an unknown label or an empty choice."""
+    if wanted is None:
+        return tuple(available)
+    parts = wanted.split(",") if isinstance(wanted, str) else wanted
+    chosen = tuple(dict.fromkeys(v.strip() for v in parts if v.strip()))
+    if not chosen or any(v not in available for v in chosen):
+        shown = wanted if isinstance(wanted, str) else ",".join(wanted)
+        raise ConfigError(f"{option('stems')} {shown!r}: this model writes {', '.join(available)}")
+    return chosen
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

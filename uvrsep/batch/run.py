@@ -179,7 +179,9 @@ def run_batch(
             progress.advance(seconds)
 
     try:
-        if execute is None:  # each record is written as soon as its stems are in place
+        if not items.jobs:  # every input decided beforehand: no model is needed (``separator`` may be None)
+            results: Iterable[ItemResult] = ()
+        elif execute is None:  # each record is written as soon as its stems are in place
             results = separate_jobs(separator, items.jobs, plan, group_windows=group_windows, on_block=on_block,
                                     record=manifest.record)
         else:  # the workers put the stems in place; recorded as their results arrive

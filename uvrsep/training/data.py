@@ -249,6 +249,22 @@ def make_example(data: PackedSet, seed: int, step: int, index: int, seconds: flo
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
 
 
+def speech_source(spec: str | Path) -> Source:
+    """Every audio file below a folder of extra speech, as a vocal source; ``"DIR:HZ"`` marks
+    band-limited recordings (``bandwidth_hz``; a drive letter, ``C:\\speech``, is part of the folder)."""
+    name, _, hz = str(spec).rpartition(":")
+    if not name or not hz.replace(".", "", 1).isdigit():
+        name, hz = str(spec), ""
+    files = tuple(sorted(str(p) for p in Path(name).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
+    return Source(f"speech:{Path(name).name}", "vocals", files, 1.0, float(hz) if hz else None)
+
+
+def music_source(folder: Path, split: str, hold_out: float, seed: int) -> Source:
+    """A music folder's files of one split (``"valid"``: the held-out ones, see :func:`split_music`)."""
+    train_files, held = split_music(folder, hold_out, seed)
+    return Source(f"music:{Path(folder).name}", "music", tuple(held if split == "valid" else train_files))
+
+
 def split_music(folder: Path, hold_out: float, seed: int) -> tuple[list[str], list[str]]:
     """(training files, held-out files) of a music folder: a seeded shuffle, the first
     ``hold_out`` fraction held out (for validation items), so the two never overlap."""
