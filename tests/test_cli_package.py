@@ -41,6 +41,13 @@ def test_cli_is_a_package_of_short_command_modules():
                 assert node.name != "Semantics", path
 
 
+def test_the_cluster_is_split_by_job():
+    """The Ray run (cluster.py) and the pool / work-unit planning (clusterplan.py), each short."""
+    for name in ("cluster.py", "clusterplan.py"):
+        path = CLI_DIR.parent / name
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 450, name
+
+
 def test_band_config_of_follows_the_entry_then_the_family(isolated_cache):
     registry = load_registry(isolated_cache)
     named = ModelSpec(name="a", file="a.pth", params="1band_sr44100_hl256")
