@@ -9,10 +9,9 @@ from typing import Annotated
 import typer
 
 from ..errors import UvrsepError
-from . import app, error, fail, notice
+from .common import error, fail, notice
 
 models_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Known models, the download cache and your own weights.")
-app.add_typer(models_app, name="models")
 
 
 def _registry():

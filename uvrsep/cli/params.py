@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import app
 
-
-@app.command("params")
 def params_list() -> None:
     """List the shipped band configurations (for --params): bands, rates, FFT sizes, models."""
     from ..config import list_band_layouts, load_band_layout

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ConfigError, Terminated, UvrsepError, printable
 from ..naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
-from . import Device, app, error, fail, notice
+from .common import Device, error, fail, notice
 
 
 class OutputFormat(str, Enum):
@@ -164,7 +164,6 @@ GpusPerWorkerOpt = Annotated[
 ]
 
 
-@app.command()
 def separate(
     inputs: Inputs = None,
     model: ModelOpt = None,

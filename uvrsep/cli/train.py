@@ -10,10 +10,9 @@ from typing import Annotated
 import typer
 
 from ..errors import UvrsepError
-from . import Device, app, fail
+from .common import Device, fail
 
 
-@app.command("eval")
 def eval_command(
     folder: Annotated[Path, typer.Argument(help="Folder of items, each with mixture, vocals and accompaniment files.")],
     model: Annotated[
@@ -54,7 +53,6 @@ def eval_command(
     typer.echo(f"wrote {csv_path} and {json_path}", err=True)
 
 
-@app.command("prepare-data")
 def prepare_data(
     out: Annotated[Path, typer.Argument(help="Folder for the packed training set.")],
     shared_data: Annotated[
@@ -84,7 +82,6 @@ def prepare_data(
                f"from {len(index['segments'])} files into {out}")
 
 
-@app.command("train")
 def train_command(
     data: Annotated[Path, typer.Option(help="Packed training set (uvrsep prepare-data).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints (last.pth) and train_log.jsonl.")],
