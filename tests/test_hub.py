@@ -183,7 +183,7 @@ def test_record_file_replacement_waits_for_a_reader(isolated_cache, monkeypatch)
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", busy)
-    monkeypatch.setattr(hub.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("uvrsep.registry.time.sleep", lambda seconds: None)  # the atomic writer lives there
     hub.record_hash("a.pth", "0" * 64)
     assert hub.recorded_hashes() == {"a.pth": hub.Digest("0" * 64, "download")}
     fails[0] = hub.REPLACE_TRIES

@@ -33,8 +33,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import UvrsepError
-from .registry import ModelSpec, check_file_name, load_registry
+from .registry import REPLACE_TRIES, ModelSpec, check_file_name, load_registry, write_text_atomic  # noqa: F401
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -50,7 +48,6 @@ CHUNK = 1 << 20
 UNVERIFIED = "unverified (no published checksum)"
 RECORDS_FILE = "recorded_sha256.json"
 HASHES_FILE = "hashed_files.json"
-REPLACE_TRIES = 20
 #: One line of text for the user (a download starting, a retry, a discarded file).
 Notice = Callable[[str], None]
 
@@ -125,25 +122,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Replace ``path`` by ``data`` atomically: readers see the old file or the new one. On
-    Windows a reader holding the file open makes the replacement fail for a moment: it is tried
-    again for up to a second."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-        for attempt in range(REPLACE_TRIES):
-            try:
-                os.replace(tmp, path)
-                break
-            except PermissionError:
-                if attempt == REPLACE_TRIES - 1:
-                    raise
-                time.sleep(0.05)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Replace a record file by ``data`` atomically (:func:`uvrsep.registry.write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager

@@ -9,13 +9,18 @@ model is given.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
 import os
 import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 from .errors import ConfigError
 from .resources import resource_dir
@@ -58,6 +63,8 @@ def parse_stem_label(text: str) -> str:
         f"unknown stem {text!r} (use one of {', '.join(STEM_LABELS)}; case, spaces and underscores do not matter)"
     )
 UVR_HASH_TAIL = 10_000 * 1024
+#: How many times replacing a file another process holds open is tried (Windows), 50 ms apart.
+REPLACE_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -235,14 +242,42 @@ def load_registry(home: Path | None = None) -> Registry:
     return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}), default=raw.get("default"))
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` (UTF-8) atomically: readers see the old file or the new one,
+    never a part; the temporary file has a name of its own, so writers never share one. On
+    Windows a reader holding the file open makes the replacement fail for a moment: it is tried
+    again for up to a second (:data:`REPLACE_TRIES`)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        for attempt in range(REPLACE_TRIES):
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:
+                if attempt == REPLACE_TRIES - 1:
+                    raise
+                time.sleep(0.05)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def add_user_model(home: Path, spec: ModelSpec) -> None:
-    """Add (or replace) an entry in the user registry, atomically."""
+    """Add (or replace) an entry in the user registry. The read-modify-write holds the cache's
+    cross-process lock ``locks/user_models.lock`` (:mod:`filelock`: every platform), so imports
+    running at once never lose each other's entries; the file is replaced atomically."""
     path = user_registry_path(home)
-    entries = []
-    if path.is_file():
-        entries = [e for e in json.loads(path.read_text(encoding="utf-8")) if e.get("name") != spec.name]
-    entries.append(spec.to_dict())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(entries, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    (home / "locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(home / "locks" / "user_models.lock"):
+        entries = []
+        if path.is_file():
+            try:
+                entries = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{path}: unreadable user registry ({exc})") from None
+            entries = [e for e in entries if e.get("name") != spec.name]
+        entries.append(spec.to_dict())
+        write_text_atomic(path, json.dumps(entries, indent=2, ensure_ascii=False))
