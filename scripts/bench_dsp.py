@@ -37,6 +37,7 @@ from tests import oracle  # noqa: E402
 from uvrsep import bands  # noqa: E402
 from uvrsep.config import load_band_layout  # noqa: E402
 from uvrsep.dsp.resampling import TORCH_RESAMPLERS  # noqa: E402
+from uvrsep.evaluation import sdr  # noqa: E402
 
 
 def make_signal(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -48,12 +49,6 @@ def make_signal(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     x = np.stack([voice + chord + 0.05 * rng.standard_normal(t.size) for _ in range(2)])
     x[1] *= 0.8
     return x.astype(np.float32)
-
-
-def sdr(ref, est) -> float:
-    ref = np.asarray(ref)
-    err = ref - np.asarray(est)
-    return float(10 * np.log10(np.sum(np.abs(ref) ** 2) / max(np.sum(np.abs(err) ** 2), 1e-300)))
 
 
 def to_numpy(value):

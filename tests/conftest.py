@@ -101,8 +101,3 @@ def short_wav(tmp_path) -> Path:
     return path
 
 
-def sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    """10·log10(Σref² / Σ(ref − est)²)."""
-    ref = np.asarray(ref, dtype=np.float64)
-    err = ref - np.asarray(est, dtype=np.float64)
-    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-300)))

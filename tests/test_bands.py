@@ -4,7 +4,8 @@ import scipy.signal
 import torch
 
 from tests import oracle
-from tests.conftest import music_like, sdr
+from tests.conftest import music_like
+from uvrsep.evaluation import sdr
 from uvrsep import bands
 from uvrsep.dsp import bands as dsp_bands
 from uvrsep.config import list_band_layouts, load_band_layout

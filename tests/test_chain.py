@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import SR, music_like, sdr
+from tests.conftest import SR, music_like
+from uvrsep.evaluation import sdr
 from uvrsep import Separator
 from uvrsep.chain import Chain, chain_labels, voice_stem
 from uvrsep.cli import app

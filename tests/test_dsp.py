@@ -19,6 +19,7 @@ import torch
 
 from tests import oracle
 from tests.conftest import music_like
+from uvrsep.evaluation import sdr
 from uvrsep import bands, dsp
 from uvrsep.config import list_band_layouts, load_band_layout
 from uvrsep.dsp import polyphase, resampling, resampy_filters
@@ -54,13 +55,6 @@ def _pairs() -> tuple[list, list, list]:
 
 ANALYSIS_PAIRS, SYNTHESIS_PAIRS, INPUT_PAIRS = _pairs()
 FFT_SIZES = sorted({(b.n_fft, b.hop_length) for layout in LAYOUTS for b in layout.bands})
-
-
-def sdr(ref, est) -> float:
-    """10·log10(Σ|ref|² / Σ|ref − est|²), for real or complex arrays."""
-    ref = np.asarray(ref)
-    err = np.abs(ref - np.asarray(est)).astype(np.float64)
-    return float(10 * np.log10(np.sum(np.abs(ref).astype(np.float64) ** 2) / max(np.sum(err**2), 1e-300)))
 
 
 def noise(channels: int, n: int, dtype=np.float32, seed: int = 0) -> np.ndarray:

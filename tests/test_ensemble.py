@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import music_like, sdr
+from tests.conftest import music_like
+from uvrsep.evaluation import sdr
 from uvrsep import ensemble as ens
 from uvrsep.errors import ConfigError, cli_messages
 

@@ -70,3 +70,22 @@ def test_eval_command_writes_reports(tmp_path, tiny_weights):
     assert "MEDIAN" in result.output and "oracle_irm" in result.output and "tiny_fp32" in result.output
     assert (tmp_path / "report.csv").read_text().count("\n") == 1 + 3 * 2
     assert '"median"' in (tmp_path / "report.json").read_text()
+
+
+def test_sdr_of_complex_arrays_counts_the_imaginary_part():
+    """The one SDR serves the spectrogram checks too: complex arrays in complex128."""
+    rng = np.random.default_rng(3)
+    ref = (rng.standard_normal((2, 64, 40)) + 1j * rng.standard_normal((2, 64, 40))).astype(np.complex64)
+    est = ref + 0.1j * np.abs(ref)  # wrong only in the imaginary part
+    expected = 10 * math.log10(np.sum(np.abs(ref.astype(np.complex128)) ** 2) / np.sum((0.1 * np.abs(ref)) ** 2))
+    assert sdr(ref, est) == pytest.approx(expected, abs=1e-6)
+    assert sdr(ref, ref) == math.inf
+
+
+def test_one_sdr_in_the_repository():
+    """Tests and scripts score with uvrsep.evaluation.sdr; no second definition."""
+    from tests.conftest import REPO
+
+    found = [str(p.relative_to(REPO)) for folder in ("uvrsep", "tests", "scripts") for p in (REPO / folder).rglob("*.py")
+             if any(f"def {name}(" in p.read_text(encoding="utf-8") for name in ("sdr", "sdr_db", "_sdr"))]
+    assert found == ["uvrsep/evaluation.py"]

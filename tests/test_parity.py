@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import PARITY, sdr
+from tests.conftest import PARITY
+from uvrsep.evaluation import sdr
 from uvrsep import bands
 from uvrsep.config import load_band_layout
 from uvrsep.separator import Separator
