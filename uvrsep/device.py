@@ -87,7 +87,7 @@ def effective_precision(precision: str, device: torch.device) -> str:
 
 def uses_channels_last(device: torch.device, precision: str) -> bool:
     """Whether the network runs in channels-last memory format: on the CPU (oneDNN's convolutions,
-    about 20% faster, measured) and on CUDA for the tensor-core precisions (tf32, fp16, bf16:
+    faster there: docs/performance.md) and on CUDA for the tensor-core precisions (tf32, fp16, bf16:
     cuDNN's tensor-core convolutions take NHWC without transposing); strict fp32 on CUDA keeps
     the default layout."""
     if device.type == "cpu":

@@ -12,7 +12,7 @@ in memory that does not grow with the length.
 The normalisation needs the input's maximum before the network's first window, so a segmented
 input's blocks are all analysed first. The analysed blocks are kept for the segments (the
 analysis then runs once) as far as the plan's ``held`` bytes allow; beyond that — long inputs
-on the CPU, whose spectrograms alone take 59 MB per minute — keeping them would make memory grow
+on the CPU, whose spectrograms alone grow with the length — keeping them would make memory grow
 with the length, so those blocks are analysed a second time when their segment comes. With
 post-processing, every frame's statistic is needed before any stem (runs of frames): the
 network's estimates are kept within the same bytes, and the blocks beyond them run through the
@@ -43,9 +43,9 @@ TAIL_FRAMES = 128
 TAIL_EXTRA_FRAMES = 4
 #: Bytes of the DSP device's memory per spectrogram frame that processing an input holds at its
 #: peak (the analysis, magnitudes, window inputs, masks, the estimate, the two stems and their
-#: synthesis), per ``bins + 1 = 673`` rows: measured 90 KiB on the CPU (peak RSS of whole-file
-#: separations of 30 s and 90 s, 4band_v2: 809 and 1291 MiB), rounded up for TTA's second pass
-#: and post-processing. Scaled by the layout's rows.
+#: synthesis), per ``bins + 1 = 673`` rows: the growth of the peak RSS of whole-file
+#: separations on the CPU with the input's length (docs/performance.md), rounded up for TTA's
+#: second pass and post-processing. Scaled by the layout's rows.
 BYTES_PER_FRAME_673 = 128 << 10
 #: Analysis blocks re-analysed in the second pass that are kept for the next segments' margins.
 RECENT_BLOCKS = 4

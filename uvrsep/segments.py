@@ -15,7 +15,7 @@ synthesis resampler for that step:
   ``L``; here that sum runs over the ``±FFT_KERNEL_HALF`` nearest samples (indices taken
   modulo ``L``, so the wrap-around at the file's two ends is the original's), with the outer
   half of the kernel tapered. The bands are low-passed well below Nyquist, so the neglected
-  tail is far below audibility: measured 110–130 dB SDR against the whole-file resampling.
+  tail is far below audibility (its SDR against the whole-file resampling: docs/performance.md).
 - libsamplerate (``sinc_fastest`` between all bands in UVR semantics) is stateful and runs
   forwards: a :class:`SequentialResampler` feeds it the partial sum in order and gives exactly
   the whole-file ``librosa.resample`` output (the same float32 samples), so the stems are

@@ -40,7 +40,7 @@ Deliberate differences from the original:
   original's ``(wav * 32768).astype(int16)`` wraps 1.0 to -32768); digital silence gives silence;
   post-processing without a quiet frame does not raise.
 - **Long inputs stream**: files too long for the device's memory are separated and written in
-  segments, in bounded memory (the original holds the whole file, about 1 GB per minute).
+  segments, in bounded memory (the original holds the whole file's arrays: docs/performance.md).
 - **Vocal-primary weights.** ``is_hp3=True`` (as RVC and GPT-SoVITS pass it) swaps the names
   *and* the folders, so ``vocal_...`` is always in ``vocal_root`` (GPT-SoVITS' routing; RVC's own
   ``AudioPre`` swapped only the names, leaving HP3's ``vocal_`` file in ``ins_root``). Weights

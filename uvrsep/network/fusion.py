@@ -13,7 +13,7 @@ def fuse_for_inference(net: nn.Module, *, split_concat: bool = True) -> nn.Modul
 
     With ``split_concat`` (for the CPU, where memory is the limit) decoders then convolve their
     two inputs separately instead of concatenating them (the concatenation at full resolution is
-    the net's largest tensor: ~340 MB less peak memory per HP window); on a GPU that would turn
+    the net's largest tensor; the saving: docs/performance.md); on a GPU that would turn
     one convolution into several, so it is off there. Only for eval mode (the running statistics
     are baked in). The outputs agree with the unfused net to float rounding, far inside the
     parity margin, and each conv block keeps one tensor alive instead of three. Returns ``net``

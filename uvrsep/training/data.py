@@ -2,8 +2,8 @@
 
 ``prepare_dataset`` decodes vocal and music files, resamples them to 44.1 kHz, and packs them
 (``vocals`` mono, ``music`` stereo; Ogg Opus, or float16 arrays) with an ``index.json`` of
-segments (source, kind, weight, bandwidth). It keeps a size budget, so a ~50 MB set (about
-100 min of audio with Opus) can travel to a GPU machine and be read fast there.
+segments (source, kind, weight, bandwidth). It keeps a size budget, so the set can travel to a
+GPU machine and be read fast there (how much audio a budget holds: docs/performance.md).
 
 ``make_example`` draws one training mixture from a packed set: a vocal crop (speed/pitch
 change, EQ, pan, gain) over a music crop at a vocal-to-music ratio between -10 and +15 dB,
@@ -82,7 +82,8 @@ def _load(path: str, channels: int) -> np.ndarray:
     return wave if wave.shape[0] == 2 else np.concatenate([wave, wave])
 
 
-#: Bytes per second and channel each packing codec needs (Opus: measured ~7.7 KB/s on the vocals).
+#: Bytes per second and channel each packing codec budgets: float16's exact size; for Opus a
+#: bound above the mean its encoder reaches on voices (docs/performance.md).
 CODEC_BYTES_PER_SECOND = {"float16": 2 * SAMPLE_RATE, "opus": 8_000}
 OPUS_RATE = 48000
 
@@ -100,8 +101,8 @@ def prepare_dataset(
     budget split between vocals and music by the number of kinds present, at most
     ``max_seconds_per_file`` from each file, a seeded excerpt, so the budget covers many files).
 
-    ``codec`` "opus" stores Ogg Opus (about 11x more audio per MB; decoded into RAM when the set
-    is opened), "float16" raw arrays (memory-mapped, no decoding). Returns the index.
+    ``codec`` "opus" stores Ogg Opus (several times more audio per MB, see
+    :data:`CODEC_BYTES_PER_SECOND`; decoded into RAM when the set is opened), "float16" raw arrays (memory-mapped, no decoding). Returns the index.
     """
     if codec not in CODEC_BYTES_PER_SECOND:
         raise ValueError(f"unknown codec {codec!r} (use {', '.join(CODEC_BYTES_PER_SECOND)})")

@@ -175,7 +175,7 @@ def compact_checkpoint(checkpoint: Path, out: Path, *, moments: str = "bf16") ->
     rounds them (half the bytes; ``train`` loads them back as fp32, so the resumed run is close
     to, not bit-identical with, an uninterrupted one), "drop" leaves them out (the optimizer
     restarts its moments and bias correction at the saved step; the schedule and step go on).
-    A width-16 ASPP net: 30 MiB of weights, 91 MiB checkpoint, 60 MiB with "bf16".
+    Sizes of a width-16 net's files: docs/performance.md.
     """
     if moments not in MOMENTS:
         raise ValueError(f"moments must be one of {', '.join(MOMENTS)}, not {moments!r}")
