@@ -229,6 +229,10 @@ def separate(
                    batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold)
     try:  # everything that can be checked without the model, before it is loaded (or downloaded)
         _check_ray(ray, ray_workers, gpus_per_worker)
+        if ray is None:  # with --ray, the workers' devices count (checked by the cluster plan)
+            from ..device import resolve_device
+
+            resolve_device(device.value)
         if params is not None:
             load_band_layout(params)
         items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
