@@ -76,12 +76,12 @@ def main() -> None:
         x = torch.rand(args.batch_size, 2, layout.bins + 1, args.crop_frames, device=device)
         y = 0.5 * x
 
-        step_s = median_seconds(lambda: train_step(net, opt, scaler, x, y, use_amp), args.repeat, sync)
+        step_s = median_seconds(lambda: train_step(net, opt, scaler, x, y, use_amp), args.repeat, sync)  # noqa: B023  (called at once)
         counter = iter(range(10**9))
-        data_s = median_seconds(lambda: make_batch(cfg, data, layout, next(counter), pool), args.repeat, lambda: None)
+        data_s = median_seconds(lambda: make_batch(cfg, data, layout, next(counter), pool), args.repeat, lambda: None)  # noqa: B023
         print(f"{spec:26} {n / 1e6:6.1f}M {n * 2 / MIB:8.1f} {n * 8 / MIB:9.1f} {n * 12 / MIB:8.1f} "
               f"{step_s:7.3f} {data_s:7.3f} {1 / (step_s + data_s):7.2f}", flush=True)
-        del net, opt
+        net = opt = None  # freed before the next candidate is built
     if pool is not None:
         pool.shutdown()
 

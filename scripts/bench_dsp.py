@@ -33,11 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests import oracle  # noqa: E402
-from uvrsep import bands  # noqa: E402
-from uvrsep.config import load_band_layout  # noqa: E402
-from uvrsep.dsp.resampling import TORCH_RESAMPLERS  # noqa: E402
-from uvrsep.evaluation import sdr  # noqa: E402
+from tests import oracle
+from uvrsep import bands
+from uvrsep.config import load_band_layout
+from uvrsep.dsp.resampling import TORCH_RESAMPLERS
+from uvrsep.evaluation import sdr
 
 
 def make_signal(seconds: float, sr: int, seed: int = 0) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory import random_weights  # noqa: E402  (the scripts folder's shared stand-in weights)
+from bench_memory import random_weights
 
 
 def make_folder(folder: Path, clips: int, long: int) -> tuple[int, float]:

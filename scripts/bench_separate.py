@@ -49,10 +49,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's uvrsep, installed or not
-from bench_memory import make_signal, random_weights  # noqa: E402  (the scripts folder's shared helpers)
+from bench_memory import make_signal, random_weights
 
-from uvrsep import Separator  # noqa: E402
-from uvrsep.evaluation import sdr  # noqa: E402
+from uvrsep import Separator
+from uvrsep.evaluation import sdr
 
 PHASES = ("read", "analysis", "network", "synthesis", "write")
 
@@ -191,12 +191,12 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     lines = [
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}; "
-        f"torch {torch.__version__}, Python {platform.python_version()}; load average after: {load[0]:.2f}",
+        (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}; load average after: {load[0]:.2f}"),
         f"model: {args.model or 'random 32-wide HP net'}; song: median of {args.repeat} run(s)",
         "",
-        "| device | precision | input | read s | analysis s | network s | synthesis s | write s | total s "
-        "| x real time | clips/s | peak RSS MiB | peak GPU MiB | TFLOP/s | SDR vs fp32 dB |",
+        ("| device | precision | input | read s | analysis s | network s | synthesis s | write s | total s "
+        "| x real time | clips/s | peak RSS MiB | peak GPU MiB | TFLOP/s | SDR vs fp32 dB |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

@@ -5,10 +5,10 @@ import torch
 
 from tests import oracle
 from tests.conftest import music_like
-from uvrsep.evaluation import sdr
 from uvrsep import bands
-from uvrsep.dsp import bands as dsp_bands
 from uvrsep.config import list_band_layouts, load_band_layout
+from uvrsep.dsp import bands as dsp_bands
+from uvrsep.evaluation import sdr
 
 
 def analyze(x: np.ndarray, layout, extra_frames: int = 0) -> bands.Analysis:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -352,7 +351,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path, tiny_weights):
     """Logs of long jobs get periodic one-line progress, also inside one long (streamed) file."""
     import io
 
-    from uvrsep.batch import BatchProgress, plan_batch, run_batch, Manifest
+    from uvrsep.batch import BatchProgress, Manifest, plan_batch, run_batch
 
     sf.write(tmp_path / "long.wav", music_like(14.0).T, SR)
     sf.write(tmp_path / "short.wav", music_like(0.5).T, SR)
@@ -450,7 +449,7 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)  # noqa: PLW1509  (POSIX-only test, no threads yet)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -474,7 +473,7 @@ def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "long.wav"), "-m", str(tiny_weights),
            "-o", str(out), "--device", "cpu", "--segment-threshold", "5"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)  # noqa: PLW1509  (POSIX-only test, no threads yet)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         parts = list(out.glob(".*.part")) if out.is_dir() else []
@@ -495,8 +494,8 @@ def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(t
     input, and a streamed input waits for the writes before it."""
     import threading
 
-    from uvrsep.batch import run as batch
     from uvrsep.batch import Job, separate_jobs
+    from uvrsep.batch import run as batch
     from uvrsep.errors import AudioReadError
     from uvrsep.stems import Stems
 

@@ -11,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import SR, music_like
-from uvrsep.evaluation import sdr
 from uvrsep import Separator
 from uvrsep.chain import Chain, chain_labels, voice_stem
 from uvrsep.cli import app
 from uvrsep.errors import ConfigError
+from uvrsep.evaluation import sdr
 
 runner = CliRunner()
 

@@ -25,9 +25,9 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-import uvrsep.compat.uvr5 as uvr5
 from uvrsep import Separator
 from uvrsep.cli import app
+from uvrsep.compat import uvr5
 from uvrsep.compat.uvr5 import AudioPre, AudioPreDeEcho, _audio_pre_, _audio_pre_new
 from uvrsep.errors import AudioReadError, AudioWriteError, ConfigError, UvrsepError
 from uvrsep.evaluation import sdr
@@ -308,7 +308,7 @@ def test_attributes_and_del_model_frees_the_net(weights, songs, tmp_path):
 def test_data_changes_apply_to_the_next_call(weights, songs, reference, tmp_path):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     pre.data["agg"] = 20
-    vocal_path, ins_path = pre._path_audio_(str(songs / "a song.wav"), str(tmp_path), str(tmp_path), "wav")
+    vocal_path, _ins_path = pre._path_audio_(str(songs / "a song.wav"), str(tmp_path), str(tmp_path), "wav")
     assert Path(vocal_path).name == out_name("vocal_", "a song.wav", "wav", agg=20)
     assert_same_pcm(Path(vocal_path), reference("hp", 20) / "a song_vocals.wav")
     pre.data["agg"] = 101
@@ -373,7 +373,7 @@ def test_ffmpeg_formats(weights, songs, tmp_path, fmt):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     name = "0003_0.00.56.18_0.00.58.98_为了逃避 it's.wav"
     ins, voc = tmp_path / "in s", tmp_path / "vo'c"
-    vocal_path, ins_path = pre._path_audio_(str(songs / name), str(ins), str(voc), fmt)
+    vocal_path, _ins_path = pre._path_audio_(str(songs / name), str(ins), str(voc), fmt)
     assert files_in(ins) == {out_name("instrument_", name, fmt)}  # no .wav, no temporary folder
     assert files_in(voc) == {out_name("vocal_", name, fmt)}
     assert vocal_path == str(voc / out_name("vocal_", name, fmt))

@@ -194,7 +194,7 @@ def test_memory_tricks_and_layouts_per_device(tiny_weights, monkeypatch):
     monkeypatch.setattr(model_module, "load_network", lambda path, bins, dev, state: real(path, bins, "cpu", state=state))
     on_cuda = model_module.load_model(tiny_weights, device=torch.device("cuda", 0))
     on_cpu = model_module.load_model(tiny_weights, device=torch.device("cpu"))
-    decoders = lambda m: [d for d in m.net.modules() if isinstance(d, Decoder)]  # noqa: E731
+    decoders = lambda m: [d for d in m.net.modules() if isinstance(d, Decoder)]
     assert decoders(on_cuda) and not any(d.split_concat for d in decoders(on_cuda))
     assert all(d.split_concat for d in decoders(on_cpu))
     cuda = torch.device("cuda", 0)

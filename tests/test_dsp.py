@@ -9,8 +9,6 @@ to float rounding, or exactly.
 
 from __future__ import annotations
 
-import math
-
 import librosa
 import numpy as np
 import pytest
@@ -19,10 +17,10 @@ import torch
 
 from tests import oracle
 from tests.conftest import music_like
-from uvrsep.evaluation import sdr
 from uvrsep import bands, dsp
 from uvrsep.config import list_band_layouts, load_band_layout
 from uvrsep.dsp import polyphase, resampling, resampy_filters
+from uvrsep.evaluation import sdr
 from uvrsep.semantics import UvrSemantics
 
 LAYOUTS = [load_band_layout(name) for name in list_band_layouts()]

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tests.conftest import music_like
-from uvrsep.evaluation import sdr
 from uvrsep import ensemble as ens
 from uvrsep.errors import ConfigError, cli_messages
+from uvrsep.evaluation import sdr
 
 GOLDENS = Path(__file__).parent / "fixtures" / "ensemble" / "goldens.npz"
 

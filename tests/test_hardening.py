@@ -62,7 +62,7 @@ def test_fifo_and_disk_full_are_named(tmp_path, tiny_weights, monkeypatch):
     sf.write(tmp_path / "ok.wav", music_like(0.3).T, SR)
     import shutil as _shutil
 
-    import uvrsep.audio as audio
+    from uvrsep import audio
 
     real_write = audio.sf.SoundFile.write
 

@@ -29,7 +29,6 @@ from uvrsep.cli import app
 from uvrsep.registry import ModelSpec, add_user_model, load_registry
 
 
-
 @pytest.fixture(autouse=True)
 def no_proxy_no_mirror(monkeypatch):
     clear_network_env(monkeypatch)
@@ -134,7 +133,7 @@ def test_concurrent_record_updates_keep_every_record(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0] * 4
     records = json.loads((tmp_path / "models" / "recorded_sha256.json").read_text(encoding="utf-8"))
     assert len(records) == 400
-    assert hub.recorded_hashes(tmp_path)["p3_99.pth"] == hub.Digest("%064x" % 99, "download")
+    assert hub.recorded_hashes(tmp_path)["p3_99.pth"] == hub.Digest(f"{99:064x}", "download")
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["recorded_sha256.json"]  # no temporary left
 
 
@@ -395,8 +394,8 @@ def test_cli_download_failure_is_one_line_with_visible_retries(server, isolated_
     result = CliRunner().invoke(app, ["models", "download", "local"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert [line.split(" (")[0] for line in lines[1:4]] == ["note: download of model local from 127.0.0.1:"
-                                                           f"{server.httpd.server_address[1]} failed"] * 3
+    assert [line.split(" (")[0] for line in lines[1:4]] == [("note: download of model local from 127.0.0.1:"
+                                                           f"{server.httpd.server_address[1]} failed")] * 3
     assert lines[-1].startswith("error: could not download model local") and len(lines) == 5
     assert not (isolated_cache / "models" / "local.pth.lock").exists()
 

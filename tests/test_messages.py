@@ -111,7 +111,7 @@ def test_boolean_options_show_as_flags():
         text = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
         assert "<bool>" not in text, (path, text)
     text = runner.invoke(app, ["separate", "--help"], env={"COLUMNS": "200"}).output
-    assert re.search(r"^\s+--tta\s+Second pass", text, re.M), text
+    assert re.search(r"^\s+--tta\s+Second pass", text, re.MULTILINE), text
 
 
 def test_a_terminal_bar_that_overruns_ends_without_a_warning():

@@ -157,8 +157,9 @@ def test_the_manifest_and_the_list_are_never_outputs(short_wav, tmp_path):
 
 
 def _weights(tmp_path: Path) -> Path:
-    from tests.conftest import random_net
     import torch
+
+    from tests.conftest import random_net
 
     path = tmp_path / "w.pth"
     if not path.exists():

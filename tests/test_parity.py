@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 from tests.conftest import PARITY
-from uvrsep.evaluation import sdr
 from uvrsep import bands
 from uvrsep.config import load_band_layout
+from uvrsep.evaluation import sdr
 from uvrsep.separator import Separator
 
 pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/parity are not present")

@@ -53,7 +53,7 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1", RAY_AUTH_MODE="token")
 for _var in ("RAY_ADDRESS", "RAY_BACKEND_LOG_LEVEL", DEADLINE_ENV, DEBUG_ENV, LOOPBACK_ENV):
     ENV.pop(_var, None)
 #: A log line of Ray's C++ core: ``[2026-12-07 05:30:05,991 E 27541 27541] core_worker.cc:2465: ...``.
-RAY_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z] \d+ \d+\]", re.M)
+RAY_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z] \d+ \d+\]", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")

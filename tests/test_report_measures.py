@@ -35,7 +35,7 @@ def reference(x: np.ndarray, stems: dict, voice: str, sr: int) -> dict:
     def level(w):
         peak = max(abs(v) for ch in w for v in ch)
         power = sum(v * v for ch in w for v in ch) / (len(w) * n)
-        db = lambda p: max(10 * math.log10(p), -160.0) if p > 0 else -160.0  # noqa: E731
+        db = lambda p: max(10 * math.log10(p), -160.0) if p > 0 else -160.0
         return {"peak_dbfs": db(peak * peak), "rms_dbfs": db(power),
                 "clipped": sum(1 for ch in w for v in ch if abs(v) > 1.0)}
 

@@ -10,9 +10,9 @@ import soundfile as sf
 import torch
 
 from uvrsep import Separator, bands, segments
+from uvrsep.audio import read_audio
 from uvrsep.batch import InputItem, OutputPlan, run_batch, write_stems
 from uvrsep.config import load_band_layout
-from uvrsep.audio import read_audio
 from uvrsep.errors import AudioReadError
 from uvrsep.evaluation import sdr
 from uvrsep.semantics import UvrSemantics
@@ -362,7 +362,7 @@ def test_vr51_streamed_equals_whole_file(long_files, tmp_path):
     weights = tmp_path / "vr51_tiny.pth"
     torch.save(Architecture("vr51", 16, bins=672).build(672).state_dict(), weights)
     sep = Separator(weights, device="cpu", params="4band_v3", segment_windows=1)
-    whole, streamed = whole_and_streamed(sep, path := long_files[1])
+    whole, streamed = whole_and_streamed(sep, _path := long_files[1])
     got = streamed.collect()
     for name in whole.names:
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import librosa
 import numpy as np
-import torch
 import pytest
+import torch
 
 from tests.conftest import SR, music_like
 from uvrsep import Separator, bands
-from uvrsep.dsp.bands import from_channels, to_channels
 from uvrsep.config import load_band_layout
+from uvrsep.dsp.bands import from_channels, to_channels
 from uvrsep.errors import ConfigError
 from uvrsep.evaluation import sdr
 from uvrsep.masks import (
@@ -28,7 +29,6 @@ from uvrsep.registry import parse_stem_label
 from uvrsep.segments import SequentialResampler
 from uvrsep.semantics import RvcSemantics, Settings, UvrSemantics
 from uvrsep.stems import mirror_high_end
-
 
 # -- settings ---------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ def run_steps(sem, spec, masks, n_frames, segments, device):
     stats = sem.frame_stats(est, mag_t).cpu().numpy()
     plan = sem.post_plan(stats, n_frames)
     edges = [0, *segments, est.shape[2]]
-    for a, b in zip(edges, edges[1:]):
+    for a, b in itertools.pairwise(edges):
         sem.apply_post(est[:, :, a:b], mag_t[:, :, a:b], plan, a, n_frames)
     primary = sem.primary_spec(spec_t, mag_t, est)
     out.update(stats=stats, post=est, primary=primary.clone())
@@ -426,7 +426,7 @@ def test_sequential_resampler_is_librosas_resampling(converter, ratio):
 
     seq = SequentialResampler(source, x.shape[1], float(ratio), converter)
     edges = [0, 1, 700, 701, 4000, whole.shape[1], whole.shape[1] + 50]
-    got = np.concatenate([seq.read(a, b) for a, b in zip(edges, edges[1:])], axis=1)
+    got = np.concatenate([seq.read(a, b) for a, b in itertools.pairwise(edges)], axis=1)
     np.testing.assert_array_equal(got[:, : whole.shape[1]], whole)
     assert not got[:, whole.shape[1] :].any()
     assert all(b <= x.shape[1] for _, b in asked) and [a for a, _ in asked] == sorted(a for a, _ in asked)

@@ -1,9 +1,9 @@
 import math
 
 import numpy as np
-import torch
 import pytest
 import soundfile as sf
+import torch
 
 from tests.conftest import PARITY, SR, music_like
 from tests.helpers import predict_magnitudes
@@ -34,7 +34,7 @@ def test_half_second_input_keeps_its_length(separator, short_wav):
     # The two stems add back up to the (band-limited) mix.
     mix = sf.read(short_wav, dtype="float32")[0].T
     residual = mix - stems["instrumental"] - stems["vocals"]
-    rms = lambda a: np.sqrt(np.mean(a**2))  # noqa: E731
+    rms = lambda a: np.sqrt(np.mean(a**2))
     assert rms(residual) < 0.05 * rms(mix)
     # The last partial hop, which the original drops, is reconstructed as well as the rest.
     tail = slice(480 * (mix.shape[1] // 480), None)

@@ -69,7 +69,7 @@ def test_opus_packing_holds_more_audio(packed, tmp_path):
     assert data.vocals.shape[1] == data.index["vocals_samples"] > 0
     float16_seconds = 0.1 * 2**20 / 88200  # the vocals' half of the budget as float16: 1.2 s
     assert data.vocals.shape[1] / 44100 > 4 * float16_seconds  # here: all 6 s of the sources
-    mix, acc = make_example(data, 0, 1, 0, 1.0)
+    mix, _acc = make_example(data, 0, 1, 0, 1.0)
     assert np.isfinite(mix).all() and mix.shape == (2, 44100)
 
 

@@ -36,16 +36,20 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import __version__
 from .audio import owner_tag, remove_temporaries
 from .batch import ItemResult, Job, OutputPlan, separate_jobs
-from .clusterplan import UNIT_MAX_SECONDS, WorkerLayout, pack_units, plan_workers, worker_device  # noqa: F401  (re-exported)
+from .clusterplan import UNIT_MAX_SECONDS, WorkerLayout, pack_units, plan_workers, worker_device
 from .errors import ConfigError, UvrsepError, one_line
 from .naming import InputItem
 from .rayconnect import check_address, connect
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +222,7 @@ class RayExecutor:
         self._targets: list[Path] = []
         self._writers: list[str] = []
 
-    def __enter__(self) -> RayExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -21,15 +21,17 @@ import torch
 
 from .config import BandLayout, list_band_layouts, load_band_layout
 from .errors import ConfigError, IncompatibleCheckpointError, UvrsepError, option
-from .resolve import resolve_model
 from .network import Architecture, LoadedWeights, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference
 from .registry import STEM_LABELS
+from .resolve import resolve_model
 
 if TYPE_CHECKING:
     from .registry import ModelSpec, Registry
 
+#: The device :func:`load_model` builds the net on unless told otherwise.
+CPU = torch.device("cpu")
 
 def default_primary(arch: Architecture, model_path: str | Path) -> str:
     """The primary stem (UVR's name) of weights nothing else describes, following RVC's rules.
@@ -225,7 +227,7 @@ def load_model(
     model: str | Path | None = None,
     *,
     params: str | Path | None = None,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
     offline: bool = False,
     progress: bool = False,
     on_notice: Callable[[str], None] | None = None,

@@ -82,7 +82,7 @@ def require_ray(address: str | None = None):
         os.environ[LOOPBACK_ENV] = "0"  # read when ray is imported, also by the daemons it starts
     try:
         import ray
-        import ray.data  # noqa: F401  (pyarrow & co. come with the [data] extra)
+        import ray.data
     except ImportError:
         raise ConfigError(f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}") from None
     version = tuple(int(x) for x in re.findall(r"\d+", ray.__version__)[:2])

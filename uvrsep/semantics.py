@@ -49,7 +49,6 @@ from .masks import (
 )
 from .registry import parse_stem_label
 
-
 #: Largest network window (frames) a setting may ask for: UVR offers up to 1024; memory per
 #: window grows with it.
 MAX_WINDOW_SIZE = 2048

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from . import clips, segments
 from .audio import as_waveform, check_input_rate, check_samples, read_audio, read_audio_object, to_stereo
 from .config import BandLayout
-from .device import (  # noqa: F401  (resolve_device: re-exported, callers import it from here)
+from .device import (
     LOW_PRECISION,
     PhaseClock,
     dsp_device,
@@ -34,7 +34,7 @@ from .device import (  # noqa: F401  (resolve_device: re-exported, callers impor
 from .errors import ConfigError, EmptyAudioError
 from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
-from .model import load_model, model_stems  # noqa: F401  (model_stems: re-exported, as above)
+from .model import load_model, model_stems
 from .registry import STEM_LABELS
 from .semantics import SEMANTICS, Semantics, Settings
 from .sources import ArraySource, AudioSource, resample

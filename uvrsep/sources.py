@@ -14,14 +14,26 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from . import bands
-from .audio import FFMPEG_EXTENSIONS, check_input_file, check_samples, owner_tag, probe, remove_abandoned, run_ffmpeg_decode
+from .audio import (
+    FFMPEG_EXTENSIONS,
+    check_input_file,
+    check_samples,
+    owner_tag,
+    probe,
+    remove_abandoned,
+    run_ffmpeg_decode,
+)
 from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 #: Input samples of margin around each block when the input's rate is converted block-wise.
 SOURCE_MARGIN = 8192
@@ -140,7 +152,7 @@ class AudioSource:
             raise AudioReadError(f"{self.path}: cannot decode audio ({exc})") from None
         return sf.SoundFile(str(target))
 
-    def __enter__(self) -> AudioSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

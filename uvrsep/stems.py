@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import AudioWriteError, option
 from .config import BandLayout
+from .errors import AudioWriteError, option
 from .naming import contained_path
 from .writer import write_stems
 

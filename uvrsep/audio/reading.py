@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 
 #: Extensions read with soundfile (libsndfile); anything else goes through ffmpeg.
 SOUNDFILE_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
+    [".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64"]
 )
 #: Extensions (audio and video containers) decoded with ffmpeg.
 FFMPEG_EXTENSIONS = frozenset(
-    ".m4a .aac .alac .wma .ac3 .eac3 .dts .amr .mka .mp4 .m4v .mkv .webm .mov .avi .flv .ts .3gp .wmv .mpg .mpeg".split()
+    [".m4a", ".aac", ".alac", ".wma", ".ac3", ".eac3", ".dts", ".amr", ".mka", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".flv", ".ts", ".3gp", ".wmv", ".mpg", ".mpeg"]
 )
 
 
@@ -192,7 +192,7 @@ def run_ffmpeg_decode(path: Path, stream: int, channels: int, output: list[str])
     :class:`UnsupportedFormatError` with ffmpeg's last line when it fails."""
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-vn",
            "-ac", str(channels), "-acodec", "pcm_f32le", *output]
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(cmd, capture_output=True, check=False)  # its return code is read below
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
         raise UnsupportedFormatError(f"{path}: cannot decode audio ({reason[0]})")

@@ -4,18 +4,23 @@ by block (:class:`AudioStreamWriter`), ffmpeg encodes, and what clipping at full
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from ..errors import AudioWriteError, ConfigError, OutputExistsError, option
 from .files import READY_SUFFIX, commit_file, temp_beside, write_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 #: ``--bit-depth`` choices and the soundfile subtype each maps to (lossless formats).
 BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
@@ -159,7 +164,7 @@ def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, 
     # Absolute paths: a relative name starting with "-" or holding "name:" is not read as an option or protocol.
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", os.path.abspath(source), "-vn", os.path.abspath(tmp_name)]
     try:
-        proc = subprocess.run(cmd, capture_output=True)
+        proc = subprocess.run(cmd, capture_output=True, check=False)  # its return code is read below
         if proc.returncode != 0:
             reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
             raise AudioWriteError(f"{target}: ffmpeg cannot encode it ({reason[0]})")
@@ -229,13 +234,11 @@ class AudioStreamWriter:
         return self.path
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already closed or broken: the file goes anyway
             self._fh.close()
-        except Exception:  # already closed or broken: the file goes anyway
-            pass
         Path(self._tmp).unlink(missing_ok=True)
 
-    def __enter__(self) -> AudioStreamWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

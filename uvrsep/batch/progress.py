@@ -15,7 +15,7 @@ from .manifest import ItemResult
 
 def format_duration(seconds: float) -> str:
     """``h:mm:ss`` (``0:00:07``, ``12:03:45``)."""
-    total = int(round(max(0.0, seconds)))
+    total = round(max(0.0, seconds))
     return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
 
 

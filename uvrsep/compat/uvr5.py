@@ -93,9 +93,9 @@ from pathlib import Path
 import torch
 
 from ..audio import encode_with_ffmpeg
-from ..writer import write_stems
 from ..errors import AudioWriteError, ConfigError, UvrsepError
 from ..separator import Separator
+from ..writer import write_stems
 
 log = logging.getLogger(__name__)
 
@@ -269,11 +269,11 @@ class AudioPreDeEcho(_Uvr5):
         return self._run(music_file, (ins_root, dry), (vocal_root, wet), format)
 
 
-class _audio_pre_(AudioPre):  # noqa: N801 - the name yuki_builder and 2023's RVC import
+class _audio_pre_(AudioPre):
     """``AudioPre`` under its 2023 name (yuki_builder's ``infer_uvr5._audio_pre_``)."""
 
 
-class _audio_pre_new(AudioPreDeEcho):  # noqa: N801
+class _audio_pre_new(AudioPreDeEcho):
     """``AudioPreDeEcho`` under its 2023 name (yuki_builder's ``infer_uvr5._audio_pre_new``),
     with that code's file names: the dry signal is ``instrument_...``, the echo ``vocal_...``."""
 

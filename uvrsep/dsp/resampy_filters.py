@@ -36,7 +36,7 @@ RESAMPY_FILTERS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resampy_table(name: str) -> tuple[np.ndarray, int]:
     """resampy's half window for filter ``name`` (float64 ``[zeros·2^precision + 1]``) and its
     entries per zero crossing, as ``resampy.filters.sinc_window`` builds it: the sinc

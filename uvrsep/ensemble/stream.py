@@ -334,7 +334,7 @@ class _ChannelChoice:
 
     def push(self, xs: list[torch.Tensor]) -> torch.Tensor:
         if self.spools is None:
-            self.spools = [tempfile.SpooledTemporaryFile(max_size=self.limit) for _ in xs]
+            self.spools = [tempfile.SpooledTemporaryFile(max_size=self.limit) for _ in xs]  # noqa: SIM115  (closed by close())
             self.sums = torch.zeros(len(xs), xs[0].shape[0], dtype=torch.float64)
             self.device = xs[0].device
         for i, x in enumerate(xs):

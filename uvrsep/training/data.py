@@ -201,7 +201,7 @@ class PackedSet:
 
 def _speed(wave: np.ndarray, factor: float, n: int) -> np.ndarray:
     """Play ``factor`` times faster (pitch up by the same ratio), then fit to ``n`` samples."""
-    up, down = 100, int(round(100 * factor))
+    up, down = 100, round(100 * factor)
     if up != down:
         wave = scipy.signal.resample_poly(wave, up, down, axis=-1).astype(np.float32)
     return librosa.util.fix_length(wave, size=n, axis=-1)
@@ -226,7 +226,7 @@ def make_example(data: PackedSet, seed: int, step: int, index: int, seconds: flo
     rng = np.random.default_rng([seed, step, index])
     n = int(seconds * SAMPLE_RATE)
     factor = rng.uniform(0.9, 1.1)
-    voc, seg = data.crop("vocals", rng, int(math.ceil(n * factor)) + 16)
+    voc, seg = data.crop("vocals", rng, math.ceil(n * factor) + 16)
     voc = _eq(_speed(voc, factor, n), rng)
     pan = rng.uniform(0.2, 0.8)
     voc = np.concatenate([voc * math.sqrt(1 - pan), voc * math.sqrt(pan)])
@@ -271,5 +271,5 @@ def split_music(folder: Path, hold_out: float, seed: int) -> tuple[list[str], li
     ``hold_out`` fraction held out (for validation items), so the two never overlap."""
     files = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     order = list(np.random.default_rng(seed).permutation(files)) if files else []
-    n_held = int(round(len(order) * hold_out))
+    n_held = round(len(order) * hold_out)
     return sorted(order[n_held:]), sorted(order[:n_held])
