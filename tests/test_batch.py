@@ -449,7 +449,7 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)  # noqa: PLW1509  (POSIX-only test, no threads yet)
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -473,7 +473,7 @@ def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "long.wav"), "-m", str(tiny_weights),
            "-o", str(out), "--device", "cpu", "--segment-threshold", "5"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)  # noqa: PLW1509  (POSIX-only test, no threads yet)
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         parts = list(out.glob(".*.part")) if out.is_dir() else []

@@ -298,7 +298,7 @@ class Job:
         for name, spec, high in self._stem_specs(0):
             t0 = self.sep.clock()
             waves[name] = _host(self._with_tail(bands.synthesize(spec[:, :, : self.n], self.layout, _cut(high, 0, self.n)),
-                                                lambda a, b: (spec[:, :, a:b], _cut(high, a, b))))  # noqa: B023  (used at once)
+                                                lambda a, b, spec=spec, high=high: (spec[:, :, a:b], _cut(high, a, b))))
             self.sep.times.synthesis += self.sep.clock() - t0
         yield waves
 
