@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +45,7 @@ from .batch import ItemResult, Job, OutputPlan, separate_jobs
 from .clusterplan import UNIT_MAX_SECONDS, WorkerLayout, pack_units, plan_workers, worker_device
 from .errors import ConfigError, UvrsepError, one_line
 from .naming import InputItem
-from .rayconnect import check_address, connect
+from .rayconnect import check_address, connect, quiet_ray_data, ray_reason
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
@@ -273,7 +272,7 @@ class RayExecutor:
 
         layout, n_nodes = self.layout()
         self.on_note(layout.describe(n_nodes))
-        _quiet_ray_data()
+        quiet_ray_data()
         ledger = ray.remote(RunLedger).options(
             num_cpus=0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
@@ -318,7 +317,7 @@ class RayExecutor:
             except (KeyboardInterrupt, GeneratorExit, UvrsepError):
                 raise
             except Exception as exc:  # Ray's errors: a worker that cannot start, a lost cluster
-                raise UvrsepError(f"the Ray run stopped: {_ray_reason(exc)}") from None
+                raise UvrsepError(f"the Ray run stopped: {ray_reason(exc)}") from None
             for i, job in enumerate(jobs):
                 if i not in seen:
                     yield ItemResult(str(job.item.path), "failed", duration_s=round(job.duration, 3),
@@ -349,28 +348,3 @@ def _driver_result(job: Job, row: dict) -> ItemResult:
         texts = [text.replace(absolute, given[absolute]) for text in texts]
     return ItemResult(str(job.item.path), str(row["status"]), outputs, float(row["duration_s"]), float(row["seconds"]),
                       texts[0], texts[1:])
-
-
-def _ray_reason(exc: BaseException) -> str:
-    """The one line that matters in a Ray error (the uvrsep error inside it, if any)."""
-    cause = exc
-    while cause is not None:
-        if isinstance(cause, UvrsepError):
-            return str(cause)
-        cause = getattr(cause, "cause", None) or cause.__cause__
-    text = str(exc)
-    for line in text.splitlines():
-        m = re.search(r"uvrsep\.errors\.\w+: (.*)", line)
-        if m:
-            return m.group(1).strip()
-    return one_line(exc)
-
-
-def _quiet_ray_data() -> None:
-    """No Ray Data progress bars or start-up lines: the batch shows its own progress."""
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)

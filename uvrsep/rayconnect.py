@@ -13,7 +13,8 @@ Ray's own messages stay off the terminal on normal runs, by Ray's documented set
 (``core_worker.cc: ...``, written to file descriptor 2) would otherwise show even on runs that
 go well. While Ray starts or connects, file descriptor 2 goes to a temporary file that is then
 dropped: Ray's C++ client writes there before that setting applies. ``UVRSEP_RAY_DEBUG=1``
-(:data:`DEBUG_ENV`) shows all of Ray's messages instead.
+(:data:`DEBUG_ENV`) shows all of Ray's messages instead. A run's Ray Data progress bars are off
+(:func:`quiet_ray_data`), and a Ray error is shown by its one line that matters (:func:`ray_reason`).
 
 Nothing here touches Ray's private modules. On this machine's loopback address (``--ray`` /
 ``local``, ``127.0.0.1:PORT``) Ray runs in its documented single-machine mode,
@@ -261,3 +262,28 @@ def run_within(seconds: float, work: Callable[[], None], late: Callable[[], None
     if state["error"] is not None:
         raise state["error"]
     return True
+
+
+def ray_reason(exc: BaseException) -> str:
+    """The one line that matters in a Ray error (the uvrsep error inside it, if any)."""
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, UvrsepError):
+            return str(cause)
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    text = str(exc)
+    for line in text.splitlines():
+        m = re.search(r"uvrsep\.errors\.\w+: (.*)", line)
+        if m:
+            return m.group(1).strip()
+    return one_line(exc)
+
+
+def quiet_ray_data() -> None:
+    """No Ray Data progress bars or start-up lines: the batch shows its own progress."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
