@@ -99,5 +99,3 @@ def short_wav(tmp_path) -> Path:
     path = tmp_path / "clip.wav"
     sf.write(path, music_like(0.5).T, SR, subtype="PCM_16")
     return path
-
-

@@ -34,7 +34,11 @@ def test_cli_is_a_package_of_short_command_modules():
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef):
                 body = node.body[0].end_lineno if len(node.body) == 1 else node.body[-1].end_lineno
-                start = node.body[1].lineno if isinstance(node.body[0], ast.Expr) and len(node.body) > 1 else node.body[0].lineno
+                start = (
+                    node.body[1].lineno
+                    if isinstance(node.body[0], ast.Expr) and len(node.body) > 1
+                    else node.body[0].lineno
+                )
                 assert body - start < 70, f"{path.name}:{node.name} has a {body - start}-line body"
             # no class of the CLI shadows the library's Semantics
             if isinstance(node, ast.ClassDef):
@@ -80,8 +84,11 @@ def test_import_model_records_its_facts_and_refuses_twice(tiny_weights, tmp_path
 def test_final_labels_and_select_stems(tiny_weights):
     assert final_labels([str(tiny_weights)]) == ("instrumental", "vocals")
     assert final_labels([str(tiny_weights)], primary_stem="vocals") == ("vocals", "instrumental")
-    assert final_labels([str(tiny_weights), str(tiny_weights)]) == ("instrumental", "vocals_instrumental",
-                                                                      "vocals_vocals")
+    assert final_labels([str(tiny_weights), str(tiny_weights)]) == (
+        "instrumental",
+        "vocals_instrumental",
+        "vocals_vocals",
+    )
     assert select_stems(None, ("a", "b")) == ("a", "b")
     assert select_stems(" b, a ,b", ("a", "b")) == ("b", "a")
     assert select_stems(["a"], ("a", "b")) == ("a",)

@@ -40,22 +40,28 @@ def test_separate_on_an_absent_device(no_gpu, device, tmp_path, isolated_cache):
 
 @pytest.mark.parametrize("device", ["mps", "cuda"])
 def test_train_and_eval_on_an_absent_device(no_gpu, device, tmp_path, tiny_weights):
-    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
-                                      "--device", device])
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--device", device]
+    )
     assert result.exit_code == 2 and result.output.splitlines() == [f"error: {MESSAGES[device]}"]
     item = tmp_path / "items" / "a"
     item.mkdir(parents=True)
     for stem in ("mixture", "vocals", "accompaniment"):
         sf.write(item / f"{stem}.wav", music_like(0.2).T, SR)
-    result = CliRunner().invoke(app, ["eval", str(tmp_path / "items"), "-m", str(tiny_weights), "--device", device,
-                                      "-o", str(tmp_path / "report")])
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(tmp_path / "items"), "-m", str(tiny_weights), "--device", device, "-o", str(tmp_path / "report")],
+    )
     assert result.exit_code == 1 and result.output.splitlines() == [f"error: {MESSAGES[device]}"]
     assert not (tmp_path / "report.csv").exists()
 
 
 def test_the_api_names_its_argument(no_gpu, tiny_weights):
-    with pytest.raises(ConfigError, match=r"^device='mps': MPS \(Apple-silicon GPU\) is not available on this machine "
-                                          r"\(use device='auto' or device='cpu'\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^device='mps': MPS \(Apple-silicon GPU\) is not available on this machine "
+        r"\(use device='auto' or device='cpu'\)$",
+    ):
         Separator(tiny_weights, device="mps")
     with pytest.raises(ConfigError, match=r"^device='cuda:1': no CUDA GPU"):
         Separator(tiny_weights, device="cuda:1")

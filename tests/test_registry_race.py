@@ -25,8 +25,15 @@ for k in range(count):
 def test_concurrent_imports_keep_every_entry(tmp_path):
     processes, count = 4, 15
     start = time.time() + 2.0  # after every interpreter has started
-    runs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"p{n}", str(count), str(start)],
-                             cwd=REPO, stderr=subprocess.PIPE, text=True) for n in range(processes)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), f"p{n}", str(count), str(start)],
+            cwd=REPO,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
     errors = [run.communicate(timeout=120)[1] for run in runs]
     assert [run.returncode for run in runs] == [0] * processes, errors
     entries = json.loads((tmp_path / "user_models.json").read_text(encoding="utf-8"))

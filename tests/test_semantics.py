@@ -41,26 +41,38 @@ def test_defaults_follow_the_semantics():
     assert Settings(semantics="uvr", aggressiveness=-100, high_end="mirroring").resolve().aggressiveness == -100
 
 
-@pytest.mark.parametrize("settings, message", [
-    (Settings(aggressiveness=-1), "between 0 and 100 with rvc"),
-    (Settings(semantics="uvr", aggressiveness=101), "between -100 and 100 with uvr"),
-    (Settings(semantics="uvr", high_end="mirroring2"), "mirroring2.*uvr semantics"),
-    (Settings(high_end="mirror"), "use mirroring, mirroring2, none"),
-    (Settings(semantics="UVR5"), "unknown semantics"),
-    (Settings(primary_stem="kazoo"), "unknown stem 'kazoo'"),
-    (Settings(window_size=0), "window size"),
-    (Settings(postprocess_threshold=float("nan")), "threshold"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (Settings(aggressiveness=-1), "between 0 and 100 with rvc"),
+        (Settings(semantics="uvr", aggressiveness=101), "between -100 and 100 with uvr"),
+        (Settings(semantics="uvr", high_end="mirroring2"), "mirroring2.*uvr semantics"),
+        (Settings(high_end="mirror"), "use mirroring, mirroring2, none"),
+        (Settings(semantics="UVR5"), "unknown semantics"),
+        (Settings(primary_stem="kazoo"), "unknown stem 'kazoo'"),
+        (Settings(window_size=0), "window size"),
+        (Settings(postprocess_threshold=float("nan")), "threshold"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(settings, message):
     with pytest.raises(ConfigError, match=message) as info:
         settings.resolve()
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("text, name", [
-    ("Vocals", "Vocals"), ("vocals", "Vocals"), ("No Echo", "No Echo"), ("no_echo", "No Echo"), ("NO-ECHO", "No Echo"),
-    ("  instrumental ", "Instrumental"), ("wind inst", "Wind Inst"), ("no_reverb", "No Reverb"),
-])
+@pytest.mark.parametrize(
+    "text, name",
+    [
+        ("Vocals", "Vocals"),
+        ("vocals", "Vocals"),
+        ("No Echo", "No Echo"),
+        ("no_echo", "No Echo"),
+        ("NO-ECHO", "No Echo"),
+        ("  instrumental ", "Instrumental"),
+        ("wind inst", "Wind Inst"),
+        ("no_reverb", "No Reverb"),
+    ],
+)
 def test_stem_labels_in_either_spelling(text, name):
     assert parse_stem_label(text) == name
 
@@ -77,10 +89,13 @@ def test_separator_takes_settings_or_keywords(tiny_weights):
         Separator(tiny_weights, device="cpu", agressiveness=5)
 
 
-@pytest.mark.parametrize("window, message", [
-    (256, "window size 256 is too small.*larger than 256"),
-    (1000, "window size 1000 does not fit.*multiple of 16"),
-])
+@pytest.mark.parametrize(
+    "window, message",
+    [
+        (256, "window size 256 is too small.*larger than 256"),
+        (1000, "window size 1000 does not fit.*multiple of 16"),
+    ],
+)
 def test_window_the_net_cannot_take_is_a_clear_error(tiny_weights, window, message):
     with pytest.raises(ConfigError, match=message) as info:
         Separator(tiny_weights, device="cpu", semantics="uvr", window_size=window)
@@ -98,13 +113,16 @@ def test_unknown_primary_stem_notice(tiny_weights):
 # -- UVR's steps ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("aggression, inverted, expected", [
-    (10, False, (1 + 0.2 / 3, 1.2)),
-    (5, True, (1.3, 1.9)),  # a = 1 − 0.1 (case b of the fixtures)
-    (0, True, (1, 1)),  # no inversion at 0
-    (-30, True, (1 + 1.6 / 3, 2.6)),
-    (-30, False, (0.8, 0.4)),
-])
+@pytest.mark.parametrize(
+    "aggression, inverted, expected",
+    [
+        (10, False, (1 + 0.2 / 3, 1.2)),
+        (5, True, (1.3, 1.9)),  # a = 1 − 0.1 (case b of the fixtures)
+        (0, True, (1, 1)),  # no inversion at 0
+        (-30, True, (1 + 1.6 / 3, 2.6)),
+        (-30, False, (0.8, 0.4)),
+    ],
+)
 def test_uvr_exponents(aggression, inverted, expected):
     np.testing.assert_allclose(uvr_exponents(aggression, inverted), expected, rtol=1e-12)
 
@@ -159,8 +177,6 @@ def test_apply_merge_weights():
 
 LAYOUT = load_band_layout("4band_v2")  # F = 673 rows, split bin 85, 101 high-end rows
 SHAPE = (2, LAYOUT.bins + 1, 300)
-
-
 
 
 def mix_and_masks(seed: int = 0):
@@ -282,8 +298,14 @@ def same_plan(a, b) -> bool:
 
 
 STEP_CASES = [
-    ("rvc", 10, False), ("rvc", 0, False), ("rvc", 100, False),
-    ("uvr", 5, True), ("uvr", 5, False), ("uvr", 0, True), ("uvr", -30, True), ("uvr", 100, False),
+    ("rvc", 10, False),
+    ("rvc", 0, False),
+    ("rvc", 100, False),
+    ("uvr", 5, True),
+    ("uvr", 5, False),
+    ("uvr", 0, True),
+    ("uvr", -30, True),
+    ("uvr", 100, False),
 ]
 
 
@@ -320,8 +342,9 @@ def test_uvr_aggression_matches_numpy(aggression, inverted):
     mask = mix_and_masks()[1][0]
     ours = torch.from_numpy(mask.copy())
     assert apply_uvr_aggression(ours, aggression, LAYOUT.split_bin, inverted) is ours
-    torch.testing.assert_close(ours, torch.from_numpy(np_uvr_aggression(mask, aggression, LAYOUT.split_bin, inverted)),
-                               rtol=2e-6, atol=1e-7)
+    torch.testing.assert_close(
+        ours, torch.from_numpy(np_uvr_aggression(mask, aggression, LAYOUT.split_bin, inverted)), rtol=2e-6, atol=1e-7
+    )
 
 
 def test_mask_silence_and_silence_ops_match_numpy():
@@ -377,8 +400,12 @@ def test_steps_on_cuda_match_the_cpu(name, aggressiveness, inverted):
         on_gpu = mirror_high_end(stem.cuda(), high.cuda(), LAYOUT, mode)
         assert sdr(on_cpu.numpy(), on_gpu.cpu().numpy()) >= 100, mode
     mask = torch.from_numpy(masks[0])
-    torch.testing.assert_close(apply_uvr_aggression(mask.cuda(), -30, LAYOUT.split_bin, True).cpu(),
-                               apply_uvr_aggression(mask.clone(), -30, LAYOUT.split_bin, True), rtol=2e-6, atol=1e-7)
+    torch.testing.assert_close(
+        apply_uvr_aggression(mask.cuda(), -30, LAYOUT.split_bin, True).cpu(),
+        apply_uvr_aggression(mask.clone(), -30, LAYOUT.split_bin, True),
+        rtol=2e-6,
+        atol=1e-7,
+    )
 
 
 # -- band processing --------------------------------------------------------------------------

@@ -303,7 +303,11 @@ def test_precision_on_cuda(tiny_weights, precision, floor):
     assert sep.precision == precision
     b = sep.separate(wave, SR)
     # Set for the network stages only, restored after.
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) == flags
+    assert (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    ) == flags
     for name in a.waves:
         assert min(sdr(a.waves[name][c], b.waves[name][c]) for c in range(2)) >= floor
 

@@ -86,7 +86,9 @@ def frame_count(n_samples: int, layout: BandLayout) -> int:
     return min(1 + length // band.hop_length for band, length in zip(layout.bands, band_lengths(n_samples, layout)))
 
 
-def combine(specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def combine(
+    specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stack frames ``start .. stop - 1`` of each band's STFT (complex64 ``[2, n_fft/2 + 1, frames]``)
     into the combined spectrogram ``[2, bins + 1, stop - start]``, pre-filtered; also returns the
     top band's raw high-end rows ``[2, h, stop - start]`` (``None`` when the layout has none).

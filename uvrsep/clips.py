@@ -79,12 +79,16 @@ def _read_group(sep, group: list[Path]) -> list[tuple[np.ndarray | Exception, fl
     return loaded
 
 
-def _run_group(sep, group: list[Path], loaded: list[tuple[np.ndarray | Exception, float]]) -> Iterator[tuple[Path, Stems | Exception]]:
+def _run_group(
+    sep, group: list[Path], loaded: list[tuple[np.ndarray | Exception, float]]
+) -> Iterator[tuple[Path, Stems | Exception]]:
     """Separate a group read by :func:`_read_group`, in order; an input that could not be
     read fails alone. When the shared run fails, each input is redone alone so that each
     error lands on the input that caused it."""
     ready = [k for k, (wave, _) in enumerate(loaded) if not isinstance(wave, Exception)]
-    results: dict[int, Stems | Exception] = {k: wave for k, (wave, _) in enumerate(loaded) if isinstance(wave, Exception)}
+    results: dict[int, Stems | Exception] = {
+        k: wave for k, (wave, _) in enumerate(loaded) if isinstance(wave, Exception)
+    }
     if len(ready) > 1:
         t0 = time.perf_counter()
         try:

@@ -106,12 +106,16 @@ class _Worker:
         import torch
 
         if version != __version__:
-            raise ConfigError(f"a Ray worker has uvrsep {__version__}, the driver {version}: install the same on every node")
+            raise ConfigError(
+                f"a Ray worker has uvrsep {__version__}, the driver {version}: install the same on every node"
+            )
         torch.set_num_threads(threads)
         self.ledger = ledger
         ray.get(ledger.register.remote(owner_tag()))
         options = dict(options)
-        options["device"], note = worker_device(options.get("device", "auto"), ray.get_gpu_ids(), torch.cuda.is_available())
+        options["device"], note = worker_device(
+            options.get("device", "auto"), ray.get_gpu_ids(), torch.cuda.is_available()
+        )
         from .chain import load_models
 
         self.separator = load_models(models, **options)
@@ -135,8 +139,10 @@ class _Worker:
     def run_unit(self, unit: int, entries: list) -> list[dict]:
         """Separate one unit; its rows. A unit seen before (its worker died) is rerun one input
         at a time; inputs whose files the dead worker committed come back ``ok``."""
-        jobs = {int(i): Job(InputItem(Path(inp), Path(inp).parent), {k: Path(v) for k, v in targets.items()}, float(d))
-                for i, inp, targets, d in entries}
+        jobs = {
+            int(i): Job(InputItem(Path(inp), Path(inp).parent), {k: Path(v) for k, v in targets.items()}, float(d))
+            for i, inp, targets, d in entries
+        }
         attempt = self._call("begin", unit)
         rows: list[dict] = []
         full: dict[int, dict[str, Path]] = {}
@@ -148,8 +154,18 @@ class _Worker:
                 job = jobs[i]
                 missing = {k: p for k, p in job.targets.items() if not p.exists()}
                 if not missing:
-                    rows.append(_row(i, ItemResult(str(job.item.path), "ok", [str(p) for p in job.targets.values()],
-                                                   round(job.duration, 3), 0.0)))
+                    rows.append(
+                        _row(
+                            i,
+                            ItemResult(
+                                str(job.item.path),
+                                "ok",
+                                [str(p) for p in job.targets.values()],
+                                round(job.duration, 3),
+                                0.0,
+                            ),
+                        )
+                    )
                     del jobs[i]
                 else:
                     full[i] = job.targets
@@ -174,9 +190,13 @@ class _Worker:
         for i, job in jobs.items():
             starts = self._call("start", i)
             if starts >= MAX_ATTEMPTS:  # the first, grouped attempt was not counted here
-                yield ItemResult(str(job.item.path), "failed", duration_s=round(job.duration, 3),
-                                 error=f"{job.item.path}: a Ray worker died {starts} times while separating it "
-                                       "(out of memory? a crash in a decoder?); not retried again")
+                yield ItemResult(
+                    str(job.item.path),
+                    "failed",
+                    duration_s=round(job.duration, 3),
+                    error=f"{job.item.path}: a Ray worker died {starts} times while separating it "
+                    "(out of memory? a crash in a decoder?); not retried again",
+                )
                 continue
             yield from separate_jobs(self.separator, [job], self.plan, before_commit=before_commit)
 
@@ -185,9 +205,17 @@ _ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "er
 
 
 def _row(index: int, result: ItemResult) -> dict:
-    return {"index": index, "input": result.input, "status": result.status, "outputs": json.dumps(result.outputs),
-            "duration_s": float(result.duration_s), "seconds": float(result.seconds), "error": result.error,
-            "warnings": json.dumps(result.warnings), "notes": "[]"}
+    return {
+        "index": index,
+        "input": result.input,
+        "status": result.status,
+        "outputs": json.dumps(result.outputs),
+        "duration_s": float(result.duration_s),
+        "seconds": float(result.seconds),
+        "error": result.error,
+        "warnings": json.dumps(result.warnings),
+        "notes": "[]",
+    }
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -204,9 +232,17 @@ class RayExecutor:
     Use as a context manager: leaving it removes what dead workers left and stops a Ray it started.
     """
 
-    def __init__(self, models: list, options: dict, plan: OutputPlan, *, address: str = "local",
-                 workers: int | None = None, gpus_per_worker: float | None = None,
-                 on_note: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        models: list,
+        options: dict,
+        plan: OutputPlan,
+        *,
+        address: str = "local",
+        workers: int | None = None,
+        gpus_per_worker: float | None = None,
+        on_note: Callable[[str], None] | None = None,
+    ):
         self.models = [str(Path(m).absolute()) if m is not None and _is_path(m) else m for m in models]
         self.options = dict(options)
         if self.options.get("params") is not None and _is_path(self.options["params"]):
@@ -252,8 +288,13 @@ class RayExecutor:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
         gpus = sum(float(n.get("Resources", {}).get("GPU", 0)) for n in nodes)
-        layout = plan_workers(node_cpus, gpus, device=str(self.options.get("device", "auto")),
-                              workers=self.workers, gpus_per_worker=self.gpus_per_worker)
+        layout = plan_workers(
+            node_cpus,
+            gpus,
+            device=str(self.options.get("device", "auto")),
+            workers=self.workers,
+            gpus_per_worker=self.gpus_per_worker,
+        )
         return layout, len(nodes)
 
     def __call__(self, jobs: Sequence[Job], on_block: Callable[[float], None] | None = None) -> Iterator[ItemResult]:
@@ -273,22 +314,41 @@ class RayExecutor:
         layout, n_nodes = self.layout()
         self.on_note(layout.describe(n_nodes))
         quiet_ray_data()
-        ledger = ray.remote(RunLedger).options(
-            num_cpus=0, max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
-        ).remote()
+        ledger = (
+            ray.remote(RunLedger)
+            .options(
+                num_cpus=0,
+                max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False),
+            )
+            .remote()
+        )
         for job in jobs:
             self._targets += [Path(os.path.abspath(p)) for p in job.targets.values()]
         # Inputs the workers separate in segments go alone; with the memory-driven default
         # (segment_threshold None) the driver cannot know the workers' memory: those longer
         # than a whole unit go alone.
         threshold = self.options.get("segment_threshold")
-        units = pack_units(jobs, long_seconds=UNIT_MAX_SECONDS if threshold is None else float(threshold),
-                           workers=layout.workers)
-        items = [{"unit": u, "jobs": json.dumps([[i, os.path.abspath(jobs[i].item.path),
-                                                  {k: os.path.abspath(p) for k, p in jobs[i].targets.items()},
-                                                  jobs[i].duration] for i in unit])}
-                 for u, unit in enumerate(units)]
+        units = pack_units(
+            jobs, long_seconds=UNIT_MAX_SECONDS if threshold is None else float(threshold), workers=layout.workers
+        )
+        items = [
+            {
+                "unit": u,
+                "jobs": json.dumps(
+                    [
+                        [
+                            i,
+                            os.path.abspath(jobs[i].item.path),
+                            {k: os.path.abspath(p) for k, p in jobs[i].targets.items()},
+                            jobs[i].duration,
+                        ]
+                        for i in unit
+                    ]
+                ),
+            }
+            for u, unit in enumerate(units)
+        ]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _Worker,
             batch_size=1,
@@ -296,8 +356,14 @@ class RayExecutor:
             compute=ray.data.ActorPoolStrategy(size=layout.workers, max_tasks_in_flight_per_actor=1),
             num_cpus=layout.cpus,
             num_gpus=layout.gpus or None,
-            fn_constructor_kwargs=dict(models=self.models, options=self.options, plan=self.plan, ledger=ledger,
-                                       threads=layout.threads, version=__version__),
+            fn_constructor_kwargs=dict(
+                models=self.models,
+                options=self.options,
+                plan=self.plan,
+                ledger=ledger,
+                threads=layout.threads,
+                version=__version__,
+            ),
         )
         seen: set[int] = set()
         notes: set[str] = set()
@@ -320,8 +386,12 @@ class RayExecutor:
                 raise UvrsepError(f"the Ray run stopped: {ray_reason(exc)}") from None
             for i, job in enumerate(jobs):
                 if i not in seen:
-                    yield ItemResult(str(job.item.path), "failed", duration_s=round(job.duration, 3),
-                                     error=f"{job.item.path}: no result came back from the Ray cluster")
+                    yield ItemResult(
+                        str(job.item.path),
+                        "failed",
+                        duration_s=round(job.duration, 3),
+                        error=f"{job.item.path}: no result came back from the Ray cluster",
+                    )
         finally:
             close = getattr(rows, "close", None)
             if close is not None:
@@ -346,5 +416,12 @@ def _driver_result(job: Job, row: dict) -> ItemResult:
     texts = [str(row["error"]), *json.loads(row["warnings"] or "[]")]
     for absolute in sorted(given, key=len, reverse=True):
         texts = [text.replace(absolute, given[absolute]) for text in texts]
-    return ItemResult(str(job.item.path), str(row["status"]), outputs, float(row["duration_s"]), float(row["seconds"]),
-                      texts[0], texts[1:])
+    return ItemResult(
+        str(job.item.path),
+        str(row["status"]),
+        outputs,
+        float(row["duration_s"]),
+        float(row["seconds"]),
+        texts[0],
+        texts[1:],
+    )

@@ -37,8 +37,14 @@ class WorkerLayout:
         return f"ray: {self.workers} worker(s) ({each} each) on a cluster of {nodes} node(s)"
 
 
-def plan_workers(node_cpus: Sequence[float], gpus: float, *, device: str = "auto",
-                 workers: int | None = None, gpus_per_worker: float | None = None) -> WorkerLayout:
+def plan_workers(
+    node_cpus: Sequence[float],
+    gpus: float,
+    *,
+    device: str = "auto",
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+) -> WorkerLayout:
     """The worker layout for a cluster whose nodes have ``node_cpus`` CPUs and ``gpus`` GPUs in all.
 
     GPUs per worker: ``gpus_per_worker``, else 1 where the cluster has a GPU and ``device``
@@ -64,8 +70,10 @@ def plan_workers(node_cpus: Sequence[float], gpus: float, *, device: str = "auto
     if workers < 1:
         raise ConfigError("--ray-workers must be at least 1")
     if gpus_per_worker > 0 and workers * gpus_per_worker > gpus + 1e-9:
-        raise ConfigError(f"--ray-workers {workers} with --gpus-per-worker {gpus_per_worker:g} needs "
-                          f"{workers * gpus_per_worker:g} GPUs; the Ray cluster has {gpus:g}")
+        raise ConfigError(
+            f"--ray-workers {workers} with --gpus-per-worker {gpus_per_worker:g} needs "
+            f"{workers * gpus_per_worker:g} GPUs; the Ray cluster has {gpus:g}"
+        )
     if total_cpus <= 0:
         raise ConfigError("the Ray cluster has no CPU to run workers on")
     cpus = _cpus_per_worker(node_cpus, workers)

@@ -59,11 +59,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
         raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or mps)")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{option('device', value=device)}: no CUDA GPU is available to this process "
-                          f"(use {option('device', value='auto')} or {option('device', value='cpu')})")
+        raise ConfigError(
+            f"{option('device', value=device)}: no CUDA GPU is available to this process "
+            f"(use {option('device', value='auto')} or {option('device', value='cpu')})"
+        )
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"{option('device', value=device)}: MPS (Apple-silicon GPU) is not available on this machine "
-                          f"(use {option('device', value='auto')} or {option('device', value='cpu')})")
+        raise ConfigError(
+            f"{option('device', value=device)}: MPS (Apple-silicon GPU) is not available on this machine "
+            f"(use {option('device', value='auto')} or {option('device', value='cpu')})"
+        )
     if device == "cuda":  # the index its tensors report, so that devices compare equal
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(device)

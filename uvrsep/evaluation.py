@@ -129,7 +129,9 @@ class Scores:
     rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def median(self, key: str, items: list[str] | None = None) -> float | None:
-        values = [r[key] for name, r in self.rows.items() if r.get(key) is not None and (items is None or name in items)]
+        values = [
+            r[key] for name, r in self.rows.items() if r.get(key) is not None and (items is None or name in items)
+        ]
         return statistics.median(values) if values else None
 
 
@@ -197,8 +199,6 @@ def write_reports(results: list[Scores], out_prefix: Path) -> tuple[Path, Path]:
         for scores in results:
             for item, row in scores.rows.items():
                 writer.writerow([scores.system, item, *("" if row[k] is None else f"{row[k]:.3f}" for k in keys)])
-    payload = {
-        s.system: {"items": s.rows, "median": {k: s.median(k) for k in keys}} for s in results
-    }
+    payload = {s.system: {"items": s.rows, "median": {k: s.median(k) for k in keys}} for s in results}
     json_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return csv_path, json_path

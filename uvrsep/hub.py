@@ -152,7 +152,8 @@ class Digest:
     def describe(self) -> str:
         """``"registry"``, ``"recorded on import"`` or ``"recorded on download: unverified (...)"``."""
         return {"registry": "registry", "import": "recorded on import"}.get(
-            self.source, f"recorded on download: {UNVERIFIED}")
+            self.source, f"recorded on download: {UNVERIFIED}"
+        )
 
 
 def recorded_hashes(home: Path | None = None) -> dict[str, Digest]:
@@ -161,8 +162,11 @@ def recorded_hashes(home: Path | None = None) -> dict[str, Digest]:
     for file_name, value in _read_json(models_dir(home) / RECORDS_FILE).items():
         if isinstance(value, str):
             records[file_name] = Digest(value, "")
-        elif isinstance(value, dict) and isinstance(value.get("sha256"), str) \
-                and value.get("source") in ("import", "download"):
+        elif (
+            isinstance(value, dict)
+            and isinstance(value.get("sha256"), str)
+            and value.get("source") in ("import", "download")
+        ):
             records[file_name] = Digest(value["sha256"], value["source"])
     return records
 
@@ -191,8 +195,12 @@ def file_sha256(path: Path, home: Path | None = None, *, fresh: bool = False) ->
     stat = path.stat()
     if not fresh:
         seen = _read_json(models_dir(home) / HASHES_FILE).get(path.name)
-        if isinstance(seen, dict) and seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns \
-                and isinstance(seen.get("sha256"), str):
+        if (
+            isinstance(seen, dict)
+            and seen.get("size") == stat.st_size
+            and seen.get("mtime_ns") == stat.st_mtime_ns
+            and isinstance(seen.get("sha256"), str)
+        ):
             return seen["sha256"]
     actual = sha256_file(path)
     try:
@@ -249,8 +257,11 @@ def check_cached(spec: ModelSpec, home: Path | None = None) -> None:
     path = cached_path(spec, home)
     actual = file_sha256(path, home)
     if actual != digest.sha256:
-        fix = ("delete it to download it again" if spec.urls
-               else f"import the right file again (uvrsep models import FILE --name {spec.name} --overwrite)")
+        fix = (
+            "delete it to download it again"
+            if spec.urls
+            else f"import the right file again (uvrsep models import FILE --name {spec.name} --overwrite)"
+        )
         raise UvrsepError(
             f"{path}: not the file of model {spec.name} (sha256 {actual[:16]}..., pinned "
             f"{'in the registry' if digest.source == 'registry' else 'on import'}: {digest.sha256[:16]}...); "

@@ -65,8 +65,15 @@ def bytes_per_frame(layout: BandLayout) -> int:
     return BYTES_PER_FRAME_673 * (layout.bins + 1) // 673
 
 
-def segment_plan(n_samples: int, layout: BandLayout, hop: int, budget: int, *, threshold: float | None = None,
-                 windows: int | None = None) -> SegmentPlan:
+def segment_plan(
+    n_samples: int,
+    layout: BandLayout,
+    hop: int,
+    budget: int,
+    *,
+    threshold: float | None = None,
+    windows: int | None = None,
+) -> SegmentPlan:
     """The plan for an input of ``n_samples`` at ``layout``'s rate, with ``hop`` frames per network
     window and ``budget`` bytes on the DSP device (:func:`uvrsep.device.memory_budget`).
 
@@ -268,8 +275,11 @@ class Job:
         """The stems' audio, segment by segment (see the class)."""
         bar = None
         if self.on_window is None and self.sep.progress and not self.whole:
-            bar = tqdm(total=self.stage.n_windows(self.n) * (2 if self.sep.settings.postprocess else 1),
-                       unit="win", leave=False)
+            bar = tqdm(
+                total=self.stage.n_windows(self.n) * (2 if self.sep.settings.postprocess else 1),
+                unit="win",
+                leave=False,
+            )
             self.on_window = bar.update
         try:
             if self.sep.settings.postprocess:
@@ -297,12 +307,18 @@ class Job:
         waves = {}
         for name, spec, high in self._stem_specs(0):
             t0 = self.sep.clock()
-            waves[name] = _host(self._with_tail(bands.synthesize(spec[:, :, : self.n], self.layout, _cut(high, 0, self.n)),
-                                                lambda a, b, spec=spec, high=high: (spec[:, :, a:b], _cut(high, a, b))))
+            waves[name] = _host(
+                self._with_tail(
+                    bands.synthesize(spec[:, :, : self.n], self.layout, _cut(high, 0, self.n)),
+                    lambda a, b, spec=spec, high=high: (spec[:, :, a:b], _cut(high, a, b)),
+                )
+            )
             self.sep.times.synthesis += self.sep.clock() - t0
         yield waves
 
-    def _with_tail(self, wave: torch.Tensor, frames: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    def _with_tail(
+        self, wave: torch.Tensor, frames: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> torch.Tensor:
         """``wave``, the synthesis up to the original's last frame, completed to ``n_samples``.
 
         The original drops the input's last partial hop; those samples come from a second
@@ -321,15 +337,19 @@ class Job:
 
     def _block(self, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         if k not in self._cache:
-            self._cache[k] = {name: (spec.clone() if name == self.sep.primary else spec, high)
-                              for name, spec, high in self._stem_specs(k)}
+            self._cache[k] = {
+                name: (spec.clone() if name == self.sep.primary else spec, high)
+                for name, spec, high in self._stem_specs(k)
+            }
             lo, hi = self._bounds(k)
             if self._head_frames is None and lo < self._head <= hi:
                 # The last segment's wrap-around reads the first frames again: keep a copy of them
                 # (their blocks are all cached now: the first segment needed them).
                 head = min(self._head, self.total)
-                self._head_frames = {name: tuple(None if t is None else t.clone() for t in self._frames(name, 0, head))
-                                     for name in self._cache[k]}
+                self._head_frames = {
+                    name: tuple(None if t is None else t.clone() for t in self._frames(name, 0, head))
+                    for name in self._cache[k]
+                }
         return self._cache[k]
 
     def _frames(self, name: str, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -352,8 +372,12 @@ class Job:
         sep, layout = self.sep, self.layout
         hop = layout.top.hop_length
         names = (sep.primary, sep.secondary)
-        synths = {name: segments.SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b),
-                                                    device=sep.dsp) for name in names}
+        synths = {
+            name: segments.SegmentedSynthesis(
+                layout, self.n, lambda a, b, name=name: self._frames(name, a, b), device=sep.dsp
+            )
+            for name in names
+        }
         reach = segments.synthesis_reach(layout)
         tail = {k for k in range(len(self.starts)) if self._bounds(k)[1] > self.n - max(reach, TAIL_FRAMES)}
         length = hop * (self.n - 1)
@@ -364,8 +388,10 @@ class Job:
             chunk = {name: synths[name].output(start, stop) for name in names} if stop > start else {}
             if k == len(self.starts) - 1:
                 empty = torch.zeros((2, 0), dtype=torch.float64, device=sep.dsp)
-                chunk = {name: self._with_tail(chunk.get(name, empty), lambda a, b, name=name: self._frames(name, a, b))
-                         for name in names}
+                chunk = {
+                    name: self._with_tail(chunk.get(name, empty), lambda a, b, name=name: self._frames(name, a, b))
+                    for name in names
+                }
             chunk = {name: _host(wave) for name, wave in chunk.items()}
             # The blocks' analysis and network ran inside (when the synthesis asked for their frames).
             sep.times.synthesis += sep.clock() - t0 - (sep.times.analysis + sep.times.network - nested)

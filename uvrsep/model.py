@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 #: The device :func:`load_model` builds the net on unless told otherwise.
 CPU = torch.device("cpu")
 
+
 def default_primary(arch: Architecture, model_path: str | Path) -> str:
     """The primary stem (UVR's name) of weights nothing else describes, following RVC's rules.
 
@@ -75,7 +76,9 @@ def known_facts(meta: dict, spec, uvr_entry: dict | None) -> tuple[str | None, s
     return params, primary, note
 
 
-def model_stems(model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, str]:
+def model_stems(
+    model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None
+) -> tuple[str, str]:
     """The (masked, residual) stem labels ``model`` will write, worked out without downloading
     or building it (a path is read; a registry name that is not cached yet answers from its
     entry). ``None`` is the registry's default model; ``primary_stem`` (any spelling) is the
@@ -130,7 +133,9 @@ def band_config_of(spec: ModelSpec, registry: Registry) -> str:
         if not path.is_file():
             return "from UVR's hash table (on download)"
     try:
-        arch = Architecture(family=spec.family or "aspp", width=spec.width or 0, bins=672 if spec.family == "vr51" else None)
+        arch = Architecture(
+            family=spec.family or "aspp", width=spec.width or 0, bins=672 if spec.family == "vr51" else None
+        )
         return f"{default_params(arch)} (family default)"
     except ConfigError:
         return "family default (by the net's size)"
@@ -182,8 +187,13 @@ def import_model(
     load_band_layout(params)
     known_primary = parse_stem_label(primary) if primary is not None else entry.get("primary")
     spec = ModelSpec(
-        name=name, file=f"{name}.pth", source="user", family=arch.family, width=arch.width,
-        params=params, primary=known_primary or default_primary(arch, file),
+        name=name,
+        file=f"{name}.pth",
+        source="user",
+        family=arch.family,
+        width=arch.width,
+        params=params,
+        primary=known_primary or default_primary(arch, file),
         note=f"imported from {file}; band config: {how}",
     )
     path = import_file(file, spec, home, overwrite=overwrite)

@@ -63,8 +63,10 @@ def check_address(address: str) -> str:
         return address
     m = _ADDRESS.fullmatch(address)
     if m is None:
-        raise ConfigError(f"--ray {address}: not a Ray address (local, auto or HOST:PORT); "
-                          "put the inputs before --ray, or write --ray=ADDRESS")
+        raise ConfigError(
+            f"--ray {address}: not a Ray address (local, auto or HOST:PORT); "
+            "put the inputs before --ray, or write --ray=ADDRESS"
+        )
     if not 0 < int(m["port"]) < 65536:
         raise ConfigError(f"--ray {address}: the port must be 1 to 65535")
     return address
@@ -88,15 +90,19 @@ def require_ray(address: str | None = None):
         raise ConfigError(f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}") from None
     version = tuple(int(x) for x in re.findall(r"\d+", ray.__version__)[:2])
     if version < MIN_RAY:
-        raise ConfigError(f"--ray needs Ray {'.'.join(map(str, MIN_RAY))} or newer (this is {ray.__version__}): "
-                          f"{INSTALL_HINT} --upgrade")
+        raise ConfigError(
+            f"--ray needs Ray {'.'.join(map(str, MIN_RAY))} or newer (this is {ray.__version__}): "
+            f"{INSTALL_HINT} --upgrade"
+        )
     if address not in (None, "local"):
         connect_deadline()  # a bad override is a usage error, found before any work
     if _loopback(address) and not ray.is_initialized() and ray.util.get_node_ip_address() != "127.0.0.1":
         # Otherwise Ray replaces a loopback address by the machine's outward one, both when it
         # starts an instance (which then listens there) and when it connects to 127.0.0.1:PORT.
-        raise ConfigError(f"--ray {address}: Ray was imported before uvrsep could keep it on 127.0.0.1: set "
-                          f"{LOOPBACK_ENV}=0 before importing ray, or connect with ray.init() first")
+        raise ConfigError(
+            f"--ray {address}: Ray was imported before uvrsep could keep it on 127.0.0.1: set "
+            f"{LOOPBACK_ENV}=0 before importing ray, or connect with ray.init() first"
+        )
     return ray
 
 
@@ -190,8 +196,9 @@ def _join(ray, address: str) -> None:
     """``ray.init(address)`` within the deadline; an address where nothing answers fails at once."""
     seconds = connect_deadline()
     target = _probe_target(address)
-    advice = ("check the address (`ray start --head` prints it; Ray's port is 6379 by default) "
-              "and that the cluster is up")
+    advice = (
+        "check the address (`ray start --head` prints it; Ray's port is 6379 by default) and that the cluster is up"
+    )
 
     def attempt() -> None:
         if target is not None:
@@ -203,8 +210,10 @@ def _join(ray, address: str) -> None:
     with _ray_output_hidden():
         finished = run_within(seconds, attempt, late=ray.shutdown)
     if not finished:
-        raise UvrsepError(f"--ray {address}: no Ray cluster answered within {seconds:g} s; {advice} "
-                          f"({DEADLINE_ENV} sets the deadline)")
+        raise UvrsepError(
+            f"--ray {address}: no Ray cluster answered within {seconds:g} s; {advice} "
+            f"({DEADLINE_ENV} sets the deadline)"
+        )
 
 
 def _probe_target(address: str) -> tuple[str, int] | None:

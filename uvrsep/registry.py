@@ -30,6 +30,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+
 def _label(name: str) -> str:
     return name.lower().replace(" ", "_")
 
@@ -41,9 +42,25 @@ STEM_LABELS = {
     "Vocals": ("vocals", "instrumental"),
     **{
         name: pair
-        for stem in ("Echo", "Reverb", "Noise", "Other", "Bass", "Drums", "Guitar", "Piano", "Synthesizer",
-                     "Strings", "Woodwinds", "Brass", "Wind Inst")
-        for name, pair in ((stem, (_label(stem), "no_" + _label(stem))), (f"No {stem}", ("no_" + _label(stem), _label(stem))))
+        for stem in (
+            "Echo",
+            "Reverb",
+            "Noise",
+            "Other",
+            "Bass",
+            "Drums",
+            "Guitar",
+            "Piano",
+            "Synthesizer",
+            "Strings",
+            "Woodwinds",
+            "Brass",
+            "Wind Inst",
+        )
+        for name, pair in (
+            (stem, (_label(stem), "no_" + _label(stem))),
+            (f"No {stem}", ("no_" + _label(stem), _label(stem))),
+        )
     },
 }
 
@@ -62,6 +79,8 @@ def parse_stem_label(text: str) -> str:
     raise ConfigError(
         f"unknown stem {text!r} (use one of {', '.join(STEM_LABELS)}; case, spaces and underscores do not matter)"
     )
+
+
 UVR_HASH_TAIL = 10_000 * 1024
 #: How many times replacing a file another process holds open is tried (Windows), 50 ms apart.
 REPLACE_TRIES = 20
@@ -94,7 +113,9 @@ class ModelSpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(raw) - known
         if unknown or "name" not in raw or "file" not in raw:
-            raise ConfigError(f"{where}: bad model entry {raw.get('name', '?')!r} ({', '.join(sorted(unknown)) or 'needs name and file'})")
+            raise ConfigError(
+                f"{where}: bad model entry {raw.get('name', '?')!r} ({', '.join(sorted(unknown)) or 'needs name and file'})"
+            )
         raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         if raw.get("primary", "Instrumental") not in STEM_LABELS:
             raise ConfigError(f"{where}: {raw['name']}: unknown primary stem {raw['primary']!r}")
@@ -140,8 +161,13 @@ def check_file_name(name: str, what: str = "model name", folder: Path | None = N
     of ``folder`` (:func:`name_limit`) with :data:`NAME_MARGIN` bytes to spare; else a
     :class:`ConfigError`."""
     bad = (
-        not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
-        or any(ord(c) < 32 for c in name) or Path(name).name != name
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or any(ord(c) < 32 for c in name)
+        or Path(name).name != name
     )
     if bad:
         raise ConfigError(f"{what} {name!r} must be a plain file name (no folders, '/', '\\' or leading '.')")
@@ -189,7 +215,9 @@ class Registry:
             labels = [x for m in self.models for x in (m.name, *m.aliases)]
             close = difflib.get_close_matches(name, labels, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown model {name!r}: not a file and not a registry name{hint} (see `uvrsep models list`)")
+            raise ConfigError(
+                f"unknown model {name!r}: not a file and not a registry name{hint} (see `uvrsep models list`)"
+            )
         return spec
 
     def band_config_users(self) -> dict[str, list[str]]:

@@ -46,8 +46,9 @@ def resolve_model(
     path = Path(model) if model is not None else None
     if path is None:
         spec = registry.default_spec()
-        path = download(spec, home, progress=progress, offline=offline, on_notice=on_notice,
-                        what=f"the default model {spec.name}")
+        path = download(
+            spec, home, progress=progress, offline=offline, on_notice=on_notice, what=f"the default model {spec.name}"
+        )
         check_cached(spec, home)
     elif path.is_file():
         spec = registry.find(path.name)

@@ -53,6 +53,7 @@ from .registry import parse_stem_label
 #: window grows with it.
 MAX_WINDOW_SIZE = 2048
 
+
 @dataclass(frozen=True)
 class Settings:
     """How to separate: the settings of :class:`uvrsep.Separator` that change the numbers.
@@ -109,11 +110,18 @@ class Settings:
         if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) or self.window_size < 1:
             raise ConfigError(f"window size must be a positive whole number of frames, got {self.window_size}")
         if self.window_size > MAX_WINDOW_SIZE:
-            raise ConfigError(f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames "
-                              "(UVR's largest is 1024)")
+            raise ConfigError(
+                f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames (UVR's largest is 1024)"
+            )
         primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
-        return replace(self, aggressiveness=agg, high_end=high_end, primary_stem=primary,
-                       tta=bool(self.tta), postprocess=bool(self.postprocess))
+        return replace(
+            self,
+            aggressiveness=agg,
+            high_end=high_end,
+            primary_stem=primary,
+            tta=bool(self.tta),
+            postprocess=bool(self.postprocess),
+        )
 
     @classmethod
     def from_options(cls, settings: Settings | None, options: dict[str, Any]) -> Settings:

@@ -122,8 +122,9 @@ class Separator:
         self.precision = effective_precision(precision, self.device)
         #: Where the DSP runs (:func:`uvrsep.device.dsp_device`: the network's CUDA device, else the CPU).
         self.dsp: torch.device = dsp_device(self.device)
-        self.model = load_model(model, params=params, device=self.device, offline=offline, progress=progress,
-                                on_notice=on_notice)
+        self.model = load_model(
+            model, params=params, device=self.device, offline=offline, progress=progress, on_notice=on_notice
+        )
         self.notes: list[str] = list(self.model.notes)
         self.model_path, self.spec, self.architecture = self.model.path, self.model.spec, self.model.architecture
         self.weights, self.net = self.model.weights, self.model.net
@@ -166,8 +167,10 @@ class Separator:
             )
         primary = settings.primary_stem or self.model.primary
         if settings.primary_stem is None and self.model.primary_is_default:
-            note = (f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
-                    f"(the original's default for a {label}; --primary-stem sets it)")
+            note = (
+                f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
+                f"(the original's default for a {label}; --primary-stem sets it)"
+            )
             if note not in self.notes:
                 self.notes.append(note)
         kind = SEMANTICS[settings.semantics]
@@ -176,7 +179,10 @@ class Separator:
         self.layout: BandLayout = kind.adapt_layout(self.model.layout, self.architecture.family)
         self.primary, self.secondary = STEM_LABELS[primary]
         self.semantics: Semantics = kind(
-            settings, self.layout, family=self.architecture.family, primary=primary,
+            settings,
+            self.layout,
+            family=self.architecture.family,
+            primary=primary,
             uses_aggressiveness=self.net.uses_aggressiveness,
         )
 
@@ -187,8 +193,16 @@ class Separator:
 
     def stage(self) -> NetworkStage:
         """The network stage with the settings in use (:mod:`uvrsep.inference`)."""
-        return NetworkStage(self.net, self.device, self.precision, self.channels_last, self.semantics,
-                            self.settings.window_size, self.settings.tta, self.batch_size)
+        return NetworkStage(
+            self.net,
+            self.device,
+            self.precision,
+            self.channels_last,
+            self.semantics,
+            self.settings.window_size,
+            self.settings.tta,
+            self.batch_size,
+        )
 
     def n_windows(self, n_frames: int) -> int:
         """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
@@ -200,8 +214,14 @@ class Separator:
     def segment_plan(self, n_samples: int) -> SegmentPlan:
         """How an input of ``n_samples`` (at the model's rate) is processed: whole, or in segments
         of how many frames (see ``segment_threshold`` and ``segment_windows``)."""
-        return segment_plan(n_samples, self.layout, self.stage().hop, memory_budget(self.dsp),
-                            threshold=self.segment_threshold, windows=self.segment_windows)
+        return segment_plan(
+            n_samples,
+            self.layout,
+            self.stage().hop,
+            memory_budget(self.dsp),
+            threshold=self.segment_threshold,
+            windows=self.segment_windows,
+        )
 
     def streams(self, seconds: float) -> bool:
         """Whether an input of ``seconds`` is separated in segments (then :meth:`separate_batch`
@@ -300,8 +320,9 @@ class Separator:
             if plan.frames is None:
                 group.append((k, job))
             else:
-                results[k] = StreamedStems(self.labels, self.layout.sample_rate, self.primary, job.n_samples,
-                                           job.run(), list(self.notes)).collect()
+                results[k] = StreamedStems(
+                    self.labels, self.layout.sample_rate, self.primary, job.n_samples, job.run(), list(self.notes)
+                ).collect()
         for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
             results[k] = stems
         return [results[k] for k in range(len(waves))]
@@ -324,8 +345,9 @@ class Separator:
         for k, job in enumerate(jobs):
             waves = next(job.run())
             jobs[k] = None
-            results.append(Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary,
-                                 notes=list(self.notes)))
+            results.append(
+                Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
+            )
         return results
 
     # -- files ----------------------------------------------------------------------------------
@@ -382,8 +404,14 @@ class Separator:
         except BaseException:
             source.close()
             raise
-        return StreamedStems(names=self.labels, sample_rate=self.layout.sample_rate, primary=self.primary,
-                             n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes))
+        return StreamedStems(
+            names=self.labels,
+            sample_rate=self.layout.sample_rate,
+            primary=self.primary,
+            n_samples=source.n_samples,
+            chunks=job.run(),
+            notes=list(self.notes),
+        )
 
 
 __all__ = ["PhaseTimes", "Separator", "model_stems", "resolve_device"]

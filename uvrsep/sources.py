@@ -99,7 +99,9 @@ class AudioSource:
             self.close()
             raise EmptyAudioError(f"{self.path}: holds no audio samples")
         ratio = sample_rate / self.source_rate
-        self.n_samples = math.ceil(self.source_samples * ratio) if self.source_rate != sample_rate else self.source_samples
+        self.n_samples = (
+            math.ceil(self.source_samples * ratio) if self.source_rate != sample_rate else self.source_samples
+        )
         g = math.gcd(self.source_rate, sample_rate)
         self._period_in, self._period_out = self.source_rate // g, sample_rate // g
 
@@ -140,8 +142,9 @@ class AudioSource:
     def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:
         target = self._temp_file()
         try:
-            with sf.SoundFile(str(target), "w", samplerate=fh.samplerate, channels=fh.channels,
-                              subtype="FLOAT", format="RF64") as out:
+            with sf.SoundFile(
+                str(target), "w", samplerate=fh.samplerate, channels=fh.channels, subtype="FLOAT", format="RF64"
+            ) as out:
                 while True:  # not fh.blocks(): it pads to the header's (too long) length
                     block = fh.read(1 << 18, dtype="float32", always_2d=True)
                     if not len(block):
@@ -207,5 +210,3 @@ def zero_outside(wave, start: int, length: int):
     wave[..., :lo] = 0
     wave[..., max(hi, 0) :] = 0
     return wave
-
-

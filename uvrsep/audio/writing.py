@@ -55,7 +55,11 @@ def output_settings_problem(fmt: str, bit_depth: str | None, sample_rate: int | 
             return f"sample rate {sample_rate} Hz is outside {MIN_OUTPUT_RATE}–{MAX_OUTPUT_RATE} Hz"
         rates = FORMAT_RATES.get(fmt)
         if rates is not None and sample_rate not in rates:
-            allowed = ", ".join(map(str, sorted(rates))) if isinstance(rates, frozenset) else f"{rates.start}–{rates.stop - 1}"
+            allowed = (
+                ", ".join(map(str, sorted(rates)))
+                if isinstance(rates, frozenset)
+                else f"{rates.start}–{rates.stop - 1}"
+            )
             return f"{fmt} cannot be written at {sample_rate} Hz (its rates: {allowed} Hz)"
     return None
 
@@ -156,7 +160,9 @@ def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, 
     if not target.suffix:
         raise AudioWriteError(f"{target}: has no extension to choose the output format by")
     if shutil.which("ffmpeg") is None:
-        raise AudioWriteError(f"{target}: writing {target.suffix} needs ffmpeg, which is not installed (or use wav/flac)")
+        raise AudioWriteError(
+            f"{target}: writing {target.suffix} needs ffmpeg, which is not installed (or use wav/flac)"
+        )
     if target.exists() and not overwrite:
         raise AudioWriteError(f"{target}: already exists (pass overwrite to replace it)")
     # Keep the extension last: ffmpeg picks the container by it.
@@ -166,7 +172,9 @@ def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, 
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False)  # its return code is read below
         if proc.returncode != 0:
-            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
+                f"exit status {proc.returncode}"
+            ]
             raise AudioWriteError(f"{target}: ffmpeg cannot encode it ({reason[0]})")
         ours = commit_file(tmp_name, target, overwrite)
     except BaseException as exc:
@@ -186,8 +194,15 @@ class AudioStreamWriter:
     ``overwrite`` a target that appeared meanwhile (another process's) is kept and
     :meth:`commit` raises :class:`OutputExistsError`."""
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, bit_depth: str | None = None,
-                 overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        channels: int,
+        *,
+        bit_depth: str | None = None,
+        overwrite: bool = False,
+    ):
         self.path = Path(path)
         self.overwrite = overwrite
         container, self.subtype = _output_format(self.path, bit_depth, overwrite, sample_rate)
@@ -195,8 +210,9 @@ class AudioStreamWriter:
         self.clips = ClipCount()
         self._tmp = temp_beside(self.path)
         try:
-            self._fh = sf.SoundFile(self._tmp, "w", samplerate=sample_rate, channels=channels,
-                                    subtype=self.subtype, format=container)
+            self._fh = sf.SoundFile(
+                self._tmp, "w", samplerate=sample_rate, channels=channels, subtype=self.subtype, format=container
+            )
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             Path(self._tmp).unlink(missing_ok=True)
             raise write_error(self.path, exc) from None

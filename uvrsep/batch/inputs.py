@@ -83,7 +83,9 @@ def read_list_file(from_list: str) -> list[str]:
                 try:
                     line = raw.decode("utf-8").strip()
                 except UnicodeDecodeError:
-                    raise ConfigError(f"--from-list {name}: is not a UTF-8 text file (one input path per line)") from None
+                    raise ConfigError(
+                        f"--from-list {name}: is not a UTF-8 text file (one input path per line)"
+                    ) from None
                 if "\x00" in line:
                     raise ConfigError(f"--from-list {name}: holds binary data, not one input path per line")
                 if line and not line.startswith("#"):
@@ -123,7 +125,13 @@ def collect_inputs(
             found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
             if not found:
                 subfolders = not recursive and any(p.is_dir() for p in path.iterdir())
-                problems.append((spec, "folder holds no audio files" + (" (its subfolders may: add --recursive)" if subfolders else "")))
+                problems.append(
+                    (
+                        spec,
+                        "folder holds no audio files"
+                        + (" (its subfolders may: add --recursive)" if subfolders else ""),
+                    )
+                )
             for p in found:
                 add(p, path)
         elif path.exists() or path.is_symlink() or not glob.has_magic(spec):
@@ -137,5 +145,3 @@ def collect_inputs(
             for p in found:
                 add(p, root)
     return items, problems
-
-

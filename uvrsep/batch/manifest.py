@@ -35,7 +35,6 @@ class ItemResult:
     warnings: list[str] = field(default_factory=list)
 
 
-
 class Manifest:
     """JSONL record of a batch, one line per event; a re-run with it resumes.
 
@@ -122,8 +121,10 @@ class Manifest:
                         self._lines += 1
             except OSError as exc:
                 reason = "disk full" if exc.errno in (28, 122) else (exc.strerror or str(exc))
-                self.write_error = (f"--manifest {self.path}: cannot be written ({reason}); "
-                                    "resuming from it will redo this run's inputs")
+                self.write_error = (
+                    f"--manifest {self.path}: cannot be written ({reason}); "
+                    "resuming from it will redo this run's inputs"
+                )
 
     def _remember(self, result: ItemResult) -> bool:
         """Take ``result`` as its input's last record; whether it says something new (a
@@ -183,5 +184,3 @@ def _append_line(fh: BinaryIO, line: bytes) -> None:
     fh.write(line)
     fh.flush()
     os.fsync(fh.fileno())
-
-

@@ -31,6 +31,7 @@ app.command("params")(params.params_list)
 app.command()(version)
 app.add_typer(models.models_app, name="models")
 
+
 def _terminate(signum, frame) -> None:
     raise Terminated()
 

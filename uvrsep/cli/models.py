@@ -11,7 +11,9 @@ import typer
 from ..errors import UvrsepError
 from .common import error, fail, notice
 
-models_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Known models, the download cache and your own weights.")
+models_app = typer.Typer(
+    rich_markup_mode=None, no_args_is_help=True, help="Known models, the download cache and your own weights."
+)
 
 
 def _registry():
@@ -45,8 +47,10 @@ def models_list() -> None:
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
     typer.echo("* the default model, used when no --model is given; NET: network family-width")
-    typer.echo(f"CACHED yes: the weight file is in {models_dir()}; no: it is downloaded on first use "
-               "(or by `uvrsep models download NAME`)")
+    typer.echo(
+        f"CACHED yes: the weight file is in {models_dir()}; no: it is downloaded on first use "
+        "(or by `uvrsep models download NAME`)"
+    )
 
 
 @models_app.command("info")
@@ -69,7 +73,10 @@ def models_info(name: str) -> None:
         ("name", spec.name + (" (the default model)" if spec.name == registry.default else "")),
         ("aliases", ", ".join(spec.aliases) or "-"),
         ("source", spec.source),
-        ("architecture", f"{spec.family or 'detected from the weights'}" + (f", width {spec.width}" if spec.width else "")),
+        (
+            "architecture",
+            f"{spec.family or 'detected from the weights'}" + (f", width {spec.width}" if spec.width else ""),
+        ),
         ("band config", band_config_of(spec, registry)),
         ("stems", f"{spec.stems[0]} (masked), {spec.stems[1]} (residual)"),
         ("urls", "\n              ".join(spec.urls) or "-"),
@@ -116,7 +123,9 @@ def models_path(name: str) -> None:
 
 
 @models_app.command("verify")
-def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models to check.", show_default="all cached")] = None) -> None:
+def models_verify(
+    names: Annotated[list[str] | None, typer.Argument(help="Models to check.", show_default="all cached")] = None,
+) -> None:
     """Re-hash cached files against their pinned sha256 (the registry's, or the one recorded on
     import). Files downloaded without a published checksum are unverified: for them only a change
     since the download is detected. Exit status 1 when a file mismatches or changed."""
@@ -139,10 +148,13 @@ def models_verify(names: Annotated[list[str] | None, typer.Argument(help="Models
 @models_app.command("import")
 def models_import(
     file: Path,
-    name: Annotated[str | None, typer.Option(help="Registry name, a plain file name.", show_default="the file name without .pth")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Registry name, a plain file name.", show_default="the file name without .pth")
+    ] = None,
     params: Annotated[str | None, typer.Option(help="Band config to record for it.")] = None,
     primary: Annotated[
-        str | None, typer.Option(help="Primary (masked) stem, UVR's spelling or uvrsep's, any case: 'Vocals', 'no_echo'.")
+        str | None,
+        typer.Option(help="Primary (masked) stem, UVR's spelling or uvrsep's, any case: 'Vocals', 'no_echo'."),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
@@ -158,5 +170,7 @@ def models_import(
     except UvrsepError as exc:
         raise fail(exc) from None
     spec = done.spec
-    typer.echo(f"imported {file} as {spec.name}: {done.architecture.label}, band config {spec.params} ({done.params_source}), "
-               f"stems {'/'.join(spec.stems)} -> {done.path}")
+    typer.echo(
+        f"imported {file} as {spec.name}: {done.architecture.label}, band config {spec.params} ({done.params_source}), "
+        f"stems {'/'.join(spec.stems)} -> {done.path}"
+    )

@@ -107,12 +107,25 @@ def separate(
     models = [model, *(then or [])]
     # Every separation setting, once: the model(s) are built from these here or on each Ray worker.
     settings = Settings(
-        semantics=semantics.value, aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
-        postprocess_threshold=postprocess_threshold, window_size=window_size, high_end=high_end,
+        semantics=semantics.value,
+        aggressiveness=aggressiveness,
+        tta=tta,
+        postprocess=postprocess,
+        postprocess_threshold=postprocess_threshold,
+        window_size=window_size,
+        high_end=high_end,
         primary_stem=primary_stem,
     )
-    options = dict(params=params, device=device.value, precision=precision.value, settings=settings,
-                   batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold)
+    options = dict(
+        params=params,
+        device=device.value,
+        precision=precision.value,
+        settings=settings,
+        batch_size=batch_size,
+        offline=offline,
+        stream=stream,
+        segment_threshold=segment_threshold,
+    )
     try:  # everything that can be checked without the model, before it is loaded (or downloaded)
         _check_ray(ray, ray_workers, gpus_per_worker)
         if ray is None:  # with --ray, the workers' devices count (checked by the cluster plan)
@@ -130,9 +143,15 @@ def separate(
         labels = final_labels(models, offline=offline, primary_stem=settings.resolve().primary_stem)
         wanted = select_stems(stems, labels)
         plan = OutputPlan(
-            output_dir=output_dir, template=name_template, fmt=output_format.value,
+            output_dir=output_dir,
+            template=name_template,
+            fmt=output_format.value,
             bit_depth=None if bit_depth is None else bit_depth.value,
-            stems=wanted, sample_rate=sample_rate, mono=mono, mirror_tree=mirror_tree, overwrite=overwrite,
+            stems=wanted,
+            sample_rate=sample_rate,
+            mono=mono,
+            mirror_tree=mirror_tree,
+            overwrite=overwrite,
             model="+".join(model_name(m) for m in models),
         )
     except UvrsepError as exc:
@@ -145,13 +164,26 @@ def separate(
     work = plan_batch(items, plan, labels, journal)
     progress = BatchProgress(work.audio_seconds, len(work.jobs))
     try:
-        report = _run(models, options, work, plan, journal, progress, ray=ray, ray_workers=ray_workers,
-                      gpus_per_worker=gpus_per_worker)
+        report = _run(
+            models,
+            options,
+            work,
+            plan,
+            journal,
+            progress,
+            ray=ray,
+            ray_workers=ray_workers,
+            gpus_per_worker=gpus_per_worker,
+        )
     except KeyboardInterrupt as exc:
         progress.close()
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         files = "the file being written was removed" if ray is None else "files being written were removed"
-        again = "re-run with the same --manifest to go on" if manifest is not None else "re-run to go on (finished inputs are skipped)"
+        again = (
+            "re-run with the same --manifest to go on"
+            if manifest is not None
+            else "re-run to go on (finished inputs are skipped)"
+        )
         typer.echo(f"{what}: {files}; {again}", err=True)
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     progress.close()
@@ -159,7 +191,9 @@ def separate(
     if journal.write_error:
         error(journal.write_error)
     failed = report.count("failed") + len(problems)
-    typer.echo(f"done: {report.summary()}" + (f" ({len(problems)} input(s) matched nothing)" if problems else ""), err=True)
+    typer.echo(
+        f"done: {report.summary()}" + (f" ({len(problems)} input(s) matched nothing)" if problems else ""), err=True
+    )
     if failed or journal.write_error:
         raise typer.Exit(1)
 
@@ -179,9 +213,11 @@ def _refuse_conflicts(items, plan, wanted, *, manifest: Path | None, from_list: 
     of inputs, or when two inputs would write the same file."""
     from ..batch import find_conflicts
 
-    protected = {Path(path): what for path, what in ((manifest, "the manifest (--manifest)"),
-                                                     (from_list, "the list of inputs (--from-list)"))
-                 if path is not None and path != "-"}
+    protected = {
+        Path(path): what
+        for path, what in ((manifest, "the manifest (--manifest)"), (from_list, "the list of inputs (--from-list)"))
+        if path is not None and path != "-"
+    }
     conflicts = find_conflicts(items, plan, wanted, protected)
     for line in conflicts.overwrites[:20]:
         error(f"refused: {line}")
@@ -201,8 +237,12 @@ def _run(models, options, work, plan, journal, progress, *, ray, ray_workers, gp
         if result.status == "failed":
             progress.write(f"error: {printable(result.error)}")
         elif result.status == "skipped":
-            progress.write(printable(f"skipped {result.input}: {result.error or 'outputs exist'}"
-                                     + (" (--overwrite replaces)" if "exist" in (result.error or "outputs exist") else "")))
+            progress.write(
+                printable(
+                    f"skipped {result.input}: {result.error or 'outputs exist'}"
+                    + (" (--overwrite replaces)" if "exist" in (result.error or "outputs exist") else "")
+                )
+            )
         else:
             progress.write(printable(f"{result.input} -> {', '.join(result.outputs)}"))
         for warning in result.warnings:
@@ -214,10 +254,18 @@ def _run(models, options, work, plan, journal, progress, *, ray, ray_workers, gp
             return run_batch(separator, work, plan, manifest=journal, on_result=on_result, progress=progress)
         from ..cluster import RayExecutor
 
-        with RayExecutor(models, options, plan, address=ray, workers=ray_workers, gpus_per_worker=gpus_per_worker,
-                         on_note=lambda note: progress.write(f"note: {note}")) as execute:
-            return run_batch(None, work, plan, manifest=journal, on_result=on_result, progress=progress,
-                             execute=execute)
+        with RayExecutor(
+            models,
+            options,
+            plan,
+            address=ray,
+            workers=ray_workers,
+            gpus_per_worker=gpus_per_worker,
+            on_note=lambda note: progress.write(f"note: {note}"),
+        ) as execute:
+            return run_batch(
+                None, work, plan, manifest=journal, on_result=on_result, progress=progress, execute=execute
+            )
     except UvrsepError as exc:
         progress.close()
         raise fail(exc) from None

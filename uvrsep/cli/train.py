@@ -19,9 +19,13 @@ def eval_command(
         list[str] | None, typer.Option("--model", "-m", help="Model(s) to score (path or registry name); repeatable.")
     ] = None,
     params: Annotated[str | None, typer.Option(help="Band config for the model(s).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Report prefix: writes PREFIX.csv and PREFIX.json.")] = Path("eval_report"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Report prefix: writes PREFIX.csv and PREFIX.json.")
+    ] = Path("eval_report"),
     device: Annotated[Device, typer.Option(help="Where the network runs.")] = Device.auto,
-    offline: Annotated[bool, typer.Option("--offline", help="Never download: registry names must already be cached.")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Never download: registry names must already be cached.")
+    ] = False,
 ) -> None:
     """Per-item and median SDR / SI-SDR of both stems, next to the mixture and the oracle IRM."""
     from ..evaluation import STEMS, baselines, evaluate, load_items, separator_system, write_reports
@@ -56,13 +60,17 @@ def eval_command(
 def prepare_data(
     out: Annotated[Path, typer.Argument(help="Folder for the packed training set.")],
     shared_data: Annotated[
-        Path, typer.Option(help="Folder of isolated vocals: manifest.csv and vocals/ (e.g. the project's ../shared/data).",
-                           show_default=False)
+        Path,
+        typer.Option(
+            help="Folder of isolated vocals: manifest.csv and vocals/ (e.g. the project's ../shared/data).",
+            show_default=False,
+        ),
     ],
     split: Annotated[str, typer.Option(help="Split of the vocal manifest to pack (train / valid).")] = "train",
     music: Annotated[list[Path] | None, typer.Option(help="Folder(s) of instrumental music; repeatable.")] = None,
     speech: Annotated[
-        list[Path] | None, typer.Option(help="Folder(s) of extra speech; repeatable ('DIR:HZ' marks band-limited audio).")
+        list[Path] | None,
+        typer.Option(help="Folder(s) of extra speech; repeatable ('DIR:HZ' marks band-limited audio)."),
     ] = None,
     max_mb: Annotated[float, typer.Option(help="Size budget of the packed set (MB).")] = 50.0,
     codec: Annotated[str, typer.Option(help="opus (~11x more audio per MB) or float16 (memory-mapped).")] = "opus",
@@ -78,8 +86,10 @@ def prepare_data(
     sources += [speech_source(folder) for folder in speech or []]
     sources += [music_source(folder, split, hold_out, seed) for folder in music or []]
     index = prepare_dataset(sources, out, max_mb=max_mb, seed=seed, codec=codec)
-    typer.echo(f"packed {index['vocals_seconds'] / 60:.1f} min of vocals and {index['music_seconds'] / 60:.1f} min of music "
-               f"from {len(index['segments'])} files into {out}")
+    typer.echo(
+        f"packed {index['vocals_seconds'] / 60:.1f} min of vocals and {index['music_seconds'] / 60:.1f} min of music "
+        f"from {len(index['segments'])} files into {out}"
+    )
 
 
 def train_command(
@@ -94,7 +104,9 @@ def train_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per optimiser step.")] = 4,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; warm-up, then cosine decay).")] = 5e-4,
     crop_frames: Annotated[int, typer.Option(help="STFT frames per example.")] = 256,
-    val_dir: Annotated[Path | None, typer.Option(help="Evaluation items for periodic validation SDR.", show_default=False)] = None,
+    val_dir: Annotated[
+        Path | None, typer.Option(help="Evaluation items for periodic validation SDR.", show_default=False)
+    ] = None,
     val_every: Annotated[int, typer.Option(help="Steps between validations (with --val-dir).")] = 200,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints (OUT/last.pth).")] = 100,
     time_budget: Annotated[
@@ -116,11 +128,25 @@ def train_command(
     except UvrsepError as exc:
         raise fail(exc, 2) from None
     cfg = TrainConfig(
-        data=str(data), out=str(out), family=family, width=width, branches=branches, levels=levels, params=params,
+        data=str(data),
+        out=str(out),
+        family=family,
+        width=width,
+        branches=branches,
+        levels=levels,
+        params=params,
         steps=steps,
-        batch_size=batch_size, lr=lr, crop_frames=crop_frames, val_dir=str(val_dir) if val_dir else None,
-        val_every=val_every, checkpoint_every=checkpoint_every, time_budget_s=time_budget, device=device,
-        workers=workers, seed=seed, resume=resume,
+        batch_size=batch_size,
+        lr=lr,
+        crop_frames=crop_frames,
+        val_dir=str(val_dir) if val_dir else None,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        time_budget_s=time_budget,
+        device=device,
+        workers=workers,
+        seed=seed,
+        resume=resume,
     )
     bar = tqdm(total=steps, unit="step")
 

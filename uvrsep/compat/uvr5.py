@@ -140,7 +140,10 @@ class _Uvr5:
         if isinstance(agg, bool) or not isinstance(agg, (int, float)):
             raise ConfigError(f"agg must be a number from 0 to 100, got {agg!r}")
         self._separator: Separator | None = Separator(
-            model_path, device=_device(device), aggressiveness=agg, tta=tta,
+            model_path,
+            device=_device(device),
+            aggressiveness=agg,
+            tta=tta,
             precision="fp16" if is_half else "fp32",
         )
         for note in self._separator.notes:
@@ -180,7 +183,10 @@ class _Uvr5:
             raise ConfigError(f"window_size must be an integer above {2 * sep.net.context}, got {window!r}")
         mode = str(data["high_end_process"])
         sep.configure(
-            aggressiveness=agg, tta=bool(data["tta"]), postprocess=bool(data["postprocess"]), window_size=window,
+            aggressiveness=agg,
+            tta=bool(data["tta"]),
+            postprocess=bool(data["postprocess"]),
+            window_size=window,
             high_end=mode if mode in _HIGH_END else "none",  # the original mirrors for "mirroring*" only
         )
 
@@ -230,8 +236,11 @@ class _Uvr5:
             batch.close()
         for path in finals.values():
             log.info("%s: wrote %s", name, path)
-        by_head = {head: str(finals[stem]) for stem, (_, head) in ((sep.primary, masked), (sep.secondary, residual))
-                   if stem in finals}
+        by_head = {
+            head: str(finals[stem])
+            for stem, (_, head) in ((sep.primary, masked), (sep.secondary, residual))
+            if stem in finals
+        }
         return by_head.get("vocal_"), by_head.get("instrument_")
 
 
@@ -246,9 +255,7 @@ class AudioPre(_Uvr5):
         ``is_hp3`` (or weights known to be vocal-primary) marks the masked stem as the vocals.
         Returns ``(vocal_path, instrument_path)``, or ``"No save root."`` when both folders are None.
         """
-        vocal_masked = bool(is_hp3) or (
-            self._separator is not None and self._separator.primary == "vocals"
-        )
+        vocal_masked = bool(is_hp3) or (self._separator is not None and self._separator.primary == "vocals")
         if vocal_masked:
             return self._run(music_file, (vocal_root, "vocal_"), (ins_root, "instrument_"), format)
         return self._run(music_file, (ins_root, "instrument_"), (vocal_root, "vocal_"), format)

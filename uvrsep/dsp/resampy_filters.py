@@ -155,8 +155,9 @@ def resampy_resample(x: torch.Tensor, orig_sr: int, target_sr: int, name: str) -
     return y[..., :n_samples]
 
 
-def _recompute(x: torch.Tensor, y: torch.Tensor, outputs: np.ndarray, name: str, orig_sr: int, target_sr: int,
-               chunk: int = 1 << 15) -> None:
+def _recompute(
+    x: torch.Tensor, y: torch.Tensor, outputs: np.ndarray, name: str, orig_sr: int, target_sr: int, chunk: int = 1 << 15
+) -> None:
     """In place: outputs ``outputs`` of ``y`` computed at resampy's own float64 positions."""
     terms = _resampy_terms(name, orig_sr, target_sr)
     n = x.shape[-1]

@@ -38,8 +38,9 @@ EMIT_SAMPLES = 1 << 16
 Wave = torch.Tensor | np.ndarray
 
 
-def ensemble(waves: Sequence[Wave], algorithm: str = DEFAULT_ALGORITHM,
-             weights: Iterable[float] | None = None) -> torch.Tensor:
+def ensemble(
+    waves: Sequence[Wave], algorithm: str = DEFAULT_ALGORITHM, weights: Iterable[float] | None = None
+) -> torch.Tensor:
     """The members' waveforms of one stem, each ``[C, T_i]`` (tensors or arrays), combined:
     float32 ``[C, max T_i]`` on the first member's device. One block of :class:`EnsembleStream`."""
     if len(waves) == 0:
@@ -50,9 +51,13 @@ def ensemble(waves: Sequence[Wave], algorithm: str = DEFAULT_ALGORITHM,
     return torch.cat(parts, dim=1)
 
 
-def ensemble_blocks(members: Sequence[Iterable[Mapping[str, Wave]]], algorithm: str = DEFAULT_ALGORITHM,
-                    weights: Iterable[float] | None = None, *, spool_bytes: int = SPOOL_BYTES,
-                    ) -> Iterator[dict[str, torch.Tensor]]:
+def ensemble_blocks(
+    members: Sequence[Iterable[Mapping[str, Wave]]],
+    algorithm: str = DEFAULT_ALGORITHM,
+    weights: Iterable[float] | None = None,
+    *,
+    spool_bytes: int = SPOOL_BYTES,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Each member's stream of ``{stem: [C, t]}`` blocks (e.g. a
     :class:`~uvrsep.stems.StreamedStems`), combined: yields ``{stem: float32 [C, t']}`` blocks
     (none empty) whose concatenation is :func:`ensemble` of the whole stems. The members'
@@ -92,8 +97,14 @@ class EnsembleStream:
     Attributes: ``algorithm``, ``weights`` (checked), ``notes`` (one-line notes for the user).
     """
 
-    def __init__(self, n_members: int, algorithm: str = DEFAULT_ALGORITHM, weights: Iterable[float] | None = None,
-                 *, spool_bytes: int = SPOOL_BYTES):
+    def __init__(
+        self,
+        n_members: int,
+        algorithm: str = DEFAULT_ALGORITHM,
+        weights: Iterable[float] | None = None,
+        *,
+        spool_bytes: int = SPOOL_BYTES,
+    ):
         if n_members < 1:
             raise ConfigError("an ensemble needs at least one model's stems")
         self.algorithm = check_algorithm(algorithm)
@@ -118,8 +129,9 @@ class EnsembleStream:
             raise ConfigError(f"an ensemble of {self.n_members} models got stems of {len(blocks)}")
         for i, block in enumerate(blocks):
             if not isinstance(block, Mapping):
-                raise ConfigError(f"model {i + 1} of the ensemble: expected {{stem: [channels, samples]}}, "
-                                  f"got {type(block).__name__}")
+                raise ConfigError(
+                    f"model {i + 1} of the ensemble: expected {{stem: [channels, samples]}}, got {type(block).__name__}"
+                )
         if self._stems is None:
             first = next((b for b in blocks if b), None)
             if first is None:
@@ -138,8 +150,10 @@ class EnsembleStream:
     def _member_block(self, i: int, block: Mapping[str, Wave]) -> dict[str, torch.Tensor]:
         assert self._stems is not None
         if block and set(block) != set(self._stems):
-            raise ConfigError(f"model {i + 1} of the ensemble has stems {', '.join(block)}, "
-                              f"the others {', '.join(self._stems)}: stems are matched by name")
+            raise ConfigError(
+                f"model {i + 1} of the ensemble has stems {', '.join(block)}, "
+                f"the others {', '.join(self._stems)}: stems are matched by name"
+            )
         out = {name: _as_float32(w, self._stems[name].device) for name, w in block.items()}
         if len({w.shape[1] for w in out.values()}) > 1:
             raise ConfigError(f"model {i + 1} of the ensemble: its stems in one block differ in length")
@@ -182,8 +196,10 @@ class _StemEnsemble:
             if self.channels is None:
                 self.channels = w.shape[0]
             if w.shape[0] != self.channels:
-                raise ConfigError(f"stem {self.name}: model {i + 1} of the ensemble has {w.shape[0]} channels, "
-                                  f"another {self.channels}; all must have the same number")
+                raise ConfigError(
+                    f"stem {self.name}: model {i + 1} of the ensemble has {w.shape[0]} channels, "
+                    f"another {self.channels}; all must have the same number"
+                )
             self.queues[i].append(w)
             self.lengths[i] += w.shape[1]
         n = min(self.lengths)
@@ -199,7 +215,9 @@ class _StemEnsemble:
         """The next ``n`` samples of every member, zero-padded where a queue is shorter."""
         out = []
         for i, q in enumerate(self.queues):
-            have = q[0] if len(q) == 1 else torch.cat(q, dim=1) if q else torch.zeros(self.channels, 0, device=self.device)
+            have = (
+                q[0] if len(q) == 1 else torch.cat(q, dim=1) if q else torch.zeros(self.channels, 0, device=self.device)
+            )
             if have.shape[1] < n:
                 have = torch.cat([have, have.new_zeros(have.shape[0], n - have.shape[1])], dim=1)
             out.append(have[:, :n])
@@ -293,8 +311,10 @@ class _Spectral:
         n = (length - N_FFT) // HOP + 1 if length >= N_FFT else 0
         if n <= 0:
             return self.bufs[0].new_zeros(channels, 0)
-        specs = [torch.stft(b[:, : (n + 1) * HOP], N_FFT, HOP, window=self.window, center=False,
-                            return_complex=True) for b in self.bufs]
+        specs = [
+            torch.stft(b[:, : (n + 1) * HOP], N_FFT, HOP, window=self.window, center=False, return_complex=True)
+            for b in self.bufs
+        ]
         self.bufs = [b[:, n * HOP :] for b in self.bufs]
         frames = torch.fft.irfft(self.combine(specs), n=N_FFT, dim=1) * self.window[:, None]
         frames = frames.reshape(channels, 2, HOP, n).transpose(2, 3)  # [C, half, frame, sample]

@@ -84,7 +84,7 @@ class CascadedASPPNet(nn.Module):
         super().__init__()
         ch = config.channels
         if config.bins % (2 ** (config.levels + 1)):
-            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by {2 ** config.levels}")
+            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by {2**config.levels}")
         self.config = config
         d, lv = config.dilations, config.levels
         self.stg1_low_band_net = BaseASPPNet(2, ch, d, lv)
@@ -106,7 +106,7 @@ class CascadedASPPNet(nn.Module):
     def frame_multiple(self) -> int:
         """Window lengths (frames) the net takes are multiples of this: each level halves them
         and the decoder crops the skips to twice the coarser length."""
-        return 2 ** self.config.levels
+        return 2**self.config.levels
 
     def _pad_rows(self, mask: torch.Tensor) -> torch.Tensor:
         return F.pad(mask, (0, 0, 0, self.config.bins + 1 - mask.shape[2]), mode="replicate")
@@ -132,5 +132,7 @@ class CascadedASPPNet(nn.Module):
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final mask and the two auxiliary masks, each ``[B, 2, bins + 1, T]`` (for training)."""
         h, aux1, aux2 = self._stages(x, keep_aux=True)
-        return tuple(self._pad_rows(torch.sigmoid(head(z))) for head, z in
-                     ((self.out, h), (self.aux1_out, aux1), (self.aux2_out, aux2)))
+        return tuple(
+            self._pad_rows(torch.sigmoid(head(z)))
+            for head, z in ((self.out, h), (self.aux1_out, aux1), (self.aux2_out, aux2))
+        )

@@ -137,14 +137,18 @@ def prepare_dataset(
             peak = float(np.max(np.abs(wave))) if wave.size else 0.0
             if peak == 0:
                 continue
-            segments.append(Segment(src.name, src.kind, path, used[src.kind], wave.shape[1], src.weight, src.bandwidth_hz))
+            segments.append(
+                Segment(src.name, src.kind, path, used[src.kind], wave.shape[1], src.weight, src.bandwidth_hz)
+            )
             arrays[src.kind].append(wave.astype(np.float16))
             used[src.kind] += wave.shape[1]
     index = {"sample_rate": SAMPLE_RATE, "seed": seed, "codec": codec, "segments": [asdict(s) for s in segments]}
     for kind, channels in (("vocals", 1), ("music", 2)):
         data = np.concatenate(arrays[kind], axis=1) if arrays[kind] else np.zeros((channels, 0), np.float16)
         if codec == "opus" and data.shape[1]:
-            at48 = librosa.resample(data.astype(np.float32), orig_sr=SAMPLE_RATE, target_sr=OPUS_RATE, res_type="soxr_hq")
+            at48 = librosa.resample(
+                data.astype(np.float32), orig_sr=SAMPLE_RATE, target_sr=OPUS_RATE, res_type="soxr_hq"
+            )
             sf.write(out_dir / f"{kind}.opus", at48.T, OPUS_RATE, format="OGG", subtype="OPUS")
         else:
             np.save(out_dir / f"{kind}.npy", data)

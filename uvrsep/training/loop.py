@@ -132,7 +132,9 @@ def _schedule(cfg: TrainConfig):
     return factor
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, arch: Architecture, net, opt=None, sched=None, step=0, history=None) -> None:
+def save_checkpoint(
+    path: Path, cfg: TrainConfig, arch: Architecture, net, opt=None, sched=None, step=0, history=None
+) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(arch).items()},
@@ -275,11 +277,17 @@ def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
             loss = train_step(net, opt, scaler, x, y, use_amp)
             sched.step()
             step += 1
-            record = {"step": step, "loss": round(float(loss.detach()), 6), "lr": sched.get_last_lr()[0],
-                      "seconds": round(time.perf_counter() - started, 2)}
+            record = {
+                "step": step,
+                "loss": round(float(loss.detach()), 6),
+                "lr": sched.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             due = cfg.val_dir and (step % cfg.val_every == 0 or step == cfg.steps)
-            if due and cfg.time_budget_s is not None and (
-                time.perf_counter() - started + val_seconds > cfg.time_budget_s
+            if (
+                due
+                and cfg.time_budget_s is not None
+                and (time.perf_counter() - started + val_seconds > cfg.time_budget_s)
             ):
                 # A validation pass as long as the last one would end past the budget: skip it
                 # (the caller evaluates the final model anyway), so the budget holds.
