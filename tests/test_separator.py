@@ -272,7 +272,7 @@ def test_precision_bf16_stays_near_fp32_on_realistic_weights():
     """On the parity fixture's 32-wide weights (realistic statistics; the tests' tiny random net
     is too ill-conditioned for 8-bit mantissas) bf16 stays within 20 dB of fp32: measured 25-29
     dB against the golden outputs on the whole fixture (README "Precision")."""
-    from tests.conftest import sdr
+    from uvrsep.evaluation import sdr
 
     wave, sr = sf.read(str(PARITY / "fixture24.wav"), dtype="float32", frames=6 * 44100, always_2d=True)
     a = Separator(PARITY / "random_hp_fp16.pth", device="cpu").separate(wave.T, sr)
@@ -294,7 +294,7 @@ def test_precision_that_the_cpu_lacks_runs_fp32_with_a_note(tiny_weights, precis
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision, floor", [("tf32", 45), ("fp16", 45), ("bf16", 30)])
 def test_precision_on_cuda(tiny_weights, precision, floor):
-    from tests.conftest import sdr
+    from uvrsep.evaluation import sdr
 
     wave = music_like(3.0, seed=5)
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
@@ -318,7 +318,7 @@ def test_precision_on_cuda(tiny_weights, precision, floor):
 def test_the_pipeline_on_cuda_equals_the_cpu(tiny_weights, tmp_path, semantics):
     """Everything from the analysis to the synthesis on the GPU (fp32): the CPU's stems, whole
     file and in segments, with TTA and post-processing."""
-    from tests.conftest import sdr
+    from uvrsep.evaluation import sdr
 
     wave = music_like(12.0, seed=7)
     path = tmp_path / "clip.wav"

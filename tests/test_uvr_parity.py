@@ -20,10 +20,10 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import UVR_FIXTURES as UVR
-from tests.conftest import sdr
 from uvrsep import bands
 from uvrsep.cli import app
 from uvrsep.config import load_band_layout
+from uvrsep.evaluation import sdr
 from uvrsep.masks import apply_uvr_aggression
 from uvrsep.semantics import UvrSemantics
 from uvrsep.stems import mirror_high_end
