@@ -117,22 +117,23 @@ class Chain:
         current: list[Stems | Exception] = list(firsts)
         trail: list[list[Stems]] = [[] for _ in firsts]
         for stage, voice in zip(self.stages[1:], self.voices):
-            live = [k for k, s in enumerate(current) if not isinstance(s, Exception)]
+            live = {k: s for k, s in enumerate(current) if not isinstance(s, Exception)}
             t0 = time.perf_counter()
+            outs: list[Stems | Exception]
             try:
-                outs = stage.separate_many([(current[k][voice], self.sample_rate) for k in live])
+                outs = list(stage.separate_many([(s[voice], self.sample_rate) for s in live.values()]))
             except ITEM_ERRORS:
                 outs = []
-                for k in live:
+                for s in live.values():
                     try:
-                        outs.append(stage.separate_many([(current[k][voice], self.sample_rate)])[0])
+                        outs.append(stage.separate_many([(s[voice], self.sample_rate)])[0])
                     except ITEM_ERRORS as exc:
                         outs.append(exc)
             elapsed = time.perf_counter() - t0
-            total = sum(current[k].duration for k in live) or 1.0
-            for k, out in zip(live, outs):
+            total = sum(s.duration for s in live.values()) or 1.0
+            for (k, s), out in zip(live.items(), outs):
                 if not isinstance(out, Exception):
-                    out.seconds = elapsed * current[k].duration / total
+                    out.seconds = elapsed * s.duration / total
                     trail[k].append(out)
                 current[k] = out
         return [

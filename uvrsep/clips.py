@@ -8,7 +8,7 @@ runs work on the GPU beside the network (:func:`uvrsep.device.network_scope`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from .stems import Stems, StreamedStems
 
 def separate_batch(
     sep, paths: Iterable[str | Path], *, group_windows: int = 8, durations: Mapping[Path, float] | None = None
-) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
+) -> Generator[tuple[Path, Stems | StreamedStems | Exception], None, None]:
     """:meth:`uvrsep.Separator.separate_batch` of ``sep`` (see there)."""
     reader = ThreadPoolExecutor(1, thread_name_prefix="uvrsep-read")
     pending: list[tuple[list[Path], Future]] = []

@@ -397,8 +397,8 @@ class RayExecutor:
             if close is not None:
                 close()
             try:
-                self._writers = ray.get(ledger.writers.remote(), timeout=30)
-                ray.kill(ledger)
+                self._writers = ray.get(ledger.writers.remote(), timeout=30)  # type: ignore[attr-defined]  # Ray's stubs: an actor handle's methods
+                ray.kill(ledger)  # type: ignore[arg-type]  # Ray's stubs: .options().remote() is an actor handle
             except Exception as exc:  # the run is over either way
                 log.warning("the Ray run's ledger could not be read (%s)", one_line(exc))
 

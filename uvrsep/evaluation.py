@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -68,7 +69,7 @@ def rms_db(x: np.ndarray) -> float:
 def oracle_irm(mixture: np.ndarray, vocals: np.ndarray, accompaniment: np.ndarray) -> dict[str, np.ndarray]:
     """Ideal-ratio-mask estimates of both stems, ``[C, T]`` each (2048-point Hann STFT, hop 512)."""
     n = mixture.shape[-1]
-    kw = dict(n_fft=2048, hop_length=512, window="hann")
+    kw: dict[str, Any] = dict(n_fft=2048, hop_length=512, window="hann")
     mix = librosa.stft(mixture.astype(np.float64), **kw)
     v2 = np.abs(librosa.stft(vocals.astype(np.float64), **kw)) ** 2
     a2 = np.abs(librosa.stft(accompaniment.astype(np.float64), **kw)) ** 2
@@ -130,7 +131,9 @@ class Scores:
 
     def median(self, key: str, items: list[str] | None = None) -> float | None:
         values = [
-            r[key] for name, r in self.rows.items() if r.get(key) is not None and (items is None or name in items)
+            value
+            for name, r in self.rows.items()
+            if (value := r.get(key)) is not None and (items is None or name in items)
         ]
         return statistics.median(values) if values else None
 

@@ -80,10 +80,11 @@ def cached_path(spec: ModelSpec, home: Path | None = None) -> Path:
 
 def human_size(n: int) -> str:
     """``63454827`` → ``"63.5 MB"``."""
+    size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
     raise AssertionError  # pragma: no cover
 
 

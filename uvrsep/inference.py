@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,6 +21,9 @@ from .device import LOW_PRECISION, network_scope
 from .errors import OutOfMemoryError
 from .semantics import Semantics
 from .windows import WindowPlan, run_windows_many
+
+if TYPE_CHECKING:
+    from .network import VRNet
 
 _TORCH_OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
 
@@ -58,7 +62,7 @@ class NetworkStage:
     """A separator's network with its settings for the windows: device, precision, window size,
     TTA, the semantics' per-window step and estimate, and windows per call."""
 
-    net: torch.nn.Module
+    net: VRNet
     device: torch.device
     precision: str
     channels_last: bool

@@ -24,6 +24,7 @@ crosses to the host once per segment (:mod:`uvrsep.transfer`).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ class Job:
             specs.append(spec[:, :, a0 - lo : stop - lo])
             highs.append(_cut(high, a0 - lo, stop - lo))
             a0, k = stop, k + 1
-        return _cat(specs), None if highs[0] is None else _cat(highs)
+        return _cat(specs), _cat_high(highs)
 
     def request(self, k: int) -> tuple[BlockInput, tuple[torch.Tensor, torch.Tensor | None]]:
         """Block ``k``'s network input, and its spectrogram and high end."""
@@ -310,7 +311,7 @@ class Job:
             waves[name] = _host(
                 self._with_tail(
                     bands.synthesize(spec[:, :, : self.n], self.layout, _cut(high, 0, self.n)),
-                    lambda a, b, spec=spec, high=high: (spec[:, :, a:b], _cut(high, a, b)),
+                    functools.partial(_slice, spec, high),
                 )
             )
             self.sep.times.synthesis += self.sep.clock() - t0
@@ -346,10 +347,7 @@ class Job:
                 # The last segment's wrap-around reads the first frames again: keep a copy of them
                 # (their blocks are all cached now: the first segment needed them).
                 head = min(self._head, self.total)
-                self._head_frames = {
-                    name: tuple(None if t is None else t.clone() for t in self._frames(name, 0, head))
-                    for name in self._cache[k]
-                }
+                self._head_frames = {name: _cloned(*self._frames(name, 0, head)) for name in self._cache[k]}
         return self._cache[k]
 
     def _frames(self, name: str, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -366,16 +364,14 @@ class Job:
             specs.append(spec[:, :, a - lo : stop - lo])
             highs.append(_cut(high, a - lo, stop - lo))
             a, k = stop, k + 1
-        return _cat(specs), None if highs[0] is None else _cat(highs)
+        return _cat(specs), _cat_high(highs)
 
     def _segments(self) -> Iterator[dict[str, np.ndarray]]:
         sep, layout = self.sep, self.layout
         hop = layout.top.hop_length
         names = (sep.primary, sep.secondary)
         synths = {
-            name: segments.SegmentedSynthesis(
-                layout, self.n, lambda a, b, name=name: self._frames(name, a, b), device=sep.dsp
-            )
+            name: segments.SegmentedSynthesis(layout, self.n, functools.partial(self._frames, name), device=sep.dsp)
             for name in names
         }
         reach = segments.synthesis_reach(layout)
@@ -389,16 +385,16 @@ class Job:
             if k == len(self.starts) - 1:
                 empty = torch.zeros((2, 0), dtype=torch.float64, device=sep.dsp)
                 chunk = {
-                    name: self._with_tail(chunk.get(name, empty), lambda a, b, name=name: self._frames(name, a, b))
+                    name: self._with_tail(chunk.get(name, empty), functools.partial(self._frames, name))
                     for name in names
                 }
-            chunk = {name: _host(wave) for name, wave in chunk.items()}
+            waves = {name: _host(wave) for name, wave in chunk.items()}
             # The blocks' analysis and network ran inside (when the synthesis asked for their frames).
             sep.times.synthesis += sep.clock() - t0 - (sep.times.analysis + sep.times.network - nested)
             # Keep the blocks later segments (and the wrap-around at the ends) still need.
             for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
                 del self._cache[j]
-            yield chunk
+            yield waves
 
 
 def _prediction(request: tuple[BlockInput, tuple], est: torch.Tensor) -> tuple:
@@ -423,3 +419,18 @@ def _cut(high: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None:
 
 def _cat(pieces: list[torch.Tensor]) -> torch.Tensor:
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+
+
+def _cat_high(pieces: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The high-end pieces joined (all present, or all ``None``: the layout has one or not)."""
+    present = [p for p in pieces if p is not None]
+    return _cat(present) if present else None
+
+
+def _slice(spec: torch.Tensor, high: torch.Tensor | None, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Frames ``a .. b - 1`` of a spectrogram and its high end."""
+    return spec[:, :, a:b], _cut(high, a, b)
+
+
+def _cloned(spec: torch.Tensor, high: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return spec.clone(), None if high is None else high.clone()

@@ -21,7 +21,7 @@ import torch
 
 from .config import BandLayout, list_band_layouts, load_band_layout
 from .errors import ConfigError, IncompatibleCheckpointError, UvrsepError, option
-from .network import Architecture, LoadedWeights, detect_architecture, load_network
+from .network import Architecture, LoadedWeights, VRNet, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference
 from .registry import STEM_LABELS
@@ -93,6 +93,7 @@ def model_stems(
     path = Path(model) if model is not None else None
     if path is not None and not path.is_file() and (path.suffix == ".pth" or os.sep in str(model)):
         raise UvrsepError(f"{path}: weight file not found")
+    spec: ModelSpec | None
     if path is None or not path.is_file():
         spec = registry.get(str(model) if model is not None else default_model_name())
         if not cached_path(spec).is_file():
@@ -224,7 +225,7 @@ class LoadedModel:
     primary: str
     primary_is_default: bool
     weights: LoadedWeights
-    net: torch.nn.Module
+    net: VRNet
     notes: list[str] = field(default_factory=list)
 
     @property

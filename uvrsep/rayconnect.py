@@ -275,7 +275,7 @@ def run_within(seconds: float, work: Callable[[], None], late: Callable[[], None
 
 def ray_reason(exc: BaseException) -> str:
     """The one line that matters in a Ray error (the uvrsep error inside it, if any)."""
-    cause = exc
+    cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, UvrsepError):
             return str(cause)

@@ -44,6 +44,7 @@ def resolve_model(
     home = home or home_dir()
     registry = load_registry(home)
     path = Path(model) if model is not None else None
+    spec: ModelSpec | None
     if path is None:
         spec = registry.default_spec()
         path = download(

@@ -33,6 +33,7 @@ lies above a libsamplerate step (it would need the finished lower sum at the fil
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -266,7 +267,7 @@ class SegmentedSynthesis:
         self._kernels: dict[int, torch.Tensor] = {}
         self._sequential = {
             i: SequentialResampler(
-                lambda a, b, i=i: transfer.to_host(self._level(i, a, b)),
+                functools.partial(self._level_on_host, i),
                 self.lengths[i],
                 layout.bands[i + 1].sample_rate / band.sample_rate,
                 bands.synthesis_resampler(layout, i),
@@ -280,6 +281,10 @@ class SegmentedSynthesis:
         libsamplerate step in the layout, ranges must come in order (each starting where the
         previous one stopped, or later)."""
         return self._level(len(self.layout.bands) - 1, start, stop)
+
+    def _level_on_host(self, i: int, start: int, stop: int) -> np.ndarray:
+        """:meth:`_level` in host memory (what libsamplerate reads)."""
+        return transfer.to_host(self._level(i, start, stop))
 
     def _level(self, i: int, start: int, stop: int) -> torch.Tensor:
         """Band ``i``'s partial sum (bands ``0 .. i``), samples ``start .. stop - 1`` within ``0 .. L_i``."""

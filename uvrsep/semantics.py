@@ -157,6 +157,12 @@ class Semantics(ABC):
         self.primary = primary
         self.uses_aggressiveness = uses_aggressiveness
 
+    @property
+    def aggressiveness(self) -> float:
+        """The aggressiveness setting (filled in: a semantics is built from resolved settings)."""
+        assert self.settings.aggressiveness is not None, "Settings.resolve() fills it in"
+        return self.settings.aggressiveness
+
     @staticmethod
     def adapt_layout(layout: BandLayout, family: str) -> BandLayout:
         """The band layout as this semantics carries it out (see the module table)."""
@@ -224,7 +230,7 @@ class RvcSemantics(Semantics):
 
     def window_mask(self, mask: torch.Tensor) -> torch.Tensor:
         if self.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
-            mask = apply_aggressiveness(mask, self.settings.aggressiveness / 100, self.layout.split_bin)
+            mask = apply_aggressiveness(mask, self.aggressiveness / 100, self.layout.split_bin)
         return mask
 
     def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
@@ -288,7 +294,7 @@ class UvrSemantics(Semantics):
 
     def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
         mask = (masks[0] + masks[1]) * 0.5 if len(masks) == 2 else masks[0].to(torch.float32, copy=True)
-        return apply_uvr_aggression(mask, self.settings.aggressiveness, self.layout.split_bin, self.inverted)
+        return apply_uvr_aggression(mask, self.aggressiveness, self.layout.split_bin, self.inverted)
 
     def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         return est * mag

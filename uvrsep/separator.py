@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +134,7 @@ class Separator:
             self.net.to(LOW_PRECISION[self.precision])
         self.channels_last = uses_channels_last(self.device, self.precision)
         if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
         self.configure(settings)
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         self.progress = progress
@@ -293,7 +293,7 @@ class Separator:
 
     def separate_many(
         self,
-        inputs: list[str | Path | tuple[np.ndarray, int]],
+        inputs: list[str | Path | tuple[object, int]],
         on_window: Callable[[int], None] | None = None,
     ) -> list[Stems]:
         """Separate several inputs (paths or ``(wave, sample_rate)`` pairs) with shared network
@@ -310,13 +310,16 @@ class Separator:
         """:meth:`separate_many` of waveforms already read (float32 ``[2, T]`` at the model's rate):
         those separated whole share network calls; those in segments go one by one."""
         self.times = PhaseTimes(read=read_seconds)
-        waves = list(waves)
+        held: list[np.ndarray | None] = list(waves)
+        del waves
         results: dict[int, Stems] = {}
         group: list[tuple[int, Job]] = []
-        for k in range(len(waves)):  # release each waveform as soon as it is analysed
-            plan = self.segment_plan(waves[k].shape[1])
-            job = Job(self, ArraySource(waves[k]), plan, on_window if plan.frames is not None else None)
-            waves[k] = None
+        for k in range(len(held)):  # release each waveform as soon as it is analysed
+            wave, held[k] = held[k], None
+            assert wave is not None
+            plan = self.segment_plan(wave.shape[1])
+            job = Job(self, ArraySource(wave), plan, on_window if plan.frames is not None else None)
+            del wave
             if plan.frames is None:
                 group.append((k, job))
             else:
@@ -325,7 +328,7 @@ class Separator:
                 ).collect()
         for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
             results[k] = stems
-        return [results[k] for k in range(len(waves))]
+        return [results[k] for k in range(len(held))]
 
     def _run_whole(self, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
         """Whole-input jobs, their windows in shared network calls; each clip's arrays are
@@ -342,9 +345,13 @@ class Separator:
             job.keep(0, request, est)
         del requests, ests
         results = []
-        for k, job in enumerate(jobs):
-            waves = next(job.run())
-            jobs[k] = None
+        held: list[Job | None] = list(jobs)
+        del jobs
+        for k in range(len(held)):
+            current, held[k] = held[k], None
+            assert current is not None
+            waves = next(current.run())
+            del current
             results.append(
                 Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
             )
@@ -357,7 +364,7 @@ class Separator:
         *,
         group_windows: int = 8,
         durations: Mapping[Path, float] | None = None,
-    ) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
+    ) -> Generator[tuple[Path, Stems | StreamedStems | Exception], None, None]:
         """Separate many files, yielding ``(path, stems)`` or ``(path, error)`` per input, in order.
 
         Consecutive inputs are grouped until a group needs about ``group_windows`` network

@@ -55,18 +55,21 @@ class ArraySource:
     """An input already in memory: float32 stereo ``[2, T]`` at the model's rate."""
 
     def __init__(self, wave: np.ndarray):
-        self.wave = wave
+        self.wave: np.ndarray | None = wave
         self.n_samples = wave.shape[1]
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``start .. stop - 1``: float32 ``[2, stop - start]`` (zeros outside; the array
         itself when the range is all of it)."""
+        wave = self.wave
+        if wave is None:
+            raise ValueError("the source is closed")
         if start == 0 and stop == self.n_samples:
-            return self.wave
+            return wave
         out = np.zeros((2, stop - start), dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.n_samples)
         if lo < hi:
-            out[:, lo - start : hi - start] = self.wave[:, lo:hi]
+            out[:, lo - start : hi - start] = wave[:, lo:hi]
         return out
 
     def close(self) -> None:
@@ -162,8 +165,9 @@ class AudioSource:
         self.close()
 
     def close(self) -> None:
-        if getattr(self, "_file", None) is not None:
-            self._file.close()
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
             self._file = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -171,11 +175,14 @@ class AudioSource:
 
     def _read_source(self, start: int, stop: int) -> np.ndarray:
         """Source samples ``start .. stop - 1`` as float32 ``[C, n]`` (zeros outside the file)."""
-        out = np.zeros((self._file.channels, stop - start), dtype=np.float32)
+        file = self._file
+        if file is None:
+            raise ValueError(f"{self.path}: the source is closed")
+        out = np.zeros((file.channels, stop - start), dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.source_samples)
         if lo < hi:
-            self._file.seek(lo)
-            data = self._file.read(hi - lo, dtype="float32", always_2d=True).T
+            file.seek(lo)
+            data = file.read(hi - lo, dtype="float32", always_2d=True).T
             if data.shape[1] != hi - lo:
                 raise AudioReadError(f"{self.path}: ends early ({lo + data.shape[1]} of {self.source_samples} samples)")
             check_samples(data, self.path)

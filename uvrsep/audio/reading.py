@@ -155,8 +155,11 @@ def read_audio_object(source: object, name: str = "file object", stream: int | N
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
+        read = getattr(source, "read", None)
+        if not callable(read):
+            raise ConfigError(f"{name}: not audio bytes nor a binary file object (no .read())")
         try:
-            data = source.read()
+            data = read()
         except (OSError, ValueError) as exc:
             raise AudioReadError(f"{name}: cannot be read ({exc})") from None
         if not isinstance(data, (bytes, bytearray)):

@@ -56,9 +56,7 @@ def output_settings_problem(fmt: str, bit_depth: str | None, sample_rate: int | 
         rates = FORMAT_RATES.get(fmt)
         if rates is not None and sample_rate not in rates:
             allowed = (
-                ", ".join(map(str, sorted(rates)))
-                if isinstance(rates, frozenset)
-                else f"{rates.start}–{rates.stop - 1}"
+                f"{rates.start}–{rates.stop - 1}" if isinstance(rates, range) else ", ".join(map(str, sorted(rates)))
             )
             return f"{fmt} cannot be written at {sample_rate} Hz (its rates: {allowed} Hz)"
     return None

@@ -105,9 +105,9 @@ def collect_inputs(
     subfolders too), sorted. A path that is not there stays an item: :func:`plan_batch` fails
     it with its reason, before any model is loaded.
     """
-    specs = [str(s) for s in specs]
+    given = [str(s) for s in specs]
     if from_list is not None:
-        specs += read_list_file(from_list)
+        given += read_list_file(from_list)
     items: list[InputItem] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
@@ -118,7 +118,7 @@ def collect_inputs(
             seen.add(key)
             items.append(InputItem(path, root))
 
-    for spec in specs:
+    for spec in given:
         path = Path(spec)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"

@@ -148,7 +148,7 @@ def read_records(fh: BinaryIO, path: object, lines_before: int = 0) -> tuple[dic
         if line is not None and not line.strip():
             continue
         rec, problem = _parse_record(line) if line is not None else (None, f"over {MAX_LINE_BYTES} bytes")
-        if problem is not None:
+        if rec is None:
             warnings.append(f"{path}:{number}: unreadable manifest line skipped ({problem})")
         else:
             last[rec["input"]] = rec

@@ -113,9 +113,12 @@ class BatchProgress:
 
     def _bar_update(self, seconds: float) -> None:
         """Move the bar, never past its total (tqdm warns when a bar overruns)."""
-        step = min(round(seconds, 3), self.bar.total - self.bar.n)
+        bar = self.bar
+        if bar is None:
+            return
+        step = min(round(seconds, 3), bar.total - bar.n)
         if step > 0:
-            self.bar.update(step)
+            bar.update(step)
 
     def advance(self, seconds: float) -> None:
         """``seconds`` more of audio are done."""

@@ -46,7 +46,7 @@ def separate_jobs(
     finished it, before the result is yielded: an interruption never loses the record of a
     finished input.
     """
-    jobs = {job.item.path: job for job in jobs}
+    by_path = {job.item.path: job for job in jobs}
     clock = time.perf_counter()
 
     def settle(result: ItemResult) -> ItemResult:
@@ -117,12 +117,12 @@ def separate_jobs(
 
     pending: deque[tuple[Stems, Future]] = deque()
     outcomes = separator.separate_batch(
-        list(jobs), group_windows=group_windows, durations={path: job.duration for path, job in jobs.items()}
+        list(by_path), group_windows=group_windows, durations={path: job.duration for path, job in by_path.items()}
     )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvrsep-writer") as writer:
         try:
             for path, outcome in outcomes:
-                job = jobs[path]
+                job = by_path[path]
                 if isinstance(outcome, Stems) and outcome.seconds is not None:
                     pending.append((outcome, writer.submit(write, job, outcome, None, outcome.seconds)))
                     yield from finished(wait=False)

@@ -127,7 +127,7 @@ class _Plan:
             for q0 in range(0, rows, chunk):
                 q1 = min(rows, q0 + chunk)
                 for group in self.groups:
-                    acc = out[b, q0:q1] if single else scratch[: q1 - q0, : group.r1 - group.r0]
+                    acc = out[b, q0:q1] if scratch is None else scratch[: q1 - q0, : group.r1 - group.r0]
                     for k, block in enumerate(group.blocks):
                         view = padded.as_strided(
                             (q1 - q0, block.width), (self.mp, 1), row_base + q0 * self.mp + block.offset

@@ -168,6 +168,6 @@ def _recompute(
         kernel, lead = _kernel_from_wings(*_resampy_weights(terms, terms.scale * (pos - base)))
         index = base[:, None] + lead + np.arange(kernel.shape[1])[None, :]
         kernel = np.where((index >= 0) & (index < n), kernel, 0.0)
-        index = torch.as_tensor(np.clip(index, 0, n - 1), device=x.device)
+        rows = torch.as_tensor(np.clip(index, 0, n - 1), device=x.device)
         taps = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
-        y[..., torch.as_tensor(which, device=x.device)] = (x[..., index] * taps).sum(-1)
+        y[..., torch.as_tensor(which, device=x.device)] = (x[..., rows] * taps).sum(-1)

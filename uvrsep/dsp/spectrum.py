@@ -94,7 +94,7 @@ def istft_from_blocks(
     one = torch.ones((), dtype=dtype, device=device)
     head, full, tail = _window_sums(n_fft, hop, count, dtype, device)
     out[:, : head.shape[0]] /= torch.where(head > tiny, head, one)
-    if full is not None:
+    if full is not None and tail is not None:
         out[:, pieces - 1 : count] /= torch.where(full > tiny, full, one)
         out[:, count:] /= torch.where(tail > tiny, tail, one)
     return out.view(batch, -1)[:, n_fft // 2 : n_fft // 2 + hop * (count - 1)]

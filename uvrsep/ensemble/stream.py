@@ -65,12 +65,11 @@ def ensemble_blocks(
     :class:`EnsembleStream`)."""
     stream = EnsembleStream(len(members), algorithm, weights, spool_bytes=spool_bytes)
     iterators = [iter(m) for m in members]
-    ended = object()
     while True:
-        blocks = [next(it, ended) for it in iterators]
-        if all(b is ended for b in blocks):
+        blocks = [next(it, None) for it in iterators]
+        if all(b is None for b in blocks):
             break
-        out = stream.push([{} if b is ended else b for b in blocks])
+        out = stream.push([{} if b is None else b for b in blocks])
         if any(w.shape[1] for w in out.values()):
             yield out
     yield from stream.finish()
@@ -216,7 +215,11 @@ class _StemEnsemble:
         out = []
         for i, q in enumerate(self.queues):
             have = (
-                q[0] if len(q) == 1 else torch.cat(q, dim=1) if q else torch.zeros(self.channels, 0, device=self.device)
+                q[0]
+                if len(q) == 1
+                else torch.cat(q, dim=1)
+                if q
+                else torch.zeros(self.channels or 0, 0, device=self.device)
             )
             if have.shape[1] < n:
                 have = torch.cat([have, have.new_zeros(have.shape[0], n - have.shape[1])], dim=1)
@@ -296,8 +299,10 @@ class _Spectral:
             return iter([])
         else:
             head = self.bufs[0].new_zeros(self.bufs[0].shape[0], 0)
+        assert self.bufs is not None  # push() started them
         self.bufs = [torch.cat([b, b.new_zeros(b.shape[0], HOP)], dim=1) for b in self.bufs]
         body = self._frames()
+        assert self.carry is not None
         rest = self.received - self.emitted  # T mod HOP samples: frame K's second half alone
         tail = self.carry[:, :rest] / self.tail_norm[:rest]
         self.emitted += rest
@@ -347,7 +352,7 @@ class _ChannelChoice:
 
     @property
     def held_bytes(self) -> int:
-        if self.spools is None:
+        if self.spools is None or self.sums is None:
             return 0
         per_member = self.written * 4 * self.sums.shape[1]
         return per_member * len(self.spools) if per_member <= self.limit else 0  # beyond: on disk
@@ -357,9 +362,11 @@ class _ChannelChoice:
             self.spools = [tempfile.SpooledTemporaryFile(max_size=self.limit) for _ in xs]  # noqa: SIM115  (closed by close())
             self.sums = torch.zeros(len(xs), xs[0].shape[0], dtype=torch.float64)
             self.device = xs[0].device
+        spools, sums = self.spools, self.sums
+        assert sums is not None
         for i, x in enumerate(xs):
-            self.sums[i] += x.abs().sum(dim=1, dtype=torch.float64).cpu()
-            self.spools[i].write(x.T.contiguous().cpu().numpy().tobytes())  # rows [t, C]
+            sums[i] += x.abs().sum(dim=1, dtype=torch.float64).cpu()
+            spools[i].write(x.T.contiguous().cpu().numpy().tobytes())  # rows [t, C]
         self.written += xs[0].shape[1]
         self.block = max(self.block, xs[0].shape[1])
         return xs[0].new_zeros(xs[0].shape[0], 0)
@@ -370,18 +377,20 @@ class _ChannelChoice:
         return self._read_back() if self.spools is not None else iter([])
 
     def _read_back(self) -> Iterator[torch.Tensor]:
+        spools, sums = self.spools, self.sums
+        assert spools is not None and sums is not None  # finish() checked
         try:
-            chosen = self.sums.argmin(dim=0).tolist()  # per channel; the first of equal sums
-            width = self.sums.shape[1] * 4
+            chosen = sums.argmin(dim=0).tolist()  # per channel; the first of equal sums
+            width = sums.shape[1] * 4
             for start in range(0, self.written, self.block):
                 stop = min(start + self.block, self.written)
                 rows = {}
                 for m in set(chosen):
-                    self.spools[m].seek(start * width)
-                    raw = self.spools[m].read((stop - start) * width)
+                    spools[m].seek(start * width)
+                    raw = spools[m].read((stop - start) * width)
                     rows[m] = np.frombuffer(raw, dtype=np.float32).reshape(stop - start, -1)
                 yield torch.from_numpy(np.stack([rows[m][:, c] for c, m in enumerate(chosen)])).to(self.device)
         finally:
-            for spool in self.spools:
+            for spool in spools:
                 spool.close()
             self.spools = None

@@ -29,6 +29,9 @@ from .cascaded_aspp import AsppNetConfig, CascadedASPPNet
 from .cascaded_lstm import CascadedNet, LstmNetConfig
 from .validation import check_tensors
 
+#: The two VR-architecture nets: the v5 HP family and VR 5.1.
+VRNet = CascadedASPPNet | CascadedNet
+
 _FIRST_CONV = "stg1_low_band_net.enc1.conv1.conv.0.weight"
 _LSTM_IH = "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0"
 _LSTM_HH = "stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0"
@@ -62,7 +65,7 @@ MAX_LISTED = 6
 class LoadedWeights:
     """A net built and filled from a weight file."""
 
-    net: torch.nn.Module
+    net: VRNet
     path: Path
     file_dtype: torch.dtype
     n_tensors: int
@@ -200,7 +203,7 @@ class Architecture:
     nout_lstm: int = 128
     bins: int | None = None
 
-    def build(self, bins: int) -> torch.nn.Module:
+    def build(self, bins: int) -> VRNet:
         """The network for this architecture over ``bins`` frequency rows."""
         if self.family == "vr51":
             return CascadedNet(LstmNetConfig(bins=bins, nout=self.width, nout_lstm=self.nout_lstm))

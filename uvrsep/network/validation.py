@@ -73,7 +73,8 @@ def _check_stored(state: dict[str, torch.Tensor], path) -> None:
     a huge shape. ``torch.save`` of a net never writes them, and counting, casting or loading
     their values would cost memory the file never held. The same view under two keys (tied
     weights, as UVR's conv6 / conv7) counts once."""
-    held, claimed = {}, {}
+    held: dict[int, int] = {}
+    claimed: dict[int, dict[tuple, tuple[str, int]]] = {}
     for key, tensor in state.items():
         storage = tensor.untyped_storage()
         held[storage.data_ptr()] = storage.nbytes()

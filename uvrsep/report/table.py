@@ -144,7 +144,7 @@ def columns_for(stem_names: list[str]) -> list[Column]:
 
 def _values(record: dict, measures: dict | None) -> dict:
     m = measures or {}
-    levels = m.get("input") if isinstance(m.get("input"), dict) else {}
+    levels: dict = m["input"] if isinstance(m.get("input"), dict) else {}
     values = {
         "input": record["input"],
         "status": record["status"],
@@ -158,7 +158,7 @@ def _values(record: dict, measures: dict | None) -> dict:
         "input_rms_dbfs": _number(levels.get("rms_dbfs")),
         "error": record.get("error") if isinstance(record.get("error"), str) else "",
     }
-    stems = m.get("stems") if isinstance(m.get("stems"), dict) else {}
+    stems: dict = m["stems"] if isinstance(m.get("stems"), dict) else {}
     for name, stem in stems.items():
         if isinstance(stem, dict):
             for what in ("peak_dbfs", "rms_dbfs", "clipped"):

@@ -199,11 +199,13 @@ def compact_checkpoint(checkpoint: Path, out: Path, *, moments: str = "bf16") ->
     return out
 
 
-def validate(checkpoint: Path, cfg: TrainConfig) -> dict[str, float]:
+def validate(checkpoint: Path, cfg: TrainConfig) -> dict[str, float | None]:
     """Median SDR of both stems on the validation items, through the full inference path."""
     from ..evaluation import evaluate, load_items, separator_system
     from ..separator import Separator
 
+    if cfg.val_dir is None:
+        raise ValueError("validate needs cfg.val_dir")
     items = load_items(cfg.val_dir)
     if cfg.val_items is not None and len(items) > cfg.val_items:  # an even spread over the kinds
         items = [items[round(i * (len(items) - 1) / max(1, cfg.val_items - 1))] for i in range(cfg.val_items)]
