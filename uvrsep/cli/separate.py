@@ -98,7 +98,7 @@ def separate(
     With --ray the same batch runs on a Ray cluster (README, "Many machines"): same checks,
     outputs, manifest and summary; workers load the model once each and write the stems.
     """
-    from ..batch import BatchProgress, Manifest, OutputPlan, check_output_dir, collect_inputs, plan_batch, select_stems
+    from ..batch import Manifest, OutputPlan, check_output_dir, collect_inputs, select_stems
     from ..chain import final_labels
     from ..config import load_band_layout
     from ..model import model_name
@@ -127,11 +127,7 @@ def separate(
         segment_threshold=segment_threshold,
     )
     try:  # everything that can be checked without the model, before it is loaded (or downloaded)
-        _check_ray(ray, ray_workers, gpus_per_worker)
-        if ray is None:  # with --ray, the workers' devices count (checked by the cluster plan)
-            from ..device import resolve_device
-
-            resolve_device(device.value)
+        _check_where(device.value, ray, ray_workers, gpus_per_worker)
         if params is not None:
             load_band_layout(params)
         items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
@@ -159,6 +155,18 @@ def separate(
     for warning in journal.warnings:
         typer.echo(f"warning: {printable(warning)}", err=True)
     _refuse_conflicts(items, plan, wanted, manifest=manifest, from_list=from_list)
+    where = dict(manifest=manifest, ray=ray, ray_workers=ray_workers, gpus_per_worker=gpus_per_worker)
+    _execute(models, options, items, labels, plan, journal, problems, **where)
+
+
+def _execute(
+    models, options, items, labels, plan, journal, problems, *, manifest, ray, ray_workers, gpus_per_worker
+) -> None:
+    """Decide each input's fate (:func:`~uvrsep.batch.plan_batch`) and run the batch with a
+    progress bar; an interruption or the summary ends it (exit code 1 when an input failed or
+    matched nothing, 130 / 143 when interrupted / terminated)."""
+    from ..batch import BatchProgress, plan_batch
+
     for spec, reason in problems:
         error(f"{spec}: {reason}")
     work = plan_batch(items, plan, labels, journal)
@@ -198,8 +206,13 @@ def separate(
         raise typer.Exit(1)
 
 
-def _check_ray(ray: str | None, ray_workers: int | None, gpus_per_worker: float | None) -> None:
-    """The --ray flags make sense together, and Ray is there, before it is imported."""
+def _check_where(device: str, ray: str | None, ray_workers: int | None, gpus_per_worker: float | None) -> None:
+    """The device is there (with --ray, the workers' devices count: the cluster plan checks them);
+    the --ray flags make sense together, and Ray is there, before it is imported."""
+    if ray is None:
+        from ..device import resolve_device
+
+        resolve_device(device)
     if ray is None and (ray_workers is not None or gpus_per_worker is not None):
         raise ConfigError("--ray-workers and --gpus-per-worker are for --ray")
     if ray is not None:
