@@ -43,18 +43,21 @@ def test_other_integer_widths_reach_full_scale_at_one():
     assert as_waveform(np.array([-(2**63), 0], np.int64))[0, 0] == -1.0
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros(10, np.uint8), "unsigned integer samples"),
-    (np.zeros(10, np.uint16), "unsigned integer samples"),
-    (np.zeros(10, bool), "holds booleans"),
-    (np.zeros(10, np.complex64), "holds complex numbers"),
-    (np.array(["a", "b"]), "not audio samples"),
-    (np.zeros((2, 3, 100), np.float32), "a 3-D array of shape (2, 3, 100)"),
-    (np.float32(0.5), "a 0-D array"),
-    (np.zeros((0, 2), np.float32), "holds no audio samples"),
-    (np.zeros((20, 20), np.float32), "cannot tell channels from samples"),
-    ([[0.1, 0.2], [0.3]], "not an array of samples"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros(10, np.uint8), "unsigned integer samples"),
+        (np.zeros(10, np.uint16), "unsigned integer samples"),
+        (np.zeros(10, bool), "holds booleans"),
+        (np.zeros(10, np.complex64), "holds complex numbers"),
+        (np.array(["a", "b"]), "not audio samples"),
+        (np.zeros((2, 3, 100), np.float32), "a 3-D array of shape (2, 3, 100)"),
+        (np.float32(0.5), "a 0-D array"),
+        (np.zeros((0, 2), np.float32), "holds no audio samples"),
+        (np.zeros((20, 20), np.float32), "cannot tell channels from samples"),
+        ([[0.1, 0.2], [0.3]], "not an array of samples"),
+    ],
+)
 def test_arrays_that_are_no_audio_are_refused_in_one_line(array, message):
     with pytest.raises(UvrsepError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         as_waveform(array)
@@ -93,13 +96,27 @@ def test_huge_samples_warn_once_that_the_stems_were_clipped(tiny_weights, tmp_pa
     sf.write(loud, 3e4 * music_like(0.5).T, SR, subtype="FLOAT")  # finite, far above full scale
     quiet = tmp_path / "quiet.wav"
     sf.write(quiet, 0.5 * music_like(0.5).T, SR)
-    result = runner.invoke(app, ["separate", str(loud), str(quiet), "-m", str(tiny_weights), "-o", str(tmp_path / "o"),
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["separate", str(loud), str(quiet), "-m", str(tiny_weights), "-o", str(tmp_path / "o"), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and f"{loud}: clipped at full scale: " in warnings[0], result.output
     assert "dBFS" in warnings[0] and "--bit-depth 32f keeps every sample" in warnings[0]
-    floats = runner.invoke(app, ["separate", str(loud), "-m", str(tiny_weights), "-o", str(tmp_path / "f"),
-                                 "--bit-depth", "32f", "--device", "cpu"])
+    floats = runner.invoke(
+        app,
+        [
+            "separate",
+            str(loud),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(tmp_path / "f"),
+            "--bit-depth",
+            "32f",
+            "--device",
+            "cpu",
+        ],
+    )
     assert floats.exit_code == 0 and "warning:" not in floats.output, floats.output
     assert np.abs(sf.read(next((tmp_path / "f").glob("*_vocals.wav")))[0]).max() > 100

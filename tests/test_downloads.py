@@ -54,12 +54,14 @@ def test_download_without_a_pinned_digest_is_recorded_as_unverified(server, isol
     assert hub.recorded_hashes(isolated_cache) == {"local.pth": hub.Digest(SHA, "download")}
     assert hub.reference_digest(spec_for(server), isolated_cache).pinned is False
     assert hub.verify(spec_for(server), isolated_cache) == hub.Verdict(
-        "unverified", f"unverified (no published checksum): unchanged since the download (sha256 {SHA})")
+        "unverified", f"unverified (no published checksum): unchanged since the download (sha256 {SHA})"
+    )
     path.write_bytes(b"tampered")
     verdict = hub.verify(spec_for(server), isolated_cache)
     assert verdict.status == "changed" and verdict.failed
-    assert verdict.detail == (f"sha256 {hashlib.sha256(b'tampered').hexdigest()}, recorded {SHA}; "
-                              "unverified (no published checksum)")
+    assert verdict.detail == (
+        f"sha256 {hashlib.sha256(b'tampered').hexdigest()}, recorded {SHA}; unverified (no published checksum)"
+    )
     n = len(server.requests)
     assert fetch(spec_for(server), isolated_cache) == path and len(server.requests) == n  # cached: no request
 
@@ -142,7 +144,9 @@ def test_404_names_the_url_once_and_where_to_put_the_file(server, isolated_cache
         fetch(spec, isolated_cache)
     message = str(err.value)
     assert "HTTP 404" in message and message.count(server.url("/missing.pth")) == 1
-    assert f"put it at {isolated_cache / 'models' / 'local.pth'}, or give a weight file you have (model=PATH)" in message
+    assert (
+        f"put it at {isolated_cache / 'models' / 'local.pth'}, or give a weight file you have (model=PATH)" in message
+    )
     assert len(server.requests) == 1  # a 404 is not retried
     assert cache_files(isolated_cache) == []
 
@@ -279,7 +283,9 @@ def test_resume_with_if_range_when_the_server_proves_the_same_file(server, isola
 def test_changed_file_on_the_server_starts_over(server, isolated_cache, header):
     """The validator changed: the server answers If-Range with the whole new file (200), which
     replaces the old bytes instead of being glued after them."""
-    old, new = ('"v1"', '"v2"') if header == "ETag" else ("Tue, 01 Dec 2026 10:00:00 GMT", "Wed, 02 Dec 2026 10:00:00 GMT")
+    old, new = (
+        ('"v1"', '"v2"') if header == "ETag" else ("Tue, 01 Dec 2026 10:00:00 GMT", "Wed, 02 Dec 2026 10:00:00 GMT")
+    )
     server.validators["/m.pth"] = {header: old}
     interrupted(server, isolated_cache, spec_for(server))
     updated = weight_bytes(seed=1)

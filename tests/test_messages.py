@@ -34,12 +34,15 @@ def test_names_holding_newlines_are_shown_escaped(tiny_weights, tmp_path):
     assert f"error: {clips}/bad\\nclip.wav: is an empty (0-byte) file" in result.output
     assert f"{clips}/good\\nclip.wav -> {tmp_path}/out/good\\nclip_instrumental.wav" in result.output
     # every line of the output is one message: no name broke a line
-    assert all(re.match(r"^(note|error|done|warning|progress):|^/", line) for line in result.output.splitlines()), result.output
+    assert all(re.match(r"^(note|error|done|warning|progress):|^/", line) for line in result.output.splitlines()), (
+        result.output
+    )
 
 
 @pytest.mark.parametrize("with_manifest", [False, True])
-def test_the_interruption_advice_names_the_manifest_only_when_given(with_manifest, tiny_weights, short_wav, tmp_path,
-                                                                    monkeypatch):
+def test_the_interruption_advice_names_the_manifest_only_when_given(
+    with_manifest, tiny_weights, short_wav, tmp_path, monkeypatch
+):
     import uvrsep.batch
 
     def interrupted(*args, **kwargs):
@@ -79,8 +82,12 @@ def test_the_advice_for_inputs_that_differ_by_extension_works(tiny_weights, tmp_
     assert advice, result.output
     again = separate(clips, "-m", tiny_weights, "-o", out, "--name-template", advice.group(1))
     assert again.exit_code == 0, again.output
-    assert sorted(p.name for p in out.iterdir()) == ["clip_flac_instrumental.wav", "clip_flac_vocals.wav",
-                                                     "clip_wav_instrumental.wav", "clip_wav_vocals.wav"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip_flac_instrumental.wav",
+        "clip_flac_vocals.wav",
+        "clip_wav_instrumental.wav",
+        "clip_wav_vocals.wav",
+    ]
 
 
 def test_the_advice_for_inputs_of_different_folders_works(tiny_weights, tmp_path):
@@ -92,8 +99,12 @@ def test_the_advice_for_inputs_of_different_folders_works(tiny_weights, tmp_path
     assert result.exit_code == 2
     advice = re.search(r"put \{parent\} in --name-template \(e\.g\. '([^']+)'\)", result.output)
     assert advice and "--mirror-tree" in result.output, result.output
-    assert separate(tmp_path / "a", tmp_path / "b", "-m", tiny_weights, "-o", out, "--name-template",
-                    advice.group(1)).exit_code == 0
+    assert (
+        separate(
+            tmp_path / "a", tmp_path / "b", "-m", tiny_weights, "-o", out, "--name-template", advice.group(1)
+        ).exit_code
+        == 0
+    )
     assert len(list(out.rglob("*.wav"))) == 4
 
 
@@ -111,7 +122,7 @@ def test_boolean_options_show_as_flags():
         text = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
         assert "<bool>" not in text, (path, text)
     text = runner.invoke(app, ["separate", "--help"], env={"COLUMNS": "200"}).output
-    assert re.search(r"^\s+--tta\s+Second pass", text, re.M), text
+    assert re.search(r"^\s+--tta\s+Second pass", text, re.MULTILINE), text
 
 
 def test_a_terminal_bar_that_overruns_ends_without_a_warning():

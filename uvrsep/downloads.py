@@ -226,7 +226,9 @@ def _open(url: str, headers: dict[str, str], *, timeout: float, stop_at: float, 
         raise (_Retryable if retry else _Failed)(reason) from None
 
 
-def _begin(response, part: Path, url: str, start: int, *, expected_size: int | None, ceiling: int) -> tuple[int, int | None]:
+def _begin(
+    response, part: Path, url: str, start: int, *, expected_size: int | None, ceiling: int
+) -> tuple[int, int | None]:
     """Check a response's headers before reading its body: (byte of ``part`` it continues from,
     the file's total size or None). A 200 starts over from 0 (the file changed, or the server
     ignores ranges) and saves its validator beside ``part``. Raises :class:`_Failed` or
@@ -256,24 +258,42 @@ def _begin(response, part: Path, url: str, start: int, *, expected_size: int | N
     return start, total
 
 
-def _fetch(url: str, part: Path, *, pinned: bool, expected_size: int | None, timeout: float, stop_at: float,
-           progress: bool, label: str) -> bool:
+def _fetch(
+    url: str,
+    part: Path,
+    *,
+    pinned: bool,
+    expected_size: int | None,
+    timeout: float,
+    stop_at: float,
+    progress: bool,
+    label: str,
+) -> bool:
     """Bring ``part`` up to ``url``'s whole file, continuing it where proven (policy: module
     doc). Returns whether bytes fetched before were kept. Raises :class:`_Retryable`,
     :class:`_Failed` or :class:`_OutOfTime`; a full disk raises its OSError."""
     start, headers = _resume_point(part, url, pinned)
-    response = _open(url, {"User-Agent": USER_AGENT, **headers}, timeout=timeout, stop_at=stop_at,
-                     part=part, start=start)
+    response = _open(
+        url, {"User-Agent": USER_AGENT, **headers}, timeout=timeout, stop_at=stop_at, part=part, start=start
+    )
     if response is None:
         return True
     ceiling = expected_size if expected_size is not None else MAX_DOWNLOAD_BYTES
     with response:
         start, total = _begin(response, part, url, start, expected_size=expected_size, ceiling=ceiling)
         received = start
-        with open(part, "ab") as out, tqdm(
-            total=total if total is not None else expected_size, initial=start, unit="B", unit_scale=True,
-            desc=label, disable=None if progress else True, leave=False,
-        ) as bar:
+        with (
+            open(part, "ab") as out,
+            tqdm(
+                total=total if total is not None else expected_size,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                desc=label,
+                disable=None if progress else True,
+                leave=False,
+            ) as bar,
+        ):
             while True:
                 if time.monotonic() >= stop_at:
                     raise _OutOfTime()
@@ -284,8 +304,11 @@ def _fetch(url: str, part: Path, *, pinned: bool, expected_size: int | None, tim
                 if not block:
                     break
                 if received + len(block) > ceiling:
-                    raise _Failed(f"the server sent more than the {human_size(ceiling)} a model may have"
-                                  if expected_size is None else f"the server sent more than the file's {expected_size} bytes")
+                    raise _Failed(
+                        f"the server sent more than the {human_size(ceiling)} a model may have"
+                        if expected_size is None
+                        else f"the server sent more than the file's {expected_size} bytes"
+                    )
                 out.write(block)
                 received += len(block)
                 bar.update(len(block))
@@ -358,14 +381,27 @@ def download(
         return target
     what = what or f"model {spec.name}"
     if offline:
-        raise DownloadError(f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target)}")
+        raise DownloadError(
+            f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target)}"
+        )
     urls = mirror_urls(spec)
     if not urls:
         raise DownloadError(f"{what} has no download URL: {_by_hand(spec, target)}")
     limit = download_deadline() if deadline is None else deadline
     try:
-        return _download_locked(spec, home, target, urls, limit, what=what, progress=progress, retries=retries,
-                                backoff=backoff, timeout=timeout, on_notice=on_notice)
+        return _download_locked(
+            spec,
+            home,
+            target,
+            urls,
+            limit,
+            what=what,
+            progress=progress,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+            on_notice=on_notice,
+        )
     except UvrsepError:
         raise
     except OSError as exc:  # the cache folder: not writable, disk full, ...
@@ -375,8 +411,20 @@ def download(
         ) from None
 
 
-def _download_locked(spec: ModelSpec, home: Path | None, target: Path, urls: list[str], limit: float, *, what: str,
-                     progress: bool, retries: int, backoff: float, timeout: float, on_notice: Notice | None) -> Path:
+def _download_locked(
+    spec: ModelSpec,
+    home: Path | None,
+    target: Path,
+    urls: list[str],
+    limit: float,
+    *,
+    what: str,
+    progress: bool,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    on_notice: Notice | None,
+) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with locked(target.name, home):
         if target.is_file():  # another process finished it while we waited for the lock
@@ -391,9 +439,19 @@ def _download_locked(spec: ModelSpec, home: Path | None, target: Path, urls: lis
         try:
             for url in urls:
                 try:
-                    problem, actual = _download_from(url, part, spec, pinned, stop_at=stop_at, retries=retries,
-                                                     backoff=backoff, timeout=timeout, progress=progress,
-                                                     on_notice=on_notice, what=what)
+                    problem, actual = _download_from(
+                        url,
+                        part,
+                        spec,
+                        pinned,
+                        stop_at=stop_at,
+                        retries=retries,
+                        backoff=backoff,
+                        timeout=timeout,
+                        progress=progress,
+                        on_notice=on_notice,
+                        what=what,
+                    )
                 except _OutOfTime:
                     failures.append(f"{_host(url)}: not complete within the {limit:g} s deadline")
                     break
@@ -415,21 +473,43 @@ def _record_unverified(spec: ModelSpec, actual: str, home: Path | None, on_notic
     differs from the copy downloaded before."""
     before = recorded_hashes(home).get(spec.file)
     if before is not None and before.sha256 != actual:
-        _notify(on_notice, f"{what} differs from the copy downloaded before (sha256 {before.sha256[:16]}... then, "
-                           f"{actual[:16]}... now): unverified (no published checksum)")
+        _notify(
+            on_notice,
+            f"{what} differs from the copy downloaded before (sha256 {before.sha256[:16]}... then, "
+            f"{actual[:16]}... now): unverified (no published checksum)",
+        )
     record_hash(spec.file, actual, home, source="download")
 
 
-def _download_from(url: str, part: Path, spec: ModelSpec, pinned: Digest | None, *, stop_at: float, retries: int,
-                   backoff: float, timeout: float, progress: bool, on_notice: Notice | None,
-                   what: str) -> tuple[str | None, str]:
+def _download_from(
+    url: str,
+    part: Path,
+    spec: ModelSpec,
+    pinned: Digest | None,
+    *,
+    stop_at: float,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+    on_notice: Notice | None,
+    what: str,
+) -> tuple[str | None, str]:
     """Fetch ``url`` into ``part`` and check it: (None, sha256) when ``part`` is ``spec``'s
     file, else (why not, ...) with ``part`` deleted. Raises :class:`_OutOfTime`."""
     attempt, started_over = 0, False
     while True:
         try:
-            kept = _fetch(url, part, pinned=pinned is not None, expected_size=spec.size, timeout=timeout,
-                          stop_at=stop_at, progress=progress, label=spec.file)
+            kept = _fetch(
+                url,
+                part,
+                pinned=pinned is not None,
+                expected_size=spec.size,
+                timeout=timeout,
+                stop_at=stop_at,
+                progress=progress,
+                label=spec.file,
+            )
         except _Failed as exc:
             _discard(part)
             return str(exc), ""
@@ -441,8 +521,10 @@ def _download_from(url: str, part: Path, spec: ModelSpec, pinned: Digest | None,
             if time.monotonic() + delay >= stop_at:
                 raise _OutOfTime() from None
             attempt += 1
-            _notify(on_notice, f"download of {what} from {_host(url)} failed ({exc}); "
-                               f"retry {attempt} of {retries} in {delay:.0f} s")
+            _notify(
+                on_notice,
+                f"download of {what} from {_host(url)} failed ({exc}); retry {attempt} of {retries} in {delay:.0f} s",
+            )
             time.sleep(delay)
             continue
         problem, actual = _check_download(part, spec, pinned)
@@ -451,8 +533,11 @@ def _download_from(url: str, part: Path, spec: ModelSpec, pinned: Digest | None,
         _discard(part)
         if kept and not started_over:  # the bytes kept from before may be what is wrong
             started_over = True
-            _notify(on_notice, f"the resumed download of {what} from {_host(url)} is not the file ({problem}); "
-                               f"downloading it again from the start")
+            _notify(
+                on_notice,
+                f"the resumed download of {what} from {_host(url)} is not the file ({problem}); "
+                f"downloading it again from the start",
+            )
             continue
         _notify(on_notice, f"discarded the download of {what} from {_host(url)}: {problem}")
         return problem, actual

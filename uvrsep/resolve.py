@@ -44,10 +44,12 @@ def resolve_model(
     home = home or home_dir()
     registry = load_registry(home)
     path = Path(model) if model is not None else None
+    spec: ModelSpec | None
     if path is None:
         spec = registry.default_spec()
-        path = download(spec, home, progress=progress, offline=offline, on_notice=on_notice,
-                        what=f"the default model {spec.name}")
+        path = download(
+            spec, home, progress=progress, offline=offline, on_notice=on_notice, what=f"the default model {spec.name}"
+        )
         check_cached(spec, home)
     elif path.is_file():
         spec = registry.find(path.name)
