@@ -81,8 +81,10 @@ def read_blocks(page: Path) -> list[Block]:
             k += 1
             continue
         words = match["info"].split()
-        end = next((j for j in range(k + 1, len(lines)) if lines[j].startswith(match["fence"])
-                    and not lines[j].strip("`")), None)
+        end = next(
+            (j for j in range(k + 1, len(lines)) if lines[j].startswith(match["fence"]) and not lines[j].strip("`")),
+            None,
+        )
         assert end is not None, f"{page}:{k + 1}: code block never closed"
         text = "\n".join(lines[k + 1 : end]) + "\n"
         blocks.append(Block(page, k + 1, words[0] if words else "", tuple(words[1:]), text))
@@ -166,8 +168,9 @@ def test_there_are_runnable_blocks_in_the_readme_and_the_docs():
 def test_every_block_with_uvrsep_commands_says_its_language():
     """A block of shell lines without a language escapes the option check below: say ``bash``
     (checked, and run if marked runnable) or ``text`` (a synopsis, with placeholders)."""
-    unmarked = [b.where for b in ALL_BLOCKS
-                if not b.lang and any(line.startswith("uvrsep ") for line in b.text.splitlines())]
+    unmarked = [
+        b.where for b in ALL_BLOCKS if not b.lang and any(line.startswith("uvrsep ") for line in b.text.splitlines())
+    ]
     assert not unmarked, f"blocks of uvrsep commands without a language: {unmarked}"
     other = [b.where for b in RUNNABLE if b.lang not in ("bash", "python")]
     assert not other, f"runnable blocks in a language the runner does not run: {other}"
@@ -277,8 +280,11 @@ def docs_folder(tmp_path_factory) -> Path:
         (root / "clips" / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(root / "clips" / name, music_like(seconds, sr=48000, seed=k).T, 48000, subtype="PCM_16")
     torch.save(random_net(seed=5).state_dict(), root / "model.pth")
-    result = CliRunner().invoke(app, ["models", "import", str(root / "model.pth"), "--name", "HP2_all_vocals"],
-                                env={"UVRSEP_HOME": str(root / "home")})
+    result = CliRunner().invoke(
+        app,
+        ["models", "import", str(root / "model.pth"), "--name", "HP2_all_vocals"],
+        env={"UVRSEP_HOME": str(root / "home")},
+    )
     assert result.exit_code == 0, result.output
     return root
 
@@ -304,7 +310,7 @@ def bash_script(text: str) -> str:
 def promised_files(text: str) -> list[str]:
     """Paths named in ``# -> a, b (note)`` comments, except those abbreviated with ``...``."""
     paths = []
-    for listed in re.findall(r"#\s*->\s*(.+)$", text, flags=re.M):
+    for listed in re.findall(r"#\s*->\s*(.+)$", text, flags=re.MULTILINE):
         for item in listed.split(","):
             words = item.split()
             if words and "..." not in words[0]:
@@ -313,7 +319,7 @@ def promised_files(text: str) -> list[str]:
 
 
 def test_promised_files_are_read_from_arrow_comments():
-    text = 'f()\n# -> opt/a.flac, opt/b_10.flac (dry), opt/echo/instrument_..._10.wav\n'
+    text = "f()\n# -> opt/a.flac, opt/b_10.flac (dry), opt/echo/instrument_..._10.wav\n"
     assert promised_files(text) == ["opt/a.flac", "opt/b_10.flac"]
 
 
@@ -321,8 +327,11 @@ def test_uvrsep_is_replaced_only_where_it_is_the_command():
     block = "uvrsep separate a.wav && uvrsep models list | head\nls uvrsep/  # uvrsep\nexport UVRSEP_HOME=/x\n"
     script = bash_script(block)
     exe = shlex.quote(sys.executable)
-    assert script.splitlines()[1:] == [f"{exe} -m uvrsep separate a.wav && {exe} -m uvrsep models list | head",
-                                       "ls uvrsep/  # uvrsep", "export UVRSEP_HOME=/x"]
+    assert script.splitlines()[1:] == [
+        f"{exe} -m uvrsep separate a.wav && {exe} -m uvrsep models list | head",
+        "ls uvrsep/  # uvrsep",
+        "export UVRSEP_HOME=/x",
+    ]
 
 
 GROUPS = unique_runnable()
@@ -334,8 +343,11 @@ def test_runnable_block_runs_as_printed(group, docs_folder, tmp_path):
     block = group[0]
     work = tmp_path / "work"
     shutil.copytree(docs_folder, work, copy_function=_link_or_copy)
-    env = {**os.environ, "UVRSEP_HOME": str(work / "home"),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "UVRSEP_HOME": str(work / "home"),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     if block.lang == "bash":
         assert shutil.which("bash"), "bash is needed to run the docs' shell blocks"
         cmd = ["bash", "-c", bash_script(block.text)]
