@@ -25,6 +25,7 @@ from tests.http_server import (
     weight_bytes,
 )
 from uvrsep import downloads, hub
+from uvrsep import fetch as transfer_module
 from uvrsep.network import AsppNetConfig, CascadedASPPNet
 from uvrsep.registry import ModelSpec
 
@@ -338,7 +339,7 @@ def test_a_server_announcing_gigabytes_is_refused_before_reading(server, isolate
 def test_a_server_sending_more_than_the_ceiling_is_stopped(server, isolated_cache, monkeypatch, size):
     """No Content-Length: the bytes are counted. The ceiling is the registry's size when known,
     else MAX_DOWNLOAD_BYTES (made small here)."""
-    monkeypatch.setattr(downloads, "MAX_DOWNLOAD_BYTES", 100_000)
+    monkeypatch.setattr(transfer_module, "MAX_DOWNLOAD_BYTES", 100_000)
     server.plan["/m.pth"] = ["nolength"] * 10
     with pytest.raises(hub.DownloadError) as err:
         fetch(spec_for(server, size=size), isolated_cache)
@@ -348,7 +349,7 @@ def test_a_server_sending_more_than_the_ceiling_is_stopped(server, isolated_cach
 
 
 def test_content_length_above_the_ceiling_is_refused(server, isolated_cache, monkeypatch):
-    monkeypatch.setattr(downloads, "MAX_DOWNLOAD_BYTES", 100_000)
+    monkeypatch.setattr(transfer_module, "MAX_DOWNLOAD_BYTES", 100_000)
     with pytest.raises(hub.DownloadError, match=f"offers {len(PAYLOAD)} bytes, more than the 100.0 kB"):
         fetch(spec_for(server), isolated_cache)
     assert cache_files(isolated_cache) == []
@@ -376,7 +377,7 @@ def test_full_disk_is_one_line_and_leaves_no_part(server, isolated_cache, monkey
 
         return Full()
 
-    monkeypatch.setattr(downloads, "open", full_disk, raising=False)
+    monkeypatch.setattr(transfer_module, "open", full_disk, raising=False)  # where the .part is written
     server.validators["/m.pth"] = {"ETag": '"v1"'}
     with pytest.raises(hub.DownloadError) as err:
         fetch(spec_for(server), isolated_cache)
