@@ -25,10 +25,7 @@ import soundfile as sf
 
 from .audio import owner_tag, remove_abandoned
 from .errors import ITEM_ERRORS, ConfigError
-from .stems import Stems, StreamedStems
-
-#: Stems that carry the voice, in the order a model's labels are searched for one.
-VOICE_STEMS = ("vocals", "no_echo", "no_reverb", "no_noise")
+from .stems import VOICE_STEMS, Stems, StreamedStems
 #: Prefix of the temporary folders holding a chain's intermediate stems.
 TEMP_PREFIX = "uvrsep-chain-"
 
@@ -89,7 +86,7 @@ class Chain:
             waves[prefix + name] = rest[-1][name]
         seconds = sum(s.seconds or 0.0 for s in [first] + rest)
         return Stems(waves={k: waves[k] for k in self.labels}, sample_rate=self.sample_rate, primary=self.primary,
-                     notes=list(self.notes), seconds=seconds)
+                     notes=list(self.notes), seconds=seconds, input_meter=first.input_meter)
 
     def _later_stages(self, firsts: list[Stems]) -> list[Stems | Exception]:
         """Run the later models on the voice stems of ``firsts`` (sharing network calls)."""
@@ -158,6 +155,7 @@ class Chain:
         folder = Path(tempfile.gettempdir())
         remove_abandoned(folder, TEMP_PREFIX)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{owner_tag()}-", dir=folder))
+        streamed_input = streamed.input_meter  # the chain's input: the first model's
         try:
             others: dict[str, Path] = {}
             prefix = ""
@@ -173,7 +171,7 @@ class Chain:
             streamed.close()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        n_samples = last.n_samples
+        n_samples, input_meter = last.n_samples, streamed_input
 
         def chunks() -> Iterator[dict[str, np.ndarray]]:
             readers = {name: sf.SoundFile(str(path)) for name, path in others.items()}
@@ -190,7 +188,7 @@ class Chain:
                 shutil.rmtree(tmp, ignore_errors=True)
 
         return StreamedStems(names=self.labels, sample_rate=self.sample_rate, primary=self.primary,
-                             n_samples=n_samples, chunks=chunks(), notes=list(self.notes))
+                             n_samples=n_samples, chunks=chunks(), notes=list(self.notes), input_meter=input_meter)
 
 
 def _spill(streamed: StreamedStems, files: dict[str, Path]) -> None:

@@ -290,13 +290,13 @@ class _Worker:
             yield from separate_jobs(self.separator, [job], self.plan, before_commit=before_commit)
 
 
-_ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "error", "warnings", "notes")
+_ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "error", "warnings", "notes", "measures")
 
 
 def _row(index: int, result: ItemResult) -> dict:
     return {"index": index, "input": result.input, "status": result.status, "outputs": json.dumps(result.outputs),
             "duration_s": float(result.duration_s), "seconds": float(result.seconds), "error": result.error,
-            "warnings": json.dumps(result.warnings), "notes": "[]"}
+            "warnings": json.dumps(result.warnings), "notes": "[]", "measures": json.dumps(result.measures)}
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -456,7 +456,7 @@ def _driver_result(job: Job, row: dict) -> ItemResult:
     for absolute in sorted(given, key=len, reverse=True):
         texts = [text.replace(absolute, given[absolute]) for text in texts]
     return ItemResult(str(job.item.path), str(row["status"]), outputs, float(row["duration_s"]), float(row["seconds"]),
-                      texts[0], texts[1:])
+                      texts[0], texts[1:], json.loads(row["measures"]))
 
 
 def _ray_reason(exc: BaseException) -> str:

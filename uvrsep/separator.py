@@ -37,7 +37,8 @@ from .job import Job, SegmentPlan, segment_plan
 from .model import load_model, model_stems  # noqa: F401  (model_stems: re-exported, as above)
 from .registry import STEM_LABELS
 from .semantics import SEMANTICS, Semantics, Settings
-from .sources import ArraySource, AudioSource, resample
+from .report.measures import SignalMeter
+from .sources import ArraySource, AudioSource, MeteredSource, resample
 from .stems import Stems, StreamedStems
 
 
@@ -293,7 +294,9 @@ class Separator:
         waves = list(waves)
         results: dict[int, Stems] = {}
         group: list[tuple[int, Job]] = []
+        meters = [SignalMeter(self.layout.sample_rate) for _ in waves]  # the input's measures
         for k in range(len(waves)):  # release each waveform as soon as it is analysed
+            meters[k].add(waves[k])
             plan = self.segment_plan(waves[k].shape[1])
             job = Job(self, ArraySource(waves[k]), plan, on_window if plan.frames is not None else None)
             waves[k] = None
@@ -304,6 +307,8 @@ class Separator:
                                            job.run(), list(self.notes)).collect()
         for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
             results[k] = stems
+        for k, stems in results.items():
+            stems.input_meter = meters[k]
         return [results[k] for k in range(len(waves))]
 
     def _run_whole(self, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
@@ -378,12 +383,15 @@ class Separator:
                 source.close()
                 return self.separate_many([path], on_window=on_window)[0].as_stream()
             self.times.read = time.perf_counter() - t0
-            job = Job(self, source, plan, on_window)
+            metered = MeteredSource(source, SignalMeter(self.layout.sample_rate))
+            job = Job(self, metered, plan, on_window)
+            metered.complete()  # the first pass read it all: nothing left, normally
         except BaseException:
             source.close()
             raise
         return StreamedStems(names=self.labels, sample_rate=self.layout.sample_rate, primary=self.primary,
-                             n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes))
+                             n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes),
+                             input_meter=metered.meter)
 
 
 __all__ = ["PhaseTimes", "Separator", "model_stems", "resolve_device"]

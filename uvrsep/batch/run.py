@@ -44,7 +44,7 @@ def separate_jobs(
     complete, just before the first is renamed into place; ``record(result)`` is called once
     per job as soon as its result is final (its stems in place), from the thread that
     finished it, before the result is yielded: an interruption never loses the record of a
-    finished input.
+    finished input. Every ``ok`` result carries the clip's measures, taken by the writer.
     """
     jobs = {job.item.path: job for job in jobs}
     clock = time.perf_counter()
@@ -62,12 +62,16 @@ def separate_jobs(
         start = time.perf_counter()
         promised: list[ItemResult] = []
         notes: list[str] = []
+        measured: list[dict | None] = [None]
 
         def result(status: str, outputs: list[str], error: str = "") -> ItemResult:
             now = time.perf_counter()
             spent = now - clock if seconds is None else seconds + now - start
             return ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3), round(spent, 3), error,
-                              list(notes))
+                              list(notes), measured[0] if status == "ok" else None)
+
+        def measures(values: dict | None) -> None:
+            measured[0] = values
 
         def clipped(what: str) -> None:
             depth = "--bit-depth 32f keeps every sample" if plan.fmt in ("wav", "flac") else "wav --bit-depth 32f keeps every sample"
@@ -81,7 +85,7 @@ def separate_jobs(
         try:
             written = write_stems(stems, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
                                   bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=blocks,
-                                  before_commit=commit, on_clipped=clipped)
+                                  before_commit=commit, on_clipped=clipped, on_measures=measures)
             final = result("ok", [str(p) for p in written.values()])
         except OutputExistsError as exc:
             final = result("skipped", [str(p) for p in job.targets.values()], str(exc))
