@@ -160,3 +160,49 @@ def test_a_metered_source_measures_each_sample_once_whatever_the_reads():
     assert metered.meter.samples == 10007
     np.testing.assert_allclose(metered.meter.finish()[0], whole.finish()[0], rtol=1e-6)
     assert metered.meter.peak == whole.peak and metered.meter.clipped == whole.clipped
+
+
+def test_the_writer_measures_every_stem_written_or_not(tmp_path):
+    """``--stems`` writes some stems; the measures hold all of them (voice share needs them)."""
+    from uvrsep.stems import Stems
+    from uvrsep.writer import write_stems
+
+    x = np.random.default_rng(2).standard_normal((2, 9000)).astype(np.float32) * 0.2
+    waves = {"instrumental": 0.7 * x, "vocals": 0.3 * x}
+    meter = SignalMeter(44100)
+    meter.add(x)
+    got: list = []
+    write_stems(Stems(waves, 44100, "instrumental", input_meter=meter), {"vocals": tmp_path / "v.wav"},
+                sample_rate=16000, mono=True, on_measures=got.append)
+    assert got == [measure_clip(x, waves, "vocals", 44100)]  # as separated: before the rate and channels change
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.wav"]
+    none: list = []
+    write_stems(Stems(waves, 44100, "instrumental"), {"vocals": tmp_path / "w.wav"}, on_measures=none.append)
+    assert none == [None]  # stems that carry no input meter: nothing to measure against
+
+
+@pytest.mark.slow
+def test_a_streamed_input_through_a_chain_is_measured_against_its_voice_stem(tmp_path, tiny_weights, monkeypatch):
+    """A 3 s input separated in segments (streamed through the writer block by block) by a chain
+    whose voice stem is ``vocals_no_reverb``: its measures are those of the files written."""
+    import torch
+
+    from uvrsep.network import Architecture
+
+    from .conftest import music_like
+
+    torch.manual_seed(1)
+    dereverb = tmp_path / "tiny-DeReverb.pth"
+    torch.save(Architecture("vr51", 16, bins=672).build(672).state_dict(), dereverb)
+    monkeypatch.chdir(tmp_path)
+    sf.write("long.wav", music_like(3.0, seed=5).T, 44100, subtype="PCM_16")
+    result = runner.invoke(app, ["separate", "long.wav", "-m", str(tiny_weights), "--then", str(dereverb),
+                                 "--params", "4band_v2", "-o", "out", "--device", "cpu", "--bit-depth", "32f",
+                                 "--segment-threshold", "1", "--manifest", "m.jsonl"])
+    assert result.exit_code == 0, result.output
+    (rec,) = records(tmp_path / "m.jsonl")
+    x = sf.read("long.wav", dtype="float32", always_2d=True)[0].T
+    stems = {Path(p).stem.removeprefix("long_"): sf.read(p, dtype="float32", always_2d=True)[0].T for p in rec["outputs"]}
+    assert rec["measures"]["voice_stem"] == "vocals_no_reverb"
+    assert sorted(rec["measures"]["stems"]) == ["instrumental", "vocals_no_reverb", "vocals_reverb"]
+    assert_matches(rec["measures"], measure_clip(x, stems, "vocals_no_reverb", 44100))
