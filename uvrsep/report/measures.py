@@ -1,9 +1,11 @@
 """Per-clip measures of a separation: what a dataset builder needs to decide which clips to keep.
 
-Inputs: the input wave ``x`` and the stems ``s`` as written, float32 ``[channels, samples]``
-(numpy or torch), all at one sample rate ``sr`` and of one length ``N``; ``C`` is a signal's
-channel count (the input and the stems may differ: a mono output of a stereo input). One of the
-stems is the voice stem ``v``. Levels are in dB relative to full scale (±1.0).
+Inputs: the input wave ``x`` and the stems ``s``, float32 ``[channels, samples]`` (numpy or
+torch), all at one sample rate ``sr`` and of one length ``N``; ``C`` is a signal's channel count
+(the input and the stems may differ). One of the stems may be the voice stem ``v`` (``None``:
+no voice stem; its measures are then ``None``). A batch measures the input as the network heard
+it and every stem as separated, before the writer converts them (:func:`uvrsep.writer.write_stems`).
+Levels are in dB relative to full scale (±1.0).
 
 Frames: consecutive, non-overlapping blocks of ``L = max(1, round(2048 · sr / 44100))`` samples
 (46.4 ms at any rate); the last frame holds the ``N mod L`` samples left over, if any, so every
@@ -45,10 +47,11 @@ measured only where the leak is quieter); a clean speech recording with audible 
 noise that the model leaves in the voice stem reads a high ``music_left_db`` (the noise is left
 in, though it is not music).
 
-Cost: one pass over each signal in float32 blocks (peak, clipped count, frame energies), with
-float64 sums: 1-2 ms for a 3 s stereo clip with two stems at 44.1 kHz. :class:`ClipMeter` takes
-the audio in blocks of any size (streamed stems of long inputs); :func:`measure_clip` is it for
-whole waves.
+Cost: one pass over each signal in float32 blocks (minimum and maximum; the clipped samples
+counted only when one is past full scale; frame energies), with float64 sums: about 1 ms for a
+3 s stereo clip with two stems at 44.1 kHz (scripts/bench_measures.py). :class:`ClipMeter` takes
+the audio in blocks of any size (streamed stems of long inputs), the input possibly measured
+beforehand by a :class:`SignalMeter`; :func:`measure_clip` is it for whole waves.
 """
 
 from __future__ import annotations
