@@ -142,3 +142,48 @@ def write_big_manifest(root: Path, count: int, seed: int = 0) -> Path:
                 + "\n"
             )
     return root / "big.jsonl"
+
+
+def run_real_batch(root: Path, weights: Path) -> Path:
+    """A real batch under ``root`` (the current folder of the run, so the manifest's paths are
+    relative to it), made by the ``uvrsep separate`` command with a tiny random net: two short
+    44.1 kHz clips; the first one's earlier attempt failed (the file was not audio then), so the
+    manifest holds a resumed run (its last record wins). Stems are 32-bit float (the measures'
+    samples exactly). Returns the manifest."""
+    from typer.testing import CliRunner
+
+    from uvrsep.cli import app
+
+    from .conftest import SR as RATE
+    from .conftest import music_like
+
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    args = [
+        "separate",
+        "clips",
+        "-m",
+        str(weights),
+        "-o",
+        "out",
+        "--device",
+        "cpu",
+        "--bit-depth",
+        "32f",
+        "--manifest",
+        "manifest.jsonl",
+    ]
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        Path("clips/a.wav").write_bytes(b"not audio at all" * 100)
+        first = CliRunner().invoke(app, args)
+        assert first.exit_code == 1 and "0 processed, 0 skipped, 1 failed" in first.output, first.output
+        sf.write("clips/a.wav", music_like(0.5, seed=1).T, RATE, subtype="PCM_16")
+        quiet = music_like(0.4, seed=2)
+        quiet[:, : quiet.shape[1] // 2] *= 0.001  # music, then nearly nothing: the voice is rarely active
+        sf.write("clips/b.wav", quiet.T, RATE, subtype="PCM_16")
+        second = CliRunner().invoke(app, args)
+        assert second.exit_code == 0 and "2 processed, 0 skipped, 0 failed" in second.output, second.output
+    finally:
+        os.chdir(here)
+    return root / "manifest.jsonl"

@@ -144,12 +144,15 @@ def test_driver_results_name_paths_as_given(tmp_path, monkeypatch):
         "error": f"{os.path.abspath('in/a.wav')}: holds NaN",
         "notes": "[]",
         "warnings": json.dumps([f"{os.path.abspath('in/a.wav')}: clipped at full scale: vocals"]),
+        "measures": json.dumps({"voice_share": 0.25, "music_left_db": None}),
     }
     result = _driver_result(job, row)
     assert (
         result.input == "in/a.wav" and result.outputs == ["out/a_vocals.wav"] and result.error == "in/a.wav: holds NaN"
     )
     assert result.warnings == ["in/a.wav: clipped at full scale: vocals"]  # a worker's warnings reach the driver
+    assert result.measures == {"voice_share": 0.25, "music_left_db": None}  # and its measures
+    assert _driver_result(job, {**row, "measures": "null"}).measures is None
 
 
 class _LocalWorker(_Worker):

@@ -222,6 +222,24 @@ def test_same_files_and_manifest_as_the_local_batch(corpus, tiny_weights, refere
         )
 
     assert comparable(records(manifest)) == comparable(reference[1])
+    # The workers measured every clip as the local batch did (threads differ: within rounding).
+    local = {r["input"]: r["measures"] for r in reference[1]}
+    for rec in records(manifest):
+        want = local[rec["input"]]
+        assert (rec["measures"] is None) == (want is None) == (rec["status"] != "ok"), rec["input"]
+        if want is not None:
+            assert rec["measures"]["voice_share"] == pytest.approx(want["voice_share"], abs=2e-4)
+            assert rec["measures"]["stems"]["vocals"]["rms_dbfs"] == pytest.approx(
+                want["stems"]["vocals"]["rms_dbfs"], abs=0.02
+            )
+    # ... and the report of the Ray run's manifest lists them.
+    table = tmp_path / "report.csv"
+    made = runner.invoke(
+        app, ["report", str(manifest), "-o", str(tmp_path / "report.html"), "--csv", str(table), "--no-pictures"]
+    )
+    assert made.exit_code == 0 and "report: 12 clips, " in made.output, made.output
+    rows = table.read_text(encoding="utf-8").splitlines()[1:]
+    assert len(rows) == 12 and sum(",ok," in row and ",vocals," in row for row in rows) == 10
 
 
 def test_a_worker_killed_mid_run_loses_nothing(corpus, tiny_weights, reference, ray_address, tmp_path):

@@ -208,3 +208,14 @@ def test_bench_dsp_prints_a_table_of_every_step():
     for row in rows:
         ref_wall, torch_wall, quality = float(row[2]), float(row[3]), float(row[8])
         assert ref_wall >= 0 and torch_wall >= 0 and quality >= 100, row
+
+
+@pytest.mark.slow
+def test_bench_measures_prints_the_cost_of_measuring(tmp_path, tiny_weights):
+    path = tmp_path / "clip.wav"
+    sf.write(path, music_like(1.0).T, 44100)
+    out = run(REPO / "scripts" / "bench_measures.py", path, "--model", tiny_weights, "--repeat", "2").stdout
+    assert out.count("\nrun ") + out.startswith("run ") == 2
+    row = out.splitlines()[-2]
+    assert re.fullmatch(r"\| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ % \|", row), row
+    assert re.search(r"measuring costs [0-9.]+ % of separating \((within|OVER) the 2 % bound\)", out)

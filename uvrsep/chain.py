@@ -25,10 +25,8 @@ import soundfile as sf
 
 from .audio import owner_tag, remove_abandoned
 from .errors import ITEM_ERRORS, ConfigError
-from .stems import Stems, StreamedStems
+from .stems import VOICE_STEMS, Stems, StreamedStems
 
-#: Stems that carry the voice, in the order a model's labels are searched for one.
-VOICE_STEMS = ("vocals", "no_echo", "no_reverb", "no_noise")
 #: Prefix of the temporary folders holding a chain's intermediate stems.
 TEMP_PREFIX = "uvrsep-chain-"
 
@@ -110,6 +108,7 @@ class Chain:
             primary=self.primary,
             notes=list(self.notes),
             seconds=seconds,
+            input_meter=first.input_meter,
         )
 
     def _later_stages(self, firsts: list[Stems]) -> list[Stems | Exception]:
@@ -182,6 +181,7 @@ class Chain:
         folder = Path(tempfile.gettempdir())
         remove_abandoned(folder, TEMP_PREFIX)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{owner_tag()}-", dir=folder))
+        streamed_input = streamed.input_meter  # the chain's input: the first model's
         try:
             others: dict[str, Path] = {}
             prefix = ""
@@ -197,7 +197,7 @@ class Chain:
             streamed.close()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        n_samples = last.n_samples
+        n_samples, input_meter = last.n_samples, streamed_input
 
         def chunks() -> Iterator[dict[str, np.ndarray]]:
             readers = {name: sf.SoundFile(str(path)) for name, path in others.items()}
@@ -220,6 +220,7 @@ class Chain:
             n_samples=n_samples,
             chunks=chunks(),
             notes=list(self.notes),
+            input_meter=input_meter,
         )
 
 

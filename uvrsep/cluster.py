@@ -201,7 +201,7 @@ class _Worker:
             yield from separate_jobs(self.separator, [job], self.plan, before_commit=before_commit)
 
 
-_ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "error", "warnings", "notes")
+_ROW_KEYS = ("index", "input", "status", "outputs", "duration_s", "seconds", "error", "warnings", "notes", "measures")
 
 
 def _row(index: int, result: ItemResult) -> dict:
@@ -215,6 +215,7 @@ def _row(index: int, result: ItemResult) -> dict:
         "error": result.error,
         "warnings": json.dumps(result.warnings),
         "notes": "[]",
+        "measures": json.dumps(result.measures),
     }
 
 
@@ -424,4 +425,5 @@ def _driver_result(job: Job, row: dict) -> ItemResult:
         float(row["seconds"]),
         texts[0],
         texts[1:],
+        json.loads(row["measures"]),
     )

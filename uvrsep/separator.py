@@ -36,8 +36,9 @@ from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
 from .model import load_model, model_stems
 from .registry import STEM_LABELS
+from .report.measures import SignalMeter
 from .semantics import SEMANTICS, Semantics, Settings
-from .sources import ArraySource, AudioSource, resample
+from .sources import ArraySource, AudioSource, MeteredSource, resample
 from .stems import Stems, StreamedStems
 
 
@@ -314,9 +315,11 @@ class Separator:
         del waves
         results: dict[int, Stems] = {}
         group: list[tuple[int, Job]] = []
+        meters = [SignalMeter(self.layout.sample_rate) for _ in held]  # the inputs' measures
         for k in range(len(held)):  # release each waveform as soon as it is analysed
             wave, held[k] = held[k], None
             assert wave is not None
+            meters[k].add(wave)
             plan = self.segment_plan(wave.shape[1])
             job = Job(self, ArraySource(wave), plan, on_window if plan.frames is not None else None)
             del wave
@@ -328,6 +331,8 @@ class Separator:
                 ).collect()
         for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
             results[k] = stems
+        for k, stems in results.items():
+            stems.input_meter = meters[k]
         return [results[k] for k in range(len(held))]
 
     def _run_whole(self, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
@@ -407,7 +412,9 @@ class Separator:
                 source.close()
                 return self.separate_many([path], on_window=on_window)[0].as_stream()
             self.times.read = time.perf_counter() - t0
-            job = Job(self, source, plan, on_window)
+            metered = MeteredSource(source, SignalMeter(self.layout.sample_rate))
+            job = Job(self, metered, plan, on_window)
+            metered.complete()  # the first pass read it all: nothing left, normally
         except BaseException:
             source.close()
             raise
@@ -418,6 +425,7 @@ class Separator:
             n_samples=source.n_samples,
             chunks=job.run(),
             notes=list(self.notes),
+            input_meter=metered.meter,
         )
 
 

@@ -217,3 +217,40 @@ def zero_outside(wave, start: int, length: int):
     wave[..., :lo] = 0
     wave[..., max(hi, 0) :] = 0
     return wave
+
+
+class MeteredSource:
+    """A source (``read``, ``n_samples``, ``close``) whose samples are measured as they are first
+    read, in order (:class:`uvrsep.report.measures.SignalMeter`): the input's part of the clip's
+    measures, taken from the reads the separation makes anyway. Samples read again are not
+    measured again; a range skipped over is read for the meter alone (:meth:`complete` reads
+    whatever is left)."""
+
+    #: Samples per read when the meter reads for itself.
+    BLOCK = 1 << 18
+
+    def __init__(self, source, meter):
+        self.source, self.meter = source, meter
+        self.n_samples = source.n_samples
+
+    def _measure(self, wave: np.ndarray, start: int) -> None:
+        lo, hi = max(self.meter.samples, start), min(start + wave.shape[1], self.n_samples)
+        if lo < hi:
+            self.meter.add(wave[:, lo - start : hi - start])
+
+    def complete(self, upto: int | None = None) -> None:
+        """Measure every sample before ``upto`` (default: all) not measured yet."""
+        upto = self.n_samples if upto is None else min(upto, self.n_samples)
+        while self.meter.samples < upto:
+            start = self.meter.samples
+            self._measure(self.source.read(start, min(upto, start + self.BLOCK)), start)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """The source's samples ``start .. stop - 1``, measured if new."""
+        self.complete(start)
+        wave = self.source.read(start, stop)
+        self._measure(wave, start)
+        return wave
+
+    def close(self) -> None:
+        self.source.close()

@@ -33,6 +33,9 @@ class ItemResult:
     error: str = ""
     #: One-line warnings about the result (stems clipped at full scale).
     warnings: list[str] = field(default_factory=list)
+    #: The clip's measures (:func:`uvrsep.report.measure_clip`'s dict) for an ``ok`` input
+    #: separated now; ``None`` otherwise (failed, skipped, or found done by a Ray run's recovery).
+    measures: dict | None = None
 
 
 class Manifest:
@@ -42,7 +45,8 @@ class Manifest:
     ``status`` (``ok`` / ``skipped`` / ``failed``), ``outputs`` (paths written or found),
     ``duration_s`` (seconds of audio), ``seconds`` (processing time; clips that shared network
     calls share its time by their windows), ``error`` (one line). The last record of an input
-    wins. An input whose last record is ``ok`` with exactly the outputs asked for now, all
+    wins. ``measures`` (an input separated and written now): its per-clip measures (levels,
+    voice share and activity, music left; docs/report.md), ``null`` in other records. An input whose last record is ``ok`` with exactly the outputs asked for now, all
     present, is finished: a re-run skips it and writes no new record. Each record is appended
     and flushed to disk as soon as its input is decided (an input's ``ok`` once its stems are in
     place), so a run stopped in any way leaves a record for every finished input.

@@ -44,7 +44,7 @@ def separate_jobs(
     complete, just before the first is renamed into place; ``record(result)`` is called once
     per job as soon as its result is final (its stems in place), from the thread that
     finished it, before the result is yielded: an interruption never loses the record of a
-    finished input.
+    finished input. Every ``ok`` result carries the clip's measures, taken by the writer.
     """
     by_path = {job.item.path: job for job in jobs}
     clock = time.perf_counter()
@@ -63,12 +63,24 @@ def separate_jobs(
         promised: list[ItemResult] = []
         notes: list[str] = []
 
+        measured: list[dict | None] = [None]
+
         def result(status: str, outputs: list[str], error: str = "") -> ItemResult:
             now = time.perf_counter()
             spent = now - clock if seconds is None else seconds + now - start
             return ItemResult(
-                str(job.item.path), status, outputs, round(stems.duration, 3), round(spent, 3), error, list(notes)
+                str(job.item.path),
+                status,
+                outputs,
+                round(stems.duration, 3),
+                round(spent, 3),
+                error,
+                list(notes),
+                measured[0] if status == "ok" else None,
             )
+
+        def measures(values: dict | None) -> None:
+            measured[0] = values
 
         def clipped(what: str) -> None:
             depth = (
@@ -94,6 +106,7 @@ def separate_jobs(
                 on_block=blocks,
                 before_commit=commit,
                 on_clipped=clipped,
+                on_measures=measures,
             )
             final = result("ok", [str(p) for p in written.values()])
         except OutputExistsError as exc:

@@ -3,6 +3,7 @@
 - :mod:`.separate`: ``uvrsep separate`` (the batch, here or on a Ray cluster).
 - :mod:`.models`: ``uvrsep models list / info / download / path / verify / import``.
 - :mod:`.params`: ``uvrsep params`` (the shipped band configs).
+- :mod:`.report`: ``uvrsep report`` (the per-clip quality page of a manifest).
 - :mod:`.train`: ``uvrsep eval``, ``uvrsep prepare-data`` and ``uvrsep train``.
 - :mod:`.common`: the typer ``app``, its callback and the helpers the commands share.
 
@@ -19,7 +20,7 @@ import signal
 import sys
 
 from ..errors import Terminated
-from . import models, params, separate, train
+from . import models, params, report, separate, train
 from .common import app, version
 
 # The commands, in the order ``uvrsep --help`` lists them.
@@ -28,6 +29,7 @@ app.command("eval")(train.eval_command)
 app.command("prepare-data")(train.prepare_data)
 app.command("train")(train.train_command)
 app.command("params")(params.params_list)
+app.command("report")(report.report_command)
 app.command()(version)
 app.add_typer(models.models_app, name="models")
 

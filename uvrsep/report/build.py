@@ -26,6 +26,13 @@ from .table import (
     voice_output,
 )
 
+#: The page's note on clips without measures.
+UNMEASURED = (
+    "{count} clip(s) have no measures: made by a uvrsep without them, or skipped as already done; their "
+    "measure cells are empty and they raise no flag but 'failed'. Separating them again ({flag}) "
+    "measures them."
+)
+
 
 @dataclass
 class ReportSummary:
@@ -172,6 +179,9 @@ def build_report(
     columns, rows = clip_rows(records, thresholds)
     media = [_media(row, base, page_dir) for row in rows]
     notes = list(warnings)
+    unmeasured = sum(row.record["status"] != "failed" and row.measures is None for row in rows)
+    if unmeasured:
+        notes.append(UNMEASURED.format(count=unmeasured, flag=option("overwrite", value=True)))
     made = 0
     if pictures:
         made = _add_pictures(rows, media, base, Path(page_dir, f"{page.stem}_files"), page_dir, on_progress)
