@@ -103,3 +103,21 @@ def test_huge_samples_warn_once_that_the_stems_were_clipped(tiny_weights, tmp_pa
                                  "--bit-depth", "32f", "--device", "cpu"])
     assert floats.exit_code == 0 and "warning:" not in floats.output, floats.output
     assert np.abs(sf.read(next((tmp_path / "f").glob("*_vocals.wav")))[0]).max() > 100
+
+
+def test_unknown_separator_arguments_name_the_closest_valid_one(tiny_weights):
+    from uvrsep import Separator
+
+    for kwargs, message in [
+        (dict(batchsize=2), "Separator() got unknown argument 'batchsize'; did you mean batch_size?"),  # its own argument
+        (dict(agression=5), "Separator() got unknown argument 'agression'; did you mean aggressiveness?"),  # a setting
+        (dict(window=512, tt=True), "Separator() got unknown arguments 'tt', 'window'; did you mean tta?"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            Separator(tiny_weights, device="cpu", **kwargs)
+        assert str(err.value) == message
+    with pytest.raises(ConfigError, match=r"^Separator\(\) got unknown argument 'zzz'; the arguments are model, .*primary_stem$"):
+        Separator(tiny_weights, device="cpu", zzz=1)
+    sep = Separator(tiny_weights, device="cpu")
+    with pytest.raises(ConfigError, match=r"^configure\(\) got unknown argument 'postproces'; did you mean postprocess\?$"):
+        sep.configure(postproces=True)
