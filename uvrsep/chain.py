@@ -218,7 +218,8 @@ def load_models(
     each built with the same ``options`` (Separator keywords: device, settings, ...);
     ``params`` and the settings' ``primary_stem`` apply to the first model only. A registry name not yet cached is downloaded
     first (unless ``options["offline"]``), with a size bar when ``download_progress`` and its
-    one-line notices sent to ``on_notice``.
+    one-line notices sent to ``on_notice``. Errors name the first model ``model`` and the later
+    ones ``then`` (``--model`` and ``--then`` on the command line).
 
     The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
     worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
@@ -230,7 +231,7 @@ def load_models(
     settings = options.pop("settings", None)
     for k, model in enumerate(models):
         path = resolve_model(model, offline=options.get("offline", False), progress=download_progress,
-                             on_notice=on_notice).path
+                             on_notice=on_notice, given_as="model" if k == 0 else "then").path
         own = settings if k == 0 or settings is None else replace(settings, primary_stem=None)
         stages.append(Separator(path, params=params if k == 0 else None, settings=own, on_notice=on_notice, **options))
     return stages[0] if len(stages) == 1 else Chain(*stages)

@@ -230,7 +230,7 @@ def separate(
 
             require_ray(check_address(ray))  # before Ray is imported: its mode depends on the address
         if params is not None:
-            load_band_layout(params)
+            load_band_layout(params, given_as="params")
         items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
         if not items and not problems:
             _error("no input given (files, folders, globs or --from-list)")
@@ -329,7 +329,8 @@ def _final_labels(models: list[str | None], offline: bool, primary_stem: str | N
     from .chain import chain_labels
     from .separator import model_stems
 
-    pairs = [model_stems(m, offline=offline, primary_stem=primary_stem if k == 0 else None) for k, m in enumerate(models)]
+    pairs = [model_stems(m, offline=offline, primary_stem=primary_stem if k == 0 else None,
+                         given_as="model" if k == 0 else "then") for k, m in enumerate(models)]
     return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
 
 
@@ -629,11 +630,22 @@ def models_list() -> None:
 
 @models_app.command("info")
 def models_info(name: str) -> None:
-    """Everything known about a model, and where its file is (or would be) cached."""
+    """Everything known about a model (a registry name, or a weight file), and where its file is
+    (or would be) cached."""
     from .hub import UNVERIFIED, cached_path, human_size, reference_digest
+    from .model import file_info
+    from .resolve import find_model, weight_file
 
     registry = _registry()
-    spec = _spec_or_exit(name)
+    try:
+        if weight_file(name, given_as=None) is not None:
+            for key, value in file_info(Path(name)):
+                typer.echo(f"{key:13} {value}")
+            return
+        _, spec = find_model(name, given_as=None)  # a cached file must have its pinned sha256
+    except UvrsepError as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
     path = cached_path(spec)
     digest = reference_digest(spec)
     if digest is not None:
