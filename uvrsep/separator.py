@@ -251,7 +251,7 @@ class Separator:
         in segments where the device's memory asks for it (see ``segment_threshold``);
         :meth:`separate_streamed` also gives the stems segment by segment. A file or encoded
         audio carries its own rate: ``sample_rate`` is for arrays only. Every refusal is a
-        one-line :class:`~uvrsep.errors.UvrsepError` (README, "Python").
+        one-line :class:`~uvrsep.errors.UvrsepError` (the contract: docs/python-api.md).
         """
         if isinstance(audio, (str, os.PathLike)) or _encoded(audio):
             if sample_rate is not None:
