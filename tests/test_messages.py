@@ -178,6 +178,8 @@ def test_separator_messages_name_its_arguments_or_the_flags(tiny_weights):
         (lambda: Separator(tiny_weights, device="cpu", params="nope"), "params='nope': unknown band config",
          "--params nope: unknown band config"),
         (lambda: default_params(vr51), "give it with params (", "give it with --params ("),
+        (lambda: Separator(tiny_weights, device="cpu", primary_stem="voice"), "primary_stem='voice': unknown stem",
+         "--primary-stem voice: unknown stem"),
     ]
     for make, python, flag in cases:
         with pytest.raises(ConfigError) as err:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .config import BandLayout
-from .errors import ConfigError
+from .errors import ConfigError, option
 from .masks import (
     UVR_INVERTED_STEMS,
     apply_aggressiveness,
@@ -114,7 +114,10 @@ class Settings:
         if self.window_size > MAX_WINDOW_SIZE:
             raise ConfigError(f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames "
                               "(UVR's largest is 1024)")
-        primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
+        try:
+            primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
+        except ConfigError as exc:
+            raise ConfigError(f"{option('primary_stem', value=self.primary_stem)}: {exc}") from None
         return replace(self, aggressiveness=agg, high_end=high_end, primary_stem=primary,
                        tta=bool(self.tta), postprocess=bool(self.postprocess))
 
