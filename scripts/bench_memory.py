@@ -61,7 +61,7 @@ def run_measured(cmd: list[str], log: Path) -> tuple[float, float, str]:
         proc.returncode = os.waitstatus_to_exitcode(code)
     wall = time.perf_counter() - t0
     lines = log.read_text(errors="replace").strip().splitlines()
-    status = "ok" if proc.returncode == 0 else f"failed: {lines[-1:] }"
+    status = "ok" if proc.returncode == 0 else f"failed: {lines[-1:]}"
     return usage.ru_maxrss / 1024, wall, status
 
 
@@ -70,8 +70,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--segment-threshold", type=float, default=None,
-                        help="passed to uvrsep separate (default: none, the memory decides; 'inf': whole-file processing)")
+    parser.add_argument(
+        "--segment-threshold",
+        type=float,
+        default=None,
+        help="passed to uvrsep separate (default: none, the memory decides; 'inf': whole-file processing)",
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,15 +84,31 @@ def main() -> None:
         for minutes in args.minutes:
             wav = tmp / f"input_{minutes:g}min.wav"
             make_signal(wav, minutes)
-            cmd = [sys.executable, "-m", "uvrsep", "separate", str(wav), "-m", str(model), "-o", str(tmp / "out"),
-                   "--device", "cpu", "--overwrite", "--params", "4band_v2"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvrsep",
+                "separate",
+                str(wav),
+                "-m",
+                str(model),
+                "-o",
+                str(tmp / "out"),
+                "--device",
+                "cpu",
+                "--overwrite",
+                "--params",
+                "4band_v2",
+            ]
             if args.segment_threshold is not None:
                 cmd += ["--segment-threshold", str(args.segment_threshold)]
             rss, wall, status = run_measured(cmd, tmp / "log.txt")
             rows.append((minutes, rss, wall, status))
             wav.unlink()
-    print(f"model: {args.model or f'random cascaded ASPP, width {args.width}'}; machine: {os.cpu_count()} cores; "
-          f"load average after: {os.getloadavg()[0]:.2f}")
+    print(
+        f"model: {args.model or f'random cascaded ASPP, width {args.width}'}; machine: {os.cpu_count()} cores; "
+        f"load average after: {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'minutes':>8} | {'peak RSS MiB':>12} | {'wall s':>8} | status")
     for minutes, rss, wall, status in rows:
         print(f"{minutes:8g} | {rss:12.0f} | {wall:8.1f} | {status}")

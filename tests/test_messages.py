@@ -34,12 +34,15 @@ def test_names_holding_newlines_are_shown_escaped(tiny_weights, tmp_path):
     assert f"error: {clips}/bad\\nclip.wav: is an empty (0-byte) file" in result.output
     assert f"{clips}/good\\nclip.wav -> {tmp_path}/out/good\\nclip_instrumental.wav" in result.output
     # every line of the output is one message: no name broke a line
-    assert all(re.match(r"^(note|error|done|warning|progress):|^/", line) for line in result.output.splitlines()), result.output
+    assert all(re.match(r"^(note|error|done|warning|progress):|^/", line) for line in result.output.splitlines()), (
+        result.output
+    )
 
 
 @pytest.mark.parametrize("with_manifest", [False, True])
-def test_the_interruption_advice_names_the_manifest_only_when_given(with_manifest, tiny_weights, short_wav, tmp_path,
-                                                                    monkeypatch):
+def test_the_interruption_advice_names_the_manifest_only_when_given(
+    with_manifest, tiny_weights, short_wav, tmp_path, monkeypatch
+):
     import uvrsep.batch
 
     def interrupted(*args, **kwargs):
@@ -79,8 +82,12 @@ def test_the_advice_for_inputs_that_differ_by_extension_works(tiny_weights, tmp_
     assert advice, result.output
     again = separate(clips, "-m", tiny_weights, "-o", out, "--name-template", advice.group(1))
     assert again.exit_code == 0, again.output
-    assert sorted(p.name for p in out.iterdir()) == ["clip_flac_instrumental.wav", "clip_flac_vocals.wav",
-                                                     "clip_wav_instrumental.wav", "clip_wav_vocals.wav"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip_flac_instrumental.wav",
+        "clip_flac_vocals.wav",
+        "clip_wav_instrumental.wav",
+        "clip_wav_vocals.wav",
+    ]
 
 
 def test_the_advice_for_inputs_of_different_folders_works(tiny_weights, tmp_path):
@@ -92,8 +99,12 @@ def test_the_advice_for_inputs_of_different_folders_works(tiny_weights, tmp_path
     assert result.exit_code == 2
     advice = re.search(r"put \{parent\} in --name-template \(e\.g\. '([^']+)'\)", result.output)
     assert advice and "--mirror-tree" in result.output, result.output
-    assert separate(tmp_path / "a", tmp_path / "b", "-m", tiny_weights, "-o", out, "--name-template",
-                    advice.group(1)).exit_code == 0
+    assert (
+        separate(
+            tmp_path / "a", tmp_path / "b", "-m", tiny_weights, "-o", out, "--name-template", advice.group(1)
+        ).exit_code
+        == 0
+    )
     assert len(list(out.rglob("*.wav"))) == 4
 
 
@@ -111,7 +122,7 @@ def test_boolean_options_show_as_flags():
         text = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
         assert "<bool>" not in text, (path, text)
     text = runner.invoke(app, ["separate", "--help"], env={"COLUMNS": "200"}).output
-    assert re.search(r"^\s+--tta\s+Second pass", text, re.M), text
+    assert re.search(r"^\s+--tta\s+Second pass", text, re.MULTILINE), text
 
 
 def test_a_terminal_bar_that_overruns_ends_without_a_warning():
@@ -141,6 +152,18 @@ def test_progress_lines_keep_coming_while_nothing_finishes():
     progress.close()
     last = stream.getvalue().splitlines()[-1]
     assert last.endswith("ETA 0:00:00") and f"{format_duration(progress.elapsed)} elapsed" in last
+
+
+def test_a_run_that_fails_before_any_work_ends_without_a_progress_line():
+    """An error before the first input (an unreachable --ray address, say) is the run's one line;
+    a run that fails after some work still gets its last progress line."""
+    stream = io.StringIO()
+    BatchProgress(60.0, 3, stream=stream, interval=30, terminal=False).close(failed=True)
+    assert stream.getvalue() == ""
+    progress = BatchProgress(60.0, 3, stream=stream, interval=30, terminal=False)
+    progress.file_done(20.0)
+    progress.close(failed=True)
+    assert stream.getvalue().startswith("progress: 1/3 files")
 
 
 def test_the_summary_time_is_the_last_progress_line(tiny_weights, tmp_path, monkeypatch):
@@ -173,13 +196,22 @@ def test_separator_messages_name_its_arguments_or_the_flags(tiny_weights):
 
     vr51 = Architecture("vr51", 16, bins=1024)  # no default band config: the message says how to give one
     cases = [
-        (lambda: Separator(tiny_weights, device="cpu", batch_size=0), "batch_size must be at least 1",
-         "--batch-size must be at least 1"),
-        (lambda: Separator(tiny_weights, device="cpu", params="nope"), "params='nope': unknown band config",
-         "--params nope: unknown band config"),
+        (
+            lambda: Separator(tiny_weights, device="cpu", batch_size=0),
+            "batch_size must be at least 1",
+            "--batch-size must be at least 1",
+        ),
+        (
+            lambda: Separator(tiny_weights, device="cpu", params="nope"),
+            "params='nope': unknown band config",
+            "--params nope: unknown band config",
+        ),
         (lambda: default_params(vr51), "give it with params (", "give it with --params ("),
-        (lambda: Separator(tiny_weights, device="cpu", primary_stem="voice"), "primary_stem='voice': unknown stem",
-         "--primary-stem voice: unknown stem"),
+        (
+            lambda: Separator(tiny_weights, device="cpu", primary_stem="voice"),
+            "primary_stem='voice': unknown stem",
+            "--primary-stem voice: unknown stem",
+        ),
     ]
     for make, python, flag in cases:
         with pytest.raises(ConfigError) as err:
@@ -207,12 +239,16 @@ def test_a_missing_model_names_the_option_that_gave_it(tiny_weights, short_wav, 
     assert result.exit_code == 1 and f"error: --then {missing}: weight file not found" in result.output
     result = separate(short_wav, "-m", tiny_weights, "--then", "HP5_only_main_vocalz", "-o", out)
     assert result.exit_code == 2, result.output
-    assert "error: --then HP5_only_main_vocalz: unknown model: not a file and not a registry name; did you mean " \
-           "HP5_only_main_vocal" in result.output
+    assert (
+        "error: --then HP5_only_main_vocalz: unknown model: not a file and not a registry name; did you mean "
+        "HP5_only_main_vocal" in result.output
+    )
     # a --then model that is not in the cache, downloads off: the advice names --then
     result = separate(short_wav, "-m", tiny_weights, "--then", "HP5_only_main_vocal", "--offline", "-o", out)
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1].endswith("or give a weight file you have (--then PATH)"), result.output
+    assert result.output.strip().splitlines()[-1].endswith("or give a weight file you have (--then PATH)"), (
+        result.output
+    )
     assert not out.exists() or not any(out.iterdir())
 
 

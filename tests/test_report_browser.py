@@ -24,8 +24,10 @@ from .report_fixtures import KINDS, write_big_manifest, write_small_report_input
 CHROMIUM = find_chromium()
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None or not hasattr(os, "posix_spawn"),
-                       reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or not hasattr(os, "posix_spawn"),
+        reason="Chromium is not installed (apt-get install chromium)",
+    ),
 ]
 RENDERED = "document.body && document.body.dataset.rendered === '1'"
 ROW_INDICES = "[...document.querySelectorAll('tr.clip')].map(tr => Number(tr.dataset.index))"
@@ -110,11 +112,14 @@ def test_sorting_by_a_column_reorders_the_rows(browser, small_page):
     order = browser.evaluate(ROW_INDICES)
     measured = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: (-values[i], i))
     assert order == measured + [i for i, v in enumerate(values) if v is None]  # highest first, missing last
-    assert order != before and browser.evaluate(
-        "document.querySelector('th[data-key=music_left_db]').getAttribute('aria-sort')") == "descending"
+    assert (
+        order != before
+        and browser.evaluate("document.querySelector('th[data-key=music_left_db]').getAttribute('aria-sort')")
+        == "descending"
+    )
     browser.evaluate("document.querySelector('th[data-key=music_left_db]').click()")
     ascending = browser.evaluate(ROW_INDICES)
-    assert ascending[:len(measured)] == sorted(measured, key=lambda i: (values[i], i))
+    assert ascending[: len(measured)] == sorted(measured, key=lambda i: (values[i], i))
     browser.evaluate("document.querySelector('th[data-key=input]').click()")
     names = browser.evaluate("[...document.querySelectorAll('tr.clip td:first-child')].map(td => td.textContent)")
     assert names == sorted(names)
@@ -123,8 +128,10 @@ def test_sorting_by_a_column_reorders_the_rows(browser, small_page):
 def test_only_flagged_keeps_the_flagged_clips(browser, small_page):
     open_page(browser, small_page)
     browser.evaluate("const c = document.getElementById('only-flagged'); c.click();")
-    rows = browser.evaluate("[...document.querySelectorAll('tr.clip')].map(tr => "
-                            "[tr.cells[0].textContent, [...tr.querySelectorAll('span.flag')].map(s => s.textContent)])")
+    rows = browser.evaluate(
+        "[...document.querySelectorAll('tr.clip')].map(tr => "
+        "[tr.cells[0].textContent, [...tr.querySelectorAll('span.flag')].map(s => s.textContent)])"
+    )
     want = {f"clips/{k}.wav": flags for k, (_, flags) in KINDS.items() if flags}
     want["clips/broken.wav"] = ["failed"]
     assert dict(rows) == want
@@ -158,9 +165,11 @@ def test_a_report_of_10000_clips_opens_within_2_seconds(browser, big_manifest):
     timing = browser.evaluate("""(() => { const n = performance.getEntriesByType('navigation')[0];
         return [performance.getEntriesByName('uvrsep-first-rows')[0].startTime, n.domContentLoadedEventEnd]; })()""")
     first_rows_ms, dom_ready_ms = timing
-    print(f"10,000 clips: built in {build_s:.2f} s; opened in {wall:.2f} s (wall, navigation to first rows "
-          f"seen); first rows at {first_rows_ms:.0f} ms, DOMContentLoaded at {dom_ready_ms:.0f} ms; "
-          f"page {(tmp_path / 'big.html').stat().st_size / 1e6:.1f} MB")
+    print(
+        f"10,000 clips: built in {build_s:.2f} s; opened in {wall:.2f} s (wall, navigation to first rows "
+        f"seen); first rows at {first_rows_ms:.0f} ms, DOMContentLoaded at {dom_ready_ms:.0f} ms; "
+        f"page {(tmp_path / 'big.html').stat().st_size / 1e6:.1f} MB"
+    )
     assert wall < 2.0 and first_rows_ms < 2000
     assert browser.evaluate("document.querySelectorAll('tr.clip').length") == 50
     browser.evaluate("document.getElementById('next').click()")

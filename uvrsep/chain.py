@@ -38,8 +38,10 @@ def voice_stem(labels: tuple[str, str]) -> str:
     for label in VOICE_STEMS:
         if label in labels:
             return label
-    raise ConfigError(f"a model with stems {'/'.join(labels)} has no voice stem to hand on in a chain "
-                      f"(one of {', '.join(VOICE_STEMS)})")
+    raise ConfigError(
+        f"a model with stems {'/'.join(labels)} has no voice stem to hand on in a chain "
+        f"(one of {', '.join(VOICE_STEMS)})"
+    )
 
 
 def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
@@ -60,6 +62,22 @@ def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(final)
 
 
+def final_labels(models: list, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, ...]:
+    """The stems a model, or the chain of ``models``, will write, known without loading or
+    downloading any of them (:func:`uvrsep.model.model_stems`); ``primary_stem``, like
+    ``params``, is the first model's. Errors name the first model ``model`` and the later ones
+    ``then`` (``--model`` and ``--then`` on the command line)."""
+    from .model import model_stems
+
+    pairs = [
+        model_stems(
+            m, offline=offline, primary_stem=primary_stem if k == 0 else None, given_as="then" if k else "model"
+        )
+        for k, m in enumerate(models)
+    ]
+    return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
+
+
 class Chain:
     """Separators applied one after another (see the module doc). ``labels`` are the final
     stems; :meth:`separate_batch` and :meth:`separate` behave as a :class:`~uvrsep.Separator`'s."""
@@ -69,7 +87,9 @@ class Chain:
             raise ConfigError("a chain needs at least two models")
         rates = {s.layout.sample_rate for s in stages}
         if len(rates) > 1:
-            raise ConfigError(f"the models of a chain must share a sample rate (these use {', '.join(map(str, sorted(rates)))} Hz)")
+            raise ConfigError(
+                f"the models of a chain must share a sample rate (these use {', '.join(map(str, sorted(rates)))} Hz)"
+            )
         self.stages = stages
         self.sample_rate = stages[0].layout.sample_rate
         self.labels = chain_labels([s.labels for s in stages])
@@ -88,34 +108,42 @@ class Chain:
         for name in rest[-1].names:
             waves[prefix + name] = rest[-1][name]
         seconds = sum(s.seconds or 0.0 for s in [first] + rest)
-        return Stems(waves={k: waves[k] for k in self.labels}, sample_rate=self.sample_rate, primary=self.primary,
-                     notes=list(self.notes), seconds=seconds)
+        return Stems(
+            waves={k: waves[k] for k in self.labels},
+            sample_rate=self.sample_rate,
+            primary=self.primary,
+            notes=list(self.notes),
+            seconds=seconds,
+        )
 
     def _later_stages(self, firsts: list[Stems]) -> list[Stems | Exception]:
         """Run the later models on the voice stems of ``firsts`` (sharing network calls)."""
         current: list[Stems | Exception] = list(firsts)
         trail: list[list[Stems]] = [[] for _ in firsts]
         for stage, voice in zip(self.stages[1:], self.voices):
-            live = [k for k, s in enumerate(current) if not isinstance(s, Exception)]
+            live = {k: s for k, s in enumerate(current) if not isinstance(s, Exception)}
             t0 = time.perf_counter()
+            outs: list[Stems | Exception]
             try:
-                outs = stage.separate_many([(current[k][voice], self.sample_rate) for k in live])
+                outs = list(stage.separate_many([(s[voice], self.sample_rate) for s in live.values()]))
             except ITEM_ERRORS:
                 outs = []
-                for k in live:
+                for s in live.values():
                     try:
-                        outs.append(stage.separate_many([(current[k][voice], self.sample_rate)])[0])
+                        outs.append(stage.separate_many([(s[voice], self.sample_rate)])[0])
                     except ITEM_ERRORS as exc:
                         outs.append(exc)
             elapsed = time.perf_counter() - t0
-            total = sum(current[k].duration for k in live) or 1.0
-            for k, out in zip(live, outs):
+            total = sum(s.duration for s in live.values()) or 1.0
+            for (k, s), out in zip(live.items(), outs):
                 if not isinstance(out, Exception):
-                    out.seconds = elapsed * current[k].duration / total
+                    out.seconds = elapsed * s.duration / total
                     trail[k].append(out)
                 current[k] = out
-        return [c if isinstance(c, Exception) else self._finish(first, trail[k])
-                for k, (c, first) in enumerate(zip(current, firsts))]
+        return [
+            c if isinstance(c, Exception) else self._finish(first, trail[k])
+            for k, (c, first) in enumerate(zip(current, firsts))
+        ]
 
     def separate(self, audio, sample_rate: int | None = None) -> Stems:
         """Separate a path, or an array with its ``sample_rate``, through every model."""
@@ -189,14 +217,22 @@ class Chain:
                     reader.close()
                 shutil.rmtree(tmp, ignore_errors=True)
 
-        return StreamedStems(names=self.labels, sample_rate=self.sample_rate, primary=self.primary,
-                             n_samples=n_samples, chunks=chunks(), notes=list(self.notes))
+        return StreamedStems(
+            names=self.labels,
+            sample_rate=self.sample_rate,
+            primary=self.primary,
+            n_samples=n_samples,
+            chunks=chunks(),
+            notes=list(self.notes),
+        )
 
 
 def _spill(streamed: StreamedStems, files: dict[str, Path]) -> None:
     """Write every stem of a stream to float32 RF64 files (bounded memory)."""
-    handles = {name: sf.SoundFile(str(path), "w", samplerate=streamed.sample_rate, channels=2,
-                                  subtype="FLOAT", format="RF64") for name, path in files.items()}
+    handles = {
+        name: sf.SoundFile(str(path), "w", samplerate=streamed.sample_rate, channels=2, subtype="FLOAT", format="RF64")
+        for name, path in files.items()
+    }
     try:
         for block in streamed:
             for name, wave in block.items():
@@ -230,8 +266,13 @@ def load_models(
     stages = []
     settings = options.pop("settings", None)
     for k, model in enumerate(models):
-        path = resolve_model(model, offline=options.get("offline", False), progress=download_progress,
-                             on_notice=on_notice, given_as="model" if k == 0 else "then").path
+        path = resolve_model(
+            model,
+            offline=options.get("offline", False),
+            progress=download_progress,
+            on_notice=on_notice,
+            given_as="model" if k == 0 else "then",
+        ).path
         own = settings if k == 0 or settings is None else replace(settings, primary_stem=None)
         stages.append(Separator(path, params=params if k == 0 else None, settings=own, on_notice=on_notice, **options))
     return stages[0] if len(stages) == 1 else Chain(*stages)

@@ -8,7 +8,7 @@ runs work on the GPU beside the network (:func:`uvrsep.device.network_scope`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from .stems import Stems, StreamedStems
 
 def separate_batch(
     sep, paths: Iterable[str | Path], *, group_windows: int = 8, durations: Mapping[Path, float] | None = None
-) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
+) -> Generator[tuple[Path, Stems | StreamedStems | Exception], None, None]:
     """:meth:`uvrsep.Separator.separate_batch` of ``sep`` (see there)."""
     reader = ThreadPoolExecutor(1, thread_name_prefix="uvrsep-read")
     pending: list[tuple[list[Path], Future]] = []
@@ -79,12 +79,16 @@ def _read_group(sep, group: list[Path]) -> list[tuple[np.ndarray | Exception, fl
     return loaded
 
 
-def _run_group(sep, group: list[Path], loaded: list[tuple[np.ndarray | Exception, float]]) -> Iterator[tuple[Path, Stems | Exception]]:
+def _run_group(
+    sep, group: list[Path], loaded: list[tuple[np.ndarray | Exception, float]]
+) -> Iterator[tuple[Path, Stems | Exception]]:
     """Separate a group read by :func:`_read_group`, in order; an input that could not be
     read fails alone. When the shared run fails, each input is redone alone so that each
     error lands on the input that caused it."""
     ready = [k for k, (wave, _) in enumerate(loaded) if not isinstance(wave, Exception)]
-    results: dict[int, Stems | Exception] = {k: wave for k, (wave, _) in enumerate(loaded) if isinstance(wave, Exception)}
+    results: dict[int, Stems | Exception] = {
+        k: wave for k, (wave, _) in enumerate(loaded) if isinstance(wave, Exception)
+    }
     if len(ready) > 1:
         t0 = time.perf_counter()
         try:

@@ -5,7 +5,8 @@ A model's facts come, in this order, from the file's own metadata (a uvrsep chec
 registry entry, UVR's hash table of official files, and finally the original's defaults for
 the network's family: :func:`default_params` (the band config) and :func:`default_primary` (the
 stem the mask keeps, by RVC's file-name rules). The CLI (``separate``, ``models list / info /
-import``), the API (:class:`uvrsep.Separator`) and :func:`model_stems` use these same rules.
+import``), the API (:class:`uvrsep.Separator`), :func:`model_stems`, :func:`band_config_of` and
+:func:`import_model` use these same rules.
 """
 
 from __future__ import annotations
@@ -13,16 +14,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import BandLayout, list_band_layouts, load_band_layout
 from .errors import ConfigError, IncompatibleCheckpointError, option
-from .resolve import find_model, resolve_model
-from .network import Architecture, LoadedWeights, detect_architecture, load_network
+from .network import Architecture, LoadedWeights, VRNet, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference
 from .registry import STEM_LABELS
+from .resolve import named_model, resolve_model, weight_file
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec, Registry
+
+#: The device :func:`load_model` builds the net on unless told otherwise.
+CPU = torch.device("cpu")
 
 
 def default_primary(arch: Architecture, model_path: str | Path) -> str:
@@ -96,8 +104,13 @@ def weight_facts(path: Path, state: dict, meta: dict, spec, uvr_entry: dict | No
     return WeightFacts(arch, params, primary or default_primary(arch, path), primary is None, source)
 
 
-def model_stems(model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None,
-                given_as: str | None = "model") -> tuple[str, str]:
+def model_stems(
+    model: str | Path | None = None,
+    *,
+    offline: bool = False,
+    primary_stem: str | None = None,
+    given_as: str | None = "model",
+) -> tuple[str, str]:
     """The (masked, residual) stem labels ``model`` will write, worked out without downloading
     or building it (a path is read; a registry name that is not cached yet answers from its
     entry; a cached one must have its pinned sha256). ``None`` is the registry's default model;
@@ -109,11 +122,17 @@ def model_stems(model: str | Path | None = None, *, offline: bool = False, prima
 
     if primary_stem is not None:
         return STEM_LABELS[parse_stem_label(primary_stem)]
-    path, spec = find_model(model, given_as=given_as)
-    if path is None:
-        return STEM_LABELS[spec.primary]
+    registry = load_registry(home_dir())
+    path = weight_file(model, given_as) if model is not None else None
+    spec: ModelSpec | None
+    if path is not None:
+        spec = registry.find(path.name)
+    else:
+        spec, path = named_model(model, registry, given_as=given_as)
+        if path is None:
+            return STEM_LABELS[spec.primary]
     state, meta = read_checkpoint(path)
-    entry = load_registry(home_dir()).identify_by_uvr_hash(path) if spec is None or spec.params is None else None
+    entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
     return STEM_LABELS[weight_facts(path, state, meta, spec, entry).primary]
 
 
@@ -130,8 +149,13 @@ def file_info(path: Path) -> list[tuple[str, str]]:
     entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
     facts = weight_facts(path, state, meta, spec, entry)
     del state
-    told = ("the file's metadata" if meta.get("params") or meta.get("primary")
-            else f"registry entry {spec.name}" if spec is not None and spec.params else "UVR's hash table")
+    told = (
+        "the file's metadata"
+        if meta.get("params") or meta.get("primary")
+        else f"registry entry {spec.name}"
+        if spec is not None and spec.params
+        else "UVR's hash table"
+    )
     if facts.params is not None:
         params = f"{facts.params} ({told})"
     else:
@@ -146,11 +170,107 @@ def file_info(path: Path) -> list[tuple[str, str]]:
         ("registry", spec.name if spec is not None else "-"),
         ("architecture", facts.architecture.label),
         ("band config", params),
-        ("stems", f"{masked} (masked), {residual} (residual)"
-                  + (f" (family default; {option('primary_stem')} sets it)" if facts.primary_is_default else f" ({told})")),
+        (
+            "stems",
+            f"{masked} (masked), {residual} (residual)"
+            + (f" (family default; {option('primary_stem')} sets it)" if facts.primary_is_default else f" ({told})"),
+        ),
         ("size", f"{size} bytes ({human_size(size)})"),
         ("sha256", sha256_file(path)),
     ]
+
+
+def model_name(model: str | Path | None) -> str:
+    """What a model is called in output names (``{model}``) and reports: the registry name, or
+    the weight file's name without ``.pth``; ``None`` is the registry's default model."""
+    from .hub import default_model_name
+
+    name = str(model) if model is not None else default_model_name()
+    return Path(name).name.removesuffix(".pth")
+
+
+def band_config_of(spec: ModelSpec, registry: Registry) -> str:
+    """The band config a registry entry will be separated with, and where it comes from when the
+    entry does not name it, known without loading the file (the order of :func:`load_model`:
+    the entry, UVR's hash table for shipped entries, the family's :func:`default_params`)."""
+    from .hub import cached_path
+
+    if spec.params:
+        return spec.params
+    path = cached_path(spec)
+    if spec.source != "user":  # shipped entries that leave it to UVR's hash table
+        entry = registry.identify_by_uvr_hash(path) if path.is_file() else None
+        if entry is not None:
+            return f"{entry['params']} (UVR's hash table)"
+        if not path.is_file():
+            return "from UVR's hash table (on download)"
+    try:
+        arch = Architecture(
+            family=spec.family or "aspp", width=spec.width or 0, bins=672 if spec.family == "vr51" else None
+        )
+        return f"{default_params(arch)} (family default)"
+    except ConfigError:
+        return "family default (by the net's size)"
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """What :func:`import_model` did: the registry entry, the cached file, the detected net and
+    where the band config came from (``"given on import"``, UVR's hash table, the family default)."""
+
+    spec: ModelSpec
+    path: Path
+    architecture: Architecture
+    params_source: str
+
+
+def import_model(
+    file: Path,
+    *,
+    name: str | None = None,
+    params: str | None = None,
+    primary: str | None = None,
+    overwrite: bool = False,
+    home: Path | None = None,
+) -> ImportedModel:
+    """Check a user's weight file (a loadable VR net with finite float weights), copy it into the
+    cache and register it under ``name`` (default: the file name without ``.pth``).
+
+    Its facts are recorded in the order :func:`load_model` reads them: ``params`` / ``primary``
+    given, else UVR's hash table, else the family's :func:`default_params` /
+    :func:`default_primary`. Raises a :class:`UvrsepError` (nothing written) for a bad name, file
+    or band config, or an existing entry without ``overwrite``.
+    """
+    from .hub import home_dir, import_file
+    from .network import read_state_dict
+    from .registry import ModelSpec, add_user_model, check_file_name, load_registry, parse_stem_label
+
+    home = home if home is not None else home_dir()
+    file = Path(file)
+    name = check_file_name(name if name is not None else file.name.removesuffix(".pth"), option("name"), home)
+    arch = detect_architecture(read_state_dict(file), file)
+    entry = load_registry(home).identify_by_uvr_hash(file) or {}
+    if params is not None:
+        how = "given on import"
+    elif entry.get("params"):
+        params, how = entry["params"], "from UVR's hash table"
+    else:
+        params, how = default_params(arch), "the family default"
+    load_band_layout(params, given_as="params")
+    known_primary = parse_stem_label(primary) if primary is not None else entry.get("primary")
+    spec = ModelSpec(
+        name=name,
+        file=f"{name}.pth",
+        source="user",
+        family=arch.family,
+        width=arch.width,
+        params=params,
+        primary=known_primary or default_primary(arch, file),
+        note=f"imported from {file}; band config: {how}",
+    )
+    path = import_file(file, spec, home, overwrite=overwrite)
+    add_user_model(home, spec)
+    return ImportedModel(spec, path, arch, how)
 
 
 @dataclass
@@ -176,7 +296,7 @@ class LoadedModel:
     primary: str
     primary_is_default: bool
     weights: LoadedWeights
-    net: torch.nn.Module
+    net: VRNet
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -189,7 +309,7 @@ def load_model(
     model: str | Path | None = None,
     *,
     params: str | Path | None = None,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device = CPU,
     offline: bool = False,
     progress: bool = False,
     on_notice: Callable[[str], None] | None = None,

@@ -27,6 +27,8 @@ TEMPLATE_FIELDS = {
     "parent": "name of the input's folder",
     "input_ext": "the input file's extension without the dot (wav, m4a, mp4; keeps clip.mp4 and clip.m4a apart)",
 }
+
+
 #: Values the template is tried with before any work (each must give a path inside the folder).
 def _template_option() -> str:
     return option("name_template", "template")
@@ -104,7 +106,9 @@ def check_template(template: str, n_stems: int | None, fmt: str | None = None) -
             text = render(template, ext=ext, **values)
             why = relative_problem(text, portable=True)
             if why is not None:
-                raise ConfigError(f"{_template_option()} {template!r} gives {text!r}: {why}; it must stay below {option('output_dir')}")
+                raise ConfigError(
+                    f"{_template_option()} {template!r} gives {text!r}: {why}; it must stay below {option('output_dir')}"
+                )
             if not text.lower().endswith("." + ext):
                 raise ConfigError(
                     f"{_template_option()} {template!r} gives {text!r}: the file name must end with .{{ext}} (.{ext})"
@@ -143,8 +147,16 @@ def contained_path(output_dir: Path, relative: str, *, base: Path | None = None)
 
 
 def output_paths(
-    item: InputItem, stems: tuple[str, ...], *, output_dir: Path, template: str, fmt: str, model: str,
-    mirror_tree: bool, base: Path | None = None, contained: bool = True,
+    item: InputItem,
+    stems: tuple[str, ...],
+    *,
+    output_dir: Path,
+    template: str,
+    fmt: str,
+    model: str,
+    mirror_tree: bool,
+    base: Path | None = None,
+    contained: bool = True,
 ) -> dict[str, Path]:
     """``{stem: path}`` for one input (``template`` below ``output_dir``; with ``mirror_tree`` the
     input's folders below the folder it was found in are kept). Raises :class:`AudioWriteError`
@@ -160,8 +172,15 @@ def output_paths(
     base = base if base is not None else Path(os.path.realpath(output_dir))
     paths = {}
     for stem in stems:
-        name = render(template, name=item.path.stem, stem=stem, ext=fmt, model=model, parent=parent,
-                      input_ext=item.path.suffix.lstrip("."))
+        name = render(
+            template,
+            name=item.path.stem,
+            stem=stem,
+            ext=fmt,
+            model=model,
+            parent=parent,
+            input_ext=item.path.suffix.lstrip("."),
+        )
         relative = os.path.join(folder, name) if folder not in ("", ".") else name
         if not contained:
             paths[stem] = Path(output_dir) / relative

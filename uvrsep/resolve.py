@@ -16,7 +16,7 @@ from pathlib import Path
 from .downloads import download
 from .errors import UvrsepError, option
 from .hub import Notice, cached_path, check_cached, home_dir
-from .registry import ModelSpec, load_registry
+from .registry import ModelSpec, Registry, load_registry
 
 
 class ResolvedModel:
@@ -55,35 +55,42 @@ def weight_file(model: str | os.PathLike, given_as: str | None = "model") -> Pat
     except OSError as exc:
         if not _path_like(str(model)):
             return None
-        why = "weight file not found" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
+        why = (
+            "weight file not found" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror or exc})"
+        )
         raise UvrsepError(f"{given(model, given_as)}: {why}") from None
     if stat.S_ISREG(mode):
         return path
     if _path_like(str(model)):
-        raise UvrsepError(f"{given(model, given_as)}: is {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}, "
-                          "not a weight file")
+        raise UvrsepError(
+            f"{given(model, given_as)}: is {'a folder' if stat.S_ISDIR(mode) else 'not a regular file'}, "
+            "not a weight file"
+        )
     return None
 
 
-def find_model(
-    model: str | os.PathLike | None, *, home: Path | None = None, given_as: str | None = "model"
-) -> tuple[Path | None, ModelSpec | None]:
-    """(file, registry entry) of ``model``: a weight file (entry: the registry's for its file
-    name, if any), a registry name or ``None`` (the default model). The file is ``None`` for an
-    entry not in the cache yet. A cached file used by name must have its pinned sha256
-    (:func:`~uvrsep.hub.check_cached`: one line naming it and ``uvrsep models verify``).
-    Nothing is downloaded."""
+def named_model(
+    name: str | os.PathLike | None,
+    registry: Registry,
+    *,
+    home: Path | None = None,
+    given_as: str | None = "model",
+) -> tuple[ModelSpec, Path | None]:
+    """The registry entry ``name`` (a name or alias; ``None``: the default model) and its cached
+    file, ``None`` when it is not in the cache yet (nothing is downloaded). A cached file must
+    have its pinned sha256 (:func:`~uvrsep.hub.check_cached`: one line naming it and ``uvrsep
+    models verify``); an unknown name is a :class:`~uvrsep.errors.ConfigError` naming
+    ``given_as``."""
     home = home or home_dir()
-    registry = load_registry(home)
-    path = weight_file(model, given_as) if model is not None else None
-    if path is not None:
-        return path, registry.find(path.name)
-    spec = registry.default_spec() if model is None else registry.get(str(model), label=given_as and given(model, given_as))
+    if name is None:
+        spec = registry.default_spec()
+    else:
+        spec = registry.get(str(name), label=given(name, given_as) if given_as else None)
     cached = cached_path(spec, home)
     if not cached.is_file():
-        return None, spec
+        return spec, None
     check_cached(spec, home)
-    return cached, spec
+    return spec, cached
 
 
 def resolve_model(
@@ -101,13 +108,25 @@ def resolve_model(
     (:func:`check_cached`). Failures are one-line :class:`UvrsepError` s naming the setting
     ``given_as``; for the default they say which file to get, from where, and where to put it."""
     home = home or home_dir()
-    path, spec = find_model(model, home=home, given_as=given_as)
-    if path is None:
-        what = f"the default model {spec.name}" if model is None else None
-        path = download(spec, home, progress=progress, offline=offline, on_notice=on_notice, what=what,
-                        given_as=given_as or "model")
-        check_cached(spec, home)
-    # UVR's table: for files the registry does not know, or whose band config it leaves open.
     registry = load_registry(home)
+    path = weight_file(model, given_as) if model is not None else None
+    spec: ModelSpec | None
+    if path is not None:
+        spec = registry.find(path.name)
+    else:
+        spec, path = named_model(model, registry, home=home, given_as=given_as)
+        if path is None:
+            what = f"the default model {spec.name}" if model is None else None
+            path = download(
+                spec,
+                home,
+                progress=progress,
+                offline=offline,
+                on_notice=on_notice,
+                what=what,
+                given_as=given_as or "model",
+            )
+            check_cached(spec, home)
+    # UVR's table: for files the registry does not know, or whose band config it leaves open.
     entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
     return ResolvedModel(path, spec, entry)

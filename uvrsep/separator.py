@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from . import clips, segments
 from .audio import as_waveform, check_input_rate, check_samples, read_audio, read_audio_object, to_stereo
 from .config import BandLayout
-from .device import (  # noqa: F401  (resolve_device: re-exported, callers import it from here)
+from .device import (
     LOW_PRECISION,
     PhaseClock,
     dsp_device,
@@ -35,7 +35,7 @@ from .device import (  # noqa: F401  (resolve_device: re-exported, callers impor
 from .errors import ConfigError, EmptyAudioError, option
 from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
-from .model import load_model, model_stems  # noqa: F401  (model_stems: re-exported, as above)
+from .model import load_model, model_stems
 from .registry import STEM_LABELS
 from .semantics import SEMANTICS, Semantics, Settings
 from .sources import ArraySource, AudioSource, resample
@@ -118,13 +118,16 @@ class Separator:
         if segment_windows is not None and segment_windows < 1:
             raise ConfigError(f"{option('segment_windows')} must be at least 1, got {segment_windows}")
         if segment_threshold is not None and not segment_threshold >= 0:
-            raise ConfigError(f"{option('segment_threshold')} must be a number of seconds >= 0, got {segment_threshold}")
+            raise ConfigError(
+                f"{option('segment_threshold')} must be a number of seconds >= 0, got {segment_threshold}"
+            )
         self.device = resolve_device(device)
         self.precision = effective_precision(precision, self.device)
         #: Where the DSP runs (:func:`uvrsep.device.dsp_device`: the network's CUDA device, else the CPU).
         self.dsp: torch.device = dsp_device(self.device)
-        self.model = load_model(model, params=params, device=self.device, offline=offline, progress=progress,
-                                on_notice=on_notice)
+        self.model = load_model(
+            model, params=params, device=self.device, offline=offline, progress=progress, on_notice=on_notice
+        )
         self.notes: list[str] = list(self.model.notes)
         self.model_path, self.spec, self.architecture = self.model.path, self.model.spec, self.model.architecture
         self.weights, self.net = self.model.weights, self.model.net
@@ -134,7 +137,7 @@ class Separator:
             self.net.to(LOW_PRECISION[self.precision])
         self.channels_last = uses_channels_last(self.device, self.precision)
         if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
         self.configure(settings)
         self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
         self.progress = progress
@@ -151,8 +154,9 @@ class Separator:
         :attr:`layout` (the band config as the semantics carries it out), :attr:`primary` /
         :attr:`secondary` and :attr:`semantics`. A bad value, or a window the net cannot take,
         is a :class:`ConfigError` and changes nothing."""
-        given = Settings.from_options(settings or getattr(self, "_given_settings", None), setting_fields,
-                                      where="configure()")
+        given = Settings.from_options(
+            settings or getattr(self, "_given_settings", None), setting_fields, where="configure()"
+        )
         settings = given.resolve()
         window, context, label = settings.window_size, self.net.context, self.architecture.label
         if window <= 2 * context:
@@ -168,8 +172,10 @@ class Separator:
             )
         primary = settings.primary_stem or self.model.primary
         if settings.primary_stem is None and self.model.primary_is_default:
-            note = (f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
-                    f"(the original's default for a {label}; {option('primary_stem')} sets it)")
+            note = (
+                f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
+                f"(the original's default for a {label}; {option('primary_stem')} sets it)"
+            )
             if note not in self.notes:
                 self.notes.append(note)
         kind = SEMANTICS[settings.semantics]
@@ -178,7 +184,10 @@ class Separator:
         self.layout: BandLayout = kind.adapt_layout(self.model.layout, self.architecture.family)
         self.primary, self.secondary = STEM_LABELS[primary]
         self.semantics: Semantics = kind(
-            settings, self.layout, family=self.architecture.family, primary=primary,
+            settings,
+            self.layout,
+            family=self.architecture.family,
+            primary=primary,
             uses_aggressiveness=self.net.uses_aggressiveness,
         )
 
@@ -189,8 +198,16 @@ class Separator:
 
     def stage(self) -> NetworkStage:
         """The network stage with the settings in use (:mod:`uvrsep.inference`)."""
-        return NetworkStage(self.net, self.device, self.precision, self.channels_last, self.semantics,
-                            self.settings.window_size, self.settings.tta, self.batch_size)
+        return NetworkStage(
+            self.net,
+            self.device,
+            self.precision,
+            self.channels_last,
+            self.semantics,
+            self.settings.window_size,
+            self.settings.tta,
+            self.batch_size,
+        )
 
     def n_windows(self, n_frames: int) -> int:
         """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
@@ -202,8 +219,14 @@ class Separator:
     def segment_plan(self, n_samples: int) -> SegmentPlan:
         """How an input of ``n_samples`` (at the model's rate) is processed: whole, or in segments
         of how many frames (see ``segment_threshold`` and ``segment_windows``)."""
-        return segment_plan(n_samples, self.layout, self.stage().hop, memory_budget(self.dsp),
-                            threshold=self.segment_threshold, windows=self.segment_windows)
+        return segment_plan(
+            n_samples,
+            self.layout,
+            self.stage().hop,
+            memory_budget(self.dsp),
+            threshold=self.segment_threshold,
+            windows=self.segment_windows,
+        )
 
     def streams(self, seconds: float) -> bool:
         """Whether an input of ``seconds`` is separated in segments (then :meth:`separate_batch`
@@ -275,7 +298,7 @@ class Separator:
 
     def separate_many(
         self,
-        inputs: list[str | Path | tuple[np.ndarray, int]],
+        inputs: list[str | Path | tuple[object, int]],
         on_window: Callable[[int], None] | None = None,
     ) -> list[Stems]:
         """Separate several inputs (paths or ``(wave, sample_rate)`` pairs) with shared network
@@ -292,21 +315,25 @@ class Separator:
         """:meth:`separate_many` of waveforms already read (float32 ``[2, T]`` at the model's rate):
         those separated whole share network calls; those in segments go one by one."""
         self.times = PhaseTimes(read=read_seconds)
-        waves = list(waves)
+        held: list[np.ndarray | None] = list(waves)
+        del waves
         results: dict[int, Stems] = {}
         group: list[tuple[int, Job]] = []
-        for k in range(len(waves)):  # release each waveform as soon as it is analysed
-            plan = self.segment_plan(waves[k].shape[1])
-            job = Job(self, ArraySource(waves[k]), plan, on_window if plan.frames is not None else None)
-            waves[k] = None
+        for k in range(len(held)):  # release each waveform as soon as it is analysed
+            wave, held[k] = held[k], None
+            assert wave is not None
+            plan = self.segment_plan(wave.shape[1])
+            job = Job(self, ArraySource(wave), plan, on_window if plan.frames is not None else None)
+            del wave
             if plan.frames is None:
                 group.append((k, job))
             else:
-                results[k] = StreamedStems(self.labels, self.layout.sample_rate, self.primary, job.n_samples,
-                                           job.run(), list(self.notes)).collect()
+                results[k] = StreamedStems(
+                    self.labels, self.layout.sample_rate, self.primary, job.n_samples, job.run(), list(self.notes)
+                ).collect()
         for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
             results[k] = stems
-        return [results[k] for k in range(len(waves))]
+        return [results[k] for k in range(len(held))]
 
     def _run_whole(self, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
         """Whole-input jobs, their windows in shared network calls; each clip's arrays are
@@ -323,11 +350,16 @@ class Separator:
             job.keep(0, request, est)
         del requests, ests
         results = []
-        for k, job in enumerate(jobs):
-            waves = next(job.run())
-            jobs[k] = None
-            results.append(Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary,
-                                 notes=list(self.notes)))
+        held: list[Job | None] = list(jobs)
+        del jobs
+        for k in range(len(held)):
+            current, held[k] = held[k], None
+            assert current is not None
+            waves = next(current.run())
+            del current
+            results.append(
+                Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
+            )
         return results
 
     # -- files ----------------------------------------------------------------------------------
@@ -337,7 +369,7 @@ class Separator:
         *,
         group_windows: int = 8,
         durations: Mapping[Path, float] | None = None,
-    ) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
+    ) -> Generator[tuple[Path, Stems | StreamedStems | Exception], None, None]:
         """Separate many files, yielding ``(path, stems)`` or ``(path, error)`` per input, in order.
 
         Consecutive inputs are grouped until a group needs about ``group_windows`` network
@@ -384,16 +416,25 @@ class Separator:
         except BaseException:
             source.close()
             raise
-        return StreamedStems(names=self.labels, sample_rate=self.layout.sample_rate, primary=self.primary,
-                             n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes))
+        return StreamedStems(
+            names=self.labels,
+            sample_rate=self.layout.sample_rate,
+            primary=self.primary,
+            n_samples=source.n_samples,
+            chunks=job.run(),
+            notes=list(self.notes),
+        )
 
 
 __all__ = ["PhaseTimes", "Separator", "model_stems", "resolve_device"]
 
 #: The keyword arguments of :class:`Separator` besides the :class:`Settings` fields (for the
 #: suggestion when a keyword is unknown).
-_ARGUMENTS = tuple(name for name, p in inspect.signature(Separator.__init__).parameters.items()
-                   if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD)
+_ARGUMENTS = tuple(
+    name
+    for name, p in inspect.signature(Separator.__init__).parameters.items()
+    if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+)
 
 
 def _encoded(audio: object) -> bool:

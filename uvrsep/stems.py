@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import AudioWriteError, option
 from .config import BandLayout
+from .errors import AudioWriteError, option
 from .naming import contained_path
 from .writer import write_stems
 
@@ -81,8 +81,14 @@ class Stems(Mapping):
 
     def as_stream(self) -> StreamedStems:
         """The same audio as a one-block :class:`StreamedStems` (for code that writes streams)."""
-        return StreamedStems(self.names, self.sample_rate, self.primary, self.waves[self.primary].shape[1],
-                             iter([self.waves]), list(self.notes))
+        return StreamedStems(
+            self.names,
+            self.sample_rate,
+            self.primary,
+            self.waves[self.primary].shape[1],
+            iter([self.waves]),
+            list(self.notes),
+        )
 
     def write(
         self,
@@ -136,8 +142,12 @@ class StreamedStems:
         for chunk in self:
             for name, wave in chunk.items():
                 parts[name].append(wave)
-        return Stems({name: np.concatenate(p, axis=1) for name, p in parts.items()}, self.sample_rate,
-                     self.primary, list(self.notes))
+        return Stems(
+            {name: np.concatenate(p, axis=1) for name, p in parts.items()},
+            self.sample_rate,
+            self.primary,
+            list(self.notes),
+        )
 
 
 def stem_paths(output_dir: str | Path, track: str, names: tuple[str, ...], fmt: str) -> dict[str, Path]:

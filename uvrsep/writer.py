@@ -47,8 +47,11 @@ def write_stems(
     out_sr = sample_rate or sr
     channels = 1 if mono else 2
     writers: dict[str, AudioStreamWriter] = {}
-    converters = {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq")
-                  for name in targets} if out_sr != sr else {}
+    converters = (
+        {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq") for name in targets}
+        if out_sr != sr
+        else {}
+    )
     # librosa's length rule for a resampled signal (its fix_length pads or trims to it).
     length = int(np.ceil(stems.n_samples * (float(out_sr) / sr))) if converters else stems.n_samples
     written = dict.fromkeys(targets, 0)
@@ -101,5 +104,3 @@ def write_stems(
     if kept and len(kept) == len(targets):
         raise OutputExistsError(f"{', '.join(kept)}: written by another run meanwhile; kept as they are")
     return targets
-
-

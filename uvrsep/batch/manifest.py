@@ -35,7 +35,6 @@ class ItemResult:
     warnings: list[str] = field(default_factory=list)
 
 
-
 class Manifest:
     """JSONL record of a batch, one line per event; a re-run with it resumes.
 
@@ -122,8 +121,10 @@ class Manifest:
                         self._lines += 1
             except OSError as exc:
                 reason = "disk full" if exc.errno in (28, 122) else (exc.strerror or str(exc))
-                self.write_error = (f"--manifest {self.path}: cannot be written ({reason}); "
-                                    "resuming from it will redo this run's inputs")
+                self.write_error = (
+                    f"--manifest {self.path}: cannot be written ({reason}); "
+                    "resuming from it will redo this run's inputs"
+                )
 
     def _remember(self, result: ItemResult) -> bool:
         """Take ``result`` as its input's last record; whether it says something new (a
@@ -147,7 +148,7 @@ def read_records(fh: BinaryIO, path: object, lines_before: int = 0) -> tuple[dic
         if line is not None and not line.strip():
             continue
         rec, problem = _parse_record(line) if line is not None else (None, f"over {MAX_LINE_BYTES} bytes")
-        if problem is not None:
+        if rec is None:
             warnings.append(f"{path}:{number}: unreadable manifest line skipped ({problem})")
         else:
             last[rec["input"]] = rec
@@ -183,5 +184,3 @@ def _append_line(fh: BinaryIO, line: bytes) -> None:
     fh.write(line)
     fh.flush()
     os.fsync(fh.fileno())
-
-

@@ -15,9 +15,17 @@ import torch
 from ..errors import ConfigError, option
 
 ALGORITHMS = (
-    "avg_wave", "median_wave", "min_wave", "max_wave",
-    "avg_fft", "median_fft", "min_fft", "max_fft",
-    "uvr_max_spec", "uvr_min_spec", "ensemble_wav",
+    "avg_wave",
+    "median_wave",
+    "min_wave",
+    "max_wave",
+    "avg_fft",
+    "median_fft",
+    "min_fft",
+    "max_fft",
+    "uvr_max_spec",
+    "uvr_min_spec",
+    "ensemble_wav",
 )
 DEFAULT_ALGORITHM = "avg_wave"
 #: The algorithms that use the weights; the others ignore them.
@@ -33,7 +41,9 @@ def check_algorithm(name: object) -> str:
     a one-line :class:`ConfigError` naming the valid ones."""
     key = name.strip().lower() if isinstance(name, str) else None
     if key not in ALGORITHMS:
-        raise ConfigError(f"{option('ensemble_algorithm')}: unknown algorithm {name!r}; use one of {', '.join(ALGORITHMS)}")
+        raise ConfigError(
+            f"{option('ensemble_algorithm')}: unknown algorithm {name!r}; use one of {', '.join(ALGORITHMS)}"
+        )
     return key
 
 
@@ -51,8 +61,10 @@ def check_weights(weights: Iterable[float] | None, n_members: int) -> tuple[floa
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise ConfigError(f"{name}: {v!r} is not a number")
     if len(values) != n_members:
-        raise ConfigError(f"{name}: {len(values)} weight{'s' * (len(values) != 1)} for {n_members} "
-                          f"model{'s' * (n_members != 1)}; give one weight per model, in the models' order")
+        raise ConfigError(
+            f"{name}: {len(values)} weight{'s' * (len(values) != 1)} for {n_members} "
+            f"model{'s' * (n_members != 1)}; give one weight per model, in the models' order"
+        )
     out = tuple(float(v) for v in values)
     for v in out:
         if not math.isfinite(v):
@@ -68,8 +80,10 @@ def weights_note(algorithm: str, weights: Sequence[float] | None) -> str | None:
     """A one-line note when unequal ``weights`` are given to an algorithm that ignores them."""
     if weights is None or algorithm in WEIGHTED or len(set(weights)) <= 1:
         return None
-    return (f"{algorithm} ignores {option('ensemble_weights')} (only {' and '.join(WEIGHTED)} weigh the models); "
-            "all models count the same")
+    return (
+        f"{algorithm} ignores {option('ensemble_weights')} (only {' and '.join(WEIGHTED)} weigh the models); "
+        "all models count the same"
+    )
 
 
 def combine_waves(algorithm: str, xs: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:

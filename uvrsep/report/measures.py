@@ -46,7 +46,7 @@ noise that the model leaves in the voice stem reads a high ``music_left_db`` (th
 in, though it is not music).
 
 Cost: one pass over each signal in float32 blocks (peak, clipped count, frame energies), with
-float64 sums: 1-2 ms for a 3 s stereo clip with two stems at 44.1 kHz. :class:`ClipMeter` takes
+float64 sums (its time: docs/performance.md). :class:`ClipMeter` takes
 the audio in blocks of any size (streamed stems of long inputs); :func:`measure_clip` is it for
 whole waves.
 """
