@@ -340,6 +340,31 @@ def test_separate_with_a_wrong_cached_file_is_one_line_and_writes_nothing(isolat
     assert "uvrsep models verify" in result.output and not (out.exists() and any(out.iterdir()))
 
 
+def test_every_use_of_a_wrong_cached_file_by_name_is_one_line(isolated_cache, tiny_weights, tmp_path, short_wav):
+    """Planning the stems (model_stems), the Separator, a --then model and `models info` all
+    check a cached file used by name against its pinned sha256 (a loadable net, not the one
+    pinned: nothing else would notice)."""
+    from uvrsep import Separator
+    from uvrsep.model import model_stems
+
+    target = cached_model(isolated_cache, weight_bytes(seed=1))
+    expected = f"{target}: not the file of model local (sha256 "
+    for use in (lambda: model_stems("local"), lambda: Separator("local", device="cpu", offline=True)):
+        with pytest.raises(hub.UvrsepError) as err:
+            use()
+        assert str(err.value).startswith(expected) and "uvrsep models verify" in str(err.value)
+        assert "\n" not in str(err.value)
+    out = tmp_path / "out"
+    for args in (
+        ["models", "info", "local"],
+        ["separate", str(short_wav), "-m", str(tiny_weights), "--then", "local", "-o", str(out)],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and result.output.startswith(f"error: {expected}"), result.output
+        assert result.output.count("\n") == 1 and "uvrsep models verify" in result.output
+    assert not out.exists()
+
+
 # -- the registry ------------------------------------------------------------------------------
 
 

@@ -85,7 +85,7 @@ def test_separator_takes_settings_or_keywords(tiny_weights):
     assert sep.settings == dataclasses.replace(base, postprocess=True).resolve()
     assert (sep.primary, sep.secondary, sep.settings.aggressiveness) == ("vocals", "instrumental", 5)
     assert isinstance(sep.semantics, UvrSemantics) and sep.semantics.inverted
-    with pytest.raises(TypeError, match="agressiveness"):
+    with pytest.raises(ConfigError, match="unknown argument 'agressiveness'; did you mean aggressiveness"):
         Separator(tiny_weights, device="cpu", agressiveness=5)
 
 

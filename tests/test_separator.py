@@ -190,7 +190,11 @@ def test_out_of_memory_is_a_clear_error(tiny_weights, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory")
 
     sep.net = Boom()
-    with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*--batch-size 1"):
+    with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*; try batch_size=1 "):
+        sep.separate_array(music_like(0.3), SR)
+    from uvrsep.errors import cli_messages
+
+    with cli_messages(), pytest.raises(OutOfMemoryError, match="; try --batch-size 1 "):  # the command line's flag
         sep.separate_array(music_like(0.3), SR)
 
 

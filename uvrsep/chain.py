@@ -63,11 +63,15 @@ def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
 def final_labels(models: list, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, ...]:
     """The stems a model, or the chain of ``models``, will write, known without loading or
     downloading any of them (:func:`uvrsep.model.model_stems`); ``primary_stem``, like
-    ``params``, is the first model's."""
+    ``params``, is the first model's. Errors name the first model ``model`` and the later ones
+    ``then`` (``--model`` and ``--then`` on the command line)."""
     from .model import model_stems
 
     pairs = [
-        model_stems(m, offline=offline, primary_stem=primary_stem if k == 0 else None) for k, m in enumerate(models)
+        model_stems(
+            m, offline=offline, primary_stem=primary_stem if k == 0 else None, given_as="then" if k else "model"
+        )
+        for k, m in enumerate(models)
     ]
     return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
 
@@ -251,7 +255,8 @@ def load_models(
     each built with the same ``options`` (Separator keywords: device, settings, ...);
     ``params`` and the settings' ``primary_stem`` apply to the first model only. A registry name not yet cached is downloaded
     first (unless ``options["offline"]``), with a size bar when ``download_progress`` and its
-    one-line notices sent to ``on_notice``.
+    one-line notices sent to ``on_notice``. Errors name the first model ``model`` and the later
+    ones ``then`` (``--model`` and ``--then`` on the command line).
 
     The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
     worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
@@ -263,7 +268,11 @@ def load_models(
     settings = options.pop("settings", None)
     for k, model in enumerate(models):
         path = resolve_model(
-            model, offline=options.get("offline", False), progress=download_progress, on_notice=on_notice
+            model,
+            offline=options.get("offline", False),
+            progress=download_progress,
+            on_notice=on_notice,
+            given_as="model" if k == 0 else "then",
         ).path
         own = settings if k == 0 or settings is None else replace(settings, primary_stem=None)
         stages.append(Separator(path, params=params if k == 0 else None, settings=own, on_notice=on_notice, **options))

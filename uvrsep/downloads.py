@@ -134,9 +134,11 @@ def _notify(on_notice: Notice | None, message: str) -> None:
         log.warning("%s", message)
 
 
-def _by_hand(spec: ModelSpec, target: Path) -> str:
+def _by_hand(spec: ModelSpec, target: Path, given_as: str = "model") -> str:
+    """What to do by hand: fetch the file, or give one with the setting ``given_as``
+    (``--model PATH``, ``--then PATH`` on the command line; ``model=PATH`` in Python)."""
     where = f"get {spec.urls[0]} and put it at {target}" if spec.urls else f"put the weight file at {target}"
-    return f"{where}, or give a weight file you have ({'--model PATH' if in_cli() else 'model=PATH'})"
+    return f"{where}, or give a weight file you have ({option(given_as) + ' PATH' if in_cli() else given_as + '=PATH'})"
 
 
 def download(
@@ -151,6 +153,7 @@ def download(
     offline: bool = False,
     on_notice: Notice | None = None,
     what: str | None = None,
+    given_as: str = "model",
 ) -> Path:
     """Return the cached file of ``spec``, downloading it first if needed (policy: module doc).
 
@@ -158,7 +161,8 @@ def download(
     then twice as long each time); ``timeout``: seconds one connect or read may wait;
     ``deadline``: seconds for the whole file (default :func:`download_deadline`);
     ``on_notice``: receives one-line notices; ``what``: how notices and errors name the
-    model (default ``"model NAME"``). Raises :class:`~uvrsep.hub.DownloadError` (one line).
+    model (default ``"model NAME"``); ``given_as``: the setting that named it (what the advice
+    to give a file by hand names). Raises :class:`~uvrsep.hub.DownloadError` (one line).
     """
     target = cached_path(spec, home)
     if target.is_file():
@@ -166,11 +170,11 @@ def download(
     what = what or f"model {spec.name}"
     if offline:
         raise DownloadError(
-            f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target)}"
+            f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target, given_as)}"
         )
     urls = mirror_urls(spec)
     if not urls:
-        raise DownloadError(f"{what} has no download URL: {_by_hand(spec, target)}")
+        raise DownloadError(f"{what} has no download URL: {_by_hand(spec, target, given_as)}")
     limit = download_deadline() if deadline is None else deadline
     try:
         return _download_locked(
@@ -185,13 +189,14 @@ def download(
             backoff=backoff,
             timeout=timeout,
             on_notice=on_notice,
+            given_as=given_as,
         )
     except UvrsepError:
         raise
     except OSError as exc:  # the cache folder: not writable, disk full, ...
         raise DownloadError(
             f"could not download {what}: cannot write in {target.parent} ({exc.strerror or exc}); "
-            f"set UVRSEP_HOME to another folder, or {_by_hand(spec, target)}"
+            f"set UVRSEP_HOME to another folder, or {_by_hand(spec, target, given_as)}"
         ) from None
 
 
@@ -208,6 +213,7 @@ def _download_locked(
     backoff: float,
     timeout: float,
     on_notice: Notice | None,
+    given_as: str = "model",
 ) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with locked(target.name, home):
@@ -246,7 +252,9 @@ def _download_locked(
                         _record_unverified(spec, actual, home, on_notice, what)
                     return target
                 failures.append(f"{_host(url)}: {problem}")
-            raise DownloadError(f"could not download {what} ({'; '.join(failures)}); {_by_hand(spec, target)}")
+            raise DownloadError(
+                f"could not download {what} ({'; '.join(failures)}); {_by_hand(spec, target, given_as)}"
+            )
         except Exception:  # Ctrl-C, SIGTERM and kills leave the .part to be resumed where proven
             discard(part)
             raise

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .device import LOW_PRECISION, network_scope
-from .errors import OutOfMemoryError
+from .errors import OutOfMemoryError, option
 from .semantics import Semantics
 from .windows import WindowPlan, run_windows_many
 
@@ -120,7 +120,7 @@ class NetworkStage:
         except (MemoryError, _TORCH_OOM) as exc:
             raise OutOfMemoryError(
                 f"the network ran out of memory on {self.device} with {self.batch_size} window(s) per call"
-                f"{'; try --batch-size 1' if self.batch_size > 1 else ''} ({type(exc).__name__})"
+                f"{'; try ' + option('batch_size', value=1) if self.batch_size > 1 else ''} ({type(exc).__name__})"
             ) from None
 
     def estimate(self, blocks: list[BlockInput], on_window: Callable[[int], None] | None) -> list[torch.Tensor]:

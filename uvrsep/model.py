@@ -11,7 +11,6 @@ import``), the API (:class:`uvrsep.Separator`), :func:`model_stems`, :func:`band
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from .config import BandLayout, list_band_layouts, load_band_layout
-from .errors import ConfigError, IncompatibleCheckpointError, UvrsepError, option
+from .errors import ConfigError, IncompatibleCheckpointError, option
 from .network import Architecture, LoadedWeights, VRNet, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference
 from .registry import STEM_LABELS
-from .resolve import resolve_model
+from .resolve import named_model, resolve_model, weight_file
 
 if TYPE_CHECKING:
     from .registry import ModelSpec, Registry
@@ -56,7 +55,7 @@ def default_params(arch: Architecture) -> str:
         return "4band_v3"
     plausible = [name for name in list_band_layouts() if load_band_layout(name).bins == arch.bins]
     raise ConfigError(
-        f"this {arch.label} does not say which band config it needs; pass --params "
+        f"this {arch.label} does not say which band config it needs; give it with {option('params')} "
         f"({', '.join(plausible) or 'no shipped config has ' + str(arch.bins) + ' bins'})"
     )
 
@@ -76,37 +75,109 @@ def known_facts(meta: dict, spec, uvr_entry: dict | None) -> tuple[str | None, s
     return params, primary, note
 
 
+@dataclass
+class WeightFacts:
+    """What a weight file is, from its tensors and everything known about it (the module doc's
+    order): ``params`` is ``None`` where nothing names the band config (then
+    :func:`default_params`); ``primary`` is always set (:func:`default_primary` where nothing
+    names it: ``primary_is_default``); ``source`` names the identification, if any."""
+
+    architecture: Architecture
+    params: str | None
+    primary: str
+    primary_is_default: bool
+    source: str | None
+
+
+def weight_facts(path: Path, state: dict, meta: dict, spec, uvr_entry: dict | None) -> WeightFacts:
+    """The :class:`WeightFacts` of the weights ``state`` read from ``path`` (metadata ``meta``),
+    with registry entry ``spec`` and UVR's table entry ``uvr_entry`` (either may be None). A
+    registry entry whose family or width the file contradicts is an
+    :class:`IncompatibleCheckpointError`."""
+    arch = detect_architecture(state, path)
+    if spec is not None and ((spec.family and spec.family != arch.family) or (spec.width and spec.width != arch.width)):
+        raise IncompatibleCheckpointError(
+            f"{path}: registry entry {spec.name} is {spec.family} family, width {spec.width}, "
+            f"but the file holds a {arch.label}"
+        )
+    params, primary, source = known_facts(meta, spec, uvr_entry)
+    return WeightFacts(arch, params, primary or default_primary(arch, path), primary is None, source)
+
+
 def model_stems(
-    model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None
+    model: str | Path | None = None,
+    *,
+    offline: bool = False,
+    primary_stem: str | None = None,
+    given_as: str | None = "model",
 ) -> tuple[str, str]:
     """The (masked, residual) stem labels ``model`` will write, worked out without downloading
     or building it (a path is read; a registry name that is not cached yet answers from its
-    entry). ``None`` is the registry's default model; ``primary_stem`` (any spelling) is the
-    setting of that name, which decides. Lets a caller check its whole job (names, existing
-    outputs, ``--stems``) before it loads a model."""
-    from .hub import cached_path, default_model_name, home_dir
+    entry; a cached one must have its pinned sha256). ``None`` is the registry's default model;
+    ``primary_stem`` (any spelling) is the setting of that name, which decides. Lets a caller
+    check its whole job (names, existing outputs, ``--stems``) before it loads a model; errors
+    name the setting ``given_as`` (``model``; ``--model`` / ``--then`` on the command line)."""
+    from .hub import home_dir
     from .registry import load_registry, parse_stem_label
 
     if primary_stem is not None:
         return STEM_LABELS[parse_stem_label(primary_stem)]
     registry = load_registry(home_dir())
-    path = Path(model) if model is not None else None
-    if path is not None and not path.is_file() and (path.suffix == ".pth" or os.sep in str(model)):
-        raise UvrsepError(f"{path}: weight file not found")
+    path = weight_file(model, given_as) if model is not None else None
     spec: ModelSpec | None
-    if path is None or not path.is_file():
-        spec = registry.get(str(model) if model is not None else default_model_name())
-        if not cached_path(spec).is_file():
-            return STEM_LABELS[spec.primary]
-        path = cached_path(spec)
-    else:
+    if path is not None:
         spec = registry.find(path.name)
+    else:
+        spec, path = named_model(model, registry, given_as=given_as)
+        if path is None:
+            return STEM_LABELS[spec.primary]
     state, meta = read_checkpoint(path)
     entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
-    _, primary, _ = known_facts(meta, spec, entry)
-    if primary is not None:
-        return STEM_LABELS[primary]
-    return STEM_LABELS[default_primary(detect_architecture(state, path), path)]
+    return STEM_LABELS[weight_facts(path, state, meta, spec, entry).primary]
+
+
+def file_info(path: Path) -> list[tuple[str, str]]:
+    """What ``uvrsep models info FILE`` prints for a weight file, as it does for a registry
+    name: (field, value) rows of its architecture, band config and stems (each with where it
+    comes from, by the rules :func:`load_model` follows), size and sha256."""
+    from .hub import home_dir, human_size, sha256_file
+    from .registry import load_registry
+
+    registry = load_registry(home_dir())
+    spec = registry.find(path.name)
+    state, meta = read_checkpoint(path)
+    entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
+    facts = weight_facts(path, state, meta, spec, entry)
+    del state
+    told = (
+        "the file's metadata"
+        if meta.get("params") or meta.get("primary")
+        else f"registry entry {spec.name}"
+        if spec is not None and spec.params
+        else "UVR's hash table"
+    )
+    if facts.params is not None:
+        params = f"{facts.params} ({told})"
+    else:
+        try:
+            params = f"{default_params(facts.architecture)} (family default)"
+        except ConfigError as exc:
+            params = f"not known: {exc}"
+    masked, residual = STEM_LABELS[facts.primary]
+    size = path.stat().st_size
+    return [
+        ("file", str(path)),
+        ("registry", spec.name if spec is not None else "-"),
+        ("architecture", facts.architecture.label),
+        ("band config", params),
+        (
+            "stems",
+            f"{masked} (masked), {residual} (residual)"
+            + (f" (family default; {option('primary_stem')} sets it)" if facts.primary_is_default else f" ({told})"),
+        ),
+        ("size", f"{size} bytes ({human_size(size)})"),
+        ("sha256", sha256_file(path)),
+    ]
 
 
 def model_name(model: str | Path | None) -> str:
@@ -185,7 +256,7 @@ def import_model(
         params, how = entry["params"], "from UVR's hash table"
     else:
         params, how = default_params(arch), "the family default"
-    load_band_layout(params)
+    load_band_layout(params, given_as="params")
     known_primary = parse_stem_label(primary) if primary is not None else entry.get("primary")
     spec = ModelSpec(
         name=name,
@@ -255,23 +326,18 @@ def load_model(
     resolved = resolve_model(model, offline=offline, progress=progress, on_notice=on_notice)
     path, spec = resolved.path, resolved.spec
     state, meta = read_checkpoint(path)
-    arch = detect_architecture(state, path)
-    if spec is not None and ((spec.family and spec.family != arch.family) or (spec.width and spec.width != arch.width)):
-        raise IncompatibleCheckpointError(
-            f"{path}: registry entry {spec.name} is {spec.family} family, width {spec.width}, "
-            f"but the file holds a {arch.label}"
-        )
+    facts = weight_facts(path, state, meta, spec, resolved.uvr_entry)
+    arch = facts.architecture
     notes = []
-    known_params, known_primary, source = known_facts(meta, spec, resolved.uvr_entry)
-    if source is not None:
-        notes.append(f"identified {path.name} by {source}")
-    params = params if params is not None else known_params
+    if facts.source is not None:
+        notes.append(f"identified {path.name} by {facts.source}")
+    given = params is not None
+    params = params if given else facts.params
     if params is None:
         params = default_params(arch)
         notes.append(f"no band config given: using {params} (the original's default for a {arch.label})")
-    layout = load_band_layout(params)
+    layout = load_band_layout(params, given_as="params" if given else None)
     weights = load_network(path, layout.bins, device, state=state)
     del state
     net = fuse_for_inference(weights.net, split_concat=device.type == "cpu")
-    primary = known_primary or default_primary(arch, path)
-    return LoadedModel(path, spec, arch, layout, primary, known_primary is None, weights, net, notes)
+    return LoadedModel(path, spec, arch, layout, facts.primary, facts.primary_is_default, weights, net, notes)

@@ -208,16 +208,16 @@ class Registry:
                 return spec
         return None
 
-    def get(self, name: str) -> ModelSpec:
-        """Like :meth:`find`, but an unknown name is a :class:`ConfigError` with suggestions."""
+    def get(self, name: str, label: str | None = None) -> ModelSpec:
+        """Like :meth:`find`, but an unknown name is a :class:`ConfigError` with suggestions,
+        naming it as ``label`` says (``--then NAME``; default ``unknown model 'NAME'``)."""
         spec = self.find(name)
         if spec is None:
             labels = [x for m in self.models for x in (m.name, *m.aliases)]
             close = difflib.get_close_matches(name, labels, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(
-                f"unknown model {name!r}: not a file and not a registry name{hint} (see `uvrsep models list`)"
-            )
+            what = f"{label}: unknown model" if label else f"unknown model {name!r}"
+            raise ConfigError(f"{what}: not a file and not a registry name{hint} (see `uvrsep models list`)")
         return spec
 
     def band_config_users(self) -> dict[str, list[str]]:

@@ -28,8 +28,10 @@ first pass and then applies the whole file's plan to each segment.
 
 from __future__ import annotations
 
+import difflib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -37,7 +39,7 @@ import numpy as np
 import torch
 
 from .config import BandLayout
-from .errors import ConfigError
+from .errors import ConfigError, option
 from .masks import (
     UVR_INVERTED_STEMS,
     apply_aggressiveness,
@@ -113,7 +115,10 @@ class Settings:
             raise ConfigError(
                 f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames (UVR's largest is 1024)"
             )
-        primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
+        try:
+            primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
+        except ConfigError as exc:
+            raise ConfigError(f"{option('primary_stem', value=self.primary_stem)}: {exc}") from None
         return replace(
             self,
             aggressiveness=agg,
@@ -124,13 +129,23 @@ class Settings:
         )
 
     @classmethod
-    def from_options(cls, settings: Settings | None, options: dict[str, Any]) -> Settings:
-        """``settings`` (default: all defaults) with the fields named in ``options`` replaced;
-        a name that is not a field is a ``TypeError``, as for any unknown keyword."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - names)
+    def from_options(
+        cls, settings: Settings | None, options: dict[str, Any], *, where: str = "Settings", others: Iterable[str] = ()
+    ) -> Settings:
+        """``settings`` (default: all defaults) with the fields named in ``options`` replaced.
+
+        A name that is not a field is a one-line :class:`ConfigError` naming it, ``where`` it was
+        given (``Separator()``) and the closest valid name among the fields and ``others`` (the
+        caller's own arguments), as a typo usually is."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
         if unknown:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+            valid = [*others, *names]
+            first = unknown[0]
+            close = difflib.get_close_matches(first, valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"the arguments are {', '.join(valid)}"
+            what = ", ".join(map(repr, unknown))
+            raise ConfigError(f"{where} got unknown argument{'s' if len(unknown) > 1 else ''} {what}; {hint}")
         return replace(settings or cls(), **options)
 
 

@@ -9,6 +9,7 @@ numbers reproduce RVC's ``AudioPre`` (see README, "Faithfulness").
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -31,7 +32,7 @@ from .device import (
     resolve_device,
     uses_channels_last,
 )
-from .errors import ConfigError, EmptyAudioError
+from .errors import ConfigError, EmptyAudioError, option
 from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
 from .model import load_model, model_stems
@@ -111,14 +112,16 @@ class Separator:
         precision: str = "fp32",
         **setting_fields,
     ):
-        settings = Settings.from_options(settings, setting_fields)
+        settings = Settings.from_options(settings, setting_fields, where="Separator()", others=_ARGUMENTS)
         settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+            raise ConfigError(f"{option('batch_size')} must be at least 1, got {batch_size}")
         if segment_windows is not None and segment_windows < 1:
-            raise ConfigError(f"segment_windows must be at least 1, got {segment_windows}")
+            raise ConfigError(f"{option('segment_windows')} must be at least 1, got {segment_windows}")
         if segment_threshold is not None and not segment_threshold >= 0:
-            raise ConfigError(f"segment threshold must be a number of seconds >= 0, got {segment_threshold}")
+            raise ConfigError(
+                f"{option('segment_threshold')} must be a number of seconds >= 0, got {segment_threshold}"
+            )
         self.device = resolve_device(device)
         self.precision = effective_precision(precision, self.device)
         #: Where the DSP runs (:func:`uvrsep.device.dsp_device`: the network's CUDA device, else the CPU).
@@ -152,7 +155,9 @@ class Separator:
         :attr:`layout` (the band config as the semantics carries it out), :attr:`primary` /
         :attr:`secondary` and :attr:`semantics`. A bad value, or a window the net cannot take,
         is a :class:`ConfigError` and changes nothing."""
-        given = Settings.from_options(settings or getattr(self, "_given_settings", None), setting_fields)
+        given = Settings.from_options(
+            settings or getattr(self, "_given_settings", None), setting_fields, where="configure()"
+        )
         settings = given.resolve()
         window, context, label = settings.window_size, self.net.context, self.architecture.label
         if window <= 2 * context:
@@ -170,7 +175,7 @@ class Separator:
         if settings.primary_stem is None and self.model.primary_is_default:
             note = (
                 f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
-                f"(the original's default for a {label}; --primary-stem sets it)"
+                f"(the original's default for a {label}; {option('primary_stem')} sets it)"
             )
             if note not in self.notes:
                 self.notes.append(note)
@@ -270,7 +275,7 @@ class Separator:
         in segments where the device's memory asks for it (see ``segment_threshold``);
         :meth:`separate_streamed` also gives the stems segment by segment. A file or encoded
         audio carries its own rate: ``sample_rate`` is for arrays only. Every refusal is a
-        one-line :class:`~uvrsep.errors.UvrsepError` (README, "Python").
+        one-line :class:`~uvrsep.errors.UvrsepError` (the contract: docs/python-api.md).
         """
         if isinstance(audio, (str, os.PathLike)) or _encoded(audio):
             if sample_rate is not None:
@@ -430,6 +435,14 @@ class Separator:
 
 
 __all__ = ["PhaseTimes", "Separator", "model_stems", "resolve_device"]
+
+#: The keyword arguments of :class:`Separator` besides the :class:`Settings` fields (for the
+#: suggestion when a keyword is unknown).
+_ARGUMENTS = tuple(
+    name
+    for name, p in inspect.signature(Separator.__init__).parameters.items()
+    if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+)
 
 
 def _encoded(audio: object) -> bool:

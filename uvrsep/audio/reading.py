@@ -345,10 +345,11 @@ def as_waveform(wave: object, name: str = "array") -> np.ndarray:
     - Refused with a one-line :class:`ConfigError`: unsigned integers (their zero is not
       silence: convert 8-bit PCM yourself), booleans, complex numbers, text or objects; an empty
       array is an :class:`EmptyAudioError`.
-    - torch tensors (any device) and nested lists are read as arrays.
+    - torch tensors (any device; float dtypes numpy lacks, such as bfloat16, are widened to
+      float32 exactly) and nested lists are read as arrays.
     """
     if hasattr(wave, "detach") and hasattr(wave, "cpu"):  # a torch tensor
-        wave = wave.detach().cpu().numpy()
+        wave = _tensor_array(wave, name)
     try:
         arr = np.asarray(wave)
     except (ValueError, TypeError) as exc:
@@ -373,6 +374,23 @@ def as_waveform(wave: object, name: str = "array") -> np.ndarray:
     if kind == "i":
         return (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _tensor_array(tensor, name: str) -> np.ndarray:
+    """A torch tensor's values as a numpy array (on the CPU): float dtypes numpy has no type for
+    (bfloat16, float8) widened to float32 (exact), complex ones with their conjugation applied;
+    one numpy cannot hold (sparse, quantized) is a :class:`ConfigError`."""
+    try:
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point() and tensor.element_size() <= 2 and str(tensor.dtype) != "torch.float16":
+            tensor = tensor.float()
+        return tensor.resolve_conj().numpy()
+    except (TypeError, RuntimeError, ValueError) as exc:
+        first = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise ConfigError(
+            f"{name}: a torch tensor ({tensor.dtype}, {tensor.layout}) that is not an array of samples "
+            f"({first}); give a dense float or signed integer tensor"
+        ) from None
 
 
 def to_stereo(wav: np.ndarray) -> np.ndarray:

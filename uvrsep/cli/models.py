@@ -55,12 +55,21 @@ def models_list() -> None:
 
 @models_app.command("info")
 def models_info(name: str) -> None:
-    """Everything known about a model, and where its file is (or would be) cached."""
+    """Everything known about a model (a registry name, or a weight file), and where its file is
+    (or would be) cached."""
     from ..hub import UNVERIFIED, cached_path, human_size, reference_digest
-    from ..model import band_config_of
+    from ..model import band_config_of, file_info
+    from ..resolve import named_model, weight_file
 
     registry = _registry()
-    spec = _spec_or_exit(name)
+    try:
+        if weight_file(name, given_as=None) is not None:
+            for key, value in file_info(Path(name)):
+                typer.echo(f"{key:13} {value}")
+            return
+        spec, _ = named_model(name, registry, given_as=None)  # a cached file must have its pinned sha256
+    except UvrsepError as exc:
+        raise fail(exc) from None
     path = cached_path(spec)
     digest = reference_digest(spec)
     if digest is not None:

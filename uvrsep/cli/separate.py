@@ -129,7 +129,7 @@ def separate(
     try:  # everything that can be checked without the model, before it is loaded (or downloaded)
         _check_where(device.value, ray, ray_workers, gpus_per_worker)
         if params is not None:
-            load_band_layout(params)
+            load_band_layout(params, given_as="params")
         items, problems = collect_inputs(inputs or [], recursive=recursive, from_list=from_list)
         if not items and not problems:
             error("no input given (files, folders, globs or --from-list)")
