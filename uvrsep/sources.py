@@ -246,7 +246,7 @@ class MeteredSource:
             self._measure(self.source.read(start, min(upto, start + self.BLOCK)), start)
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """The source's samples ``start .. stop - 1``, measured if new."""
+        """The source's samples ``start .. stop - 1``; those not seen before go to the meter."""
         self.complete(start)
         wave = self.source.read(start, stop)
         self._measure(wave, start)

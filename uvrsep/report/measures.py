@@ -48,8 +48,8 @@ noise that the model leaves in the voice stem reads a high ``music_left_db`` (th
 in, though it is not music).
 
 Cost: one pass over each signal in float32 blocks (minimum and maximum; the clipped samples
-counted only when one is past full scale; frame energies), with float64 sums (its time, measured by scripts/bench_measures.py: docs/report.md).
-:class:`ClipMeter` takes
+counted only when one is past full scale; frame energies), with float64 sums; its cost next to the separation is in docs/report.md
+(scripts/bench_measures.py). :class:`ClipMeter` takes
 the audio in blocks of any size (streamed stems of long inputs), the input possibly measured
 beforehand by a :class:`SignalMeter`; :func:`measure_clip` is it for whole waves.
 """
