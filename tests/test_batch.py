@@ -421,6 +421,8 @@ def test_manifest_format_and_resume(tmp_path, tiny_weights):
         str(manifest),
         "--device",
         "cpu",
+        "--window-size",
+        "288",  # 2, 5 and 8 windows of this net for 0.5, 1.5 and 2.5 s (at 512 each is one window)
     ]
     assert runner.invoke(app, args).exit_code == 0
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
@@ -428,7 +430,7 @@ def test_manifest_format_and_resume(tmp_path, tiny_weights):
     # The three clips shared network calls: the time is split by windows, not put on the first.
     seconds = [r["seconds"] for r in records]
     assert all(s > 0 for s in seconds) and max(seconds) < 0.9 * sum(seconds)
-    assert seconds[2] > seconds[0]  # 2.5 s of audio takes longer than 0.5 s
+    assert seconds[2] > seconds[0]  # 8 windows of 2.5 s take longer than 2 of 0.5 s
     before = manifest.read_text()
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "0 processed, 3 skipped" in result.output
@@ -551,6 +553,23 @@ def test_cross_clip_batching_equals_one_at_a_time(tiny_weights):
         single = alone.separate_array(wave, sr)
         for name in together.names:
             np.testing.assert_allclose(together[name], single[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_shared_runs_time_is_split_by_network_windows(tiny_weights, tmp_path):
+    """Clips separated in one network run share its time in proportion to their windows."""
+    sep = Separator(tiny_weights, device="cpu", window_size=288)
+    lengths = (0.3, 0.6, 1.0)  # 1, 2 and 3 windows
+    paths = []
+    for i, length in enumerate(lengths):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], music_like(length, seed=i).T, SR)
+    windows = [sep.n_windows(sep._frames_for(length)) for length in lengths]
+    assert len(set(windows)) == 3
+    outcomes = dict(sep.separate_batch(paths))
+    seconds = [outcomes[p].seconds for p in paths]
+    assert all(s > 0 for s in seconds)
+    for s, w in zip(seconds, windows):
+        assert s / sum(seconds) == pytest.approx(w / sum(windows), rel=1e-9)
 
 
 @pytest.mark.slow
