@@ -340,7 +340,10 @@ def layout(tmp_path_factory):
         (root, "..wav"),
         (root / "outside", "x.wav"),
     ):
-        (folder / name).write_bytes(b"RIFF")
+        # Real (tiny) audio: the planner reads each input's duration from its header, and every
+        # input becomes a job whose targets are checked (a 4-byte stub failed to decode, through
+        # an ffprobe call per input and example, and made no job).
+        sf.write(folder / name, np.zeros(64, dtype=np.float32), 8000, format="WAV")
         real.append(InputItem(folder / name, root))
     return {
         "out": out,
