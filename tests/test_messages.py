@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -282,3 +284,20 @@ def test_models_info_describes_a_weight_file(tiny_weights, tmp_path):
     assert rows["sha256"] == hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
     missing = runner.invoke(app, ["models", "info", str(tmp_path / "none.pth")])
     assert missing.exit_code == 1 and missing.output == f"error: {tmp_path / 'none.pth'}: weight file not found\n"
+
+
+def test_nothing_is_printed_after_a_failed_runs_error_line(tmp_path):
+    """What a library still does while the failed command's process ends (Ray's connection
+    attempt, given up at the deadline, logs from C++ seconds later; here an exit handler that
+    writes to file descriptor 2) cannot add lines after the ``error:`` line."""
+    late = (
+        "import atexit, os, sys\n"
+        "from uvrsep.cli import main\n"
+        "atexit.register(lambda: os.write(2, b'late line\\n'))\n"
+        f"sys.argv = ['uvrsep', 'separate', {str(tmp_path / 'missing.wav')!r}, '--name-template', '{{name:d}}']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--name-template" in lines[0], done.stderr

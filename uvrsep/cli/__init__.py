@@ -16,6 +16,7 @@ network are imported inside the commands that need them, so ``uvrsep --help`` an
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -39,9 +40,32 @@ def _terminate(signum, frame) -> None:
 
 
 def main() -> None:
-    """The ``uvrsep`` entry point: SIGTERM is handled like Ctrl-C (clean-up, then exit 143)."""
+    """The ``uvrsep`` entry point: SIGTERM is handled like Ctrl-C (clean-up, then exit 143). A
+    failed run's ``error:`` line is the last thing it prints (see :func:`_silence_teardown`)."""
     signal.signal(signal.SIGTERM, _terminate)
-    app(args=_ray_flag(sys.argv[1:]))
+    try:
+        app(args=_ray_flag(sys.argv[1:]))
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            _silence_teardown()
+        raise
+
+
+def _silence_teardown() -> None:
+    """After a failure has been reported, file descriptor 2 goes to the null device: threads
+    and exit handlers of libraries still running (Ray's connection attempt abandoned at the
+    deadline logs from C++ when it gives up) cannot add lines after the ``error:`` line."""
+    try:
+        sys.stderr.flush()
+        sink = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):  # no stderr, or no null device: nothing to guard
+        return
+    try:
+        os.dup2(sink, 2)
+    except OSError:
+        pass
+    finally:
+        os.close(sink)
 
 
 def _ray_flag(args: list[str]) -> list[str]:
