@@ -32,7 +32,7 @@ from .errors import (  # noqa: E402
 )
 
 #: Names imported on first use: they bring in torch (seconds), which `uvrsep --help` must not pay.
-_LAZY = {"Separator": ".separator", "Stems": ".stems", "StreamedStems": ".stems", "Chain": ".chain"}
+_LAZY = {"Separator": ".separator", "Ensemble": ".separator", "Stems": ".stems", "StreamedStems": ".stems", "Chain": ".chain"}
 
 
 def __getattr__(name: str):
@@ -55,6 +55,7 @@ __all__ = [
     "BandLayout",
     "ConfigError",
     "EmptyAudioError",
+    "Ensemble",
     "IncompatibleCheckpointError",
     "OutOfMemoryError",
     "Separator",

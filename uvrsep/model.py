@@ -23,7 +23,7 @@ from .resolve import resolve_model
 from .network import Architecture, LoadedWeights, detect_architecture, load_network
 from .network.checkpoint import read_checkpoint
 from .network.fusion import fuse_for_inference
-from .registry import STEM_LABELS
+from .registry import STEM_LABELS, load_registry, parse_stem_label
 
 
 def default_primary(arch: Architecture, model_path: str | Path) -> str:
@@ -68,17 +68,30 @@ def known_facts(meta: dict, spec, uvr_entry: dict | None) -> tuple[str | None, s
     return params, primary, note
 
 
-def model_stems(model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, str]:
-    """The (masked, residual) stem labels ``model`` will write, worked out without downloading
-    or building it (a path is read; a registry name that is not cached yet answers from its
-    entry). ``None`` is the registry's default model; ``primary_stem`` (any spelling) is the
-    setting of that name, which decides. Lets a caller check its whole job (names, existing
-    outputs, ``--stems``) before it loads a model."""
-    from .hub import cached_path, default_model_name, home_dir
-    from .registry import load_registry, parse_stem_label
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is known of a model before it is built (:func:`model_facts`).
 
-    if primary_stem is not None:
-        return STEM_LABELS[parse_stem_label(primary_stem)]
+    Attributes:
+        stems: the (masked, residual) stem labels it writes.
+        params: the band config its facts record (the file's metadata, its registry entry, UVR's
+            hash table); ``None`` when none does (``params`` given by the caller, else the
+            family's default, decides).
+        read: whether a weight file was read (``False``: a registry entry not yet downloaded
+            answered, and a band config UVR's hash table would give is not known yet).
+    """
+
+    stems: tuple[str, str]
+    params: str | None
+    read: bool
+
+
+def model_facts(model: str | Path | None = None, *, offline: bool = False) -> ModelFacts:
+    """The stems and recorded band config of ``model`` (a path, a registry name, ``None``: the
+    registry's default model), worked out without downloading or building it: a path or a cached
+    registry name is read; a registry name not cached yet answers from its entry."""
+    from .hub import cached_path, default_model_name, home_dir
+
     registry = load_registry(home_dir())
     path = Path(model) if model is not None else None
     if path is not None and not path.is_file() and (path.suffix == ".pth" or os.sep in str(model)):
@@ -86,16 +99,26 @@ def model_stems(model: str | Path | None = None, *, offline: bool = False, prima
     if path is None or not path.is_file():
         spec = registry.get(str(model) if model is not None else default_model_name())
         if not cached_path(spec).is_file():
-            return STEM_LABELS[spec.primary]
+            return ModelFacts(STEM_LABELS[spec.primary], spec.params, read=False)
         path = cached_path(spec)
     else:
         spec = registry.find(path.name)
     state, meta = read_checkpoint(path)
     entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
-    _, primary, _ = known_facts(meta, spec, entry)
-    if primary is not None:
-        return STEM_LABELS[primary]
-    return STEM_LABELS[default_primary(detect_architecture(state, path), path)]
+    params, primary, _ = known_facts(meta, spec, entry)
+    if primary is None:
+        primary = default_primary(detect_architecture(state, path), path)
+    return ModelFacts(STEM_LABELS[primary], params, read=True)
+
+
+def model_stems(model: str | Path | None = None, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, str]:
+    """The (masked, residual) stem labels ``model`` will write, worked out without downloading
+    or building it (:func:`model_facts`). ``None`` is the registry's default model;
+    ``primary_stem`` (any spelling) is the setting of that name, which decides. Lets a caller
+    check its whole job (names, existing outputs, ``--stems``) before it loads a model."""
+    if primary_stem is not None:
+        return STEM_LABELS[parse_stem_label(primary_stem)]
+    return model_facts(model, offline=offline).stems
 
 
 @dataclass

@@ -31,7 +31,8 @@ from .device import (  # noqa: F401  (resolve_device: re-exported, callers impor
     resolve_device,
     uses_channels_last,
 )
-from .errors import ConfigError, EmptyAudioError
+from .ensemble.members import EnsembleMixin
+from .errors import ConfigError, EmptyAudioError, option
 from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
 from .model import load_model, model_stems  # noqa: F401  (model_stems: re-exported, as above)
@@ -57,7 +58,9 @@ class Separator:
 
     Args:
         model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...);
-            ``None``: the default model.
+            ``None``: the default model. A list of them is an ensemble: an
+            :class:`Ensemble` (docs/ensembles.md), each model loaded once,
+            separating every input with the same settings, the stems combined label by label.
         settings: a :class:`~uvrsep.semantics.Settings` (semantics ``rvc`` or ``uvr``,
             aggressiveness, TTA, post-processing and its threshold, window size, high end,
             primary stem). Its fields may also be given as keywords, alone
@@ -85,6 +88,8 @@ class Separator:
             it runs in fp32, with a note: few CPUs have fast fp16 kernels);
             ``bf16``: weights and windows in bfloat16, on every device (on the CPU fast only
             with AVX512-BF16 or AMX). README (`--precision`) gives the measured parity.
+        ensemble_algorithm, ensemble_weights: for an ensemble only (a list of models): how its
+            stems are combined (:mod:`uvrsep.ensemble`; default ``avg_wave``, equal weights).
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
@@ -92,6 +97,11 @@ class Separator:
     names come from ``params``, else the registry entry, else UVR's hash table, else the
     original's default for the family (:mod:`uvrsep.model`).
     """
+
+    def __new__(cls, model: str | Path | list | tuple | None = None, *args, **kwargs):
+        if cls is Separator and isinstance(model, (list, tuple)):
+            return super().__new__(Ensemble)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -108,8 +118,13 @@ class Separator:
         segment_windows: int | None = None,
         on_notice: Callable[[str], None] | None = None,
         precision: str = "fp32",
+        ensemble_algorithm: str | None = None,
+        ensemble_weights: Iterable[float] | None = None,
         **setting_fields,
     ):
+        if ensemble_algorithm is not None or ensemble_weights is not None:
+            raise ConfigError(f"{option('ensemble_algorithm')} and {option('ensemble_weights')} are for an ensemble: "
+                              "give a list of models")
         settings = Settings.from_options(settings, setting_fields)
         settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
@@ -140,6 +155,9 @@ class Separator:
         self.stream = stream
         self.segment_threshold = segment_threshold
         self.segment_windows = segment_windows
+        #: The share of the device's memory budget one input may take here (an ensemble's
+        #: members, which stream a long input side by side, split it).
+        self.memory_share = 1.0
         self.times = PhaseTimes()
         self.clock = PhaseClock(self.dsp)
 
@@ -200,7 +218,7 @@ class Separator:
     def segment_plan(self, n_samples: int) -> SegmentPlan:
         """How an input of ``n_samples`` (at the model's rate) is processed: whole, or in segments
         of how many frames (see ``segment_threshold`` and ``segment_windows``)."""
-        return segment_plan(n_samples, self.layout, self.stage().hop, memory_budget(self.dsp),
+        return segment_plan(n_samples, self.layout, self.stage().hop, int(memory_budget(self.dsp) * self.memory_share),
                             threshold=self.segment_threshold, windows=self.segment_windows)
 
     def streams(self, seconds: float) -> bool:
@@ -386,7 +404,12 @@ class Separator:
                              n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes))
 
 
-__all__ = ["PhaseTimes", "Separator", "model_stems", "resolve_device"]
+class Ensemble(EnsembleMixin, Separator):
+    __doc__ = EnsembleMixin.__doc__
+    member_class = Separator
+
+
+__all__ = ["Ensemble", "PhaseTimes", "Separator", "model_stems", "resolve_device"]
 
 
 def _encoded(audio: object) -> bool:
