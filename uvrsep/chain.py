@@ -210,15 +210,18 @@ def load_models(
     models: list,
     *,
     params=None,
+    ensemble: int = 1,
     on_notice: Callable[[str], None] | None = None,
     download_progress: bool = False,
     **options,
 ):
-    """The :class:`~uvrsep.Separator` for ``models[0]``, or the :class:`Chain` of all of them,
-    each built with the same ``options`` (Separator keywords: device, settings, ...);
-    ``params`` and the settings' ``primary_stem`` apply to the first model only. A registry name not yet cached is downloaded
-    first (unless ``options["offline"]``), with a size bar when ``download_progress`` and its
-    one-line notices sent to ``on_notice``.
+    """The first stage — the :class:`~uvrsep.Separator` for ``models[0]``, or with ``ensemble``
+    above 1 the ensemble of ``models[:ensemble]`` — alone, or as the :class:`Chain` with the
+    later models. Each is built with the same ``options`` (Separator keywords: device, settings,
+    ``ensemble_algorithm``, ...); ``params`` and the settings' ``primary_stem`` apply to the
+    first stage only (in an ensemble, ``params`` to its members that record no band config). A
+    registry name not yet cached is downloaded first (unless ``options["offline"]``), with a
+    size bar when ``download_progress`` and its one-line notices sent to ``on_notice``.
 
     The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
     worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
@@ -226,11 +229,13 @@ def load_models(
     from .resolve import resolve_model
     from .separator import Separator
 
-    stages = []
+    paths = [resolve_model(model, offline=options.get("offline", False), progress=download_progress,
+                           on_notice=on_notice).path for model in models]
     settings = options.pop("settings", None)
-    for k, model in enumerate(models):
-        path = resolve_model(model, offline=options.get("offline", False), progress=download_progress,
-                             on_notice=on_notice).path
-        own = settings if k == 0 or settings is None else replace(settings, primary_stem=None)
-        stages.append(Separator(path, params=params if k == 0 else None, settings=own, on_notice=on_notice, **options))
+    first = paths[:ensemble] if ensemble > 1 else paths[0]
+    stages = [Separator(first, params=params, settings=settings, on_notice=on_notice, **options)]
+    later = replace(settings, primary_stem=None) if settings is not None else None
+    options = {k: v for k, v in options.items() if not k.startswith("ensemble_")}
+    for path in paths[ensemble:]:
+        stages.append(Separator(path, settings=later, on_notice=on_notice, **options))
     return stages[0] if len(stages) == 1 else Chain(*stages)

@@ -17,7 +17,8 @@ import typer
 from . import __version__
 from .config import list_band_layouts, load_band_layout
 from .errors import ConfigError, Terminated, UvrsepError, cli_messages, printable
-from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS
+from .ensemble.rules import ALGORITHMS, DEFAULT_ALGORITHM
+from .naming import DEFAULT_TEMPLATE, TEMPLATE_FIELDS, model_field, model_name
 
 app = typer.Typer(
     rich_markup_mode=None,  # plain click help: flags show as flags (no "<bool>"), usage errors without boxes
@@ -51,6 +52,9 @@ class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
     mps = "mps"
+
+
+EnsembleAlgorithm = Enum("EnsembleAlgorithm", {name: name for name in ALGORITHMS}, type=str)
 
 
 class Precision(str, Enum):
@@ -89,19 +93,31 @@ def separate(
                        metavar="INPUT..."),
     ] = None,
     model: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option("--model", "-m", metavar="NAME|PATH", help="Weight file (.pth) or registry name (see `uvrsep models list`); "
-                     "downloaded on first use.", show_default="HP2_all_vocals"),
+                     "downloaded on first use. Repeat for an ensemble (-m A -m B): each model separates the input, their "
+                     "stems are combined label by label (docs/ensembles.md).", show_default="HP2_all_vocals"),
+    ] = None,
+    ensemble_algorithm: Annotated[
+        EnsembleAlgorithm | None,
+        typer.Option("--ensemble-algorithm", help="How an ensemble's stems are combined (audio-separator's names; "
+                     "docs/ensembles.md).", show_default=DEFAULT_ALGORITHM),
+    ] = None,
+    ensemble_weights: Annotated[
+        list[str] | None,
+        typer.Option("--ensemble-weights", metavar="W[,W...]", help="One weight per --model, in order (comma-separated "
+                     "or repeated); used by avg_wave and avg_fft.", show_default="equal"),
     ] = None,
     then: Annotated[
         list[str] | None,
-        typer.Option("--then", metavar="NAME|PATH", help="Then run this model on the previous one's voice stem (repeatable), e.g. "
+        typer.Option("--then", metavar="NAME|PATH", help="Then run this model on the previous one's (or the ensemble's) voice stem (repeatable), e.g. "
                      "--then VR-DeEchoDeReverb: writes instrumental, vocals_no_reverb, vocals_reverb.",
                      show_default=False),
     ] = None,
     params: Annotated[
         str | None,
-        typer.Option(metavar="NAME|PATH", help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's.",
+        typer.Option(metavar="NAME|PATH", help="Band config name or .json path (see `uvrsep params`); in a chain, the first "
+                     "model's; in an ensemble, that of each model that records none.",
                      show_default="the registry's, else 4band_v2 / 4band_v3 by family"),
     ] = None,
     # -- separation settings (uvrsep.semantics.Settings) --
@@ -213,7 +229,8 @@ def separate(
     from .batch import BatchProgress, Manifest, OutputPlan, check_output_dir, collect_inputs, find_conflicts, plan_batch
     from .semantics import Settings
 
-    models = [model, *(then or [])]
+    members = model or [None]
+    models = [*members, *(then or [])]
     # Every separation setting, once: the model(s) are built from these here or on each Ray worker.
     settings = Settings(
         semantics=semantics.value, aggressiveness=aggressiveness, tta=tta, postprocess=postprocess,
@@ -221,8 +238,10 @@ def separate(
         primary_stem=primary_stem,
     )
     options = dict(params=params, device=device.value, precision=precision.value, settings=settings,
-                   batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold)
+                   batch_size=batch_size, offline=offline, stream=stream, segment_threshold=segment_threshold,
+                   ensemble=len(members))
     try:
+        options.update(_ensemble_options(len(members), ensemble_algorithm, ensemble_weights, primary_stem))
         if ray is None and (ray_workers is not None or gpus_per_worker is not None):
             raise ConfigError("--ray-workers and --gpus-per-worker are for --ray")
         if ray is not None:
@@ -237,15 +256,15 @@ def separate(
             raise typer.Exit(2)
         # Everything that can be checked without the model, before it is loaded (or downloaded).
         check_output_dir(output_dir)
-        journal = Manifest(manifest)
+        journal = Manifest(manifest, run=_run_record(members, then or [], options))
         # A bad setting is a usage error, found here before any model is loaded.
-        labels = _final_labels(models, offline, settings.resolve().primary_stem)
+        labels = _final_labels(models, offline, settings.resolve().primary_stem, ensemble=len(members))
         wanted = _parse_stems(stems, labels)
         plan = OutputPlan(
             output_dir=output_dir, template=name_template, fmt=output_format.value,
             bit_depth=None if bit_depth is None else bit_depth.value,
             stems=wanted, sample_rate=sample_rate, mono=mono, mirror_tree=mirror_tree, overwrite=overwrite,
-            model="+".join(_model_name(m) for m in models),
+            model=model_field(members, then or []),
         )
     except UvrsepError as exc:
         _error(str(exc))
@@ -315,21 +334,40 @@ def separate(
         raise typer.Exit(1)
 
 
-def _model_name(model: str | None) -> str:
-    """What ``{model}`` says: the registry name, or the weight file's name without ``.pth``."""
-    from .hub import default_model_name
+def _ensemble_options(n_members: int, algorithm, weights: list[str] | None, primary_stem: str | None) -> dict:
+    """``ensemble_algorithm`` and ``ensemble_weights`` for the models, checked (one-line
+    :class:`ConfigError`: --ensemble-* with one model, --primary-stem with several, bad values)."""
+    from .ensemble import check_ensemble, parse_weights
 
-    name = model if model is not None else default_model_name()
-    return Path(name).name.removesuffix(".pth")
+    values = None if weights is None else parse_weights(weights)
+    if n_members == 1:
+        if algorithm is not None or values is not None:
+            raise ConfigError("--ensemble-algorithm and --ensemble-weights are for an ensemble: give --model two or more times")
+        return dict(ensemble_algorithm=None, ensemble_weights=None)
+    name, values = check_ensemble(n_members, None if algorithm is None else algorithm.value, values, primary_stem)
+    return dict(ensemble_algorithm=name, ensemble_weights=list(values))
 
 
-def _final_labels(models: list[str | None], offline: bool, primary_stem: str | None = None) -> tuple[str, ...]:
-    """The stems the model (or chain) will write, known without loading or downloading it
-    (``primary_stem``, as ``--params``, is the first model's)."""
+def _run_record(members: list[str | None], then: list[str], options: dict) -> dict:
+    """What every manifest record of the run says made its outputs: ``model`` (as ``{model}``
+    says it) and, for an ensemble, ``ensemble``: its algorithm and weights."""
+    record: dict = {"model": model_field(members, then)}
+    if len(members) > 1:
+        record["ensemble"] = {"algorithm": options["ensemble_algorithm"], "weights": options["ensemble_weights"]}
+    return record
+
+
+def _final_labels(models: list[str | None], offline: bool, primary_stem: str | None = None, ensemble: int = 1) -> tuple[str, ...]:
+    """The stems the model (or ensemble, or chain) will write, known without loading or
+    downloading it (``primary_stem``, as ``--params``, is the first model's). Members of an
+    ensemble whose stems do not match are refused here."""
     from .chain import chain_labels
+    from .ensemble import ensemble_labels
     from .separator import model_stems
 
     pairs = [model_stems(m, offline=offline, primary_stem=primary_stem if k == 0 else None) for k, m in enumerate(models)]
+    if ensemble > 1:
+        pairs[:ensemble] = [ensemble_labels(pairs[:ensemble], [model_name(m) for m in models[:ensemble]])]
     return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
 
 
