@@ -100,8 +100,8 @@ def separate(
     ] = None,
     ensemble_algorithm: Annotated[
         EnsembleAlgorithm | None,
-        typer.Option("--ensemble-algorithm", help="How an ensemble's stems are combined (audio-separator's names; "
-                     "docs/ensembles.md).", show_default=DEFAULT_ALGORITHM),
+        typer.Option("--ensemble-algorithm", metavar="NAME", help="How an ensemble's stems are combined (audio-separator's "
+                     "names, docs/ensembles.md): " + ", ".join(ALGORITHMS) + ".", show_default=DEFAULT_ALGORITHM),
     ] = None,
     ensemble_weights: Annotated[
         list[str] | None,
