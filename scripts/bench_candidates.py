@@ -53,20 +53,37 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    candidates = args.candidate or ["aspp:16:4band_v2", "aspp:16:3band_44100_msb2", "aspp:16:4band_44100",
-                                    "aspp:24:4band_v2", "vr51:32:4band_v2"]
+    candidates = args.candidate or [
+        "aspp:16:4band_v2",
+        "aspp:16:3band_44100_msb2",
+        "aspp:16:4band_44100",
+        "aspp:24:4band_v2",
+        "vr51:32:4band_v2",
+    ]
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     data = PackedSet(args.data)
     pool = ThreadPoolExecutor(args.workers) if args.workers > 0 else None
-    print(f"device {device}, batch {args.batch_size} x {args.crop_frames} frames, {args.workers} data threads, "
-          f"median of {args.repeat}")
-    print(f"{'candidate':26} {'params':>7} {'fp16 MiB':>8} {'state MiB':>9} {'full MiB':>8} "
-          f"{'step s':>7} {'data s':>7} {'steps/s':>7}")
+    print(
+        f"device {device}, batch {args.batch_size} x {args.crop_frames} frames, {args.workers} data threads, "
+        f"median of {args.repeat}"
+    )
+    print(
+        f"{'candidate':26} {'params':>7} {'fp16 MiB':>8} {'state MiB':>9} {'full MiB':>8} "
+        f"{'step s':>7} {'data s':>7} {'steps/s':>7}"
+    )
     for spec in candidates:
         family, width, params = spec.split(":")
-        cfg = TrainConfig(data=str(args.data), out="", family=family, width=int(width), params=params,
-                          batch_size=args.batch_size, crop_frames=args.crop_frames, device=args.device)
+        cfg = TrainConfig(
+            data=str(args.data),
+            out="",
+            family=family,
+            width=int(width),
+            params=params,
+            batch_size=args.batch_size,
+            crop_frames=args.crop_frames,
+            device=args.device,
+        )
         layout = load_band_layout(params)
         net = cfg.architecture(layout.bins).build(layout.bins).to(device)
         n = sum(p.numel() for p in net.parameters())
@@ -76,12 +93,15 @@ def main() -> None:
         x = torch.rand(args.batch_size, 2, layout.bins + 1, args.crop_frames, device=device)
         y = 0.5 * x
 
-        step_s = median_seconds(lambda: train_step(net, opt, scaler, x, y, use_amp), args.repeat, sync)
+        step_s = median_seconds(lambda: train_step(net, opt, scaler, x, y, use_amp), args.repeat, sync)  # noqa: B023  (called at once)
         counter = iter(range(10**9))
-        data_s = median_seconds(lambda: make_batch(cfg, data, layout, next(counter), pool), args.repeat, lambda: None)
-        print(f"{spec:26} {n / 1e6:6.1f}M {n * 2 / MIB:8.1f} {n * 8 / MIB:9.1f} {n * 12 / MIB:8.1f} "
-              f"{step_s:7.3f} {data_s:7.3f} {1 / (step_s + data_s):7.2f}", flush=True)
-        del net, opt
+        data_s = median_seconds(lambda: make_batch(cfg, data, layout, next(counter), pool), args.repeat, lambda: None)  # noqa: B023
+        print(
+            f"{spec:26} {n / 1e6:6.1f}M {n * 2 / MIB:8.1f} {n * 8 / MIB:9.1f} {n * 12 / MIB:8.1f} "
+            f"{step_s:7.3f} {data_s:7.3f} {1 / (step_s + data_s):7.2f}",
+            flush=True,
+        )
+        net = opt = None  # freed before the next candidate is built
     if pool is not None:
         pool.shutdown()
 

@@ -33,10 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests import oracle  # noqa: E402
-from uvrsep import bands  # noqa: E402
-from uvrsep.config import load_band_layout  # noqa: E402
-from uvrsep.dsp.resampling import TORCH_RESAMPLERS  # noqa: E402
+from tests import oracle
+from uvrsep import bands
+from uvrsep.config import load_band_layout
+from uvrsep.dsp.resampling import TORCH_RESAMPLERS
+from uvrsep.evaluation import sdr
 
 
 def make_signal(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -48,12 +49,6 @@ def make_signal(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
     x = np.stack([voice + chord + 0.05 * rng.standard_normal(t.size) for _ in range(2)])
     x[1] *= 0.8
     return x.astype(np.float32)
-
-
-def sdr(ref, est) -> float:
-    ref = np.asarray(ref)
-    err = ref - np.asarray(est)
-    return float(10 * np.log10(np.sum(np.abs(ref) ** 2) / max(np.sum(np.abs(err) ** 2), 1e-300)))
 
 
 def to_numpy(value):
@@ -93,9 +88,15 @@ def cases(layout, x: np.ndarray, input_rate: int):
         n_in = int(x.shape[1] * input_rate / layout.sample_rate)
         src = make_signal(n_in / input_rate, input_rate, seed=1)
         rt = layout.top.resample_type
-        out.append(("analysis", f"input {input_rate}->{layout.sample_rate} {rt}", f"2x{src.shape[1]}",
-                    lambda: oracle.resample(src, input_rate, layout.sample_rate, rt),
-                    lambda: bands.resample(t(src), input_rate, layout.sample_rate, rt)))
+        out.append(
+            (
+                "analysis",
+                f"input {input_rate}->{layout.sample_rate} {rt}",
+                f"2x{src.shape[1]}",
+                lambda: oracle.resample(src, input_rate, layout.sample_rate, rt),
+                lambda: bands.resample(t(src), input_rate, layout.sample_rate, rt),
+            )
+        )
     # The analysis band chain, on the real intermediate signals.
     waves = [None] * len(chain)
     waves[-1] = x
@@ -107,39 +108,74 @@ def cases(layout, x: np.ndarray, input_rate: int):
             continue
         src = waves[i + 1]
         rt = lo.resample_type
-        out.append(("analysis", f"resample {hi.sample_rate}->{lo.sample_rate} {rt}", f"2x{src.shape[1]}",
-                    lambda src=src, hi=hi, lo=lo, rt=rt: oracle.resample(src, hi.sample_rate, lo.sample_rate, rt),
-                    lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(t(src), hi.sample_rate, lo.sample_rate, rt)))
+        out.append(
+            (
+                "analysis",
+                f"resample {hi.sample_rate}->{lo.sample_rate} {rt}",
+                f"2x{src.shape[1]}",
+                lambda src=src, hi=hi, lo=lo, rt=rt: oracle.resample(src, hi.sample_rate, lo.sample_rate, rt),
+                lambda src=src, hi=hi, lo=lo, rt=rt: bands.resample(t(src), hi.sample_rate, lo.sample_rate, rt),
+            )
+        )
     for i, band in enumerate(chain):
         w, mode = waves[i], layout.channel_modes[i]
-        out.append(("analysis", f"stft {band.sample_rate} n{band.n_fft}/h{band.hop_length}", f"2x{w.shape[1]}",
-                    lambda w=w, band=band, mode=mode: oracle.stft(w, band, mode),
-                    lambda w=w, band=band, mode=mode: bands.stft(t(w), band, mode)))
-    out.append(("phase", "analysis (bands.analyze)", f"2x{x.shape[1]}",
-                lambda: oracle.analyze(x, layout, extra_frames=4),
-                lambda: bands.analyze(t(x), layout, extra_frames=4)))
+        out.append(
+            (
+                "analysis",
+                f"stft {band.sample_rate} n{band.n_fft}/h{band.hop_length}",
+                f"2x{w.shape[1]}",
+                lambda w=w, band=band, mode=mode: oracle.stft(w, band, mode),
+                lambda w=w, band=band, mode=mode: bands.stft(t(w), band, mode),
+            )
+        )
+    out.append(
+        (
+            "phase",
+            "analysis (bands.analyze)",
+            f"2x{x.shape[1]}",
+            lambda: oracle.analyze(x, layout, extra_frames=4),
+            lambda: bands.analyze(t(x), layout, extra_frames=4),
+        )
+    )
     analysis = oracle.analyze(x, layout, extra_frames=4)
     n = analysis.n_frames
     stem = (analysis.spec * np.exp(0.3j).astype(np.complex64))[:, :, :n]
     high = analysis.high_end[:, :, :n] if analysis.high_end is not None else None
     stem_t, high_t = t(np.ascontiguousarray(stem)), None if high is None else t(np.ascontiguousarray(high))
     for i, band in enumerate(chain):
-        out.append(("synthesis", f"band part + istft {band.sample_rate} n{band.n_fft}/h{band.hop_length}",
-                    f"2x{band.n_rows}x{n}",
-                    lambda i=i: oracle.band_part(stem, layout, i),
-                    lambda i=i: bands.band_part(stem_t, layout, i)))
+        out.append(
+            (
+                "synthesis",
+                f"band part + istft {band.sample_rate} n{band.n_fft}/h{band.hop_length}",
+                f"2x{band.n_rows}x{n}",
+                lambda i=i: oracle.band_part(stem, layout, i),
+                lambda i=i: bands.band_part(stem_t, layout, i),
+            )
+        )
     for i in range(len(chain) - 1):
         lo, hi = chain[i], chain[i + 1]
         rt = bands.synthesis_resampler(layout, i)
         if lo.sample_rate == hi.sample_rate or rt not in TORCH_RESAMPLERS:
             continue
         part = oracle.band_part(stem, layout, i)
-        out.append(("synthesis", f"resample {lo.sample_rate}->{hi.sample_rate} {rt} (float64)", f"2x{part.shape[1]}",
-                    lambda part=part, lo=lo, hi=hi, rt=rt: oracle.resample(part, lo.sample_rate, hi.sample_rate, rt),
-                    lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(t(part), lo.sample_rate, hi.sample_rate, rt)))
-    out.append(("phase", "synthesis, one stem (bands.synthesize)", f"2x{layout.bins + 1}x{n}",
-                lambda: oracle.synthesize(stem, layout, high),
-                lambda: bands.synthesize(stem_t, layout, high_t)))
+        out.append(
+            (
+                "synthesis",
+                f"resample {lo.sample_rate}->{hi.sample_rate} {rt} (float64)",
+                f"2x{part.shape[1]}",
+                lambda part=part, lo=lo, hi=hi, rt=rt: oracle.resample(part, lo.sample_rate, hi.sample_rate, rt),
+                lambda part=part, lo=lo, hi=hi, rt=rt: bands.resample(t(part), lo.sample_rate, hi.sample_rate, rt),
+            )
+        )
+    out.append(
+        (
+            "phase",
+            "synthesis, one stem (bands.synthesize)",
+            f"2x{layout.bins + 1}x{n}",
+            lambda: oracle.synthesize(stem, layout, high),
+            lambda: bands.synthesize(stem_t, layout, high_t),
+        )
+    )
     return out
 
 
@@ -158,8 +194,10 @@ def main() -> None:
     x = make_signal(args.seconds, layout.sample_rate)
     groups = {g for g in args.only.split(",") if g}
     print(f"# bench_dsp: {args.layout}, {args.seconds:g} s stereo, median of {args.repeats} alternating runs")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"with {torch.get_num_threads()} thread(s); load average before: {loadavg()}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"with {torch.get_num_threads()} thread(s); load average before: {loadavg()}"
+    )
     rows = []
     with torch.inference_mode():
         for group, name, size, ref, new in cases(layout, x, args.input_rate):
@@ -175,8 +213,10 @@ def main() -> None:
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for group, name, size, rw, nw, rc, nc, quality in rows:
-        print(f"| {name:52s} | {size:>14s} | {rw:8.3f} | {nw:10.3f} | {nw / rw:5.2f} | {rc:7.3f} | {nc:9.3f} | "
-              f"{nc / rc:5.2f} | {quality:6.1f} |")
+        print(
+            f"| {name:52s} | {size:>14s} | {rw:8.3f} | {nw:10.3f} | {nw / rw:5.2f} | {rc:7.3f} | {nc:9.3f} | "
+            f"{nc / rc:5.2f} | {quality:6.1f} |"
+        )
 
 
 if __name__ == "__main__":

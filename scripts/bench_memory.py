@@ -63,7 +63,7 @@ def run_measured(cmd: list[str], log: Path) -> tuple[float, float, str]:
         proc.returncode = os.waitstatus_to_exitcode(code)
     wall = time.perf_counter() - t0
     lines = log.read_text(errors="replace").strip().splitlines()
-    status = "ok" if proc.returncode == 0 else f"failed: {lines[-1:] }"
+    status = "ok" if proc.returncode == 0 else f"failed: {lines[-1:]}"
     return usage.ru_maxrss / 1024, wall, status
 
 
@@ -72,20 +72,41 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     parser.add_argument("--model", type=Path)
     parser.add_argument("--width", type=int, default=16)
-    parser.add_argument("--segment-threshold", type=float, default=None,
-                        help="passed to uvrsep separate (default: none, the memory decides; 'inf': whole-file processing)")
-    parser.add_argument("--ensemble", type=int, default=1, help="an ensemble of this many random nets (needs no --model)")
+    parser.add_argument(
+        "--segment-threshold",
+        type=float,
+        default=None,
+        help="passed to uvrsep separate (default: none, the memory decides; 'inf': whole-file processing)",
+    )
+    parser.add_argument(
+        "--ensemble", type=int, default=1, help="an ensemble of this many random nets (needs no --model)"
+    )
     parser.add_argument("--ensemble-algorithm", default=None)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        models = [args.model] if args.model else [random_weights(tmp, args.width, seed) for seed in range(args.ensemble)]
+        models = (
+            [args.model] if args.model else [random_weights(tmp, args.width, seed) for seed in range(args.ensemble)]
+        )
         for minutes in args.minutes:
             wav = tmp / f"input_{minutes:g}min.wav"
             make_signal(wav, minutes)
-            cmd = [sys.executable, "-m", "uvrsep", "separate", str(wav), *(a for m in models for a in ("-m", str(m))),
-                   "-o", str(tmp / "out"), "--device", "cpu", "--overwrite", "--params", "4band_v2"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvrsep",
+                "separate",
+                str(wav),
+                *(a for m in models for a in ("-m", str(m))),
+                "-o",
+                str(tmp / "out"),
+                "--device",
+                "cpu",
+                "--overwrite",
+                "--params",
+                "4band_v2",
+            ]
             if args.ensemble_algorithm is not None:
                 cmd += ["--ensemble-algorithm", args.ensemble_algorithm]
             if args.segment_threshold is not None:
@@ -93,9 +114,13 @@ def main() -> None:
             rss, wall, status = run_measured(cmd, tmp / "log.txt")
             rows.append((minutes, rss, wall, status))
             wav.unlink()
-    what = args.model or f"random cascaded ASPP, width {args.width}" + (f", an ensemble of {args.ensemble}" if args.ensemble > 1 else "")
-    print(f"model: {what} ({args.ensemble_algorithm or 'avg_wave'}); machine: {os.cpu_count()} cores; "
-          f"load average after: {os.getloadavg()[0]:.2f}")
+    what = args.model or f"random cascaded ASPP, width {args.width}" + (
+        f", an ensemble of {args.ensemble}" if args.ensemble > 1 else ""
+    )
+    print(
+        f"model: {what} ({args.ensemble_algorithm or 'avg_wave'}); machine: {os.cpu_count()} cores; "
+        f"load average after: {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'minutes':>8} | {'peak RSS MiB':>12} | {'wall s':>8} | status")
     for minutes, rss, wall, status in rows:
         print(f"{minutes:8g} | {rss:12.0f} | {wall:8.1f} | {status}")

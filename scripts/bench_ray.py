@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory import random_weights  # noqa: E402  (the scripts folder's shared stand-in weights)
+from bench_memory import random_weights
 
 
 def make_folder(folder: Path, clips: int, long: int) -> tuple[int, float]:
@@ -72,8 +72,23 @@ def main() -> None:
         runs = [("local batch", None)] + [("--ray", n) for n in args.workers]
         for k, (mode, workers) in enumerate(runs):
             out = tmp / f"out{k}"
-            cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp / "in"), "-m", str(model), "-o", str(out),
-                   "--device", "cpu", "--params", "4band_v2", "--segment-threshold", "20"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvrsep",
+                "separate",
+                str(tmp / "in"),
+                "-m",
+                str(model),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+                "--params",
+                "4band_v2",
+                "--segment-threshold",
+                "20",
+            ]
             if workers is not None:
                 cmd += ["--ray-workers", str(workers), "--ray", "local"]
             t0 = time.perf_counter()
@@ -84,8 +99,10 @@ def main() -> None:
                 sys.exit(f"{mode} failed ({done.returncode}):\n{done.stderr[-2000:]}")
             rows.append((mode, "-" if workers is None else str(workers), wall))
     after = load_average()
-    print(f"{count} inputs, {audio:.0f} s of audio ({args.clips} clips of 0.5-3 s, {args.long} of 25 s in segments); "
-          f"{os.cpu_count()} CPUs; load average (1/5/15 min) {before} before, {after} after")
+    print(
+        f"{count} inputs, {audio:.0f} s of audio ({args.clips} clips of 0.5-3 s, {args.long} of 25 s in segments); "
+        f"{os.cpu_count()} CPUs; load average (1/5/15 min) {before} before, {after} after"
+    )
     print()
     print("| run | workers | wall (s) | clips/s | real-time factor |")
     print("| --- | --- | --- | --- | --- |")

@@ -49,9 +49,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's uvrsep, installed or not
-from bench_memory import make_signal, random_weights  # noqa: E402  (the scripts folder's shared helpers)
+from bench_memory import make_signal, random_weights
 
-from uvrsep import Separator  # noqa: E402
+from uvrsep import Separator
+from uvrsep.evaluation import sdr
 
 PHASES = ("read", "analysis", "network", "synthesis", "write")
 
@@ -78,7 +79,9 @@ def make_inputs(work: Path, song_seconds: float, clips: int) -> tuple[Path, list
     paths = []
     for k in range(clips):
         f0 = rng.uniform(110, 440)
-        x = 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)) * t) + 0.03 * rng.standard_normal((len(t), 2))
+        x = 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)) * t) + 0.03 * rng.standard_normal(
+            (len(t), 2)
+        )
         paths.append(folder / f"clip{k:04d}.wav")
         sf.write(str(paths[-1]), x.astype(np.float32), 44100, subtype="PCM_16")
     return song, paths
@@ -116,8 +119,14 @@ def run_case(args: argparse.Namespace) -> None:
             stems = sep.separate(song)
             t = time.perf_counter()
             stems.write(out, "song", overwrite=True)
-            runs.append(dict(vars(sep.times), write=time.perf_counter() - t, total=time.perf_counter() - start,
-                             windows=windows[0]))
+            runs.append(
+                dict(
+                    vars(sep.times),
+                    write=time.perf_counter() - t,
+                    total=time.perf_counter() - start,
+                    windows=windows[0],
+                )
+            )
         np.save(work / f"song_{device}_{precision}.npy", np.stack([stems.waves[k] for k in sorted(stems.waves)]))
         row["song"] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         clips = sorted((work / "clips").glob("*.wav"))
@@ -142,15 +151,17 @@ def run_case(args: argparse.Namespace) -> None:
     args.result.write_text(json.dumps(row))
 
 
-def sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    """10·log10(Σref² / Σ(ref − est)²), the lowest over stems and channels (``[stem, ch, t]``);
-    a channel equal to its reference counts as ``inf`` (a silent channel, say, left silent)."""
-    values = []
-    for rs, es in zip(ref, est):
-        for r, e in zip(rs.astype(np.float64), es.astype(np.float64)):
-            err = np.sum((r - e) ** 2)
-            values.append(np.inf if err == 0 else 10 * np.log10(np.sum(r**2) / err) if np.any(r) else -np.inf)
-    return float(min(values))
+def lowest_sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    """:func:`uvrsep.evaluation.sdr` of each stem and channel (``[stem, ch, t]``), the lowest; a
+    channel equal to its reference counts as ``inf`` (a silent channel, say, left silent), a
+    silent reference channel with anything else in it as ``-inf``."""
+    return float(
+        min(
+            sdr(r, e) if np.any(r) or np.array_equal(r, e) else -np.inf
+            for rs, es in zip(ref, est)
+            for r, e in zip(rs, es)
+        )
+    )
 
 
 def suite(args: argparse.Namespace) -> None:
@@ -170,8 +181,21 @@ def suite(args: argparse.Namespace) -> None:
             for precision in PRECISIONS[device]:
                 result = work / "row.json"
                 result.unlink(missing_ok=True)
-                cmd = [sys.executable, __file__, "--case", device, precision, "--work", str(work),
-                       "--result", str(result), "--model", str(model), "--repeat", str(args.repeat)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--case",
+                    device,
+                    precision,
+                    "--work",
+                    str(work),
+                    "--result",
+                    str(result),
+                    "--model",
+                    str(model),
+                    "--repeat",
+                    str(args.repeat),
+                ]
                 _, _, status = run_measured(cmd, out / f"log_{device}_{precision}.txt")
                 if status != "ok" or not result.is_file():
                     rows.append({"device": device, "precision": precision, "status": status})
@@ -179,7 +203,9 @@ def suite(args: argparse.Namespace) -> None:
                 row = json.loads(result.read_text())
                 fp32 = work / f"song_{device}_fp32.npy"
                 mine = work / f"song_{device}_{precision}.npy"
-                row["sdr_vs_fp32"] = None if precision == "fp32" or not fp32.is_file() else sdr(np.load(fp32), np.load(mine))
+                row["sdr_vs_fp32"] = (
+                    None if precision == "fp32" or not fp32.is_file() else lowest_sdr(np.load(fp32), np.load(mine))
+                )
                 row["status"] = status
                 rows.append(row)
     text = table(rows, args)
@@ -193,12 +219,16 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     lines = [
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}; "
-        f"torch {torch.__version__}, Python {platform.python_version()}; load average after: {load[0]:.2f}",
+        (
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, GPU: {gpu}; "
+            f"torch {torch.__version__}, Python {platform.python_version()}; load average after: {load[0]:.2f}"
+        ),
         f"model: {args.model or 'random 32-wide HP net'}; song: median of {args.repeat} run(s)",
         "",
-        "| device | precision | input | read s | analysis s | network s | synthesis s | write s | total s "
-        "| x real time | clips/s | peak RSS MiB | peak GPU MiB | TFLOP/s | SDR vs fp32 dB |",
+        (
+            "| device | precision | input | read s | analysis s | network s | synthesis s | write s | total s "
+            "| x real time | clips/s | peak RSS MiB | peak GPU MiB | TFLOP/s | SDR vs fp32 dB |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -210,11 +240,18 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
             seconds = row["song_seconds"] if name == "song" else r["count"] * CLIP_SECONDS
             label = f"song {row['song_seconds']:.0f} s" if name == "song" else f"{r['count']} clips of 3 s"
             tflops = row["flops_per_window"] * r["windows"] / r["network"] / 1e12 if r["network"] else 0.0
-            cells = [row["device"], row["precision"], label, *(f"{r[p]:.2f}" for p in (*PHASES, "total")),
-                     f"{seconds / r['total']:.1f}", f"{r['count'] / r['total']:.1f}" if name == "clips" else "",
-                     f"{row['peak_rss_mb']:.0f}", f"{row['peak_device_mb']:.0f}" if row["peak_device_mb"] else "",
-                     f"{tflops:.2f}" if row["device"] == "cuda" else "",
-                     f"{row['sdr_vs_fp32']:.1f}" if row.get("sdr_vs_fp32") is not None and name == "song" else ""]
+            cells = [
+                row["device"],
+                row["precision"],
+                label,
+                *(f"{r[p]:.2f}" for p in (*PHASES, "total")),
+                f"{seconds / r['total']:.1f}",
+                f"{r['count'] / r['total']:.1f}" if name == "clips" else "",
+                f"{row['peak_rss_mb']:.0f}",
+                f"{row['peak_device_mb']:.0f}" if row["peak_device_mb"] else "",
+                f"{tflops:.2f}" if row["device"] == "cuda" else "",
+                f"{row['sdr_vs_fp32']:.1f}" if row.get("sdr_vs_fp32") is not None and name == "song" else "",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -224,8 +261,15 @@ def single(args: argparse.Namespace) -> None:
     if args.file is None or args.model is None:
         sys.exit("bench_separate.py: give FILE and --model, or --suite OUT")
     t0 = time.perf_counter()
-    sep = Separator(args.model, params=args.params, device=args.device, batch_size=args.batch_size, tta=args.tta,
-                    segment_threshold=args.segment_threshold, segment_windows=args.segment_windows)
+    sep = Separator(
+        args.model,
+        params=args.params,
+        device=args.device,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        segment_threshold=args.segment_threshold,
+        segment_windows=args.segment_windows,
+    )
     load_s = time.perf_counter() - t0
     duration = sf.info(str(args.file)).duration
     thresholds = {"default": args.segment_threshold}
@@ -251,27 +295,41 @@ def single(args: argparse.Namespace) -> None:
         sep.segment_threshold = threshold
         frames = sep.segment_plan(round(duration * sep.layout.sample_rate)).frames
         plans.append(f"{name}: {f'segments of {frames} frames' if frames else 'whole'}")
-    print(f"file: {args.file} ({duration:.1f} s)  model: {args.model.name}  device: {args.device}  "
-          f"batch: {sep.batch_size}  tta: {args.tta}  {'; '.join(plans)}")
-    print(f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
-          f"torch {torch.__version__}; model load {load_s:.2f} s; load average after: {os.getloadavg()[0]:.2f}")
+    print(
+        f"file: {args.file} ({duration:.1f} s)  model: {args.model.name}  device: {args.device}  "
+        f"batch: {sep.batch_size}  tta: {args.tta}  {'; '.join(plans)}"
+    )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}; model load {load_s:.2f} s; load average after: {os.getloadavg()[0]:.2f}"
+    )
     header = ["path", "run", *PHASES, "total", "CPU s", "RTF"]
     columns = (*PHASES, "total", "cpu")
     print(" | ".join(f"{h:>9}" for h in header))
     medians = {}
     for name in thresholds:
         for i, row in enumerate(rows[name], 1):
-            print(" | ".join([f"{name:>9}", f"{i:>9}"] + [f"{row[k]:9.2f}" for k in columns]
-                             + [f"{duration / row['total']:9.2f}"]))
+            print(
+                " | ".join(
+                    [f"{name:>9}", f"{i:>9}"]
+                    + [f"{row[k]:9.2f}" for k in columns]
+                    + [f"{duration / row['total']:9.2f}"]
+                )
+            )
         med = medians[name] = {k: statistics.median(r[k] for r in rows[name]) for k in columns}
-        print(" | ".join([f"{name:>9}", "   median"] + [f"{med[k]:9.2f}" for k in columns]
-                         + [f"{duration / med['total']:9.2f}"]))
+        print(
+            " | ".join(
+                [f"{name:>9}", "   median"] + [f"{med[k]:9.2f}" for k in columns] + [f"{duration / med['total']:9.2f}"]
+            )
+        )
     if args.compare_segments:
         seg, whole = medians["segments"], medians["whole"]
         dsp = {k: medians[k]["analysis"] + medians[k]["synthesis"] for k in medians}
-        print(f"segments / whole: total {seg['total'] / whole['total']:.3f}, CPU {seg['cpu'] / whole['cpu']:.3f}, "
-              f"analysis + synthesis {dsp['segments']:.2f} s / {dsp['whole']:.2f} s; "
-              f"SDR between them {sdr(results['whole'], results['segments']):.1f} dB")
+        print(
+            f"segments / whole: total {seg['total'] / whole['total']:.3f}, CPU {seg['cpu'] / whole['cpu']:.3f}, "
+            f"analysis + synthesis {dsp['segments']:.2f} s / {dsp['whole']:.2f} s; "
+            f"SDR between them {lowest_sdr(results['whole'], results['segments']):.1f} dB"
+        )
     print(f"peak RSS: {peak_rss_mb():.0f} MiB")
 
 
@@ -284,12 +342,23 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (3 for FILE, 1 in the suite)")
     parser.add_argument("--tta", action="store_true")
-    parser.add_argument("--segment-threshold", type=float, default=None,
-                        help="FILE: the separator's segment_threshold (default: by the device's memory)")
-    parser.add_argument("--segment-windows", type=int, default=None,
-                        help="FILE: network windows per segment (default: by the device's memory)")
-    parser.add_argument("--compare-segments", action="store_true",
-                        help="FILE: alternate whole-file and segmented processing in each run")
+    parser.add_argument(
+        "--segment-threshold",
+        type=float,
+        default=None,
+        help="FILE: the separator's segment_threshold (default: by the device's memory)",
+    )
+    parser.add_argument(
+        "--segment-windows",
+        type=int,
+        default=None,
+        help="FILE: network windows per segment (default: by the device's memory)",
+    )
+    parser.add_argument(
+        "--compare-segments",
+        action="store_true",
+        help="FILE: alternate whole-file and segmented processing in each run",
+    )
     parser.add_argument("--suite", type=Path, metavar="OUT", help="run the suite; write its table to this folder")
     parser.add_argument("--devices", nargs="+", choices=sorted(PRECISIONS))
     parser.add_argument("--song-seconds", type=float, default=180.0)

@@ -121,9 +121,14 @@ def main(argv: list[str] | None = None) -> None:
             tmp = dest.with_name(dest.name + ".part")
             sf.write(tmp, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_24")
             tmp.replace(dest)
-            rows.append({"file": dest.relative_to(args.out).as_posix(), "group": group,
-                         "duration_s": round(wave.shape[0] / SAMPLE_RATE, 3),
-                         "clips": " ".join(p.relative_to(args.src).as_posix() for p in clips)})
+            rows.append(
+                {
+                    "file": dest.relative_to(args.out).as_posix(),
+                    "group": group,
+                    "duration_s": round(wave.shape[0] / SAMPLE_RATE, 3),
+                    "clips": " ".join(p.relative_to(args.src).as_posix() for p in clips),
+                }
+            )
     with open(args.out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "group", "duration_s", "clips"])
         writer.writeheader()

@@ -86,7 +86,7 @@ def tiny_weights_fp16(weights_dir) -> Path:
 def music_like(seconds: float, sr: int = SR, channels: int = 2, seed: int = 1) -> np.ndarray:
     """float32 ``[channels, T]``: a vibrato tone, a chord and a little noise, in (-1, 1)."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     voice = 0.3 * np.sin(2 * np.pi * (440 * t + 3 * np.sin(2 * np.pi * 5 * t)))
     chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (130.8, 164.8, 196.0))
     out = np.stack([voice + chord + 0.02 * rng.standard_normal(t.size) for _ in range(channels)])
@@ -99,10 +99,3 @@ def short_wav(tmp_path) -> Path:
     path = tmp_path / "clip.wav"
     sf.write(path, music_like(0.5).T, SR, subtype="PCM_16")
     return path
-
-
-def sdr(ref: np.ndarray, est: np.ndarray) -> float:
-    """10·log10(Σref² / Σ(ref − est)²)."""
-    ref = np.asarray(ref, dtype=np.float64)
-    err = ref - np.asarray(est, dtype=np.float64)
-    return float(10 * np.log10(np.sum(ref**2) / max(np.sum(err**2), 1e-300)))

@@ -11,8 +11,9 @@ from uvrsep.inference import BlockInput
 from uvrsep.windows import WindowPlan, run_windows_many
 
 
-def run_windows(mag: torch.Tensor, plan: WindowPlan, predict: Callable[[torch.Tensor], torch.Tensor], *,
-                batch_size: int = 1) -> torch.Tensor:
+def run_windows(
+    mag: torch.Tensor, plan: WindowPlan, predict: Callable[[torch.Tensor], torch.Tensor], *, batch_size: int = 1
+) -> torch.Tensor:
     """:func:`run_windows_many` of one spectrogram ``[C, F, n_frames]``."""
     return run_windows_many([(mag, plan)], predict, batch_size=batch_size)[0]
 

@@ -145,8 +145,16 @@ class Server:
 def clear_network_env(monkeypatch) -> None:
     """Name-resolution and refused-connection tests must reach the resolver / port directly, and
     no user's mirror or deadline may change what a test sees."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                downloads.MIRROR_ENV, downloads.DEADLINE_ENV):
+    for var in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        downloads.MIRROR_ENV,
+        downloads.DEADLINE_ENV,
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -169,8 +177,9 @@ def spec_for(server, **kw) -> ModelSpec:
 
 def fetch(spec, home, notices=None, **kw):
     kw.setdefault("backoff", 0)
-    return downloads.download(spec, home, progress=False, on_notice=(notices.append if notices is not None else None),
-                              **kw)
+    return downloads.download(
+        spec, home, progress=False, on_notice=(notices.append if notices is not None else None), **kw
+    )
 
 
 def cache_files(home) -> list[str]:

@@ -31,11 +31,11 @@ def clip_and_stems(seconds: float, leak: float, voice_gain: float, seed: int, ov
 #: name → (leak, voice gain, share of the start pushed over full scale, share with voice) and the
 #: flags each must raise: one clip of each kind.
 KINDS = {
-    "clean": ((0.01, 0.5, 0.0, 0.5), []),                         # music left −40 dB
-    "leaky": ((0.3, 0.5, 0.0, 0.5), ["music left"]),              # music left −10 dB
-    "whisper": ((0.01, 0.01, 0.0, 0.5), ["little voice"]),        # voice share 0.3 %
-    "brief": ((0.01, 0.5, 0.0, 0.05), ["voice rarely active"]),   # voice in 5 % of the clip
-    "loud": ((0.01, 0.5, 0.1, 0.5), ["clipped"]),                 # vocals over full scale
+    "clean": ((0.01, 0.5, 0.0, 0.5), []),  # music left −40 dB
+    "leaky": ((0.3, 0.5, 0.0, 0.5), ["music left"]),  # music left −10 dB
+    "whisper": ((0.01, 0.01, 0.0, 0.5), ["little voice"]),  # voice share 0.3 %
+    "brief": ((0.01, 0.5, 0.0, 0.05), ["voice rarely active"]),  # voice in 5 % of the clip
+    "loud": ((0.01, 0.5, 0.1, 0.5), ["clipped"]),  # vocals over full scale
 }
 
 
@@ -54,18 +54,45 @@ def write_small_report_inputs(root: Path) -> Path:
             out = f"out/{name}_{stem}.wav"
             sf.write(root / out, np.clip(wave, -1, 1).T, SR, subtype="PCM_16")
             outputs.append(out)
-        record = {"input": f"clips/{name}.wav", "status": "ok", "outputs": outputs, "duration_s": 1.0,
-                  "seconds": 0.2, "error": "", "warnings": [], "measures": measure_clip(x, stems, "vocals", SR)}
+        record = {
+            "input": f"clips/{name}.wav",
+            "status": "ok",
+            "outputs": outputs,
+            "duration_s": 1.0,
+            "seconds": 0.2,
+            "error": "",
+            "warnings": [],
+            "measures": measure_clip(x, stems, "vocals", SR),
+        }
         if name == "clean":  # an earlier failed attempt of the same input: the last record wins
-            lines.append(json.dumps({**record, "status": "failed", "outputs": [], "measures": None,
-                                     "error": "interrupted"}))
+            lines.append(
+                json.dumps({**record, "status": "failed", "outputs": [], "measures": None, "error": "interrupted"})
+            )
         lines.append(json.dumps(record))
     sf.write(root / "clips" / "old.wav", np.zeros((SR, 2), np.float32), SR)
-    lines.append(json.dumps({"input": "clips/old.wav", "status": "ok", "outputs": ["out/old_instrumental.wav",
-                             "out/old_vocals.wav"], "duration_s": 1.0, "seconds": 0.1, "error": ""}))
+    lines.append(
+        json.dumps(
+            {
+                "input": "clips/old.wav",
+                "status": "ok",
+                "outputs": ["out/old_instrumental.wav", "out/old_vocals.wav"],
+                "duration_s": 1.0,
+                "seconds": 0.1,
+                "error": "",
+            }
+        )
+    )
     lines.append("{not json")
-    lines.append(json.dumps({"input": "clips/broken.wav", "status": "failed", "outputs": [],
-                             "error": "clips/broken.wav: cannot decode audio"}))
+    lines.append(
+        json.dumps(
+            {
+                "input": "clips/broken.wav",
+                "status": "failed",
+                "outputs": [],
+                "error": "clips/broken.wav: cannot decode audio",
+            }
+        )
+    )
     manifest = root / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return manifest
@@ -99,7 +126,64 @@ def write_big_manifest(root: Path, count: int, seed: int = 0) -> Path:
             m["voice_active"] = round(float(rng.beta(4, 2)), 4)
             m["music_left_db"] = round(float(rng.normal(-32, 7)), 2)
             m["clipped"] = int(rng.integers(1, 500)) if rng.random() < 0.05 else 0
-            fh.write(json.dumps({"input": f"clips/{name}.wav", "status": "ok", "outputs": outputs,
-                                 "duration_s": 1.0, "seconds": 0.2, "error": "", "warnings": [],
-                                 "measures": m}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "input": f"clips/{name}.wav",
+                        "status": "ok",
+                        "outputs": outputs,
+                        "duration_s": 1.0,
+                        "seconds": 0.2,
+                        "error": "",
+                        "warnings": [],
+                        "measures": m,
+                    }
+                )
+                + "\n"
+            )
     return root / "big.jsonl"
+
+
+def run_real_batch(root: Path, weights: Path) -> Path:
+    """A real batch under ``root`` (the current folder of the run, so the manifest's paths are
+    relative to it), made by the ``uvrsep separate`` command with a tiny random net: two short
+    44.1 kHz clips; the first one's earlier attempt failed (the file was not audio then), so the
+    manifest holds a resumed run (its last record wins). Stems are 32-bit float (the measures'
+    samples exactly). Returns the manifest."""
+    from typer.testing import CliRunner
+
+    from uvrsep.cli import app
+
+    from .conftest import SR as RATE
+    from .conftest import music_like
+
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    args = [
+        "separate",
+        "clips",
+        "-m",
+        str(weights),
+        "-o",
+        "out",
+        "--device",
+        "cpu",
+        "--bit-depth",
+        "32f",
+        "--manifest",
+        "manifest.jsonl",
+    ]
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        Path("clips/a.wav").write_bytes(b"not audio at all" * 100)
+        first = CliRunner().invoke(app, args)
+        assert first.exit_code == 1 and "0 processed, 0 skipped, 1 failed" in first.output, first.output
+        sf.write("clips/a.wav", music_like(0.5, seed=1).T, RATE, subtype="PCM_16")
+        quiet = music_like(0.4, seed=2)
+        quiet[:, : quiet.shape[1] // 2] *= 0.001  # music, then nearly nothing: the voice is rarely active
+        sf.write("clips/b.wav", quiet.T, RATE, subtype="PCM_16")
+        second = CliRunner().invoke(app, args)
+        assert second.exit_code == 0 and "2 processed, 0 skipped, 0 failed" in second.output, second.output
+    finally:
+        os.chdir(here)
+    return root / "manifest.jsonl"

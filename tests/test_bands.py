@@ -4,10 +4,11 @@ import scipy.signal
 import torch
 
 from tests import oracle
-from tests.conftest import music_like, sdr
+from tests.conftest import music_like
 from uvrsep import bands
-from uvrsep.dsp import bands as dsp_bands
 from uvrsep.config import list_band_layouts, load_band_layout
+from uvrsep.dsp import bands as dsp_bands
+from uvrsep.evaluation import sdr
 
 
 def analyze(x: np.ndarray, layout, extra_frames: int = 0) -> bands.Analysis:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -67,12 +66,38 @@ def corpus(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
 @pytest.mark.needs_ffmpeg
 def test_video_inputs(tmp_path, tiny_weights):
     """A video's first audio stream is separated; a video without audio fails alone."""
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.6", "-f", "lavfi", "-i",
-           "color=c=black:s=32x32:d=0.6", "-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(tmp_path / "video.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=0.6",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=32x32:d=0.6",
+        "-shortest",
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "aac",
+        str(tmp_path / "video.mp4"),
+    )
     ffmpeg("-f", "lavfi", "-i", "color=c=black:s=32x32:d=0.5", "-c:v", "mpeg4", str(tmp_path / "no_audio.mp4"))
     out = tmp_path / "out"
-    result = runner.invoke(app, ["separate", str(tmp_path / "video.mp4"), str(tmp_path / "no_audio.mp4"),
-                                 "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(tmp_path / "video.mp4"),
+            str(tmp_path / "no_audio.mp4"),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "no_audio.mp4: has no audio stream" in result.output
     assert "1 processed, 0 skipped, 1 failed" in result.output
@@ -86,8 +111,21 @@ def test_corpus_batch(corpus, tiny_weights, tmp_path):
     root, good, bad = corpus
     out = tmp_path / "out"
     manifest = tmp_path / "run.jsonl"
-    result = runner.invoke(app, ["separate", str(root), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu",
-                                 "--manifest", str(manifest)])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(root),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--manifest",
+            str(manifest),
+        ],
+    )
     assert result.exit_code == 1, result.output  # some inputs are bad
     assert "Traceback" not in result.output
     records = {Path(r["input"]).name: r for r in map(json.loads, manifest.read_text().splitlines())}
@@ -116,11 +154,29 @@ def test_corpus_batch(corpus, tiny_weights, tmp_path):
 def test_asr_ready_output_template_and_stems(corpus, tiny_weights, tmp_path):
     root, _, _ = corpus
     out = tmp_path / "asr"
-    result = runner.invoke(app, [
-        "separate", str(root / "pcm24.wav"), str(root / "float.wav"), "-m", str(tiny_weights), "-o", str(out),
-        "--stems", "vocals", "--sample-rate", "16000", "--mono", "--output-format", "flac",
-        "--name-template", "{stem}/{name}_{model}.{ext}", "--device", "cpu",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(root / "pcm24.wav"),
+            str(root / "float.wav"),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--stems",
+            "vocals",
+            "--sample-rate",
+            "16000",
+            "--mono",
+            "--output-format",
+            "flac",
+            "--name-template",
+            "{stem}/{name}_{model}.{ext}",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac"))
     assert files == ["vocals/float_tiny_fp32.flac", "vocals/pcm24_tiny_fp32.flac"]
@@ -133,8 +189,21 @@ def test_asr_ready_output_template_and_stems(corpus, tiny_weights, tmp_path):
 def test_lossy_formats(corpus, tiny_weights, tmp_path):
     root, _, _ = corpus
     for fmt in ("mp3", "ogg"):
-        result = runner.invoke(app, ["separate", str(root / "pcm24.wav"), "-m", str(tiny_weights), "-o", str(tmp_path),
-                                     "--output-format", fmt, "--device", "cpu"])
+        result = runner.invoke(
+            app,
+            [
+                "separate",
+                str(root / "pcm24.wav"),
+                "-m",
+                str(tiny_weights),
+                "-o",
+                str(tmp_path),
+                "--output-format",
+                fmt,
+                "--device",
+                "cpu",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert sf.info(str(tmp_path / f"pcm24_vocals.{fmt}")).samplerate == SR
 
@@ -148,11 +217,28 @@ def test_conflicts_are_reported_before_any_work(tmp_path, tiny_weights):
     result = runner.invoke(app, ["separate", str(tmp_path / "in"), "-r", "-m", str(tiny_weights), "-o", str(out)])
     assert result.exit_code == 2 and "would both write" in result.output
     assert not out.exists()
-    result = runner.invoke(app, ["separate", str(tmp_path / "in"), "-r", "--mirror-tree", "-m", str(tiny_weights),
-                                 "-o", str(out), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(tmp_path / "in"),
+            "-r",
+            "--mirror-tree",
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav")) == [
-        "a/clip_instrumental.wav", "a/clip_vocals.wav", "b/clip_instrumental.wav", "b/clip_vocals.wav"]
+        "a/clip_instrumental.wav",
+        "a/clip_vocals.wav",
+        "b/clip_instrumental.wav",
+        "b/clip_vocals.wav",
+    ]
 
 
 def test_collect_inputs_globs_lists_and_missing(tmp_path):
@@ -185,20 +271,25 @@ def test_template_must_name_the_stem_only_when_several_are_written():
     assert not find_conflicts(items, plan, ("vocals",))
 
 
-@pytest.mark.parametrize("template, message", [
-    ("{stem}{", "Single '{' encountered"),
-    ("{stem}}", "Single '}' encountered"),
-    ("{}_{stem}.wav", "fields need a name"),
-    ("{name.upper}_{stem}", "unknown field"),
-    ("{nmae}_{stem}.{ext}", r"unknown field\(s\) nmae"),
-    ("../{name}_{stem}.{ext}", "climbs out; it must stay below output_dir"),
-    ("/tmp/{name}_{stem}.{ext}", "an absolute path; it must stay below output_dir"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("{stem}{", "Single '{' encountered"),
+        ("{stem}}", "Single '}' encountered"),
+        ("{}_{stem}.wav", "fields need a name"),
+        ("{name.upper}_{stem}", "unknown field"),
+        ("{nmae}_{stem}.{ext}", r"unknown field\(s\) nmae"),
+        ("../{name}_{stem}.{ext}", "climbs out; it must stay below output_dir"),
+        ("/tmp/{name}_{stem}.{ext}", "an absolute path; it must stay below output_dir"),
+    ],
+)
 def test_bad_templates_are_one_line_usage_errors(template, message, tiny_weights, short_wav, tmp_path):
     with pytest.raises(ConfigError, match=message):
         OutputPlan(template=template, stems=("vocals",))
-    result = runner.invoke(app, ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(tmp_path / "o"),
-                                 "--name-template", template])
+    result = runner.invoke(
+        app,
+        ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(tmp_path / "o"), "--name-template", template],
+    )
     assert result.exit_code == 2 and "--name-template" in result.output and "Traceback" not in result.output
     assert result.output.count("\n") <= 2, result.output
     if "must stay below" in message:  # the command line names its flags, Python its arguments
@@ -208,8 +299,10 @@ def test_bad_templates_are_one_line_usage_errors(template, message, tiny_weights
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fail the test if a separator (a model) is loaded."""
+
     def boom(*args, **kwargs):
         raise AssertionError("the model was loaded")
+
     monkeypatch.setattr("uvrsep.separator.Separator.__init__", boom)
 
 
@@ -245,8 +338,11 @@ def test_everything_is_checked_before_the_model_loads(tiny_weights, short_wav, t
 def test_from_list_problems_are_one_line(tmp_path, tiny_weights):
     binary = tmp_path / "list.bin"
     binary.write_bytes(b"\x00\xff\xfe\x00" * 100)
-    for spec, message in ((tmp_path / "nope.txt", "no such file"), (tmp_path, "is a folder"),
-                          (binary, "UTF-8 text file")):
+    for spec, message in (
+        (tmp_path / "nope.txt", "no such file"),
+        (tmp_path, "is a folder"),
+        (binary, "UTF-8 text file"),
+    ):
         result = runner.invoke(app, ["separate", "--from-list", str(spec), "-m", str(tiny_weights)])
         assert result.exit_code == 2 and f"--from-list {spec}: " in result.output and message in result.output
         assert "Traceback" not in result.output
@@ -267,16 +363,35 @@ def _yuki_clips(root: Path) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_readme_dataset_recipe_keeps_yuki_clip_names(tmp_path, tiny_weights):
-    """The README recipe as printed: role folders kept, each clip's name unchanged (the recognition
-    step parses <index>_<start>_<end>_<text>), 16 kHz mono vocals only."""
+    """The dataset recipe as printed (README, docs/datasets.md): role folders kept, each clip's name
+    unchanged (the recognition step parses <index>_<start>_<end>_<text>), 16 kHz mono vocals only."""
     clips = tmp_path / "clips"
     names = _yuki_clips(clips)
     out = tmp_path / "clips_vocals"
-    result = runner.invoke(app, [
-        "separate", str(clips), "--recursive", "--mirror-tree", "-m", str(tiny_weights),
-        "--stems", "vocals", "--sample-rate", "16000", "--mono", "--name-template", "{name}.{ext}",
-        "-o", str(out), "--manifest", str(out / "manifest.jsonl"), "--device", "cpu",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(clips),
+            "--recursive",
+            "--mirror-tree",
+            "-m",
+            str(tiny_weights),
+            "--stems",
+            "vocals",
+            "--sample-rate",
+            "16000",
+            "--mono",
+            "--name-template",
+            "{name}.{ext}",
+            "-o",
+            str(out),
+            "--manifest",
+            str(out / "manifest.jsonl"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
     assert written == sorted(f"{role}/{name}" for role, files in names.items() for name in files)
@@ -295,7 +410,18 @@ def test_manifest_format_and_resume(tmp_path, tiny_weights):
     for i in range(3):
         sf.write(clips / f"c{i}.wav", music_like(0.5 + i, seed=i).T, SR)
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
-    args = ["separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--manifest", str(manifest), "--device", "cpu"]
+    args = [
+        "separate",
+        str(clips),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--manifest",
+        str(manifest),
+        "--device",
+        "cpu",
+    ]
     assert runner.invoke(app, args).exit_code == 0
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok"] * 3
@@ -310,19 +436,37 @@ def test_manifest_format_and_resume(tmp_path, tiny_weights):
 
 
 # Two cases in the quick loop (a cut character, a cut line without newline), all in the full suite.
-@pytest.mark.parametrize("garbage", [
-    pytest.param(b'{"status": "ok"}\n', marks=pytest.mark.slow), pytest.param(b"[1, 2]\n", marks=pytest.mark.slow),
-    pytest.param(b'{"input": 3, "status": "ok"}\n', marks=pytest.mark.slow), b"\xe3\x81",  # cut inside a character
-    pytest.param(b'{"input": "x", "status": "ok", "outputs": "a"}', marks=pytest.mark.slow),
-    b'{"input": "cut',  # cut without newline
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(b'{"status": "ok"}\n', marks=pytest.mark.slow),
+        pytest.param(b"[1, 2]\n", marks=pytest.mark.slow),
+        pytest.param(b'{"input": 3, "status": "ok"}\n', marks=pytest.mark.slow),
+        b"\xe3\x81",  # cut inside a character
+        pytest.param(b'{"input": "x", "status": "ok", "outputs": "a"}', marks=pytest.mark.slow),
+        b'{"input": "cut',  # cut without newline
+    ],
+)
 def test_manifest_garbage_is_skipped_with_a_warning(tmp_path, tiny_weights, short_wav, garbage):
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
     manifest.write_bytes(garbage)
-    args = ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(out), "--manifest", str(manifest), "--device", "cpu"]
+    args = [
+        "separate",
+        str(short_wav),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--manifest",
+        str(manifest),
+        "--device",
+        "cpu",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
-    assert "unreadable manifest line skipped" in result.output and "1 unreadable manifest line(s) skipped" in result.output
+    assert (
+        "unreadable manifest line skipped" in result.output and "1 unreadable manifest line(s) skipped" in result.output
+    )
     last = manifest.read_bytes().split(b"\n")[-2]
     assert json.loads(last)["status"] == "ok"  # the new record stands on its own line
     result = runner.invoke(app, args)
@@ -340,8 +484,22 @@ def test_manifest_write_failure_is_reported_once(tmp_path, tiny_weights, monkeyp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("uvrsep.batch.manifest.os.fsync", full)
-    result = runner.invoke(app, ["separate", str(tmp_path / "c0.wav"), str(tmp_path / "c1.wav"), "-m", str(tiny_weights),
-                                 "-o", str(tmp_path / "out"), "--manifest", str(tmp_path / "m.jsonl"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(tmp_path / "c0.wav"),
+            str(tmp_path / "c1.wav"),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(tmp_path / "out"),
+            "--manifest",
+            str(tmp_path / "m.jsonl"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.count("cannot be written (disk full)") == 1
     assert "2 processed" in result.output
@@ -352,7 +510,7 @@ def test_progress_lines_when_not_a_terminal(tmp_path, tiny_weights):
     """Logs of long jobs get periodic one-line progress, also inside one long (streamed) file."""
     import io
 
-    from uvrsep.batch import BatchProgress, plan_batch, run_batch, Manifest
+    from uvrsep.batch import BatchProgress, Manifest, plan_batch, run_batch
 
     sf.write(tmp_path / "long.wav", music_like(14.0).T, SR)
     sf.write(tmp_path / "short.wav", music_like(0.5).T, SR)
@@ -376,7 +534,9 @@ def test_summary_reads_as_durations():
 
     assert format_duration(3725.4) == "1:02:05"
     report = BatchReport([ItemResult("a", "ok", duration_s=90.0), ItemResult("b", "skipped")], wall_seconds=30.0)
-    assert report.summary() == "1 processed, 1 skipped, 0 failed; 0:01:30 of audio in 0:00:30 (3.0x faster than real time)"
+    assert (
+        report.summary() == "1 processed, 1 skipped, 0 failed; 0:01:30 of audio in 0:00:30 (3.0x faster than real time)"
+    )
     report.wall_seconds = 180.0
     assert report.summary().endswith("(2.0x slower than real time)")
 
@@ -413,8 +573,21 @@ def test_killed_batch_resumes(tmp_path, tiny_weights):
     for i in range(6):
         sf.write(clips / f"c{i}.wav", music_like(1.0, seed=i).T, SR)
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
-    cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out),
-           "--manifest", str(manifest), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        "separate",
+        str(clips),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--manifest",
+        str(manifest),
+        "--device",
+        "cpu",
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     deadline = time.time() + 120
@@ -448,9 +621,27 @@ def test_ctrl_c_stops_cleanly(tmp_path, tiny_weights):
     for i in range(5):
         sf.write(clips / f"c{i}.wav", music_like(1.0, seed=i).T, SR)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "uvrsep", "separate", str(clips), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        "separate",
+        str(clips),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        preexec_fn=_sigint_default,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -471,10 +662,29 @@ def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     """Ctrl-C while a long input is being written segment by segment: exit 130, no file."""
     sf.write(tmp_path / "long.wav", music_like(20.0).T, SR)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "long.wav"), "-m", str(tiny_weights),
-           "-o", str(out), "--device", "cpu", "--segment-threshold", "5"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_sigint_default)
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        "separate",
+        str(tmp_path / "long.wav"),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "--segment-threshold",
+        "5",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        preexec_fn=_sigint_default,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         parts = list(out.glob(".*.part")) if out.is_dir() else []
@@ -495,8 +705,8 @@ def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(t
     input, and a streamed input waits for the writes before it."""
     import threading
 
-    from uvrsep.batch import run as batch
     from uvrsep.batch import Job, separate_jobs
+    from uvrsep.batch import run as batch
     from uvrsep.errors import AudioReadError
     from uvrsep.stems import Stems
 
@@ -534,15 +744,26 @@ def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(t
 
     monkeypatch.setattr(batch, "write_stems", slow_write)
     plan = OutputPlan(output_dir=tmp_path, template="{name}_{stem}.{ext}", stems=("vocals", "instrumental"))
-    jobs = [Job(InputItem(Path(f"{n}.wav"), Path(".")), {s: tmp_path / f"{n}_{s}.wav" for s in plan.stems}, 0.5)
-            for n in "abcd"]
+    jobs = [
+        Job(InputItem(Path(f"{n}.wav"), Path(".")), {s: tmp_path / f"{n}_{s}.wav" for s in plan.stems}, 0.5)
+        for n in "abcd"
+    ]
     blocks: list[float] = []
     results = list(separate_jobs(TwoGroups(), jobs, plan, on_block=blocks.append))
-    assert [(r.input, r.status) for r in results] == [("a.wav", "ok"), ("b.wav", "failed"), ("c.wav", "failed"), ("d.wav", "ok")]
+    assert [(r.input, r.status) for r in results] == [
+        ("a.wav", "ok"),
+        ("b.wav", "failed"),
+        ("c.wav", "failed"),
+        ("d.wav", "ok"),
+    ]
     assert "No space left on device" in results[1].error and results[2].error == "c.wav: holds NaN"
     assert events.index(("separate", "c")) < events.index(("written", "a"))  # the overlap
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_instrumental.wav", "a_vocals.wav",
-                                                          "d_instrumental.wav", "d_vocals.wav"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a_instrumental.wav",
+        "a_vocals.wav",
+        "d_instrumental.wav",
+        "d_vocals.wav",
+    ]
     assert blocks == [0.5, 0.5] and all(r.seconds >= 0.1 for r in results if r.status == "ok")
 
 

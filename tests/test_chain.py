@@ -10,11 +10,12 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import SR, music_like, sdr
+from tests.conftest import SR, music_like
 from uvrsep import Separator
 from uvrsep.chain import Chain, chain_labels, voice_stem
 from uvrsep.cli import app
 from uvrsep.errors import ConfigError
+from uvrsep.evaluation import sdr
 
 runner = CliRunner()
 
@@ -32,9 +33,16 @@ def dereverb_weights(tmp_path_factory):
 
 def test_final_labels():
     assert chain_labels([("instrumental", "vocals"), ("no_reverb", "reverb")]) == (
-        "instrumental", "vocals_no_reverb", "vocals_reverb")
+        "instrumental",
+        "vocals_no_reverb",
+        "vocals_reverb",
+    )
     assert chain_labels([("vocals", "instrumental"), ("no_echo", "echo"), ("no_noise", "noise")]) == (
-        "instrumental", "vocals_echo", "vocals_no_echo_no_noise", "vocals_no_echo_noise")
+        "instrumental",
+        "vocals_echo",
+        "vocals_no_echo_no_noise",
+        "vocals_no_echo_noise",
+    )
     assert voice_stem(("no_reverb", "reverb")) == "no_reverb"
     with pytest.raises(ConfigError, match="no voice stem"):
         chain_labels([("no_woodwinds", "woodwinds"), ("instrumental", "vocals")])
@@ -60,20 +68,54 @@ def test_cli_chain_writes_final_stems_and_records_them(tmp_path, tiny_weights, d
     for name, seconds in (("a", 0.6), ("b", 1.1)):
         sf.write(tmp_path / f"{name}.wav", music_like(seconds, seed=len(name)).T, SR)
     out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
-    result = runner.invoke(app, [
-        "separate", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "-m", str(tiny_weights),
-        "--then", str(dereverb_weights), "-o", str(out), "--manifest", str(manifest), "--device", "cpu",
-        "--params", "4band_v2",  # the first model's; the VR 5.1 net keeps its own default (4band_v3)
-        "--name-template", "{name}_{stem}_{model}.{ext}", "--stems", "instrumental,vocals_no_reverb",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(tmp_path / "a.wav"),
+            str(tmp_path / "b.wav"),
+            "-m",
+            str(tiny_weights),
+            "--then",
+            str(dereverb_weights),
+            "-o",
+            str(out),
+            "--manifest",
+            str(manifest),
+            "--device",
+            "cpu",
+            "--params",
+            "4band_v2",  # the first model's; the VR 5.1 net keeps its own default (4band_v3)
+            "--name-template",
+            "{name}_{stem}_{model}.{ext}",
+            "--stems",
+            "instrumental,vocals_no_reverb",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "a_instrumental_tiny_fp32+tiny-DeReverb.wav", "a_vocals_no_reverb_tiny_fp32+tiny-DeReverb.wav",
-        "b_instrumental_tiny_fp32+tiny-DeReverb.wav", "b_vocals_no_reverb_tiny_fp32+tiny-DeReverb.wav"]
+        "a_instrumental_tiny_fp32+tiny-DeReverb.wav",
+        "a_vocals_no_reverb_tiny_fp32+tiny-DeReverb.wav",
+        "b_instrumental_tiny_fp32+tiny-DeReverb.wav",
+        "b_vocals_no_reverb_tiny_fp32+tiny-DeReverb.wav",
+    ]
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [len(r["outputs"]) for r in records if r["status"] == "ok"] == [2, 2]
-    result = runner.invoke(app, ["separate", str(tmp_path / "a.wav"), "-m", str(tiny_weights), "--then",
-                                 str(dereverb_weights), "--stems", "no_reverb", "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(tmp_path / "a.wav"),
+            "-m",
+            str(tiny_weights),
+            "--then",
+            str(dereverb_weights),
+            "--stems",
+            "no_reverb",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 2 and "instrumental, vocals_no_reverb, vocals_reverb" in result.output
 
 
@@ -89,7 +131,7 @@ def test_streamed_chain_equals_the_whole_file_chain(tmp_path, tiny_weights):
     stages = [Separator(tiny_weights, device="cpu", segment_threshold=1, segment_windows=1) for _ in range(2)]
     chain = Chain(*stages)
     whole = chain.separate(path)
-    (_, streamed), = list(chain.separate_batch([path]))
+    ((_, streamed),) = list(chain.separate_batch([path]))
     streamed = streamed.collect()
     assert streamed.names == whole.names == ("instrumental", "vocals_instrumental", "vocals_vocals")
     for name in whole.names:
@@ -100,4 +142,6 @@ def test_streamed_chain_equals_the_whole_file_chain(tmp_path, tiny_weights):
 
 def test_models_of_a_chain_share_a_rate(tiny_weights):
     with pytest.raises(ConfigError, match="share a sample rate"):
-        Chain(Separator(tiny_weights, device="cpu"), Separator(tiny_weights, device="cpu", params="1band_sr32000_hl512"))
+        Chain(
+            Separator(tiny_weights, device="cpu"), Separator(tiny_weights, device="cpu", params="1band_sr32000_hl512")
+        )

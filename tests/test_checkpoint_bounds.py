@@ -57,8 +57,7 @@ def shapes(arch: Architecture) -> dict[str, torch.Size]:
 def expanded(arch: Architecture) -> dict[str, torch.Tensor]:
     """Every tensor of ``arch``'s state dict, each a stride-0 view of one stored value: shapes
     exactly the net's, a file of a few hundred KB."""
-    return {k: torch.ones((), dtype=torch.int64 if not s else torch.float16).expand(s)
-            for k, s in shapes(arch).items()}
+    return {k: torch.ones((), dtype=torch.int64 if not s else torch.float16).expand(s) for k, s in shapes(arch).items()}
 
 
 def meta_state(arch: Architecture) -> dict[str, torch.Tensor]:
@@ -75,7 +74,7 @@ def save(tmp_path, state, name="w.pth"):
 # -- shapes and sizes --------------------------------------------------------------------------
 
 
-HOSTILE_SCRIPT = textwrap.dedent('''
+HOSTILE_SCRIPT = textwrap.dedent("""
     import json, sys
     try:
         import resource
@@ -103,18 +102,25 @@ HOSTILE_SCRIPT = textwrap.dedent('''
                      ["models", "import", path, "--name", "hostile"]):
             r = CliRunner().invoke(app, args)
             results.append([path, args[0] + " " + args[1], f"exit {r.exit_code}: {r.output}"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
-    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS: bytes, Linux: KiB
+    if sys.platform.startswith("linux"):
+        # This image's own high-water mark. (Linux carries ru_maxrss over an exec, so after a fork
+        # from a large pytest process it reads the parent's size, not this script's.)
+        status = open("/proc/self/status").read()
+        peak_mb = int(status.split("VmHWM:")[1].split()[0]) / 2**10
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
+        peak_mb = peak / 2**20  # macOS: bytes
     print(json.dumps({"results": results, "peak_mb": peak_mb}))
-''')
+""")
 
 
 def hostile_files(tmp_path) -> dict[Path, str]:
     """Small files declaring huge nets, each with the words its refusal must contain."""
     files = {}
     # 150 KB: a first conv of 4096 channels (float16) and nothing else: the issue's file.
-    files[save(tmp_path, {FIRST_CONV: torch.zeros(4096, 2, 3, 3, dtype=torch.float16)}, "first_conv_4096.pth")] = \
+    files[save(tmp_path, {FIRST_CONV: torch.zeros(4096, 2, 3, 3, dtype=torch.float16)}, "first_conv_4096.pth")] = (
         "makes this a cascaded ASPP net with width 4096; uvrsep takes 2 to 128"
+    )
     wide = tiny_aspp()
     wide[FIRST_CONV] = torch.zeros(6144, 2, 3, 3)
     files[save(tmp_path, wide, "first_conv_6144.pth")] = "with width 6144"
@@ -139,7 +145,9 @@ def test_small_files_declaring_huge_nets_are_refused_in_one_line_and_little_memo
     sf.write(wav, np.zeros((4410, 2), np.float32), 44100)
     proc = subprocess.run(
         [sys.executable, "-c", HOSTILE_SCRIPT, json.dumps([str(p) for p in files]), str(wav), str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -166,11 +174,15 @@ def test_a_tiny_file_with_a_4096_channel_first_conv_is_refused_by_its_shape(tmp_
     )
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda: tiny_vr51(bins=8192), "with bins 8192; uvrsep takes 32 to 4096 in steps of 32"),
-    (lambda: tiny_vr51(nout=7), "with nout 7; uvrsep takes 4 to 128 in steps of 4"),
-    (lambda: tiny_vr51(nout_lstm=6), "with nout_lstm 6; uvrsep takes 4 to 512 in steps of 4"),
-], ids=["bins", "nout", "nout_lstm"])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: tiny_vr51(bins=8192), "with bins 8192; uvrsep takes 32 to 4096 in steps of 32"),
+        (lambda: tiny_vr51(nout=7), "with nout 7; uvrsep takes 4 to 128 in steps of 4"),
+        (lambda: tiny_vr51(nout_lstm=6), "with nout_lstm 6; uvrsep takes 4 to 512 in steps of 4"),
+    ],
+    ids=["bins", "nout", "nout_lstm"],
+)
 def test_vr51_sizes_outside_the_families_are_refused(tmp_path, make, words):
     """Files consistent with a net that is not a plausible VR 5.1 net: bins far above any band
     config, or a nout / nout_lstm whose quarters do not add up (such a net builds, then fails
@@ -183,8 +195,13 @@ def test_vr51_sizes_outside_the_families_are_refused(tmp_path, make, words):
 def test_limits_admit_every_official_family():
     from uvrsep.network.checkpoint import LIMITS
 
-    for arch in (Architecture("aspp", 16), Architecture("aspp", 32, dilations=(4, 8, 16, 16), levels=5), HP2,
-                 Architecture("vr51", 16, bins=1024), Architecture("vr51", 64, bins=512)):
+    for arch in (
+        Architecture("aspp", 16),
+        Architecture("aspp", 32, dilations=(4, 8, 16, 16), levels=5),
+        HP2,
+        Architecture("vr51", 16, bins=1024),
+        Architecture("vr51", 64, bins=512),
+    ):
         assert detect_architecture(meta_state(arch)) == arch
     assert LIMITS[("aspp", "width")][1] >= 2 * 64 and LIMITS[("vr51", "bins")][1] >= 2 * 1280
 
@@ -198,8 +215,9 @@ def test_shapes_are_checked_before_a_net_is_built(tmp_path, monkeypatch):
     path = save(tmp_path, state)
     built = []
     real_build = Architecture.build
-    monkeypatch.setattr(Architecture, "build", lambda self, bins: built.append(
-        torch.empty(0).device.type) or real_build(self, bins))
+    monkeypatch.setattr(
+        Architecture, "build", lambda self, bins: built.append(torch.empty(0).device.type) or real_build(self, bins)
+    )
     wants = rf"wrong shape: {key} \(3, 3, 1, 1\) \(net wants \(128, 320, 1, 1\)\)"
     with pytest.raises(IncompatibleCheckpointError, match=wants):
         check_weight_file(path)
@@ -233,14 +251,18 @@ def _replaced(key: str, make) -> dict[str, torch.Tensor]:
 FLOATS = "weights must be floating point (float32, float16, bfloat16 or float64)"
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda t: t.to(torch.float8_e4m3fn), f"is float8_e4m3fn; {FLOATS}"),
-    (lambda t: t.to(torch.float8_e5m2), f"is float8_e5m2; {FLOATS}"),
-    (lambda t: t.to_sparse(), "is a sparse_coo tensor; weights must be dense tensors"),
-    (lambda t: t.reshape(t.shape[0], -1).to_sparse_csr(), "is a sparse_csr tensor; weights must be dense tensors"),
-    (lambda t: torch.empty(t.shape, device="meta"), "is a meta tensor; it holds no values"),
-    (lambda t: t.to(torch.complex64), f"is complex64; {FLOATS}"),
-], ids=["float8_e4m3fn", "float8_e5m2", "sparse_coo", "sparse_csr", "meta", "complex64"])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda t: t.to(torch.float8_e4m3fn), f"is float8_e4m3fn; {FLOATS}"),
+        (lambda t: t.to(torch.float8_e5m2), f"is float8_e5m2; {FLOATS}"),
+        (lambda t: t.to_sparse(), "is a sparse_coo tensor; weights must be dense tensors"),
+        (lambda t: t.reshape(t.shape[0], -1).to_sparse_csr(), "is a sparse_csr tensor; weights must be dense tensors"),
+        (lambda t: torch.empty(t.shape, device="meta"), "is a meta tensor; it holds no values"),
+        (lambda t: t.to(torch.complex64), f"is complex64; {FLOATS}"),
+    ],
+    ids=["float8_e4m3fn", "float8_e5m2", "sparse_coo", "sparse_csr", "meta", "complex64"],
+)
 def test_float8_sparse_and_meta_tensors_are_one_line_refusals(tmp_path, make, words):
     with warnings.catch_warnings(action="ignore"):  # torch: "sparse CSR support is in beta"
         path = save(tmp_path, _replaced(FIRST_CONV, make))
@@ -252,8 +274,10 @@ def test_float8_sparse_and_meta_tensors_are_one_line_refusals(tmp_path, make, wo
 def test_float8_and_sparse_weights_through_the_cli(tmp_path, short_wav):
     f8 = save(tmp_path, _replaced("out.weight", lambda t: t.to(torch.float8_e4m3fn)), "f8.pth")
     sparse = save(tmp_path, _replaced("out.weight", lambda t: t.to_sparse()), "sparse.pth")
-    for path, args in ((f8, ["separate", str(short_wav), "-m", str(f8), "-o", str(tmp_path / "out")]),
-                       (sparse, ["models", "import", str(sparse)])):
+    for path, args in (
+        (f8, ["separate", str(short_wav), "-m", str(f8), "-o", str(tmp_path / "out")]),
+        (sparse, ["models", "import", str(sparse)]),
+    ):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
         assert result.output.startswith(f"error: {path}: tensor out.weight is ")
@@ -284,8 +308,11 @@ BAD_META = [
     ({"params": ["4band_v2"]}, "its 'params' field is ['4band_v2'] (list), not a band config name"),
     ({"params": "4band\nv2"}, "its 'params' field is '4band\\nv2', not a band config name"),
     ({"params": "9band_v9"}, "its 'params' field names no band config uvrsep has: '9band_v9' (known: 1band"),
-    pytest.param({"params": "x" * 300 + ".json"}, "its 'params' field is not a usable path (",
-                 marks=pytest.mark.skipif(sys.platform == "win32", reason="Windows answers 'no such file'")),
+    pytest.param(
+        {"params": "x" * 300 + ".json"},
+        "its 'params' field is not a usable path (",
+        marks=pytest.mark.skipif(sys.platform == "win32", reason="Windows answers 'no such file'"),
+    ),
 ]
 
 

@@ -28,8 +28,9 @@ def test_separate_writes_both_stems(tiny_weights, short_wav, tmp_path):
 
 @pytest.mark.parametrize("precision, note", [("tf32", True), pytest.param("bf16", False, marks=pytest.mark.slow)])
 def test_precision_reaches_the_network(tiny_weights, short_wav, tmp_path, precision, note):
-    result = invoke("separate", short_wav, "-m", tiny_weights, "-o", tmp_path, "--device", "cpu",
-                    "--precision", precision)
+    result = invoke(
+        "separate", short_wav, "-m", tiny_weights, "-o", tmp_path, "--device", "cpu", "--precision", precision
+    )
     assert result.exit_code == 0, result.output
     assert (f"{precision} is not used on cpu" in result.output) is note
     assert (tmp_path / "clip_vocals.wav").is_file()
@@ -40,9 +41,26 @@ def test_precision_reaches_the_network(tiny_weights, short_wav, tmp_path, precis
 @pytest.mark.slow
 def test_flac_24_bit_and_options(tiny_weights, short_wav, tmp_path):
     result = invoke(
-        "separate", short_wav, "-m", tiny_weights, "-o", tmp_path, "--output-format", "flac",
-        "--bit-depth", "24", "--aggressiveness", "5", "--tta", "--postprocess", "--batch-size", "2",
-        "--params", "4band_v2", "--device", "cpu",
+        "separate",
+        short_wav,
+        "-m",
+        tiny_weights,
+        "-o",
+        tmp_path,
+        "--output-format",
+        "flac",
+        "--bit-depth",
+        "24",
+        "--aggressiveness",
+        "5",
+        "--tta",
+        "--postprocess",
+        "--batch-size",
+        "2",
+        "--params",
+        "4band_v2",
+        "--device",
+        "cpu",
     )
     assert result.exit_code == 0, result.output
     assert sf.info(str(tmp_path / "clip_vocals.flac")).subtype == "PCM_24"
@@ -63,7 +81,9 @@ def test_existing_outputs_are_skipped_unless_overwrite(tiny_weights, short_wav, 
 def test_bad_file_does_not_stop_the_others(tiny_weights, short_wav, tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")
-    result = invoke("separate", tmp_path / "missing.wav", bad, short_wav, "-m", tiny_weights, "-o", tmp_path, "--device", "cpu")
+    result = invoke(
+        "separate", tmp_path / "missing.wav", bad, short_wav, "-m", tiny_weights, "-o", tmp_path, "--device", "cpu"
+    )
     assert result.exit_code == 1
     assert "missing.wav: no such file" in result.output
     assert "broken.wav: cannot decode audio" in result.output
@@ -88,7 +108,7 @@ def test_bad_option_values(tiny_weights, short_wav):
     assert invoke("separate", short_wav, "-m", tiny_weights, "--bit-depth", "12").exit_code == 2
     assert invoke("separate", short_wav, "-m", tiny_weights, "--aggressiveness", "101").exit_code == 2
     result = invoke("separate", short_wav, "-m", tiny_weights, "--params", "nope")
-    assert result.exit_code == 2 and "unknown band config 'nope'" in result.output  # a usage error
+    assert result.exit_code == 2 and "error: --params nope: unknown band config;" in result.output  # a usage error
 
 
 def test_params_and_version():
@@ -125,8 +145,14 @@ def test_every_help_renders_with_its_defaults():
             assert "[default" not in (getattr(param, "help", None) or ""), (path, param.name)
     text = " ".join(_help("separate").output.split())
     # (plain click help: a range follows the default inside the brackets, "[default: (...); x>=1]")
-    for shown in ("[default: (HP2_all_vocals)]", "[default: (the model's, 44100)]", "[default: (1 on CPU, 4 on GPU)",
-                  "[default: {name}_{stem}.{ext}]", "[default: wav]", "[default: (the registry's, else 4band_v2"):
+    for shown in (
+        "[default: (HP2_all_vocals)]",
+        "[default: (the model's, 44100)]",
+        "[default: (1 on CPU, 4 on GPU)",
+        "[default: {name}_{stem}.{ext}]",
+        "[default: wav]",
+        "[default: (the registry's, else 4band_v2",
+    ):
         assert shown in text, shown
     assert "[default: auto]" in " ".join(_help("train").output.split())
 
@@ -147,12 +173,14 @@ def test_help_and_version_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom uvrsep.cli import app\n"
-            "r = CliRunner()\nassert r.invoke(app, ['--version']).exit_code == 0\n"
-            "assert r.invoke(app, ['separate', '--help']).exit_code == 0\n"
-            "assert r.invoke(app, ['models', '--help']).exit_code == 0\n"
-            "heavy = [m for m in ('torch', 'librosa', 'scipy', 'numba') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom uvrsep.cli import app\n"
+        "r = CliRunner()\nassert r.invoke(app, ['--version']).exit_code == 0\n"
+        "assert r.invoke(app, ['separate', '--help']).exit_code == 0\n"
+        "assert r.invoke(app, ['models', '--help']).exit_code == 0\n"
+        "heavy = [m for m in ('torch', 'librosa', 'scipy', 'numba') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
@@ -168,21 +196,47 @@ def test_params_lists_bands_rates_and_models():
 def test_uvr_semantics_options(tiny_weights, short_wav, tmp_path):
     out = tmp_path / "out"
     result = invoke(
-        "separate", short_wav, "-m", tiny_weights, "-o", out, "--device", "cpu", "--semantics", "uvr",
-        "--aggressiveness", "-20", "--window-size", "320", "--primary-stem", "Vocals", "--high-end", "mirroring",
-        "--tta", "--postprocess", "--postprocess-threshold", "0.1",
+        "separate",
+        short_wav,
+        "-m",
+        tiny_weights,
+        "-o",
+        out,
+        "--device",
+        "cpu",
+        "--semantics",
+        "uvr",
+        "--aggressiveness",
+        "-20",
+        "--window-size",
+        "320",
+        "--primary-stem",
+        "Vocals",
+        "--high-end",
+        "mirroring",
+        "--tta",
+        "--postprocess",
+        "--postprocess-threshold",
+        "0.1",
     )
     assert result.exit_code == 0, result.output
     assert "primary stem" not in result.output  # given: no notice
     assert sorted(p.name for p in out.iterdir()) == ["clip_instrumental.wav", "clip_vocals.wav"]
 
 
-@pytest.mark.parametrize("args, message, code", [
-    (["--semantics", "uvr", "--high-end", "mirroring2"], "mirroring2", 2),  # usage errors, before any model is loaded
-    (["--aggressiveness", "-5"], "between 0 and 100 with rvc semantics", 2),
-    (["--primary-stem", "kazoo"], "unknown stem 'kazoo'", 2),
-    (["--semantics", "uvr", "--window-size", "256"], "window size 256 is too small", 1),  # needs the net's context
-])
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (
+            ["--semantics", "uvr", "--high-end", "mirroring2"],
+            "mirroring2",
+            2,
+        ),  # usage errors, before any model is loaded
+        (["--aggressiveness", "-5"], "between 0 and 100 with rvc semantics", 2),
+        (["--primary-stem", "kazoo"], "unknown stem 'kazoo'", 2),
+        (["--semantics", "uvr", "--window-size", "256"], "window size 256 is too small", 1),  # needs the net's context
+    ],
+)
 def test_bad_uvr_options_are_one_line_errors(tiny_weights, short_wav, tmp_path, args, message, code):
     out = tmp_path / "out"
     result = invoke("separate", short_wav, "-m", tiny_weights, "-o", out, "--device", "cpu", *args)

@@ -53,20 +53,25 @@ def test_cpus_per_worker_fit_the_nodes():
     assert plan_workers([2], 0, workers=4).cpus == 0.5  # more workers than CPUs: shares
 
 
-@pytest.mark.parametrize("kwargs, gpus, message", [
-    (dict(gpus_per_worker=1), 0, "has 0 GPU"),
-    (dict(gpus_per_worker=1, device="cpu"), 2, "use --device auto or cuda"),
-    (dict(device="cuda"), 0, "has no GPU"),
-    (dict(workers=3, gpus_per_worker=1), 2, "needs 3 GPUs; the Ray cluster has 2"),
-    (dict(device="cuda", gpus_per_worker=0), 2, "needs --gpus-per-worker above 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, gpus, message",
+    [
+        (dict(gpus_per_worker=1), 0, "has 0 GPU"),
+        (dict(gpus_per_worker=1, device="cpu"), 2, "use --device auto or cuda"),
+        (dict(device="cuda"), 0, "has no GPU"),
+        (dict(workers=3, gpus_per_worker=1), 2, "needs 3 GPUs; the Ray cluster has 2"),
+        (dict(device="cuda", gpus_per_worker=0), 2, "needs --gpus-per-worker above 0"),
+    ],
+)
 def test_layouts_the_cluster_cannot_hold_are_refused(kwargs, gpus, message):
     with pytest.raises(ConfigError, match=message):
         plan_workers([4], gpus, **kwargs)
 
 
 def _jobs(durations):
-    return [Job(InputItem(Path(f"c{i}.wav"), Path(".")), {"vocals": Path(f"o{i}.wav")}, d) for i, d in enumerate(durations)]
+    return [
+        Job(InputItem(Path(f"c{i}.wav"), Path(".")), {"vocals": Path(f"o{i}.wav")}, d) for i, d in enumerate(durations)
+    ]
 
 
 def test_units_send_long_inputs_alone_first_and_pack_short_clips():
@@ -112,8 +117,9 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, short_wav, tin
     monkeypatch.setattr(builtins, "__import__", no_ray)
     for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
         monkeypatch.delitem(sys.modules, name)
-    result = runner.invoke(app, ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(tmp_path / "out"),
-                                 "--ray", "local"])
+    result = runner.invoke(
+        app, ["separate", str(short_wav), "-m", str(tiny_weights), "-o", str(tmp_path / "out"), "--ray", "local"]
+    )
     assert result.exit_code == 2, result.output
     assert 'error: --ray needs Ray Data, which is not installed: pip install "uvrsep[ray]"' in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -128,13 +134,25 @@ def test_ray_flags_need_ray(short_wav, tiny_weights, tmp_path):
 def test_driver_results_name_paths_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     job = Job(InputItem(Path("in/a.wav"), Path("in")), {"vocals": Path("out/a_vocals.wav")}, 1.0)
-    row = {"index": 0, "input": os.path.abspath("in/a.wav"), "status": "ok",
-           "outputs": f'["{os.path.abspath("out/a_vocals.wav")}"]', "duration_s": 1.0, "seconds": 0.5,
-           "error": f"{os.path.abspath('in/a.wav')}: holds NaN", "notes": "[]",
-           "warnings": json.dumps([f"{os.path.abspath('in/a.wav')}: clipped at full scale: vocals"])}
+    row = {
+        "index": 0,
+        "input": os.path.abspath("in/a.wav"),
+        "status": "ok",
+        "outputs": f'["{os.path.abspath("out/a_vocals.wav")}"]',
+        "duration_s": 1.0,
+        "seconds": 0.5,
+        "error": f"{os.path.abspath('in/a.wav')}: holds NaN",
+        "notes": "[]",
+        "warnings": json.dumps([f"{os.path.abspath('in/a.wav')}: clipped at full scale: vocals"]),
+        "measures": json.dumps({"voice_share": 0.25, "music_left_db": None}),
+    }
     result = _driver_result(job, row)
-    assert result.input == "in/a.wav" and result.outputs == ["out/a_vocals.wav"] and result.error == "in/a.wav: holds NaN"
+    assert (
+        result.input == "in/a.wav" and result.outputs == ["out/a_vocals.wav"] and result.error == "in/a.wav: holds NaN"
+    )
     assert result.warnings == ["in/a.wav: clipped at full scale: vocals"]  # a worker's warnings reach the driver
+    assert result.measures == {"voice_share": 0.25, "music_left_db": None}  # and its measures
+    assert _driver_result(job, {**row, "measures": "null"}).measures is None
 
 
 class _LocalWorker(_Worker):

@@ -25,9 +25,9 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-import uvrsep.compat.uvr5 as uvr5
 from uvrsep import Separator
 from uvrsep.cli import app
+from uvrsep.compat import uvr5
 from uvrsep.compat.uvr5 import AudioPre, AudioPreDeEcho, _audio_pre_, _audio_pre_new
 from uvrsep.errors import AudioReadError, AudioWriteError, ConfigError, UvrsepError
 from uvrsep.evaluation import sdr
@@ -85,9 +85,23 @@ def reference(tmp_path_factory, weights, songs, home):
         key = (kind, agg, fmt, clips)
         if key not in done:
             out = tmp_path_factory.mktemp(f"ref_{kind}_{agg}_{fmt}")
-            result = CliRunner().invoke(app, ["separate", *[str(songs / c) for c in clips], "-m", str(weights[kind]),
-                                              "--aggressiveness", str(agg), "-o", str(out), "--device", "cpu",
-                                              "--output-format", fmt])
+            result = CliRunner().invoke(
+                app,
+                [
+                    "separate",
+                    *[str(songs / c) for c in clips],
+                    "-m",
+                    str(weights[kind]),
+                    "--aggressiveness",
+                    str(agg),
+                    "-o",
+                    str(out),
+                    "--device",
+                    "cpu",
+                    "--output-format",
+                    fmt,
+                ],
+            )
             assert result.exit_code == 0, result.output
             done[key] = out
         return done[key]
@@ -120,21 +134,40 @@ def out_name(head: str, clip: str, fmt: str, agg: int = AGG) -> str:
 # -- callers' flows, written from their call patterns -------------------------------------------
 def ffprobe_stream(path: Path) -> dict:
     """What ``ffmpeg.probe(path)["streams"][0]`` gives the callers."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)], capture_output=True, check=True
+    ).stdout
     return json.loads(out)["streams"][0]
 
 
 def reformat(inp: Path, temp: Path) -> Path:
     """The callers' ``ffmpeg -i IN -vn -acodec pcm_s16le -ac 2 -ar 44100 TEMP/<name>.reformatted.wav -y``."""
     tmp_path = temp / f"{inp.name}.reformatted.wav"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(inp), "-vn", "-acodec", "pcm_s16le", "-ac", "2", "-ar",
-                    "44100", str(tmp_path), "-y"], capture_output=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(inp),
+            "-vn",
+            "-acodec",
+            "pcm_s16le",
+            "-ac",
+            "2",
+            "-ar",
+            "44100",
+            str(tmp_path),
+            "-y",
+        ],
+        capture_output=True,
+    )
     return tmp_path
 
 
-def rvc_uvr(model_path: Path, inp_root: Path, save_root_vocal: Path, save_root_ins: Path, fmt: str,
-            temp: Path, agg: int = AGG) -> list[str]:
+def rvc_uvr(
+    model_path: Path, inp_root: Path, save_root_vocal: Path, save_root_ins: Path, fmt: str, temp: Path, agg: int = AGG
+) -> list[str]:
     """RVC's ``infer/modules/uvr5/modules.py`` ``uvr()``: class by "DeEcho" in the name, probe,
     reformat what is not 44.1 kHz stereo, retry once, ``del pre_fun.model``, empty the CUDA cache."""
     infos = []
@@ -191,8 +224,10 @@ def test_rvc_folder_loop_names_folders_and_equal_stems(weights, songs, reference
         stem = Path(name).stem
         assert_same_pcm(ins / out_name("instrument_", name, "wav"), ref / f"{stem}_instrumental.wav")
         assert_same_pcm(voc / out_name("vocal_", name, "wav"), ref / f"{stem}_vocals.wav")
-        for label, path in (("instrumental", ins / out_name("instrument_", name, "wav")),
-                            ("vocals", voc / out_name("vocal_", name, "wav"))):
+        for label, path in (
+            ("instrumental", ins / out_name("instrument_", name, "wav")),
+            ("vocals", voc / out_name("vocal_", name, "wav")),
+        ):
             written, _ = sf.read(path, dtype="float32", always_2d=True)
             assert written.shape[0] == round((0.5 + 0.1 * CLIPS[name]) * SR)  # full length
             for c in range(2):
@@ -204,8 +239,10 @@ def test_hp3_routes_vocals_to_the_vocal_folder_with_or_without_is_hp3(weights, s
     pre = AudioPre(AGG, str(weights["hp3"]), torch.device("cpu"), False)
     name = "a song.wav"
     ref = reference("hp3", fmt="flac")
-    for folder, call in (("gsv", lambda i, v: pre._path_audio_(str(songs / name), i, v, "flac", True)),
-                         ("retry", lambda i, v: pre._path_audio_(str(songs / name), i, v, "flac"))):
+    for folder, call in (
+        ("gsv", lambda i, v: pre._path_audio_(str(songs / name), i, v, "flac", True)),
+        ("retry", lambda i, v: pre._path_audio_(str(songs / name), i, v, "flac")),
+    ):
         ins, voc = tmp_path / folder / "ins", tmp_path / folder / "voc"
         vocal_path, ins_path = call(str(ins), str(voc))
         assert vocal_path == str(voc / out_name("vocal_", name, "flac"))
@@ -217,8 +254,9 @@ def test_hp3_routes_vocals_to_the_vocal_folder_with_or_without_is_hp3(weights, s
 def test_is_hp3_is_honoured_for_any_weights(weights, songs, reference, tmp_path):
     """The caller's is_hp3 names the masked stem "vocal_", as in the original (whatever the net)."""
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
-    vocal_path, ins_path = pre._path_audio_(str(songs / "a song.wav"), str(tmp_path / "i"), str(tmp_path / "v"),
-                                            "wav", is_hp3=True)
+    vocal_path, ins_path = pre._path_audio_(
+        str(songs / "a song.wav"), str(tmp_path / "i"), str(tmp_path / "v"), "wav", is_hp3=True
+    )
     assert Path(vocal_path).parent == tmp_path / "v"
     assert_same_pcm(Path(vocal_path), reference("hp") / "a song_instrumental.wav")
     assert_same_pcm(Path(ins_path), reference("hp") / "a song_vocals.wav")
@@ -276,8 +314,9 @@ def test_yuki_uvr_prediction_swapped_folders_and_return_value(weights, songs, re
     pre_fun = _audio_pre_(agg=int(AGG), model_path=str(weights["hp"]), device="cpu", is_half=True)
     # uvr_prediction: _path_audio_(inp_path, save_root_vocal, save_root_ins, format0) against the
     # signature (music_file, ins_root, vocal_root, ...): the files land in each other's folder.
-    vocal_path, others_path = pre_fun._path_audio_(str(songs / "a song.wav"), str(save_root_vocal),
-                                                   str(save_root_ins), "wav")
+    vocal_path, others_path = pre_fun._path_audio_(
+        str(songs / "a song.wav"), str(save_root_vocal), str(save_root_ins), "wav"
+    )
     assert vocal_path == str(save_root_ins / out_name("vocal_", "a song.wav", "wav"))
     assert others_path == str(save_root_vocal / out_name("instrument_", "a song.wav", "wav"))
     assert_same_pcm(Path(vocal_path), reference("hp") / "a song_vocals.wav")
@@ -308,7 +347,7 @@ def test_attributes_and_del_model_frees_the_net(weights, songs, tmp_path):
 def test_data_changes_apply_to_the_next_call(weights, songs, reference, tmp_path):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     pre.data["agg"] = 20
-    vocal_path, ins_path = pre._path_audio_(str(songs / "a song.wav"), str(tmp_path), str(tmp_path), "wav")
+    vocal_path, _ins_path = pre._path_audio_(str(songs / "a song.wav"), str(tmp_path), str(tmp_path), "wav")
     assert Path(vocal_path).name == out_name("vocal_", "a song.wav", "wav", agg=20)
     assert_same_pcm(Path(vocal_path), reference("hp", 20) / "a song_vocals.wav")
     pre.data["agg"] = 101
@@ -356,7 +395,9 @@ def test_long_inputs_stream(weights, tmp_path, monkeypatch):
     pre.separator.segment_threshold, pre.separator.segment_windows = 1.0, 1
     calls = []
     streamed = pre.separator.separate_streamed
-    monkeypatch.setattr(pre.separator, "separate_streamed", lambda path, **kw: calls.append(path) or streamed(path, **kw))
+    monkeypatch.setattr(
+        pre.separator, "separate_streamed", lambda path, **kw: calls.append(path) or streamed(path, **kw)
+    )
     vocal_path, ins_path = pre._path_audio_(str(clip), str(tmp_path / "i"), str(tmp_path / "v"), "wav")
     assert calls == [clip]
     whole = Separator(weights["hp"], device="cpu", aggressiveness=AGG).separate(clip)
@@ -373,13 +414,16 @@ def test_ffmpeg_formats(weights, songs, tmp_path, fmt):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     name = "0003_0.00.56.18_0.00.58.98_为了逃避 it's.wav"
     ins, voc = tmp_path / "in s", tmp_path / "vo'c"
-    vocal_path, ins_path = pre._path_audio_(str(songs / name), str(ins), str(voc), fmt)
+    vocal_path, _ins_path = pre._path_audio_(str(songs / name), str(ins), str(voc), fmt)
     assert files_in(ins) == {out_name("instrument_", name, fmt)}  # no .wav, no temporary folder
     assert files_in(voc) == {out_name("vocal_", name, fmt)}
     assert vocal_path == str(voc / out_name("vocal_", name, fmt))
     assert ffprobe_stream(Path(vocal_path))["codec_name"] == {"mp3": "mp3", "m4a": "aac"}[fmt]
-    decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", vocal_path, "-f", "f32le", "-ac", "2", "-ar", "44100", "-"],
-                             capture_output=True, check=True).stdout
+    decoded = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", vocal_path, "-f", "f32le", "-ac", "2", "-ar", "44100", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     assert abs(len(decoded) // 8 - sf.info(songs / name).frames) < 0.1 * SR  # codec padding aside, the input's length
 
 
@@ -416,8 +460,11 @@ def test_rvc_uvr_reformat_and_retry(weights, tmp_path):
     temp, voc, ins = tmp_path / "TEMP", tmp_path / "opt_vocal", tmp_path / "opt_ins"
     temp.mkdir()
     infos = rvc_uvr(weights["hp3"], inp, voc, ins, "wav", temp)
-    assert infos[1:] == ["float nan.wav.reformatted.wav->Success", "mono 48k.flac.reformatted.wav->Success",
-                         "ok song.wav->Success"]
+    assert infos[1:] == [
+        "float nan.wav.reformatted.wav->Success",
+        "mono 48k.flac.reformatted.wav->Success",
+        "ok song.wav->Success",
+    ]
     assert infos[0].startswith("broken.wav.reformatted.wav->") and "AudioReadError" in infos[0]
     names = ["float nan.wav.reformatted.wav", "mono 48k.flac.reformatted.wav", "ok song.wav"]
     # HP3 weights: vocals are vocal_ in the vocal folder, also on the retry path (no is_hp3 there).

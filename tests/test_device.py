@@ -65,6 +65,7 @@ def crossings(monkeypatch):
         def wrapper(*args, **kwargs):
             counts[name] += 1
             return fn(*args, **kwargs)
+
         return wrapper
 
     for name in ("to_device", "to_host"):
@@ -149,7 +150,9 @@ def test_network_scope_sets_cuda_flags_for_the_stage_only():
 def test_the_network_scope_is_entered_once_per_stage_not_per_window(stub, monkeypatch):
     entered = []
     real = inference.network_scope
-    monkeypatch.setattr(inference, "network_scope", lambda dev, precision: entered.append(precision) or real(dev, precision))
+    monkeypatch.setattr(
+        inference, "network_scope", lambda dev, precision: entered.append(precision) or real(dev, precision)
+    )
     sep = stub(window_size=288, tta=True)
     sep.separate(music_like(3.0), SR)
     assert sep.n_windows(300) > 10 and entered == ["fp32"]
@@ -191,10 +194,12 @@ def test_memory_tricks_and_layouts_per_device(tiny_weights, monkeypatch):
     from uvrsep import model as model_module
 
     real = model_module.load_network
-    monkeypatch.setattr(model_module, "load_network", lambda path, bins, dev, state: real(path, bins, "cpu", state=state))
+    monkeypatch.setattr(
+        model_module, "load_network", lambda path, bins, dev, state: real(path, bins, "cpu", state=state)
+    )
     on_cuda = model_module.load_model(tiny_weights, device=torch.device("cuda", 0))
     on_cpu = model_module.load_model(tiny_weights, device=torch.device("cpu"))
-    decoders = lambda m: [d for d in m.net.modules() if isinstance(d, Decoder)]  # noqa: E731
+    decoders = lambda m: [d for d in m.net.modules() if isinstance(d, Decoder)]
     assert decoders(on_cuda) and not any(d.split_concat for d in decoders(on_cuda))
     assert all(d.split_concat for d in decoders(on_cpu))
     cuda = torch.device("cuda", 0)
@@ -260,7 +265,9 @@ def test_the_analysis_runs_once_when_its_blocks_fit(stub, monkeypatch):
     plan = sep.segment_plan(wave.shape[1])
     for held, postprocess, expected in ((True, False, 1), (False, False, 2), (True, True, 1)):
         sep.configure(postprocess=postprocess)
-        monkeypatch.setattr(sep, "segment_plan", lambda n, held=held: job.SegmentPlan(plan.frames, plan.held if held else 0))
+        monkeypatch.setattr(
+            sep, "segment_plan", lambda n, held=held: job.SegmentPlan(plan.frames, plan.held if held else 0)
+        )
         windows = []
         calls.clear()
         sep.separate_many([(wave, SR)], on_window=windows.append)

@@ -25,6 +25,7 @@ from tests.http_server import (
     weight_bytes,
 )
 from uvrsep import downloads, hub
+from uvrsep import fetch as transfer_module
 from uvrsep.network import AsppNetConfig, CascadedASPPNet
 from uvrsep.registry import ModelSpec
 
@@ -54,12 +55,14 @@ def test_download_without_a_pinned_digest_is_recorded_as_unverified(server, isol
     assert hub.recorded_hashes(isolated_cache) == {"local.pth": hub.Digest(SHA, "download")}
     assert hub.reference_digest(spec_for(server), isolated_cache).pinned is False
     assert hub.verify(spec_for(server), isolated_cache) == hub.Verdict(
-        "unverified", f"unverified (no published checksum): unchanged since the download (sha256 {SHA})")
+        "unverified", f"unverified (no published checksum): unchanged since the download (sha256 {SHA})"
+    )
     path.write_bytes(b"tampered")
     verdict = hub.verify(spec_for(server), isolated_cache)
     assert verdict.status == "changed" and verdict.failed
-    assert verdict.detail == (f"sha256 {hashlib.sha256(b'tampered').hexdigest()}, recorded {SHA}; "
-                              "unverified (no published checksum)")
+    assert verdict.detail == (
+        f"sha256 {hashlib.sha256(b'tampered').hexdigest()}, recorded {SHA}; unverified (no published checksum)"
+    )
     n = len(server.requests)
     assert fetch(spec_for(server), isolated_cache) == path and len(server.requests) == n  # cached: no request
 
@@ -142,7 +145,9 @@ def test_404_names_the_url_once_and_where_to_put_the_file(server, isolated_cache
         fetch(spec, isolated_cache)
     message = str(err.value)
     assert "HTTP 404" in message and message.count(server.url("/missing.pth")) == 1
-    assert f"put it at {isolated_cache / 'models' / 'local.pth'}, or give a weight file you have (model=PATH)" in message
+    assert (
+        f"put it at {isolated_cache / 'models' / 'local.pth'}, or give a weight file you have (model=PATH)" in message
+    )
     assert len(server.requests) == 1  # a 404 is not retried
     assert cache_files(isolated_cache) == []
 
@@ -279,7 +284,9 @@ def test_resume_with_if_range_when_the_server_proves_the_same_file(server, isola
 def test_changed_file_on_the_server_starts_over(server, isolated_cache, header):
     """The validator changed: the server answers If-Range with the whole new file (200), which
     replaces the old bytes instead of being glued after them."""
-    old, new = ('"v1"', '"v2"') if header == "ETag" else ("Tue, 01 Dec 2026 10:00:00 GMT", "Wed, 02 Dec 2026 10:00:00 GMT")
+    old, new = (
+        ('"v1"', '"v2"') if header == "ETag" else ("Tue, 01 Dec 2026 10:00:00 GMT", "Wed, 02 Dec 2026 10:00:00 GMT")
+    )
     server.validators["/m.pth"] = {header: old}
     interrupted(server, isolated_cache, spec_for(server))
     updated = weight_bytes(seed=1)
@@ -332,7 +339,7 @@ def test_a_server_announcing_gigabytes_is_refused_before_reading(server, isolate
 def test_a_server_sending_more_than_the_ceiling_is_stopped(server, isolated_cache, monkeypatch, size):
     """No Content-Length: the bytes are counted. The ceiling is the registry's size when known,
     else MAX_DOWNLOAD_BYTES (made small here)."""
-    monkeypatch.setattr(downloads, "MAX_DOWNLOAD_BYTES", 100_000)
+    monkeypatch.setattr(transfer_module, "MAX_DOWNLOAD_BYTES", 100_000)
     server.plan["/m.pth"] = ["nolength"] * 10
     with pytest.raises(hub.DownloadError) as err:
         fetch(spec_for(server, size=size), isolated_cache)
@@ -342,7 +349,7 @@ def test_a_server_sending_more_than_the_ceiling_is_stopped(server, isolated_cach
 
 
 def test_content_length_above_the_ceiling_is_refused(server, isolated_cache, monkeypatch):
-    monkeypatch.setattr(downloads, "MAX_DOWNLOAD_BYTES", 100_000)
+    monkeypatch.setattr(transfer_module, "MAX_DOWNLOAD_BYTES", 100_000)
     with pytest.raises(hub.DownloadError, match=f"offers {len(PAYLOAD)} bytes, more than the 100.0 kB"):
         fetch(spec_for(server), isolated_cache)
     assert cache_files(isolated_cache) == []
@@ -370,7 +377,7 @@ def test_full_disk_is_one_line_and_leaves_no_part(server, isolated_cache, monkey
 
         return Full()
 
-    monkeypatch.setattr(downloads, "open", full_disk, raising=False)
+    monkeypatch.setattr(transfer_module, "open", full_disk, raising=False)  # where the .part is written
     server.validators["/m.pth"] = {"ETag": '"v1"'}
     with pytest.raises(hub.DownloadError) as err:
         fetch(spec_for(server), isolated_cache)

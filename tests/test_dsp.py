@@ -9,8 +9,6 @@ to float rounding, or exactly.
 
 from __future__ import annotations
 
-import math
-
 import librosa
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from tests.conftest import music_like
 from uvrsep import bands, dsp
 from uvrsep.config import list_band_layouts, load_band_layout
 from uvrsep.dsp import polyphase, resampling, resampy_filters
+from uvrsep.evaluation import sdr
 from uvrsep.semantics import UvrSemantics
 
 LAYOUTS = [load_band_layout(name) for name in list_band_layouts()]
@@ -54,13 +53,6 @@ def _pairs() -> tuple[list, list, list]:
 
 ANALYSIS_PAIRS, SYNTHESIS_PAIRS, INPUT_PAIRS = _pairs()
 FFT_SIZES = sorted({(b.n_fft, b.hop_length) for layout in LAYOUTS for b in layout.bands})
-
-
-def sdr(ref, est) -> float:
-    """10·log10(Σ|ref|² / Σ|ref − est|²), for real or complex arrays."""
-    ref = np.asarray(ref)
-    err = np.abs(ref - np.asarray(est)).astype(np.float64)
-    return float(10 * np.log10(np.sum(np.abs(ref).astype(np.float64) ** 2) / max(np.sum(err**2), 1e-300)))
 
 
 def noise(channels: int, n: int, dtype=np.float32, seed: int = 0) -> np.ndarray:
@@ -106,8 +98,13 @@ def test_input_resampling(orig, target, res_type):
 
 @pytest.mark.parametrize("res_type", ["kaiser_fast", "kaiser_best", "polyphase"])
 def test_fir_resamplers_any_pair_dtype_and_length(res_type):
-    for orig, target, n in [(44100, 22050, 1001), (22050, 44100, 999), (44100, 7350, 4410), (37800, 44100, 3000),
-                            (44100, 50000, 500)]:
+    for orig, target, n in [
+        (44100, 22050, 1001),
+        (22050, 44100, 999),
+        (44100, 7350, 4410),
+        (37800, 44100, 3000),
+        (44100, 50000, 500),
+    ]:
         check_resampler(noise(2, n, seed=n), orig, target, res_type)
     check_resampler(noise(1, 3001, np.float64), 48000, 44100, res_type, floor=250)
     mono = noise(1, 2000)[0]
@@ -141,11 +138,19 @@ def test_resample_keeps_equal_rates_and_empty_input():
     assert dsp.resample(empty, 44100, 22050, "kaiser_fast") is empty
 
 
-@pytest.mark.parametrize("res_type, orig, target", [
-    ("sinc_fastest", 11025, 22050), ("sinc_fastest", 22050, 44100), ("sinc_best", 44100, 32000),
-    ("sinc_medium", 48000, 44100), ("linear", 16000, 44100), ("zero_order_hold", 44100, 22050),
-    ("soxr_hq", 48000, 44100), ("soxr_vhq", 22050, 16000),
-])
+@pytest.mark.parametrize(
+    "res_type, orig, target",
+    [
+        ("sinc_fastest", 11025, 22050),
+        ("sinc_fastest", 22050, 44100),
+        ("sinc_best", 44100, 32000),
+        ("sinc_medium", 48000, 44100),
+        ("linear", 16000, 44100),
+        ("zero_order_hold", 44100, 22050),
+        ("soxr_hq", 48000, 44100),
+        ("soxr_vhq", 22050, 16000),
+    ],
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cpu_resamplers_are_librosa_exactly(res_type, orig, target, dtype):
     # libsamplerate and soxr stay on the CPU, called as librosa calls them (without importing it).
@@ -181,8 +186,15 @@ def test_polyphase_plan_splits_long_periods_into_groups():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("orig,target,res_type", [(44100, 14700, "polyphase"), (48000, 44100, "kaiser_fast"),
-                                                  (33075, 32000, "kaiser_fast"), (96000, 44100, "kaiser_best")])
+@pytest.mark.parametrize(
+    "orig,target,res_type",
+    [
+        (44100, 14700, "polyphase"),
+        (48000, 44100, "kaiser_fast"),
+        (33075, 32000, "kaiser_fast"),
+        (96000, 44100, "kaiser_best"),
+    ],
+)
 def test_resampling_of_long_signals(orig, target, res_type):
     # Three minutes: many row chunks, and float64 positions far from zero.
     check_resampler(noise(2, orig * 180 + 11), orig, target, res_type)
@@ -268,9 +280,11 @@ def test_channel_transforms(mode):
 def test_row_filters(dtype):
     rng = np.random.default_rng(3)
     spec = (rng.standard_normal((2, 200, 30)) + 1j * rng.standard_normal((2, 200, 30))).astype(dtype)
-    for apply_np, apply_t, start, stop in [(oracle.apply_lowpass, dsp.bands.apply_lowpass, 37, 73),
-                                           (oracle.apply_highpass, dsp.bands.apply_highpass, 93, 45),
-                                           (oracle.apply_lowpass, dsp.bands.apply_lowpass, 150, 120)]:
+    for apply_np, apply_t, start, stop in [
+        (oracle.apply_lowpass, dsp.bands.apply_lowpass, 37, 73),
+        (oracle.apply_highpass, dsp.bands.apply_highpass, 93, 45),
+        (oracle.apply_lowpass, dsp.bands.apply_lowpass, 150, 120),
+    ]:
         ref = spec.copy()
         apply_np(ref, start, stop)
         out = torch.from_numpy(spec.copy())
@@ -280,11 +294,16 @@ def test_row_filters(dtype):
 
 #: The layouts as UVR semantics runs them for VR 5.1 nets (per-band channel modes, the ramp
 #: pre-filter, sinc_fastest between bands); those whose pre-filter a ramp cannot run are left out.
-UVR_LAYOUTS = [UvrSemantics.adapt_layout(layout, "vr51") for layout in LAYOUTS
-               if layout.pre_filter is None or layout.pre_filter[0] <= layout.pre_filter[1]]
+UVR_LAYOUTS = [
+    UvrSemantics.adapt_layout(layout, "vr51")
+    for layout in LAYOUTS
+    if layout.pre_filter is None or layout.pre_filter[0] <= layout.pre_filter[1]
+]
 
 
-@pytest.mark.parametrize("layout", LAYOUTS + UVR_LAYOUTS, ids=lambda layout: layout.name + ("" if layout in LAYOUTS else "-uvr"))
+@pytest.mark.parametrize(
+    "layout", LAYOUTS + UVR_LAYOUTS, ids=lambda layout: layout.name + ("" if layout in LAYOUTS else "-uvr")
+)
 def test_analysis_and_synthesis_match_the_reference_steps(layout):
     x = band_limited(layout, 1.2)
     ref = oracle.analyze(x, layout, extra_frames=4)

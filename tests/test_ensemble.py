@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import music_like, sdr
+from tests.conftest import music_like
 from uvrsep import ensemble as ens
 from uvrsep.errors import ConfigError, cli_messages
+from uvrsep.evaluation import sdr
 
 GOLDENS = Path(__file__).parent / "fixtures" / "ensemble" / "goldens.npz"
 
@@ -150,20 +151,23 @@ def test_other_algorithms_ignore_weights_with_a_note(algorithm):
     assert ens.EnsembleStream(3, "avg_wave", [5, 1, 0]).notes == []
 
 
-@pytest.mark.parametrize("weights, words", [
-    ([1.0], "1 weight for 3 models"),
-    ([1, 2, 3, 4], "4 weights for 3 models"),
-    ([], "0 weights for 3 models"),
-    ([1, -0.5, 1], "-0.5 is negative"),
-    ([1, float("nan"), 1], "nan is not a finite"),
-    ([1, float("inf"), 1], "inf is not a finite"),
-    ([0, 0, 0], "all weights are 0"),
-    ([0.0, -0.0, 0], "all weights are 0"),
-    (["1", 1, 1], "'1' is not a number"),
-    ([True, 1, 1], "True is not a number"),
-    ("1 1 1", "expected numbers"),
-    (3, "expected numbers"),
-])
+@pytest.mark.parametrize(
+    "weights, words",
+    [
+        ([1.0], "1 weight for 3 models"),
+        ([1, 2, 3, 4], "4 weights for 3 models"),
+        ([], "0 weights for 3 models"),
+        ([1, -0.5, 1], "-0.5 is negative"),
+        ([1, float("nan"), 1], "nan is not a finite"),
+        ([1, float("inf"), 1], "inf is not a finite"),
+        ([0, 0, 0], "all weights are 0"),
+        ([0.0, -0.0, 0], "all weights are 0"),
+        (["1", 1, 1], "'1' is not a number"),
+        ([True, 1, 1], "True is not a number"),
+        ("1 1 1", "expected numbers"),
+        (3, "expected numbers"),
+    ],
+)
 def test_bad_weights_are_one_line_errors(weights, words):
     with pytest.raises(ConfigError) as info:
         ens.EnsembleStream(3, "avg_fft", weights)
@@ -355,7 +359,9 @@ class Generated:
             yield {"vocals": t, "instrumental": 0.5 * t}
 
 
-@pytest.mark.parametrize("algorithm", ["avg_wave", pytest.param("max_fft", marks=pytest.mark.slow)])  # not ensemble_wav: it holds all (its spool)
+@pytest.mark.parametrize(
+    "algorithm", ["avg_wave", pytest.param("max_fft", marks=pytest.mark.slow)]
+)  # not ensemble_wav: it holds all (its spool)
 def test_members_of_different_block_lengths_are_read_as_needed(algorithm):
     """Models that segment a long input differently give blocks of different lengths:
     ensemble_blocks reads a member only when it is the furthest behind, so no member's samples
@@ -367,13 +373,13 @@ def test_members_of_different_block_lengths_are_read_as_needed(algorithm):
     for seconds in (1, 3):
         read = [0] * len(sizes)
 
-        def counted(i: int):
+        def counted(i: int, seconds: int, read: list[int]):
             for block in Generated(seconds, sizes[i], seed=i):
                 read[i] += block["vocals"].shape[1]
                 yield block
 
         emitted, lead = 0, 0
-        for out in ens.ensemble_blocks([counted(i) for i in range(len(sizes))], algorithm):
+        for out in ens.ensemble_blocks([counted(i, seconds, read) for i in range(len(sizes))], algorithm):
             emitted += out["vocals"].shape[1]
             lead = max(lead, max(read) - emitted)
         assert emitted == seconds * 44100
@@ -442,8 +448,13 @@ def test_process_memory_is_flat_in_the_length(algorithm):
     root = Path(__file__).resolve().parents[1]
 
     def peak_kib(seconds: float) -> int:
-        run = subprocess.run([sys.executable, "-c", PEAK_RSS, str(seconds), algorithm], cwd=root,
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(seconds), algorithm],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return int(run.stdout.split()[-1])
 
     short, long = peak_kib(20), peak_kib(300)

@@ -18,12 +18,13 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import SR, music_like, random_net, sdr
+from tests.conftest import SR, music_like, random_net
 from uvrsep import Ensemble, Separator
 from uvrsep.chain import Chain
 from uvrsep.cli import app
 from uvrsep.ensemble import ensemble
 from uvrsep.errors import ConfigError
+from uvrsep.evaluation import sdr
 from uvrsep.naming import CHAIN_JOIN, ENSEMBLE_JOIN, check_template, model_field, render
 
 runner = CliRunner()
@@ -91,8 +92,9 @@ def test_one_model_is_the_model_alone(tiny_weights):
         np.testing.assert_array_equal(got[name], alone[name])
 
 
-def test_members_whose_stems_do_not_match_are_refused_before_any_work(tiny_weights, deecho_weights, short_wav,
-                                                                        tmp_path, loads):
+def test_members_whose_stems_do_not_match_are_refused_before_any_work(
+    tiny_weights, deecho_weights, short_wav, tmp_path, loads
+):
     """vocals/instrumental against no_echo/echo: one line naming each model and its stems, from
     Python and from the CLI, before any model is built and with nothing written."""
     with pytest.raises(ConfigError) as caught:
@@ -101,23 +103,39 @@ def test_members_whose_stems_do_not_match_are_refused_before_any_work(tiny_weigh
     assert "\n" not in message
     assert "tiny_fp32: instrumental/vocals" in message and "tiny-DeEcho: no_echo/echo" in message
     out = tmp_path / "out"
-    result = runner.invoke(app, ["separate", str(short_wav), "-m", str(tiny_weights), "-m", str(deecho_weights),
-                                 "-o", str(out), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(short_wav),
+            "-m",
+            str(tiny_weights),
+            "-m",
+            str(deecho_weights),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "tiny-DeEcho: no_echo/echo" in result.output and result.output.count("\n") == 1
     assert loads == {} and not out.exists()
 
 
-@pytest.mark.parametrize("weights, words", [
-    ([1.0], "1 weight for 2 models"),
-    ([1.0, 2.0, 3.0], "3 weights for 2 models"),
-    ([1.0, float("nan")], "not a finite number"),
-    ([1.0, float("inf")], "not a finite number"),
-    ([1.0, -0.5], "-0.5 is negative"),
-    ([0, 0.0], "all weights are 0"),
-    ([1.0, "2"], "'2' is not a number"),
-    ("1,2", "expected numbers"),
-])
+@pytest.mark.parametrize(
+    "weights, words",
+    [
+        ([1.0], "1 weight for 2 models"),
+        ([1.0, 2.0, 3.0], "3 weights for 2 models"),
+        ([1.0, float("nan")], "not a finite number"),
+        ([1.0, float("inf")], "not a finite number"),
+        ([1.0, -0.5], "-0.5 is negative"),
+        ([0, 0.0], "all weights are 0"),
+        ([1.0, "2"], "'2' is not a number"),
+        ("1,2", "expected numbers"),
+    ],
+)
 def test_bad_weights_are_one_line_errors_before_any_load(tiny_weights, second_weights, weights, words, loads):
     with pytest.raises(ConfigError, match="ensemble_weights") as caught:
         Separator([tiny_weights, second_weights], device="cpu", ensemble_weights=weights)
@@ -125,17 +143,33 @@ def test_bad_weights_are_one_line_errors_before_any_load(tiny_weights, second_we
     assert loads == {}
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--ensemble-weights", "1,x"], "--ensemble-weights '1,x': 'x' is not a number"),
-    (["--ensemble-weights", "1", "--ensemble-weights", "2", "--ensemble-weights", "3"], "3 weights for 2 models"),
-    (["--ensemble-weights", "1,-1"], "--ensemble-weights: -1 is negative"),
-    (["--ensemble-weights", "0,0"], "all weights are 0"),
-    (["--primary-stem", "vocals"], "--primary-stem cannot be used with an ensemble"),
-])
-def test_cli_refuses_bad_ensemble_settings_in_one_line(tiny_weights, second_weights, short_wav, tmp_path, args, words,
-                                                      loads):
-    result = runner.invoke(app, ["separate", str(short_wav), "-m", str(tiny_weights), "-m", str(second_weights),
-                                 "-o", str(tmp_path / "out"), *args])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--ensemble-weights", "1,x"], "--ensemble-weights '1,x': 'x' is not a number"),
+        (["--ensemble-weights", "1", "--ensemble-weights", "2", "--ensemble-weights", "3"], "3 weights for 2 models"),
+        (["--ensemble-weights", "1,-1"], "--ensemble-weights: -1 is negative"),
+        (["--ensemble-weights", "0,0"], "all weights are 0"),
+        (["--primary-stem", "vocals"], "--primary-stem cannot be used with an ensemble"),
+    ],
+)
+def test_cli_refuses_bad_ensemble_settings_in_one_line(
+    tiny_weights, second_weights, short_wav, tmp_path, args, words, loads
+):
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(short_wav),
+            "-m",
+            str(tiny_weights),
+            "-m",
+            str(second_weights),
+            "-o",
+            str(tmp_path / "out"),
+            *args,
+        ],
+    )
     assert result.exit_code == 2 and words in result.output, result.output
     assert result.output.count("\n") == 1 and loads == {}
 
@@ -178,8 +212,15 @@ def test_params_apply_to_members_that_record_no_band_config(tiny_weights, tmp_pa
     ``params`` no member takes is noted; members of different rates are refused; settings
     (``configure``) reach every member, a primary stem never."""
     recorded = tmp_path / "recorded.pth"
-    torch.save({"format": "uvrsep-checkpoint/1", "state_dict": random_net(seed=3).state_dict(), "params": "4band_v2",
-                "primary": "vocals"}, recorded)
+    torch.save(
+        {
+            "format": "uvrsep-checkpoint/1",
+            "state_dict": random_net(seed=3).state_dict(),
+            "params": "4band_v2",
+            "primary": "vocals",
+        },
+        recorded,
+    )
     ens = Separator([recorded, tiny_weights], device="cpu", params="4band_v3")
     assert [m.layout.name for m in ens.members] == ["4band_v2", "4band_v3"]
     assert ens.labels == ("vocals", "instrumental")  # the first member's order
@@ -199,19 +240,22 @@ def test_params_apply_to_members_that_record_no_band_config(tiny_weights, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("settings, algorithm, weights", [
-    (dict(semantics="rvc", tta=True), "avg_fft", [2, 1]),
-    (dict(semantics="uvr", aggressiveness=20, postprocess=True, window_size=320), "uvr_max_spec", None),
-    (dict(semantics="uvr", tta=True, high_end="mirroring"), "median_wave", None),
-    (dict(semantics="rvc", postprocess=True, aggressiveness=15, high_end="none"), "ensemble_wav", None),
-])
-def test_every_member_separates_with_the_ensembles_settings(tiny_weights, second_weights, settings, algorithm,
-                                                           weights):
+@pytest.mark.parametrize(
+    "settings, algorithm, weights",
+    [
+        (dict(semantics="rvc", tta=True), "avg_fft", [2, 1]),
+        (dict(semantics="uvr", aggressiveness=20, postprocess=True, window_size=320), "uvr_max_spec", None),
+        (dict(semantics="uvr", tta=True, high_end="mirroring"), "median_wave", None),
+        (dict(semantics="rvc", postprocess=True, aggressiveness=15, high_end="none"), "ensemble_wav", None),
+    ],
+)
+def test_every_member_separates_with_the_ensembles_settings(tiny_weights, second_weights, settings, algorithm, weights):
     """Both semantics, TTA, post-processing, window size, aggression, high end: the ensemble's
     stems are the members' own stems (as alone, with those settings) combined."""
     wave = music_like(0.6, seed=4)
-    ens = Separator([tiny_weights, second_weights], device="cpu", ensemble_algorithm=algorithm,
-                    ensemble_weights=weights, **settings)
+    ens = Separator(
+        [tiny_weights, second_weights], device="cpu", ensemble_algorithm=algorithm, ensemble_weights=weights, **settings
+    )
     alone = [Separator(w, device="cpu", **settings) for w in (tiny_weights, second_weights)]
     assert all(m.settings == a.settings for m, a in zip(ens.members, alone))
     got, want = ens.separate(wave, SR), combined(alone, wave, algorithm, weights)
@@ -223,12 +267,34 @@ def test_every_member_separates_with_the_ensembles_settings(tiny_weights, second
 def test_python_equals_the_cli(tiny_weights, second_weights, tmp_path):
     clip = write_clip(tmp_path / "song.wav", 0.7)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["separate", str(clip), "-m", str(tiny_weights), "-m", str(second_weights),
-                                 "--ensemble-algorithm", "avg_fft", "--ensemble-weights", "2", "--ensemble-weights",
-                                 "0.5", "--tta", "-o", str(out), "--bit-depth", "32f", "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(clip),
+            "-m",
+            str(tiny_weights),
+            "-m",
+            str(second_weights),
+            "--ensemble-algorithm",
+            "avg_fft",
+            "--ensemble-weights",
+            "2",
+            "--ensemble-weights",
+            "0.5",
+            "--tta",
+            "-o",
+            str(out),
+            "--bit-depth",
+            "32f",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    stems = Separator([tiny_weights, second_weights], device="cpu", ensemble_algorithm="avg_fft",
-                      ensemble_weights=[2, 0.5], tta=True).separate(clip)
+    stems = Separator(
+        [tiny_weights, second_weights], device="cpu", ensemble_algorithm="avg_fft", ensemble_weights=[2, 0.5], tta=True
+    ).separate(clip)
     for name in stems.names:
         written, sr = sf.read(out / f"song_{name}.wav", dtype="float32", always_2d=True)
         assert sr == SR
@@ -236,8 +302,7 @@ def test_python_equals_the_cli(tiny_weights, second_weights, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_batch_loads_each_model_once_records_the_ensemble_and_resumes(tiny_weights, second_weights, tmp_path,
-                                                                         loads):
+def test_a_batch_loads_each_model_once_records_the_ensemble_and_resumes(tiny_weights, second_weights, tmp_path, loads):
     """Three clips: each model loaded once; every record names the ensemble; each clip's stems are
     the Python ensemble's. A rerun with one more clip separates only that one."""
     src = tmp_path / "in"
@@ -245,16 +310,35 @@ def test_a_batch_loads_each_model_once_records_the_ensemble_and_resumes(tiny_wei
     for k, seconds in enumerate((0.4, 0.9, 0.6)):
         write_clip(src / f"clip{k}.wav", seconds, seed=k)
     out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
-    args = ["separate", str(src), "-m", str(tiny_weights), "-m", str(second_weights), "--ensemble-algorithm", "max_fft",
-            "-o", str(out), "--manifest", str(manifest), "--device", "cpu", "--bit-depth", "32f",
-            "--name-template", "{name}_{stem}_{model}.{ext}"]
+    args = [
+        "separate",
+        str(src),
+        "-m",
+        str(tiny_weights),
+        "-m",
+        str(second_weights),
+        "--ensemble-algorithm",
+        "max_fft",
+        "-o",
+        str(out),
+        "--manifest",
+        str(manifest),
+        "--device",
+        "cpu",
+        "--bit-depth",
+        "32f",
+        "--name-template",
+        "{name}_{stem}_{model}.{ext}",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert loads == {"tiny_fp32.pth": 1, "tiny_b.pth": 1}
     records = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [r["status"] for r in records] == ["ok"] * 3
-    assert all(r["model"] == "tiny_fp32&tiny_b" and r["ensemble"] == {"algorithm": "max_fft", "weights": [1.0, 1.0]}
-               for r in records)
+    assert all(
+        r["model"] == "tiny_fp32&tiny_b" and r["ensemble"] == {"algorithm": "max_fft", "weights": [1.0, 1.0]}
+        for r in records
+    )
     ens = Separator([tiny_weights, second_weights], device="cpu", ensemble_algorithm="max_fft")
     stems = ens.separate(src / "clip1.wav")
     for name in stems.names:
@@ -272,19 +356,27 @@ def test_a_batch_loads_each_model_once_records_the_ensemble_and_resumes(tiny_wei
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["avg_fft", "ensemble_wav"])
-def test_a_long_input_streams_through_all_members_with_the_whole_result(tiny_weights, second_weights, tmp_path,
-                                                                         algorithm):
+def test_a_long_input_streams_through_all_members_with_the_whole_result(
+    tiny_weights, second_weights, tmp_path, algorithm
+):
     """Segments of one network window (members streaming side by side, their blocks combined
     as they come) against the whole-input ensemble: >= 90 dB per stem and channel, same length."""
     path = tmp_path / "long.wav"
     sf.write(path, music_like(6.0, seed=7).T, SR, subtype="FLOAT")
     models = [tiny_weights, second_weights]
-    whole = Separator(models, device="cpu", segment_threshold=float("inf"), ensemble_algorithm=algorithm,
-                      ensemble_weights=[1, 3]).separate(path)
-    ens = Separator(models, device="cpu", segment_threshold=1, segment_windows=1, ensemble_algorithm=algorithm,
-                    ensemble_weights=[1, 3])
+    whole = Separator(
+        models, device="cpu", segment_threshold=float("inf"), ensemble_algorithm=algorithm, ensemble_weights=[1, 3]
+    ).separate(path)
+    ens = Separator(
+        models,
+        device="cpu",
+        segment_threshold=1,
+        segment_windows=1,
+        ensemble_algorithm=algorithm,
+        ensemble_weights=[1, 3],
+    )
     assert ens.streams(6.0)
-    (_, streamed), = list(ens.separate_batch([path]))
+    ((_, streamed),) = list(ens.separate_batch([path]))
     blocks = list(streamed)
     assert len(blocks) > 1 or algorithm == "ensemble_wav"  # ensemble_wav gives its blocks at the end
     for name in whole.names:
@@ -305,16 +397,40 @@ def test_then_after_an_ensemble(tiny_weights, second_weights, tmp_path):
     torch.save(Architecture("vr51", 16, bins=672).build(672).state_dict(), dereverb)
     clip = write_clip(tmp_path / "song.wav", 0.6)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["separate", str(clip), "-m", str(tiny_weights), "-m", str(second_weights),
-                                 "--then", str(dereverb), "--ensemble-algorithm", "min_wave", "-o", str(out),
-                                 "--bit-depth", "32f", "--device", "cpu", "--name-template",
-                                 "{model}/{name}_{stem}.{ext}"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(clip),
+            "-m",
+            str(tiny_weights),
+            "-m",
+            str(second_weights),
+            "--then",
+            str(dereverb),
+            "--ensemble-algorithm",
+            "min_wave",
+            "-o",
+            str(out),
+            "--bit-depth",
+            "32f",
+            "--device",
+            "cpu",
+            "--name-template",
+            "{model}/{name}_{stem}.{ext}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     folder = out / "tiny_fp32&tiny_b+tiny-DeReverb"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "song_instrumental.wav", "song_vocals_no_reverb.wav", "song_vocals_reverb.wav"]
-    chain = Chain(Separator([tiny_weights, second_weights], device="cpu", ensemble_algorithm="min_wave"),
-                  Separator(dereverb, device="cpu"))
+        "song_instrumental.wav",
+        "song_vocals_no_reverb.wav",
+        "song_vocals_reverb.wav",
+    ]
+    chain = Chain(
+        Separator([tiny_weights, second_weights], device="cpu", ensemble_algorithm="min_wave"),
+        Separator(dereverb, device="cpu"),
+    )
     stems = chain.separate(clip)
     for name in stems.names:
         written, _ = sf.read(folder / f"song_{name}.wav", dtype="float32", always_2d=True)

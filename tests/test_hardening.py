@@ -49,8 +49,20 @@ def test_any_exception_fails_only_its_input(tmp_path, tiny_weights, monkeypatch)
         return real(wave, band, mode)
 
     monkeypatch.setattr(bands, "stft", flaky)
-    result = runner.invoke(app, ["separate", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "-m", str(tiny_weights),
-                                 "-o", str(tmp_path / "out"), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(tmp_path / "a.wav"),
+            str(tmp_path / "b.wav"),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "a.wav: ParameterError: Audio buffer is not finite everywhere" in result.output
     assert "1 processed, 0 skipped, 1 failed" in result.output
@@ -62,7 +74,7 @@ def test_fifo_and_disk_full_are_named(tmp_path, tiny_weights, monkeypatch):
     sf.write(tmp_path / "ok.wav", music_like(0.3).T, SR)
     import shutil as _shutil
 
-    import uvrsep.audio as audio
+    from uvrsep import audio
 
     real_write = audio.sf.SoundFile.write
 
@@ -72,8 +84,10 @@ def test_fifo_and_disk_full_are_named(tmp_path, tiny_weights, monkeypatch):
     monkeypatch.setattr(audio.sf.SoundFile, "write", full)
     monkeypatch.setattr(_shutil, "disk_usage", lambda p: _shutil._ntuple_diskusage(10, 10, 0))
     out = tmp_path / "out"
-    result = runner.invoke(app, ["separate", str(fifo), str(tmp_path / "ok.wav"), "-m", str(tiny_weights),
-                                 "-o", str(out), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        ["separate", str(fifo), str(tmp_path / "ok.wav"), "-m", str(tiny_weights), "-o", str(out), "--device", "cpu"],
+    )
     monkeypatch.setattr(audio.sf.SoundFile, "write", real_write)
     assert result.exit_code == 1, result.output
     assert "pipe.wav: is a FIFO (named pipe); give a regular audio file" in result.output
@@ -93,9 +107,13 @@ def test_sigterm_is_ctrl_c_and_leaves_nothing(tmp_path, tiny_weights):
     (stale / "decoded.wav").write_bytes(b"left by a killed run")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONUNBUFFERED="1", TMPDIR=str(tmpdir))
-    proc = subprocess.Popen(uvrsep_cmd(long_mp3, "-m", tiny_weights, "-o", out, "--device", "cpu",
-                                       "--segment-threshold", "5"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        uvrsep_cmd(long_mp3, "-m", tiny_weights, "-o", out, "--device", "cpu", "--segment-threshold", "5"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         parts = list(out.glob(".*.part")) if out.is_dir() else []
@@ -142,10 +160,16 @@ def test_two_identical_runs_at_once(tmp_path, tiny_weights):
         sf.write(clips / f"c{i}.wav", music_like(0.5, seed=i).T, SR)
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    procs = [subprocess.Popen(uvrsep_cmd(clips, "-m", tiny_weights, "-o", out, "--device", "cpu",
-                                         "--manifest", tmp_path / f"m{k}.jsonl"),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-             for k in range(2)]
+    procs = [
+        subprocess.Popen(
+            uvrsep_cmd(clips, "-m", tiny_weights, "-o", out, "--device", "cpu", "--manifest", tmp_path / f"m{k}.jsonl"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for k in range(2)
+    ]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     for k in range(2):
@@ -153,8 +177,13 @@ def test_two_identical_runs_at_once(tmp_path, tiny_weights):
         assert sorted(Path(r["input"]).name for r in records) == [f"c{i}.wav" for i in range(4)]
         assert {r["status"] for r in records} <= {"ok", "skipped"}
     reference = tmp_path / "reference"
-    alone = subprocess.run(uvrsep_cmd(clips, "-m", tiny_weights, "-o", reference, "--device", "cpu"),
-                           capture_output=True, text=True, env=env, timeout=600)
+    alone = subprocess.run(
+        uvrsep_cmd(clips, "-m", tiny_weights, "-o", reference, "--device", "cpu"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert alone.returncode == 0, alone.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in reference.iterdir())
     for path in reference.iterdir():
@@ -205,9 +234,14 @@ def test_fuzzed_batch(tmp_path, tiny_weights):
     inputs.mkdir()
     paths = _hostile_inputs(inputs, rng, 24)
     out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
-    proc = subprocess.run(uvrsep_cmd(inputs, "-m", tiny_weights, "-o", out, "--manifest", manifest, "--device", "cpu",
-                                     "--batch-size", "4"),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        uvrsep_cmd(
+            inputs, "-m", tiny_weights, "-o", out, "--manifest", manifest, "--device", "cpu", "--batch-size", "4"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     records = [json.loads(line) for line in manifest.read_text().splitlines()]

@@ -29,7 +29,6 @@ from uvrsep.cli import app
 from uvrsep.registry import ModelSpec, add_user_model, load_registry
 
 
-
 @pytest.fixture(autouse=True)
 def no_proxy_no_mirror(monkeypatch):
     clear_network_env(monkeypatch)
@@ -45,10 +44,17 @@ def server():
 
 
 def test_default_model_downloads_once_with_one_notice(server, isolated_cache):
-    add_user_model(isolated_cache, ModelSpec(
-        name="HP2_all_vocals", file="HP2_all_vocals.pth", urls=(server.url("/m.pth"),), family="aspp", width=WIDTH,
-        params="4band_v2",
-    ))
+    add_user_model(
+        isolated_cache,
+        ModelSpec(
+            name="HP2_all_vocals",
+            file="HP2_all_vocals.pth",
+            urls=(server.url("/m.pth"),),
+            family="aspp",
+            width=WIDTH,
+            params="4band_v2",
+        ),
+    )
     notices = []
     resolved = resolve.resolve_model(None, progress=False, on_notice=notices.append)
     target = isolated_cache / "models" / "HP2_all_vocals.pth"
@@ -62,16 +68,20 @@ def test_default_model_offline_or_unreachable_says_what_to_get_and_where(isolate
     url = load_registry().get("HP2_all_vocals").urls[0]
     with pytest.raises(hub.DownloadError) as err:
         resolve.resolve_model(None, offline=True)
-    assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
-                              f"(offline=True): get {url} and put it at {target}, or give a weight file you have "
-                              "(model=PATH)")
+    assert str(err.value) == (
+        f"the default model HP2_all_vocals is not in the cache and downloads are off "
+        f"(offline=True): get {url} and put it at {target}, or give a weight file you have "
+        "(model=PATH)"
+    )
     from uvrsep.errors import cli_messages
 
     with cli_messages(), pytest.raises(hub.DownloadError) as err:  # the command line names its flags
         resolve.resolve_model(None, offline=True)
-    assert str(err.value) == (f"the default model HP2_all_vocals is not in the cache and downloads are off "
-                              f"(--offline): get {url} and put it at {target}, or give a weight file you have "
-                              "(--model PATH)")
+    assert str(err.value) == (
+        f"the default model HP2_all_vocals is not in the cache and downloads are off "
+        f"(--offline): get {url} and put it at {target}, or give a weight file you have "
+        "(--model PATH)"
+    )
     monkeypatch.setenv(downloads.MIRROR_ENV, f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(hub.DownloadError) as err:
         resolve.resolve_model(None, progress=False, on_notice=lambda _: None)
@@ -96,7 +106,10 @@ def test_a_mirror_cannot_substitute_a_pinned_model(server, isolated_cache, monke
     with pytest.raises(hub.DownloadError, match="sha256 .* differs from 39796caa"):
         resolve.resolve_model(None, progress=False, on_notice=lambda _: None)
     assert cache_files(isolated_cache) == []
-    assert load_registry().get("HP2_all_vocals").sha256 == "39796caa5db18d7f9382d8ac997ac967bfd85f7761014bb807d2543cc844ef05"
+    assert (
+        load_registry().get("HP2_all_vocals").sha256
+        == "39796caa5db18d7f9382d8ac997ac967bfd85f7761014bb807d2543cc844ef05"
+    )
 
 
 def test_cache_folder_follows_environment(monkeypatch, tmp_path):
@@ -134,7 +147,7 @@ def test_concurrent_record_updates_keep_every_record(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0] * 4
     records = json.loads((tmp_path / "models" / "recorded_sha256.json").read_text(encoding="utf-8"))
     assert len(records) == 400
-    assert hub.recorded_hashes(tmp_path)["p3_99.pth"] == hub.Digest("%064x" % 99, "download")
+    assert hub.recorded_hashes(tmp_path)["p3_99.pth"] == hub.Digest(f"{99:064x}", "download")
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["recorded_sha256.json"]  # no temporary left
 
 
@@ -151,8 +164,12 @@ print(hub.recorded_hashes(home)["a.pth"].source)
 
 
 def run_without_fcntl(tmp_path, imports: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "ignore", "-c", NO_FCNTL.format(imports=imports), str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", NO_FCNTL.format(imports=imports), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_uvrsep_imports_and_records_where_fcntl_does_not_exist(tmp_path):
@@ -163,10 +180,12 @@ def test_uvrsep_imports_and_records_where_fcntl_does_not_exist(tmp_path):
 
 @pytest.mark.slow
 def test_every_module_imports_where_fcntl_does_not_exist(tmp_path):
-    imports = ("import importlib, pkgutil, uvrsep\n"
-               "for m in pkgutil.walk_packages(uvrsep.__path__, 'uvrsep.'):\n"
-               "    if not m.name.endswith('__main__'):\n"
-               "        importlib.import_module(m.name)")
+    imports = (
+        "import importlib, pkgutil, uvrsep\n"
+        "for m in pkgutil.walk_packages(uvrsep.__path__, 'uvrsep.'):\n"
+        "    if not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)"
+    )
     result = run_without_fcntl(tmp_path, imports)
     assert result.returncode == 0, result.stderr
 
@@ -183,7 +202,7 @@ def test_record_file_replacement_waits_for_a_reader(isolated_cache, monkeypatch)
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", busy)
-    monkeypatch.setattr(hub.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("uvrsep.registry.time.sleep", lambda seconds: None)  # the atomic writer lives there
     hub.record_hash("a.pth", "0" * 64)
     assert hub.recorded_hashes() == {"a.pth": hub.Digest("0" * 64, "download")}
     fails[0] = hub.REPLACE_TRIES
@@ -199,8 +218,9 @@ def test_older_record_files_are_read(isolated_cache):
     (isolated_cache / "models").mkdir()
     (isolated_cache / "models" / "recorded_sha256.json").write_text(json.dumps({"a.pth": "1" * 64, "b.pth": "2" * 64}))
     assert hub.reference_digest(ModelSpec(name="a", file="a.pth")) == hub.Digest("1" * 64, "import")
-    assert hub.reference_digest(ModelSpec(name="b", file="b.pth", urls=("https://x/b.pth",))) == \
-        hub.Digest("2" * 64, "download")
+    assert hub.reference_digest(ModelSpec(name="b", file="b.pth", urls=("https://x/b.pth",))) == hub.Digest(
+        "2" * 64, "download"
+    )
     hub.record_hash("c.pth", "3" * 64)
     assert set(hub.recorded_hashes()) == {"a.pth", "b.pth", "c.pth"}
 
@@ -238,8 +258,15 @@ def test_models_verify_and_info_never_call_an_unpinned_download_verified(server,
 def cached_model(home, data: bytes, **kw) -> Path:
     """A registry entry ``local`` (pinned to PAYLOAD's sha256 unless told) whose cached file,
     placed by hand, holds ``data``."""
-    fields = dict(name="local", file="local.pth", urls=("http://127.0.0.1:9/local.pth",), family="aspp",
-                  width=WIDTH, params="4band_v2", sha256=SHA)
+    fields = dict(
+        name="local",
+        file="local.pth",
+        urls=("http://127.0.0.1:9/local.pth",),
+        family="aspp",
+        width=WIDTH,
+        params="4band_v2",
+        sha256=SHA,
+    )
     add_user_model(home, ModelSpec(**{**fields, **kw}))
     target = home / "models" / "local.pth"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -253,16 +280,21 @@ def test_wrong_cached_file_used_by_name_is_one_line(isolated_cache):
         resolve.resolve_model("local", offline=True)
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"{target}: not the file of model local (sha256 ")
-    assert message.endswith(f"pinned in the registry: {SHA[:16]}...); run `uvrsep models verify` to check the "
-                            "cache, and delete it to download it again")
+    assert message.endswith(
+        f"pinned in the registry: {SHA[:16]}...); run `uvrsep models verify` to check the "
+        "cache, and delete it to download it again"
+    )
 
 
 def test_wrong_default_model_file_is_one_line(isolated_cache):
     target = isolated_cache / "models" / "HP2_all_vocals.pth"  # the shipped registry pins its sha256
     target.parent.mkdir(parents=True)
     target.write_bytes(PAYLOAD)
-    with pytest.raises(hub.UvrsepError, match=r"HP2_all_vocals.pth: not the file of model HP2_all_vocals .*"
-                                              r"pinned in the registry: 39796caa5db18d7f\.\.\."):
+    with pytest.raises(
+        hub.UvrsepError,
+        match=r"HP2_all_vocals.pth: not the file of model HP2_all_vocals .*"
+        r"pinned in the registry: 39796caa5db18d7f\.\.\.",
+    ):
         resolve.resolve_model(None, offline=True)
 
 
@@ -292,7 +324,10 @@ def test_unpinned_and_imported_files_used_by_name(isolated_cache, tmp_path):
     assert CliRunner().invoke(app, ["models", "import", str(mine)]).exit_code == 0
     assert resolve.resolve_model("mine", offline=True).path == isolated_cache / "models" / "mine.pth"
     (isolated_cache / "models" / "mine.pth").write_bytes(weight_bytes(seed=1))
-    with pytest.raises(hub.UvrsepError, match=r"not the file of model mine .*pinned on import: .*uvrsep models import FILE --name mine --overwrite"):
+    with pytest.raises(
+        hub.UvrsepError,
+        match=r"not the file of model mine .*pinned on import: .*uvrsep models import FILE --name mine --overwrite",
+    ):
         resolve.resolve_model("mine", offline=True)
 
 
@@ -303,6 +338,31 @@ def test_separate_with_a_wrong_cached_file_is_one_line_and_writes_nothing(isolat
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith(f"error: {target}: not the file of model local")
     assert "uvrsep models verify" in result.output and not (out.exists() and any(out.iterdir()))
+
+
+def test_every_use_of_a_wrong_cached_file_by_name_is_one_line(isolated_cache, tiny_weights, tmp_path, short_wav):
+    """Planning the stems (model_stems), the Separator, a --then model and `models info` all
+    check a cached file used by name against its pinned sha256 (a loadable net, not the one
+    pinned: nothing else would notice)."""
+    from uvrsep import Separator
+    from uvrsep.model import model_stems
+
+    target = cached_model(isolated_cache, weight_bytes(seed=1))
+    expected = f"{target}: not the file of model local (sha256 "
+    for use in (lambda: model_stems("local"), lambda: Separator("local", device="cpu", offline=True)):
+        with pytest.raises(hub.UvrsepError) as err:
+            use()
+        assert str(err.value).startswith(expected) and "uvrsep models verify" in str(err.value)
+        assert "\n" not in str(err.value)
+    out = tmp_path / "out"
+    for args in (
+        ["models", "info", "local"],
+        ["separate", str(short_wav), "-m", str(tiny_weights), "--then", "local", "-o", str(out)],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1 and result.output.startswith(f"error: {expected}"), result.output
+        assert result.output.count("\n") == 1 and "uvrsep models verify" in result.output
+    assert not out.exists()
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -368,18 +428,27 @@ def test_separator_uses_uvr_hash_for_unknown_files(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_cli_download_and_separate_by_name(server, isolated_cache, tmp_path, short_wav):
     server.files["/tiny.pth"] = PAYLOAD
-    add_user_model(isolated_cache, ModelSpec(
-        name="tiny-local", file="tiny-local.pth", urls=(server.url("/tiny.pth"),), family="aspp", width=WIDTH,
-        params="4band_v2", primary="Vocals",
-    ))
+    add_user_model(
+        isolated_cache,
+        ModelSpec(
+            name="tiny-local",
+            file="tiny-local.pth",
+            urls=(server.url("/tiny.pth"),),
+            family="aspp",
+            width=WIDTH,
+            params="4band_v2",
+            primary="Vocals",
+        ),
+    )
     runner = CliRunner()
     out = tmp_path / "out"
     offline = runner.invoke(app, ["separate", str(short_wav), "-m", "tiny-local", "--offline", "-o", str(out)])
     assert offline.exit_code == 1 and "downloads are off" in offline.output
     download = runner.invoke(app, ["models", "download", "tiny-local"])
     assert download.exit_code == 0 and "note: downloading model tiny-local to " in download.output
-    result = runner.invoke(app, ["separate", str(short_wav), "-m", "tiny-local", "--offline", "-o", str(out),
-                                 "--stems", "vocals"])
+    result = runner.invoke(
+        app, ["separate", str(short_wav), "-m", "tiny-local", "--offline", "-o", str(out), "--stems", "vocals"]
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["clip_vocals.wav"]  # primary "Vocals": masked stem
     info = runner.invoke(app, ["models", "info", "tiny-local"]).output
@@ -395,8 +464,9 @@ def test_cli_download_failure_is_one_line_with_visible_retries(server, isolated_
     result = CliRunner().invoke(app, ["models", "download", "local"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert [line.split(" (")[0] for line in lines[1:4]] == ["note: download of model local from 127.0.0.1:"
-                                                           f"{server.httpd.server_address[1]} failed"] * 3
+    assert [line.split(" (")[0] for line in lines[1:4]] == [
+        (f"note: download of model local from 127.0.0.1:{server.httpd.server_address[1]} failed")
+    ] * 3
     assert lines[-1].startswith("error: could not download model local") and len(lines) == 5
     assert not (isolated_cache / "models" / "local.pth.lock").exists()
 
@@ -421,10 +491,15 @@ def test_import_records_what_will_be_used(isolated_cache, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["models", "import", str(weights)])
     assert result.exit_code == 0, result.output
-    assert f"cascaded ASPP net (width {WIDTH}" in result.output and "band config 4band_v2 (the family default)" in result.output
+    assert (
+        f"cascaded ASPP net (width {WIDTH}" in result.output
+        and "band config 4band_v2 (the family default)" in result.output
+    )
     spec = load_registry(isolated_cache).get("my_model")
     assert (spec.family, spec.width, spec.params, spec.source) == ("aspp", WIDTH, "4band_v2", "user")
-    row = next(line for line in runner.invoke(app, ["models", "list"]).output.splitlines() if line.startswith("my_model"))
+    row = next(
+        line for line in runner.invoke(app, ["models", "list"]).output.splitlines() if line.startswith("my_model")
+    )
     assert "4band_v2" in row and "hash table" not in row and row.endswith(" yes")
     info = runner.invoke(app, ["models", "info", "my_model"]).output
     assert f"sha256        {hashlib.sha256(PAYLOAD).hexdigest()} (recorded on import)" in info
@@ -436,8 +511,9 @@ def test_import_records_what_will_be_used(isolated_cache, tmp_path):
 
 def test_legacy_user_entry_shows_the_family_default(isolated_cache):
     add_user_model(isolated_cache, ModelSpec(name="older", file="older.pth", family="aspp", width=16))
-    row = next(line for line in CliRunner().invoke(app, ["models", "list"]).output.splitlines()
-               if line.startswith("older"))
+    row = next(
+        line for line in CliRunner().invoke(app, ["models", "list"]).output.splitlines() if line.startswith("older")
+    )
     assert "4band_v2 (family default)" in row and "hash table" not in row
 
 
@@ -463,10 +539,17 @@ def test_bare_separate_command_uses_the_default_model(server, isolated_cache, tm
     import numpy as np
     import soundfile as sf
 
-    add_user_model(isolated_cache, ModelSpec(
-        name="HP2_all_vocals", file="HP2_all_vocals.pth", urls=(server.url("/m.pth"),), family="aspp", width=WIDTH,
-        params="4band_v2",
-    ))
+    add_user_model(
+        isolated_cache,
+        ModelSpec(
+            name="HP2_all_vocals",
+            file="HP2_all_vocals.pth",
+            urls=(server.url("/m.pth"),),
+            family="aspp",
+            width=WIDTH,
+            params="4band_v2",
+        ),
+    )
     monkeypatch.chdir(tmp_path)
     sf.write("song.wav", (0.1 * np.sin(np.arange(22050) / 10.0)).astype(np.float32), 44100)
     runner = CliRunner()

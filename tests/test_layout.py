@@ -13,8 +13,23 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "uvrsep"
 #: The pipeline's modules, kept under ~450 lines each and their functions under ~70.
-PIPELINE = ["separator.py", "device.py", "transfer.py", "model.py", "inference.py", "job.py", "clips.py", "sources.py",
-            "segments.py", "bands.py", "windows.py", "masks.py", "semantics.py", "stems.py", "dsp"]
+PIPELINE = [
+    "separator.py",
+    "device.py",
+    "transfer.py",
+    "model.py",
+    "inference.py",
+    "job.py",
+    "clips.py",
+    "sources.py",
+    "segments.py",
+    "bands.py",
+    "windows.py",
+    "masks.py",
+    "semantics.py",
+    "stems.py",
+    "dsp",
+]
 
 
 def module_name(path: Path) -> str:
@@ -57,7 +72,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -93,8 +108,14 @@ def test_the_package_holds_no_oracle():
     assert not any(name.startswith("tests") for deps in graph.values() for name in deps)
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text())
-        names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-        names |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
+        names = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        names |= {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and not node.level
+        }
         assert "resampy" not in names, path
         assert "scipy" not in names or path.parent.name == "training", path
     assert not (PACKAGE / "dsp" / "reference.py").exists()

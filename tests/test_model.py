@@ -18,12 +18,18 @@ def vr51_state():
     return Architecture("vr51", 16, bins=672).build(672).state_dict()
 
 
-@pytest.mark.parametrize("file, family, expected", [
-    ("my_model.pth", "aspp", "Instrumental"), ("my_HP3_finetune.pth", "aspp", "Vocals"),
-    ("dry.pth", "vr51", "No Echo"), ("VR-DeReverb-mine.pth", "vr51", "No Reverb"),
-])
-def test_the_default_stem_rule_is_one_for_the_api_and_models_import(tmp_path, isolated_cache, tiny_weights, vr51_state,
-                                                                      file, family, expected):
+@pytest.mark.parametrize(
+    "file, family, expected",
+    [
+        ("my_model.pth", "aspp", "Instrumental"),
+        ("my_HP3_finetune.pth", "aspp", "Vocals"),
+        ("dry.pth", "vr51", "No Echo"),
+        ("VR-DeReverb-mine.pth", "vr51", "No Reverb"),
+    ],
+)
+def test_the_default_stem_rule_is_one_for_the_api_and_models_import(
+    tmp_path, isolated_cache, tiny_weights, vr51_state, file, family, expected
+):
     """``models import`` records the stem the separator would use for the same file (it used to
     record Instrumental / No Echo whatever the file's name said)."""
     path = tmp_path / file

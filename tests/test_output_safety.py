@@ -39,12 +39,15 @@ def files_under(folder: Path) -> set[Path]:
 # -- 1: the resolved path stays inside --output-dir -------------------------------------------
 
 
-@pytest.mark.parametrize("template", [
-    "{name:/>1.0}tmp/{name}_{stem}.{ext}",     # a fill character that makes an absolute path
-    "{stem:.>2.0}/{name}_{stem}.{ext}",         # a fill that makes '..'
-    "{name:.<2.0}/{stem}.{ext}",
-    "x/{ext:.>2.0}/../../{name}_{stem}.{ext}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{name:/>1.0}tmp/{name}_{stem}.{ext}",  # a fill character that makes an absolute path
+        "{stem:.>2.0}/{name}_{stem}.{ext}",  # a fill that makes '..'
+        "{name:.<2.0}/{stem}.{ext}",
+        "x/{ext:.>2.0}/../../{name}_{stem}.{ext}",
+    ],
+)
 def test_format_specs_that_climb_out_are_one_line_before_any_work(template, tiny_weights, short_wav, tmp_path):
     with pytest.raises(ConfigError, match="must stay below output_dir"):
         OutputPlan(template=template, stems=("vocals", "instrumental"), output_dir=tmp_path / "o")
@@ -53,13 +56,17 @@ def test_format_specs_that_climb_out_are_one_line_before_any_work(template, tiny
     assert not (tmp_path / "o").exists() and files_under(tmp_path) == {short_wav}
 
 
-@pytest.mark.parametrize("template, message", [
-    ("{name:d}_{stem}.{ext}", "Unknown format code 'd'"),
-    ("{name!z}_{stem}.{ext}", "Unknown conversion specifier z"),
-    ("{name:%Y}_{stem}.{ext}", "Invalid format specifier"),
-])
-def test_format_specs_and_conversions_that_cannot_apply_are_one_line(template, message, tiny_weights, short_wav,
-                                                                     tmp_path):
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("{name:d}_{stem}.{ext}", "Unknown format code 'd'"),
+        ("{name!z}_{stem}.{ext}", "Unknown conversion specifier z"),
+        ("{name:%Y}_{stem}.{ext}", "Invalid format specifier"),
+    ],
+)
+def test_format_specs_and_conversions_that_cannot_apply_are_one_line(
+    template, message, tiny_weights, short_wav, tmp_path
+):
     result = separate(short_wav, "-m", tiny_weights, "-o", tmp_path / "o", "--name-template", template)
     assert message in one_line_error(result)
     assert not (tmp_path / "o").exists()
@@ -114,8 +121,10 @@ def test_stems_write_refuses_a_track_that_climbs_out(track, tmp_path):
     with pytest.raises(AudioWriteError, match="would not stay inside"):
         stems.write(out, track)
     assert files_under(tmp_path) == set()
-    assert set(stems.write(out, "album/song").values()) == {out / "album" / "song_vocals.wav",
-                                                            out / "album" / "song_instrumental.wav"}
+    assert set(stems.write(out, "album/song").values()) == {
+        out / "album" / "song_vocals.wav",
+        out / "album" / "song_instrumental.wav",
+    }
 
 
 # -- 2: never onto an input --------------------------------------------------------------------
@@ -124,8 +133,17 @@ def test_stems_write_refuses_a_track_that_climbs_out(track, tmp_path):
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_an_output_that_is_an_input_is_refused_before_the_model_loads(overwrite, short_wav, tmp_path):
     original = short_wav.read_bytes()
-    args = [short_wav, "-m", _weights(tmp_path), "-o", short_wav.parent, "--name-template", "{name}.{ext}",
-            "--stems", "vocals"] + (["--overwrite"] if overwrite else [])
+    args = [
+        short_wav,
+        "-m",
+        _weights(tmp_path),
+        "-o",
+        short_wav.parent,
+        "--name-template",
+        "{name}.{ext}",
+        "--stems",
+        "vocals",
+    ] + (["--overwrite"] if overwrite else [])
     result = separate(*args)
     text = one_line_error(result)
     assert f"{short_wav} would overwrite the input {short_wav}" in text
@@ -144,8 +162,10 @@ def test_links_to_an_input_are_refused_too(tmp_path):
     (out / "a_instrumental.wav").symlink_to(clip)
     plan = OutputPlan(output_dir=out, stems=("vocals", "instrumental"), overwrite=True)
     found = find_conflicts([InputItem(clip, clips)], plan, ("vocals", "instrumental"))
-    assert sorted(found.overwrites) == [f"{out / 'a_instrumental.wav'} would overwrite the input {clip}",
-                                        f"{out / 'a_vocals.wav'} would overwrite the input {clip}"]
+    assert sorted(found.overwrites) == [
+        f"{out / 'a_instrumental.wav'} would overwrite the input {clip}",
+        f"{out / 'a_vocals.wav'} would overwrite the input {clip}",
+    ]
 
 
 def test_the_manifest_and_the_list_are_never_outputs(short_wav, tmp_path):
@@ -157,8 +177,9 @@ def test_the_manifest_and_the_list_are_never_outputs(short_wav, tmp_path):
 
 
 def _weights(tmp_path: Path) -> Path:
-    from tests.conftest import random_net
     import torch
+
+    from tests.conftest import random_net
 
     path = tmp_path / "w.pth"
     if not path.exists():
@@ -216,8 +237,9 @@ def test_a_folder_that_appears_while_writing_leaves_no_half_set(tmp_path):
     stems = Stems({"vocals": music_like(0.1), "instrumental": music_like(0.1)}, SR, "vocals")
     targets = {"vocals": tmp_path / "v.wav", "instrumental": tmp_path / "i.wav"}
     with pytest.raises(AudioWriteError, match="i.wav: is a folder"):
-        write_stems(stems, targets, overwrite=True, before_commit=lambda: None,
-                    on_block=lambda _: (tmp_path / "i.wav").mkdir())
+        write_stems(
+            stems, targets, overwrite=True, before_commit=lambda: None, on_block=lambda _: (tmp_path / "i.wav").mkdir()
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i.wav"]
 
 
@@ -232,17 +254,20 @@ def test_a_long_legal_input_name_works(tiny_weights, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["n" * 225 + "_instrumental.flac", "n" * 225 + "_vocals.flac"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--output-format", "flac", "--bit-depth", "32f"], "flac cannot store bit depth 32f"),
-    (["--output-format", "mp3", "--sample-rate", "96000"], "mp3 cannot be written at 96000 Hz"),
-    (["--output-format", "mp3", "--sample-rate", "44099"], "mp3 cannot be written at 44099 Hz"),
-    (["--output-format", "ogg", "--sample-rate", "384000"], "ogg cannot be written at 384000 Hz"),
-    (["--output-format", "mp3", "--bit-depth", "24"], "--bit-depth does not apply to mp3"),
-    (["--output-format", "ogg", "--bit-depth", "16"], "--bit-depth does not apply to ogg"),
-    (["--name-template", "{name}_{stem}.wav"], "must end with .{ext}"),
-    (["--name-template", "{name}_{stem}"], "must end with .{ext}"),
-    (["--name-template", "{name}_{stem}.{ext}x"], "the file name must end with .{ext}"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--output-format", "flac", "--bit-depth", "32f"], "flac cannot store bit depth 32f"),
+        (["--output-format", "mp3", "--sample-rate", "96000"], "mp3 cannot be written at 96000 Hz"),
+        (["--output-format", "mp3", "--sample-rate", "44099"], "mp3 cannot be written at 44099 Hz"),
+        (["--output-format", "ogg", "--sample-rate", "384000"], "ogg cannot be written at 384000 Hz"),
+        (["--output-format", "mp3", "--bit-depth", "24"], "--bit-depth does not apply to mp3"),
+        (["--output-format", "ogg", "--bit-depth", "16"], "--bit-depth does not apply to ogg"),
+        (["--name-template", "{name}_{stem}.wav"], "must end with .{ext}"),
+        (["--name-template", "{name}_{stem}"], "must end with .{ext}"),
+        (["--name-template", "{name}_{stem}.{ext}x"], "the file name must end with .{ext}"),
+    ],
+)
 def test_combinations_that_cannot_work_are_one_line_before_the_model_loads(args, message, short_wav, tmp_path):
     result = separate(short_wav, "-m", _weights(tmp_path), "-o", tmp_path / "o", *args)
     assert message in one_line_error(result)
@@ -263,11 +288,19 @@ def test_the_writer_refuses_an_ogg_rate_that_would_crash_libvorbis(tmp_path):
 def _check_plan(template: str, names: list[str], layout: dict, mirror: bool, overwrite: bool) -> None:
     """Every output of a plan that is accepted lies strictly inside the output folder and never
     on an input; anything refused is a uvrsep error."""
-    out, items = layout["out"], [InputItem(folder / name, layout["root"]) for folder in layout["folders"]
-                                 for name in names] + layout["items"]
+    out, items = (
+        layout["out"],
+        [InputItem(folder / name, layout["root"]) for folder in layout["folders"] for name in names] + layout["items"],
+    )
     try:
-        plan = OutputPlan(output_dir=out, template=template, stems=("vocals", "instrumental"), fmt="wav",
-                          mirror_tree=mirror, overwrite=overwrite)
+        plan = OutputPlan(
+            output_dir=out,
+            template=template,
+            stems=("vocals", "instrumental"),
+            fmt="wav",
+            mirror_tree=mirror,
+            overwrite=overwrite,
+        )
     except UvrsepError:
         return
     base = Path(os.path.realpath(out))
@@ -300,16 +333,40 @@ def layout(tmp_path_factory):
     (out / "escape").symlink_to(root / "outside", target_is_directory=True)
     (root / "linked").symlink_to(out / "sub", target_is_directory=True)
     real = []
-    for folder, name in ((out, "song.wav"), (out / "sub", "clip.wav"), (root, "...wav"), (root, "..wav"),
-                         (root / "outside", "x.wav")):
+    for folder, name in (
+        (out, "song.wav"),
+        (out / "sub", "clip.wav"),
+        (root, "...wav"),
+        (root, "..wav"),
+        (root / "outside", "x.wav"),
+    ):
         (folder / name).write_bytes(b"RIFF")
         real.append(InputItem(folder / name, root))
-    return {"out": out, "root": root, "folders": [root, out, out / "sub", root / "linked", out / "escape", Path("/")],
-            "items": real}
+    return {
+        "out": out,
+        "root": root,
+        "folders": [root, out, out / "sub", root / "linked", out / "escape", Path("/")],
+        "items": real,
+    }
 
 
-_FIELDS = ["{name}", "{stem}", "{ext}", "{model}", "{parent}", "{name!r}", "{name!s}", "{name!a}", "{stem:.>2.0}",
-           "{name:/>1.0}", "{parent:.^3}", "{name:.2}", "{stem:.<3.1}", "{name:>{}}", "{name:x}"]
+_FIELDS = [
+    "{name}",
+    "{stem}",
+    "{ext}",
+    "{model}",
+    "{parent}",
+    "{name!r}",
+    "{name!s}",
+    "{name!a}",
+    "{stem:.>2.0}",
+    "{name:/>1.0}",
+    "{parent:.^3}",
+    "{name:.2}",
+    "{stem:.<3.1}",
+    "{name:>{}}",
+    "{name:x}",
+]
 _LITERALS = ["/", "..", ".", "_", "-", "\\", ":", "C:", "~", "escape", "sub", "a b", "é", "..wav", "{{", "}}", ""]
 
 
@@ -321,8 +378,10 @@ except ImportError:  # pragma: no cover - hypothesis is in the [test] extra
 
 if st is not None:
     fragment = st.one_of(st.sampled_from(_FIELDS), st.sampled_from(_LITERALS), st.text(max_size=4))
-    template_st = st.one_of(st.lists(fragment, max_size=8).map(lambda parts: "".join(parts) + ".{ext}"),
-                            st.lists(fragment, max_size=8).map("".join))
+    template_st = st.one_of(
+        st.lists(fragment, max_size=8).map(lambda parts: "".join(parts) + ".{ext}"),
+        st.lists(fragment, max_size=8).map("".join),
+    )
     name_st = st.one_of(
         st.sampled_from(["..", ".", "...", "-", "~", "a:b", " ", "x" * 240, "é"]),
         st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1, max_size=20),
@@ -331,8 +390,9 @@ if st is not None:
     def _fuzz(layout, template, names, mirror, overwrite):
         _check_plan(template, names, layout, mirror, overwrite)
 
-    quick = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
-                     derandomize=True)
+    quick = settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], derandomize=True
+    )
     thorough = settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
     @quick

@@ -11,12 +11,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import PARITY, sdr
+from tests.conftest import PARITY
 from uvrsep import bands
 from uvrsep.config import load_band_layout
+from uvrsep.evaluation import sdr
 from uvrsep.separator import Separator
 
-pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/parity are not present")
+pytestmark = pytest.mark.skipif(
+    not PARITY.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/parity are not present"
+)
 
 CASES = {
     "default": ("fixture24.wav", {}),

@@ -24,7 +24,7 @@ class FakeKernel32:
         self.open_handles: set[int] = set()
         self.killed: list[int] = []
 
-    def OpenProcess(self, access, inherit, pid):  # noqa: N802 - the Windows API's name
+    def OpenProcess(self, access, inherit, pid):
         assert access == 0x1000 and inherit is False  # query only: never PROCESS_TERMINATE
         if pid in self.protected:
             self.error = 5  # ERROR_ACCESS_DENIED
@@ -36,16 +36,16 @@ class FakeKernel32:
         self.open_handles.add(handle)
         return handle
 
-    def GetExitCodeProcess(self, handle, code_ref):  # noqa: N802
+    def GetExitCodeProcess(self, handle, code_ref):
         pid = handle - 1000
         ctypes.cast(code_ref, ctypes.POINTER(ctypes.c_ulong)).contents.value = 259 if pid in self.running else 0
         return 1
 
-    def CloseHandle(self, handle):  # noqa: N802
+    def CloseHandle(self, handle):
         self.open_handles.remove(handle)
         return 1
 
-    def TerminateProcess(self, *args):  # noqa: N802 - must never be called
+    def TerminateProcess(self, *args):
         self.killed.append(args)
         return 1
 

@@ -36,16 +36,25 @@ from uvrsep.rayconnect import CONNECT_DEADLINE_S, DEADLINE_ENV, DEBUG_ENV, LOOPB
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='Ray is not installed (pip install "uvrsep[ray]")'),
+    pytest.mark.skipif(
+        importlib.util.find_spec("ray") is None, reason='Ray is not installed (pip install "uvrsep[ray]")'
+    ),
 ]
 
 runner = CliRunner()
 #: The 5.5 s clip is separated in segments (streamed), the others whole.
 SEGMENT_THRESHOLD = "5"
 GOOD = {  # name: (seconds, sample rate, channels)
-    "a.wav": (0.3, SR, 2), "b.flac": (0.5, SR, 2), "c_48k.wav": (0.6, 48000, 2), "d_22k_mono.wav": (0.8, 22050, 1),
-    "e.wav": (1.0, SR, 2), "f_32k.wav": (0.4, 32000, 2), "g_16k_mono.wav": (0.6, 16000, 1), "h.wav": (0.2, SR, 2),
-    "i.wav": (0.7, SR, 2), "long.wav": (5.5, SR, 2),
+    "a.wav": (0.3, SR, 2),
+    "b.flac": (0.5, SR, 2),
+    "c_48k.wav": (0.6, 48000, 2),
+    "d_22k_mono.wav": (0.8, 22050, 1),
+    "e.wav": (1.0, SR, 2),
+    "f_32k.wav": (0.4, 32000, 2),
+    "g_16k_mono.wav": (0.6, 16000, 1),
+    "h.wav": (0.2, SR, 2),
+    "i.wav": (0.7, SR, 2),
+    "long.wav": (5.5, SR, 2),
 }
 #: nan.wav passes the driver's checks and fails on a worker; random.wav fails before any work.
 BAD = {"nan.wav": "holds NaN or infinite samples", "random.wav": "cannot decode audio"}
@@ -54,7 +63,7 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1", RAY_AUTH_MODE="token")
 for _var in ("RAY_ADDRESS", "RAY_BACKEND_LOG_LEVEL", DEADLINE_ENV, DEBUG_ENV, LOOPBACK_ENV):
     ENV.pop(_var, None)
 #: A log line of Ray's C++ core: ``[2026-12-07 05:30:05,991 E 27541 27541] core_worker.cc:2465: ...``.
-RAY_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z] \d+ \d+\]", re.M)
+RAY_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z] \d+ \d+\]", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +79,19 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def separate_args(corpus: Path, weights: Path, out: Path, *extra: str) -> list[str]:
-    return ["separate", str(corpus), "-m", str(weights), "-o", str(out), "--device", "cpu",
-            "--segment-threshold", SEGMENT_THRESHOLD, *extra]
+    return [
+        "separate",
+        str(corpus),
+        "-m",
+        str(weights),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "--segment-threshold",
+        SEGMENT_THRESHOLD,
+        *extra,
+    ]
 
 
 def records(manifest: Path) -> list[dict]:
@@ -149,9 +169,25 @@ def test_bare_flag_starts_a_private_instance_and_stops_it(corpus, tiny_weights, 
     run, gone after it; the outputs are the local batch's (threads differ: within one LSB)."""
     before = ray_processes()
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "uvrsep", "separate", str(corpus / "a.wav"), str(corpus / "long.wav"), "-m",
-           str(tiny_weights), "-o", str(out), "--device", "cpu", "--segment-threshold", SEGMENT_THRESHOLD,
-           "--ray-workers", "1", "--ray"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        "separate",
+        str(corpus / "a.wav"),
+        str(corpus / "long.wav"),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "--segment-threshold",
+        SEGMENT_THRESHOLD,
+        "--ray-workers",
+        "1",
+        "--ray",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "note: ray: 1 worker(s)" in done.stderr and "2 processed, 0 skipped, 0 failed" in done.stderr
@@ -168,8 +204,10 @@ def test_bare_flag_starts_a_private_instance_and_stops_it(corpus, tiny_weights, 
 
 def test_same_files_and_manifest_as_the_local_batch(corpus, tiny_weights, reference, ray_address, tmp_path):
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
-    result = runner.invoke(app, separate_args(corpus, tiny_weights, out, "--manifest", str(manifest),
-                                              "--ray", "local", "--ray-workers", "2"))
+    result = runner.invoke(
+        app,
+        separate_args(corpus, tiny_weights, out, "--manifest", str(manifest), "--ray", "local", "--ray-workers", "2"),
+    )
     assert result.exit_code == 1, result.output
     assert "note: ray: 2 worker(s) (1 CPU each)" in result.output
     assert "10 processed, 0 skipped, 2 failed" in result.output
@@ -179,18 +217,44 @@ def test_same_files_and_manifest_as_the_local_batch(corpus, tiny_weights, refere
     assert_no_temporaries(out)
 
     def comparable(recs):
-        return sorted((r["input"], r["status"], sorted(Path(o).name for o in r["outputs"]), r["duration_s"], r["error"])
-                      for r in recs)
+        return sorted(
+            (r["input"], r["status"], sorted(Path(o).name for o in r["outputs"]), r["duration_s"], r["error"])
+            for r in recs
+        )
 
     assert comparable(records(manifest)) == comparable(reference[1])
+    # The workers measured every clip as the local batch did (threads differ: within rounding).
+    local = {r["input"]: r["measures"] for r in reference[1]}
+    for rec in records(manifest):
+        want = local[rec["input"]]
+        assert (rec["measures"] is None) == (want is None) == (rec["status"] != "ok"), rec["input"]
+        if want is not None:
+            assert rec["measures"]["voice_share"] == pytest.approx(want["voice_share"], abs=2e-4)
+            assert rec["measures"]["stems"]["vocals"]["rms_dbfs"] == pytest.approx(
+                want["stems"]["vocals"]["rms_dbfs"], abs=0.02
+            )
+    # ... and the report of the Ray run's manifest lists them.
+    table = tmp_path / "report.csv"
+    made = runner.invoke(
+        app, ["report", str(manifest), "-o", str(tmp_path / "report.html"), "--csv", str(table), "--no-pictures"]
+    )
+    assert made.exit_code == 0 and "report: 12 clips, " in made.output, made.output
+    rows = table.read_text(encoding="utf-8").splitlines()[1:]
+    assert len(rows) == 12 and sum(",ok," in row and ",vocals," in row for row in rows) == 10
 
 
 def test_a_worker_killed_mid_run_loses_nothing(corpus, tiny_weights, reference, ray_address, tmp_path):
     """SIGKILL to the worker writing the long input: Ray restarts it and reruns its unit; every
     good input ends with exactly one ok record and the local batch's files, nothing half written."""
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
-    cmd = [sys.executable, "-m", "uvrsep", *separate_args(corpus, tiny_weights, out, "--manifest", str(manifest),
-                                                          "--ray", ray_address, "--ray-workers", "2")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        *separate_args(
+            corpus, tiny_weights, out, "--manifest", str(manifest), "--ray", ray_address, "--ray-workers", "2"
+        ),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
     victim = None
     deadline = time.monotonic() + 240
@@ -216,8 +280,14 @@ def test_a_worker_killed_mid_run_loses_nothing(corpus, tiny_weights, reference, 
 
 def test_the_driver_killed_and_rerun_redoes_nothing_finished(corpus, tiny_weights, reference, ray_address, tmp_path):
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
-    cmd = [sys.executable, "-m", "uvrsep", *separate_args(corpus, tiny_weights, out, "--manifest", str(manifest),
-                                                          "--ray", ray_address, "--ray-workers", "2")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        *separate_args(
+            corpus, tiny_weights, out, "--manifest", str(manifest), "--ray", ray_address, "--ray-workers", "2"
+        ),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -260,19 +330,41 @@ def test_gpu_form_one_worker_per_declared_gpu(corpus, tiny_weights, reference, r
     assert result.exit_code == 1, result.output
     assert "note: ray: 2 worker(s) (1 CPU, 1 GPU each)" in result.output
     for gpu in (0, 1):
-        assert f"a worker was given GPU {gpu} by Ray but CUDA is not available to it: it runs on the CPU" in result.output
+        assert (
+            f"a worker was given GPU {gpu} by Ray but CUDA is not available to it: it runs on the CPU" in result.output
+        )
     assert "10 processed, 0 skipped, 2 failed" in result.output
     assert_same_files(reference[0], out, tolerance=1e-4)
     assert_no_temporaries(out)
 
 
 def chain_args(corpus: Path, names: list[str], weights: Path, second: Path, out: Path, *extra: str) -> list[str]:
-    return ["separate", *(str(corpus / n) for n in names), "-m", str(weights), "--then", str(second), "-o", str(out),
-            "--device", "cpu", "--params", "4band_v2", "--segment-threshold", SEGMENT_THRESHOLD, *extra]
+    return [
+        "separate",
+        *(str(corpus / n) for n in names),
+        "-m",
+        str(weights),
+        "--then",
+        str(second),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        "--params",
+        "4band_v2",
+        "--segment-threshold",
+        SEGMENT_THRESHOLD,
+        *extra,
+    ]
 
 
-def test_a_chain_over_ray_writes_the_local_chains_files(corpus, tiny_weights, dereverb_weights,  # noqa: F811
-                                                        ray_address, tmp_path):
+def test_a_chain_over_ray_writes_the_local_chains_files(
+    corpus,
+    tiny_weights,
+    dereverb_weights,  # noqa: F811
+    ray_address,
+    tmp_path,
+):
     """``--then`` on the workers: the HP net, then the DeReverb net on its vocals (the long input
     streamed through both); the same bytes as the same chain run here with one torch thread."""
     names = ["a.wav", "c_48k.wav", "d_22k_mono.wav", "long.wav"]
@@ -284,30 +376,54 @@ def test_a_chain_over_ray_writes_the_local_chains_files(corpus, tiny_weights, de
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, chain_args(corpus, names, tiny_weights, dereverb_weights, out,
-                                           "--ray", "local", "--ray-workers", "2"))
+    result = runner.invoke(
+        app, chain_args(corpus, names, tiny_weights, dereverb_weights, out, "--ray", "local", "--ray-workers", "2")
+    )
     assert result.exit_code == 0, result.output
     assert "4 processed, 0 skipped, 0 failed" in result.output
     files = sorted(p.name for p in local.iterdir())
-    assert files == sorted(f"{Path(n).stem}_{stem}.wav" for n in names
-                           for stem in ("instrumental", "vocals_no_reverb", "vocals_reverb"))
+    assert files == sorted(
+        f"{Path(n).stem}_{stem}.wav" for n in names for stem in ("instrumental", "vocals_no_reverb", "vocals_reverb")
+    )
     assert sorted(p.name for p in out.iterdir()) == files
     for name in files:
         assert (out / name).read_bytes() == (local / name).read_bytes(), name
 
 
-def test_an_ensemble_over_ray_writes_the_local_ensembles_files(corpus, tiny_weights, second_weights,  # noqa: F811
-                                                               ray_address, tmp_path):
+def test_an_ensemble_over_ray_writes_the_local_ensembles_files(
+    corpus,
+    tiny_weights,
+    second_weights,  # noqa: F811
+    ray_address,
+    tmp_path,
+):
     """``-m A -m B`` on the workers (each loads both models; the long input streams through both
     members side by side): the same bytes and records as the same ensemble run here."""
     names = ["a.wav", "c_48k.wav", "long.wav"]
     local, out = tmp_path / "local", tmp_path / "out"
 
     def args(folder: Path, *extra: str) -> list[str]:
-        return ["separate", *(str(corpus / n) for n in names), "-m", str(tiny_weights), "-m", str(second_weights),
-                "--ensemble-algorithm", "avg_fft", "--ensemble-weights", "1,2", "-o", str(folder), "--device", "cpu",
-                "--segment-threshold", SEGMENT_THRESHOLD, "--manifest", str(folder.parent / f"{folder.name}.jsonl"),
-                *extra]
+        return [
+            "separate",
+            *(str(corpus / n) for n in names),
+            "-m",
+            str(tiny_weights),
+            "-m",
+            str(second_weights),
+            "--ensemble-algorithm",
+            "avg_fft",
+            "--ensemble-weights",
+            "1,2",
+            "-o",
+            str(folder),
+            "--device",
+            "cpu",
+            "--segment-threshold",
+            SEGMENT_THRESHOLD,
+            "--manifest",
+            str(folder.parent / f"{folder.name}.jsonl"),
+            *extra,
+        ]
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -351,8 +467,21 @@ def test_an_unreachable_address_fails_within_the_deadline_in_one_line(short_wav,
         else:
             port, deadline = _closed_port(), CONNECT_DEADLINE_S
         address = f"127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "uvrsep", "separate", str(short_wav), "--ray", address, "-m", str(tiny_weights),
-               "-o", str(tmp_path / "out"), "--device", "cpu"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvrsep",
+            "separate",
+            str(short_wav),
+            "--ray",
+            address,
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
         start = time.monotonic()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=deadline + 60)
         elapsed = time.monotonic() - start
@@ -385,6 +514,8 @@ def test_ray_imported_before_is_left_as_it_is(tmp_path):
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "refused: --ray local: Ray was imported before uvrsep could keep it on 127.0.0.1: set " \
-           f"{LOOPBACK_ENV}=0 before importing ray" in done.stdout
+    assert (
+        "refused: --ray local: Ray was imported before uvrsep could keep it on 127.0.0.1: set "
+        f"{LOOPBACK_ENV}=0 before importing ray" in done.stdout
+    )
     assert "setting: True True" in done.stdout and "started: False" in done.stdout

@@ -15,17 +15,21 @@ from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 import pytest
+from typer.testing import CliRunner
 
+from uvrsep.cli import app
 from uvrsep.report import build_report
 
 from .cdp import Browser, find_chromium
-from .report_fixtures import KINDS, write_big_manifest, write_small_report_inputs
+from .report_fixtures import KINDS, run_real_batch, write_big_manifest, write_small_report_inputs
 
 CHROMIUM = find_chromium()
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None or not hasattr(os, "posix_spawn"),
-                       reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(
+        CHROMIUM is None or not hasattr(os, "posix_spawn"),
+        reason="Chromium is not installed (apt-get install chromium)",
+    ),
 ]
 RENDERED = "document.body && document.body.dataset.rendered === '1'"
 ROW_INDICES = "[...document.querySelectorAll('tr.clip')].map(tr => Number(tr.dataset.index))"
@@ -110,11 +114,14 @@ def test_sorting_by_a_column_reorders_the_rows(browser, small_page):
     order = browser.evaluate(ROW_INDICES)
     measured = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: (-values[i], i))
     assert order == measured + [i for i, v in enumerate(values) if v is None]  # highest first, missing last
-    assert order != before and browser.evaluate(
-        "document.querySelector('th[data-key=music_left_db]').getAttribute('aria-sort')") == "descending"
+    assert (
+        order != before
+        and browser.evaluate("document.querySelector('th[data-key=music_left_db]').getAttribute('aria-sort')")
+        == "descending"
+    )
     browser.evaluate("document.querySelector('th[data-key=music_left_db]').click()")
     ascending = browser.evaluate(ROW_INDICES)
-    assert ascending[:len(measured)] == sorted(measured, key=lambda i: (values[i], i))
+    assert ascending[: len(measured)] == sorted(measured, key=lambda i: (values[i], i))
     browser.evaluate("document.querySelector('th[data-key=input]').click()")
     names = browser.evaluate("[...document.querySelectorAll('tr.clip td:first-child')].map(td => td.textContent)")
     assert names == sorted(names)
@@ -123,14 +130,80 @@ def test_sorting_by_a_column_reorders_the_rows(browser, small_page):
 def test_only_flagged_keeps_the_flagged_clips(browser, small_page):
     open_page(browser, small_page)
     browser.evaluate("const c = document.getElementById('only-flagged'); c.click();")
-    rows = browser.evaluate("[...document.querySelectorAll('tr.clip')].map(tr => "
-                            "[tr.cells[0].textContent, [...tr.querySelectorAll('span.flag')].map(s => s.textContent)])")
+    rows = browser.evaluate(
+        "[...document.querySelectorAll('tr.clip')].map(tr => "
+        "[tr.cells[0].textContent, [...tr.querySelectorAll('span.flag')].map(s => s.textContent)])"
+    )
     want = {f"clips/{k}.wav": flags for k, (_, flags) in KINDS.items() if flags}
     want["clips/broken.wav"] = ["failed"]
     assert dict(rows) == want
     screenshot(browser, "small_report_flagged.png")
     browser.evaluate("document.getElementById('only-flagged').click()")
     assert browser.evaluate("document.querySelectorAll('tr.clip').length") == len(KINDS) + 2
+
+
+@pytest.fixture(scope="module")
+def real_page(tmp_path_factory, tiny_weights):
+    """The page ``uvrsep report`` makes of a real (resumed) batch, in a folder of its own beside
+    the batch's: every sound and picture is linked by a relative path that climbs out of it."""
+    root = tmp_path_factory.mktemp("real_report")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UVRSEP_HOME", str(tmp_path_factory.mktemp("uvrsep_home")))
+        run_real_batch(root, tiny_weights)
+        mp.chdir(root)
+        result = CliRunner().invoke(
+            app,
+            [
+                "report",
+                "manifest.jsonl",
+                "-o",
+                "pages/report.html",
+                "--csv",
+                "pages/report.csv",
+                "--flag-voice-active",
+                "0.75",
+            ],
+        )
+    assert result.exit_code == 0, result.output
+    return root / "pages" / "report.html"
+
+
+def test_the_page_of_a_real_batch_made_by_the_command(browser, real_page):
+    """Rows, sorting, flags, players and pictures of a page made by ``uvrsep report`` from the
+    manifest of a ``uvrsep separate`` run (resumed: a failed attempt, then ok)."""
+    open_page(browser, real_page)
+    names = browser.evaluate("[...document.querySelectorAll('tr.clip td:first-child')].map(td => td.textContent)")
+    assert names == ["clips/a.wav", "clips/b.wav"]  # one row per input: the last record won
+    cells = browser.evaluate(
+        "[...document.querySelectorAll('tr.clip')].map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    assert [c[1] for c in cells] == ["ok", "ok"] and all(c[5].endswith("%") for c in cells)  # voice share shown
+    shares = browser.evaluate("JSON.parse(document.getElementById('report-data').textContent).rows.map(r => r[5])")
+    assert all(isinstance(v, float) for v in shares)
+    browser.evaluate("document.querySelector('th[data-key=voice_share]').click()")
+    assert browser.evaluate(ROW_INDICES) == sorted(range(2), key=lambda i: (-shares[i], i))
+    browser.evaluate("document.querySelector('th[data-key=voice_share]').click()")
+    assert browser.evaluate(ROW_INDICES) == sorted(range(2), key=lambda i: (shares[i], i))
+    browser.evaluate("document.getElementById('only-flagged').click()")
+    flagged = browser.evaluate(
+        "[...document.querySelectorAll('tr.clip')].map(tr => "
+        "[tr.cells[0].textContent, [...tr.querySelectorAll('span.flag')].map(s => s.textContent)])"
+    )
+    assert flagged == [["clips/b.wav", ["voice rarely active"]]]
+    browser.evaluate("document.getElementById('only-flagged').click()")
+    browser.evaluate("[...document.images].forEach(i => i.loading = 'eager')")
+    browser.wait_for("[...document.images].every(i => i.complete)")
+    pictures = browser.evaluate("[...document.images].map(i => [i.naturalWidth, i.getAttribute('src')])")
+    assert len(pictures) == 4 and all(w == 320 and src.startswith("report_files/") for w, src in pictures)
+    players = browser.evaluate("[...document.querySelectorAll('audio')].map(a => [a.getAttribute('src'), a.src])")
+    assert len(players) == 6  # input and two stems of each clip
+    for relative, src in players:
+        assert relative.startswith("../") and file_of(src).is_file(), relative
+    durations = browser.evaluate("""Promise.all([...document.querySelectorAll('audio')].map(a => new Promise((ok, fail) => {
+        a.preload = 'metadata'; a.onloadedmetadata = () => ok(a.duration);
+        a.onerror = () => fail(String(a.error && a.error.code)); a.load(); })))""")
+    assert sorted(round(d, 2) for d in durations) == [0.4] * 3 + [0.5] * 3  # each clip's players: its length
+    screenshot(browser, "real_batch_report.png")
 
 
 @pytest.fixture
@@ -158,9 +231,11 @@ def test_a_report_of_10000_clips_opens_within_2_seconds(browser, big_manifest):
     timing = browser.evaluate("""(() => { const n = performance.getEntriesByType('navigation')[0];
         return [performance.getEntriesByName('uvrsep-first-rows')[0].startTime, n.domContentLoadedEventEnd]; })()""")
     first_rows_ms, dom_ready_ms = timing
-    print(f"10,000 clips: built in {build_s:.2f} s; opened in {wall:.2f} s (wall, navigation to first rows "
-          f"seen); first rows at {first_rows_ms:.0f} ms, DOMContentLoaded at {dom_ready_ms:.0f} ms; "
-          f"page {(tmp_path / 'big.html').stat().st_size / 1e6:.1f} MB")
+    print(
+        f"10,000 clips: built in {build_s:.2f} s; opened in {wall:.2f} s (wall, navigation to first rows "
+        f"seen); first rows at {first_rows_ms:.0f} ms, DOMContentLoaded at {dom_ready_ms:.0f} ms; "
+        f"page {(tmp_path / 'big.html').stat().st_size / 1e6:.1f} MB"
+    )
     assert wall < 2.0 and first_rows_ms < 2000
     assert browser.evaluate("document.querySelectorAll('tr.clip').length") == 50
     browser.evaluate("document.getElementById('next').click()")

@@ -35,9 +35,12 @@ def reference(x: np.ndarray, stems: dict, voice: str, sr: int) -> dict:
     def level(w):
         peak = max(abs(v) for ch in w for v in ch)
         power = sum(v * v for ch in w for v in ch) / (len(w) * n)
-        db = lambda p: max(10 * math.log10(p), -160.0) if p > 0 else -160.0  # noqa: E731
-        return {"peak_dbfs": db(peak * peak), "rms_dbfs": db(power),
-                "clipped": sum(1 for ch in w for v in ch if abs(v) > 1.0)}
+        db = lambda p: max(10 * math.log10(p), -160.0) if p > 0 else -160.0
+        return {
+            "peak_dbfs": db(peak * peak),
+            "rms_dbfs": db(power),
+            "clipped": sum(1 for ch in w for v in ch if abs(v) > 1.0),
+        }
 
     def frame_power(w):
         return [sum(v * v for ch in w for v in ch[a:b]) / (len(w) * (b - a)) for a, b in bounds]
@@ -194,7 +197,7 @@ def test_blocks_of_any_size_give_the_same_measures():
     start = 0
     while start < x.shape[1]:
         t = int(rng.integers(1, 5000))
-        meter.add(x[:, start:start + t], {name: w[:, start:start + t] for name, w in stems.items()})
+        meter.add(x[:, start : start + t], {name: w[:, start : start + t] for name, w in stems.items()})
         start += t
     assert meter.result() == whole
 
@@ -202,8 +205,12 @@ def test_blocks_of_any_size_give_the_same_measures():
 def test_torch_tensors_and_other_rates():
     x, voice, music = song(48000, 1.0, seed=6)
     as_numpy = measure_clip(x, {"vocals": voice, "instrumental": music}, "vocals", 48000)
-    as_torch = measure_clip(torch.from_numpy(x), {"vocals": torch.from_numpy(voice),
-                                                  "instrumental": torch.from_numpy(music)}, "vocals", 48000)
+    as_torch = measure_clip(
+        torch.from_numpy(x),
+        {"vocals": torch.from_numpy(voice), "instrumental": torch.from_numpy(music)},
+        "vocals",
+        48000,
+    )
     assert as_torch == as_numpy
     assert frame_length(48000) == 2229 and frame_length(44100) == 2048 and frame_length(1) == 1
 

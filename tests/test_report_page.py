@@ -35,7 +35,7 @@ def small(tmp_path, monkeypatch):
 
 def embedded(page: Path) -> dict:
     text = page.read_text(encoding="utf-8")
-    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.DOTALL)
     return json.loads(found.group(1))
 
 
@@ -44,9 +44,9 @@ def decode_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, {}
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert crc == zlib.crc32(kind + body), kind
         chunks.setdefault(kind, b"")
         chunks[kind] += body
@@ -66,7 +66,7 @@ def test_the_last_record_of_an_input_wins_and_bad_lines_are_reported(small):
 
 
 def test_each_kind_of_clip_raises_its_flag_and_no_other(small):
-    columns, rows = clip_rows(read_manifest(small)[0], Thresholds())
+    _columns, rows = clip_rows(read_manifest(small)[0], Thresholds())
     flags = {row.values["input"]: row.flags for row in rows}
     for kind, (_, want) in KINDS.items():
         assert flags[f"clips/{kind}.wav"] == want, kind
@@ -77,15 +77,23 @@ def test_each_kind_of_clip_raises_its_flag_and_no_other(small):
 
 
 def test_thresholds_are_the_callers():
-    records = [{"input": "a.wav", "status": "ok", "outputs": [],
-                "measures": {"voice_share": 0.2, "voice_active": 0.3, "music_left_db": -35.0, "clipped": 4}}]
+    records = [
+        {
+            "input": "a.wav",
+            "status": "ok",
+            "outputs": [],
+            "measures": {"voice_share": 0.2, "voice_active": 0.3, "music_left_db": -35.0, "clipped": 4},
+        }
+    ]
     assert clip_rows(records, Thresholds())[1][0].flags == ["clipped"]
     strict = Thresholds(music_left_db=-40, voice_share=0.25, voice_active=0.5, clipped=10)
     assert clip_rows(records, strict)[1][0].flags == ["music left", "little voice", "voice rarely active"]
-    for bad, message in (({"voice_share": 1.5}, "voice_share 1.5: must be a fraction"),
-                         ({"clipped": -1}, "clipped -1: must be a whole number"),
-                         ({"music_left_db": float("nan")}, "music_left_db: must be a number"),
-                         ({"voice_active": "x"}, "voice_active: must be a number")):
+    for bad, message in (
+        ({"voice_share": 1.5}, "voice_share 1.5: must be a fraction"),
+        ({"clipped": -1}, "clipped -1: must be a whole number"),
+        ({"music_left_db": float("nan")}, "music_left_db: must be a number"),
+        ({"voice_active": "x"}, "voice_active: must be a number"),
+    ):
         with pytest.raises(ConfigError, match=message):
             Thresholds(**bad)
     with cli_messages(), pytest.raises(ConfigError, match="--flag-voice-share 2: must be a fraction"):
@@ -102,9 +110,22 @@ def test_the_csv_has_the_tables_columns_and_values(small, tmp_path):
     for line, values in zip(table[1:], data["rows"]):
         assert line == ["" if v is None else str(v) for v in values]
     keys = table[0]
-    assert keys[:11] == ["input", "status", "flags", "duration_s", "voice_stem", "voice_share", "voice_active",
-                         "music_left_db", "clipped", "input_peak_dbfs", "input_rms_dbfs"]
-    assert keys[11:] == [f"{s}.{m}" for s in ("instrumental", "vocals") for m in ("peak_dbfs", "rms_dbfs", "clipped")] + ["error"]
+    assert keys[:11] == [
+        "input",
+        "status",
+        "flags",
+        "duration_s",
+        "voice_stem",
+        "voice_share",
+        "voice_active",
+        "music_left_db",
+        "clipped",
+        "input_peak_dbfs",
+        "input_rms_dbfs",
+    ]
+    assert keys[11:] == [
+        f"{s}.{m}" for s in ("instrumental", "vocals") for m in ("peak_dbfs", "rms_dbfs", "clipped")
+    ] + ["error"]
     leaky = next(line for line in table if line[0] == "clips/leaky.wav")
     assert leaky[2] == "music left" and -11 < float(leaky[7]) < -10
 
@@ -131,11 +152,17 @@ def test_page_data_is_embedded_safely_and_links_resolve_from_the_page(small, tmp
         for label, href, exists, path in media["outputs"]:
             assert (page.parent / unquote(href)).is_file() == exists
     assert data["media"][0]["input"] == ["../clips/clean.wav", True, ""]
-    assert data["media"][0]["outputs"] == [["instrumental", "../out/clean_instrumental.wav", True, ""],
-                                           ["vocals", "../out/clean_vocals.wav", True, ""]]
+    assert data["media"][0]["outputs"] == [
+        ["instrumental", "../out/clean_instrumental.wav", True, ""],
+        ["vocals", "../out/clean_vocals.wav", True, ""],
+    ]
     assert data["media"][-1]["input"][1] is True and "%23" in data["media"][-1]["input"][0]  # "#" encoded
-    assert data["media"][5]["outputs"][0] == ["instrumental", "../out/old_instrumental.wav", False,
-                                              "out/old_instrumental.wav"]  # never written
+    assert data["media"][5]["outputs"][0] == [
+        "instrumental",
+        "../out/old_instrumental.wav",
+        False,
+        "out/old_instrumental.wav",
+    ]  # never written
     assert "Spectrogram pictures were turned off" in text and "pictures=False" in text
 
 
@@ -156,7 +183,7 @@ def test_pictures_are_pngs_beside_the_page_and_reused(small, tmp_path):
     old = data["media"][5]["pictures"]  # ...and old.wav's input (its stems are missing)
     assert old[0][1] is not None and old[1][1] is None and "no picture" in old[1][2]
     pngs = sorted((tmp_path / "report_files").iterdir())
-    for media in data["media"][:len(KINDS)]:
+    for media in data["media"][: len(KINDS)]:
         (_, src_in, _), (label, src_voice, _) = media["pictures"]
         assert label == "vocals stem"
         for src in (src_in, src_voice):
@@ -171,8 +198,17 @@ def test_pictures_are_pngs_beside_the_page_and_reused(small, tmp_path):
     assert summary.pictures == 2 * len(KINDS) and note.startswith("no picture (") and "leaky.wav" in note
     # A later run found clean.wav's stems there and skipped it: its pictures stay on the page.
     with open(small, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"input": "clips/clean.wav", "status": "skipped", "error": "outputs exist",
-                             "outputs": ["out/clean_instrumental.wav", "out/clean_vocals.wav"]}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "input": "clips/clean.wav",
+                    "status": "skipped",
+                    "error": "outputs exist",
+                    "outputs": ["out/clean_instrumental.wav", "out/clean_vocals.wav"],
+                }
+            )
+            + "\n"
+        )
     summary = build_report(small, "report.html", overwrite=True)
     assert summary.pictures == 2 * len(KINDS)
     assert [p[0] for p in embedded(tmp_path / "report.html")["media"][0]["pictures"]] == ["input", "vocals stem"]
@@ -190,7 +226,7 @@ def test_a_tone_lights_the_row_of_its_frequency():
     freq = 1000.0
     t = np.arange(2 * SR) / SR
     indices = spectrogram_indices(np.sin(2 * np.pi * freq * t)[None, :].astype(np.float32), SR)
-    mel = lambda f: 2595 * math.log10(1 + f / 700)  # noqa: E731
+    mel = lambda f: 2595 * math.log10(1 + f / 700)
     want_from_bottom = int(mel(freq) / mel(SR / 2) * HEIGHT)
     brightest = HEIGHT - 1 - np.argmax(indices.mean(axis=1))
     assert abs(brightest - want_from_bottom) <= 1
@@ -248,10 +284,21 @@ def test_an_empty_manifest_gives_an_empty_report_in_a_new_folder(tmp_path):
 def test_a_huge_report_is_data_not_html(tmp_path):
     """Thousands of clips: the page carries them as JSON (rendered a page at a time), and its
     size grows by well under a kilobyte per clip (10,000 in a browser: test_report_browser)."""
-    records = [{"input": f"clips/c{k:05d}.wav", "status": "ok", "outputs": [f"out/c{k:05d}_vocals.wav"],
-                "measures": {"voice_share": (k % 100) / 100, "voice_active": 0.5, "music_left_db": -30.0,
-                             "clipped": 0, "stems": {"vocals": {"peak_dbfs": -3.0, "rms_dbfs": -20.0, "clipped": 0}}}}
-               for k in range(3000)]
+    records = [
+        {
+            "input": f"clips/c{k:05d}.wav",
+            "status": "ok",
+            "outputs": [f"out/c{k:05d}_vocals.wav"],
+            "measures": {
+                "voice_share": (k % 100) / 100,
+                "voice_active": 0.5,
+                "music_left_db": -30.0,
+                "clipped": 0,
+                "stems": {"vocals": {"peak_dbfs": -3.0, "rms_dbfs": -20.0, "clipped": 0}},
+            },
+        }
+        for k in range(3000)
+    ]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in records))
     build_report(manifest, tmp_path / "r.html", pictures=False, base_dir=tmp_path)

@@ -23,8 +23,9 @@ needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipe
 
 
 def uvrsep(*args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "uvrsep", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "uvrsep", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def records(manifest: Path) -> dict[str, dict]:
@@ -81,8 +82,17 @@ def test_standard_input_stays_a_list_source_and_is_bounded(tmp_path, monkeypatch
 def test_hostile_manifest_lines_are_skipped_with_a_warning(tmp_path):
     manifest = tmp_path / "run.jsonl"
     good = {"input": "a.wav", "status": "ok", "outputs": []}
-    manifest.write_bytes(b"[" * 200000 + b"\n" + b'{"a":' * 50000 + b"\n" + b'{"input": "' + b"x" * (2 << 20) + b'"}\n'
-                         + json.dumps(good).encode() + b"\n")
+    manifest.write_bytes(
+        b"[" * 200000
+        + b"\n"
+        + b'{"a":' * 50000
+        + b"\n"
+        + b'{"input": "'
+        + b"x" * (2 << 20)
+        + b'"}\n'
+        + json.dumps(good).encode()
+        + b"\n"
+    )
     journal = Manifest(manifest)
     assert journal.last == {"a.wav": good}
     assert [w.split(": ", 1)[1] for w in journal.warnings] == [
@@ -96,8 +106,9 @@ def test_hostile_manifest_lines_are_skipped_with_a_warning(tmp_path):
 def test_a_nesting_bomb_in_the_cli_is_a_warning(short_wav, tiny_weights, tmp_path):
     manifest = tmp_path / "run.jsonl"
     manifest.write_bytes(b"[" * 200000 + b"\n")
-    proc = uvrsep("separate", short_wav, "-m", tiny_weights, "-o", tmp_path / "o", "--manifest", manifest,
-                  "--device", "cpu")
+    proc = uvrsep(
+        "separate", short_wav, "-m", tiny_weights, "-o", tmp_path / "o", "--manifest", manifest, "--device", "cpu"
+    )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert f"warning: {manifest}:1: unreadable manifest line skipped (JSON nested too deeply)" in proc.stderr
     assert records(manifest)[str(short_wav)]["status"] == "ok"
@@ -145,7 +156,9 @@ def _clips(folder: Path, count: int, seconds: float = 0.4) -> list[Path]:
 
 
 def _finished(out: Path, clips: list[Path]) -> list[Path]:
-    return [c for c in clips if (out / f"{c.stem}_vocals.wav").exists() and (out / f"{c.stem}_instrumental.wav").exists()]
+    return [
+        c for c in clips if (out / f"{c.stem}_vocals.wav").exists() and (out / f"{c.stem}_instrumental.wav").exists()
+    ]
 
 
 @pytest.mark.slow
@@ -153,9 +166,26 @@ def _finished(out: Path, clips: list[Path]) -> list[Path]:
 def test_every_finished_input_has_its_ok_record_however_the_run_ends(sig, tiny_weights, tmp_path):
     clips = _clips(tmp_path / "clips", 16, seconds=0.3)
     out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "clips"), "-m", str(tiny_weights),
-                             "-o", str(out), "--manifest", str(manifest), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvrsep",
+            "separate",
+            str(tmp_path / "clips"),
+            "-m",
+            str(tiny_weights),
+            "-o",
+            str(out),
+            "--manifest",
+            str(manifest),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and len(_finished(out, clips)) < 3:
         time.sleep(0.02)
@@ -167,8 +197,19 @@ def test_every_finished_input_has_its_ok_record_however_the_run_ends(sig, tiny_w
     last = records(manifest)
     assert all(last[str(c)]["status"] == "ok" for c in done), (sig, [str(c) for c in done], last)
     # The next run completes the rest without redoing or downgrading what was done.
-    again = uvrsep("separate", tmp_path / "clips", "-m", tiny_weights, "-o", out, "--manifest", manifest,
-                   "--device", "cpu", timeout=600)
+    again = uvrsep(
+        "separate",
+        tmp_path / "clips",
+        "-m",
+        tiny_weights,
+        "-o",
+        out,
+        "--manifest",
+        manifest,
+        "--device",
+        "cpu",
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr
     assert all(rec["status"] == "ok" for rec in records(manifest).values())
     assert len(_finished(out, clips)) == len(clips)
@@ -178,8 +219,21 @@ def test_every_finished_input_has_its_ok_record_however_the_run_ends(sig, tiny_w
 def test_two_runs_sharing_a_manifest_end_with_ok_for_every_input(tiny_weights, tmp_path):
     clips = _clips(tmp_path / "clips", 6, seconds=0.3)
     out, manifest = tmp_path / "out", tmp_path / "shared.jsonl"
-    cmd = [sys.executable, "-m", "uvrsep", "separate", str(tmp_path / "clips"), "-m", str(tiny_weights), "-o", str(out),
-           "--manifest", str(manifest), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvrsep",
+        "separate",
+        str(tmp_path / "clips"),
+        "-m",
+        str(tiny_weights),
+        "-o",
+        str(out),
+        "--manifest",
+        str(manifest),
+        "--device",
+        "cpu",
+    ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     errors = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors

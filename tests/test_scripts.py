@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +32,10 @@ def test_split_and_join_are_byte_exact(tmp_path):
         run("scripts/split_checkpoint.py", "join", tmp_path / "out" / "last.pth", tmp_path / "again.pth")
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "manifest.csv").is_file(), reason="the shared data folder ($UVRSEP_SHARED or ../shared)/data is not present")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "manifest.csv").is_file(),
+    reason="the shared data folder ($UVRSEP_SHARED or ../shared)/data is not present",
+)
 @pytest.mark.slow
 def test_validation_set_is_reproducible(tmp_path):
     music = tmp_path / "music"
@@ -44,8 +46,20 @@ def test_validation_set_is_reproducible(tmp_path):
     outs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        run("scripts/build_valset.py", out, "--music", music, "--shared-data", SHARED_DATA, "--hold-out", "0.5",
-            "--singing-items", "2", "--dialog-items", "1")
+        run(
+            "scripts/build_valset.py",
+            out,
+            "--music",
+            music,
+            "--shared-data",
+            SHARED_DATA,
+            "--hold-out",
+            "0.5",
+            "--singing-items",
+            "2",
+            "--dialog-items",
+            "1",
+        )
         outs.append(out)
     files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*.wav"))
     assert len(files) == 9
@@ -73,8 +87,19 @@ def test_join_speech_chunks_each_voice(tmp_path):
     (src / "pkg").mkdir()
     (src / "pkg" / "copyright").write_text("licence")
     out = tmp_path / "out"
-    result = run("scripts/join_speech.py", src, out, "--group", "voice", "--chunk-s", "2.5", "--gap-s", "0.5",
-                 "--max-group-s", "4.5")
+    result = run(
+        "scripts/join_speech.py",
+        src,
+        out,
+        "--group",
+        "voice",
+        "--chunk-s",
+        "2.5",
+        "--gap-s",
+        "0.5",
+        "--max-group-s",
+        "4.5",
+    )
     assert "0broken.wav" in result.stderr  # reported, skipped, the rest goes on
     manifest = (out / "manifest.csv").read_text().splitlines()
     # voice a: ~1 s clips (silence trimmed), 0.5 s gaps: a chunk is written at 2.5 s (two clips); the
@@ -107,8 +132,10 @@ def test_compact_valset_round_trip(tmp_path):
     assert size < 0.2 * sum(p.stat().st_size for p in valset.rglob("*.wav"))
     run("scripts/compact_valset.py", "unpack", tmp_path / "carry", tmp_path / "back")
     for name in ("singing_00", "dialog_00"):
-        back = {s: sf.read(tmp_path / "back" / name / f"{s}.wav", dtype="float32")[0].T
-                for s in ("mixture", "vocals", "accompaniment")}
+        back = {
+            s: sf.read(tmp_path / "back" / name / f"{s}.wav", dtype="float32")[0].T
+            for s in ("mixture", "vocals", "accompaniment")
+        }
         assert all(w.shape == (2, n) for w in back.values())
         assert np.array_equal(back["mixture"], back["vocals"] + back["accompaniment"])
         ref = sf.read(valset / name / "vocals.wav", dtype="float32")[0].T
@@ -123,8 +150,19 @@ def test_bench_separate_suite_writes_its_table(tmp_path, tiny_weights):
     import json
 
     out = tmp_path / "bench"
-    run(REPO / "scripts" / "bench_separate.py", "--suite", out, "--devices", "cpu", "--song-seconds", "2",
-        "--clips", "1", "--model", tiny_weights)
+    run(
+        REPO / "scripts" / "bench_separate.py",
+        "--suite",
+        out,
+        "--devices",
+        "cpu",
+        "--song-seconds",
+        "2",
+        "--clips",
+        "1",
+        "--model",
+        tiny_weights,
+    )
     rows = json.loads((out / "bench_separate.json").read_text())
     assert [(r["device"], r["precision"], r["status"]) for r in rows] == [("cpu", "fp32", "ok"), ("cpu", "bf16", "ok")]
     assert rows[0]["clips"]["count"] == 1 and rows[0]["song"]["windows"] > 0 and rows[0]["flops_per_window"] > 0
@@ -139,12 +177,24 @@ def test_bench_separate_compares_whole_and_segmented_processing(tmp_path, tiny_w
     """Scope 3's measurement: the same file whole and in segments, alternating; equal results."""
     path = tmp_path / "song.wav"
     sf.write(path, music_like(6.0).T, 44100, subtype="PCM_16")
-    out = run(REPO / "scripts" / "bench_separate.py", path, "--model", tiny_weights, "--repeat", "1",
-              "--segment-threshold", "0", "--segment-windows", "1", "--compare-segments").stdout
+    out = run(
+        REPO / "scripts" / "bench_separate.py",
+        path,
+        "--model",
+        tiny_weights,
+        "--repeat",
+        "1",
+        "--segment-threshold",
+        "0",
+        "--segment-windows",
+        "1",
+        "--compare-segments",
+    ).stdout
     assert "whole: whole; segments: segments of 256 frames" in out
     assert "    whole |    median" in out and " segments |    median" in out
-    ratio, cpu, quality = re.search(r"segments / whole: total ([\d.]+), CPU ([\d.]+), .*; SDR between them ([\d.]+) dB",
-                                    out).groups()
+    ratio, cpu, quality = re.search(
+        r"segments / whole: total ([\d.]+), CPU ([\d.]+), .*; SDR between them ([\d.]+) dB", out
+    ).groups()
     assert float(ratio) > 0 and float(cpu) > 0 and float(quality) >= 90
 
 
@@ -158,3 +208,14 @@ def test_bench_dsp_prints_a_table_of_every_step():
     for row in rows:
         ref_wall, torch_wall, quality = float(row[2]), float(row[3]), float(row[8])
         assert ref_wall >= 0 and torch_wall >= 0 and quality >= 100, row
+
+
+@pytest.mark.slow
+def test_bench_measures_prints_the_cost_of_measuring(tmp_path, tiny_weights):
+    path = tmp_path / "clip.wav"
+    sf.write(path, music_like(1.0).T, 44100)
+    out = run(REPO / "scripts" / "bench_measures.py", path, "--model", tiny_weights, "--repeat", "2").stdout
+    assert out.count("\nrun ") + out.startswith("run ") == 2
+    row = out.splitlines()[-2]
+    assert re.fullmatch(r"\| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ % \|", row), row
+    assert re.search(r"measuring costs [0-9.]+ % of separating \((within|OVER) the 2 % bound\)", out)

@@ -10,9 +10,9 @@ import soundfile as sf
 import torch
 
 from uvrsep import Separator, bands, segments
+from uvrsep.audio import read_audio
 from uvrsep.batch import InputItem, OutputPlan, run_batch, write_stems
 from uvrsep.config import load_band_layout
-from uvrsep.audio import read_audio
 from uvrsep.errors import AudioReadError
 from uvrsep.evaluation import sdr
 from uvrsep.semantics import UvrSemantics
@@ -85,10 +85,16 @@ def _ri(spec: np.ndarray) -> np.ndarray:
     return np.stack([spec.real, spec.imag])
 
 
-@pytest.mark.parametrize("name, semantics", [
-    ("4band_v2", "rvc"), ("4band_44100_msb2", "rvc"), ("1band_sr44100_hl512", "rvc"),
-    ("4band_v2", "uvr"), ("3band_44100", "uvr"),  # libsamplerate between all bands, in order
-])
+@pytest.mark.parametrize(
+    "name, semantics",
+    [
+        ("4band_v2", "rvc"),
+        ("4band_44100_msb2", "rvc"),
+        ("1band_sr44100_hl512", "rvc"),
+        ("4band_v2", "uvr"),
+        ("3band_44100", "uvr"),  # libsamplerate between all bands, in order
+    ],
+)
 def test_segmented_synthesis_matches_the_whole_file_synthesis(name, semantics):
     layout = load_band_layout(name)
     if semantics == "uvr":
@@ -100,7 +106,9 @@ def test_segmented_synthesis_matches_the_whole_file_synthesis(name, semantics):
     high = analysis.high_end
     whole = bands.synthesize(stem, layout, high).numpy()
     n = stem.shape[2]
-    synth = segments.SegmentedSynthesis(layout, n, lambda a, b: (stem[:, :, a:b], None if high is None else high[:, :, a:b]))
+    synth = segments.SegmentedSynthesis(
+        layout, n, lambda a, b: (stem[:, :, a:b], None if high is None else high[:, :, a:b])
+    )
     step = 300 * layout.top.hop_length
     pieces = [synth.output(s, min(whole.shape[1], s + step)) for s in range(0, whole.shape[1], step)]
     assert stem_sdr(whole, torch.cat(pieces, dim=1).numpy()) > 100
@@ -143,12 +151,20 @@ def long_files(tmp_path):
     return a, b
 
 
-UVR_OPTIONS = {"semantics": "uvr", "window_size": 320, "tta": True, "postprocess": True, "aggressiveness": -20,
-               "high_end": "mirroring", "primary_stem": "vocals"}
+UVR_OPTIONS = {
+    "semantics": "uvr",
+    "window_size": 320,
+    "tta": True,
+    "postprocess": True,
+    "aggressiveness": -20,
+    "high_end": "mirroring",
+    "primary_stem": "vocals",
+}
 
 
-@pytest.mark.parametrize("options", [{}, {"tta": True, "postprocess": True, "aggressiveness": 40}],
-                         ids=["rvc", "rvc-tta-post"])
+@pytest.mark.parametrize(
+    "options", [{}, {"tta": True, "postprocess": True, "aggressiveness": 40}], ids=["rvc", "rvc-tta-post"]
+)
 @pytest.mark.slow
 def test_streamed_separation_equals_whole_file(long_files, tiny_weights, options):
     """The issue's equality: a real (tiny) network, segments of one window, SDR ≥ 90 dB per stem
@@ -226,8 +242,9 @@ def test_uvr_postprocess_runs_cross_segment_boundaries(tmp_path, tiny_weights):
     sf.write(path, wave.T, SR, subtype="FLOAT")
     seps = {}
     for post in (False, True):
-        seps[post] = stub_separator(tiny_weights, semantics="uvr", window_size=320, tta=True, postprocess=post,
-                                    segment_windows=1)
+        seps[post] = stub_separator(
+            tiny_weights, semantics="uvr", window_size=320, tta=True, postprocess=post, segment_windows=1
+        )
         seps[post].net = QuietIsSureNet()
     sep = seps[True]
     # The whole file's merge weights: a run over at least three segments.
@@ -362,7 +379,7 @@ def test_vr51_streamed_equals_whole_file(long_files, tmp_path):
     weights = tmp_path / "vr51_tiny.pth"
     torch.save(Architecture("vr51", 16, bins=672).build(672).state_dict(), weights)
     sep = Separator(weights, device="cpu", params="4band_v3", segment_windows=1)
-    whole, streamed = whole_and_streamed(sep, path := long_files[1])
+    whole, streamed = whole_and_streamed(sep, _path := long_files[1])
     got = streamed.collect()
     for name in whole.names:
         assert stem_sdr(whole[name], got[name]) >= MIN_SDR

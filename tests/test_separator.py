@@ -1,9 +1,9 @@
 import math
 
 import numpy as np
-import torch
 import pytest
 import soundfile as sf
+import torch
 
 from tests.conftest import PARITY, SR, music_like
 from tests.helpers import predict_magnitudes
@@ -34,7 +34,7 @@ def test_half_second_input_keeps_its_length(separator, short_wav):
     # The two stems add back up to the (band-limited) mix.
     mix = sf.read(short_wav, dtype="float32")[0].T
     residual = mix - stems["instrumental"] - stems["vocals"]
-    rms = lambda a: np.sqrt(np.mean(a**2))  # noqa: E731
+    rms = lambda a: np.sqrt(np.mean(a**2))
     assert rms(residual) < 0.05 * rms(mix)
     # The last partial hop, which the original drops, is reconstructed as well as the rest.
     tail = slice(480 * (mix.shape[1] // 480), None)
@@ -190,7 +190,11 @@ def test_out_of_memory_is_a_clear_error(tiny_weights, monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory")
 
     sep.net = Boom()
-    with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*--batch-size 1"):
+    with pytest.raises(OutOfMemoryError, match="ran out of memory on cpu with 4 window.*; try batch_size=1 "):
+        sep.separate_array(music_like(0.3), SR)
+    from uvrsep.errors import cli_messages
+
+    with cli_messages(), pytest.raises(OutOfMemoryError, match="; try --batch-size 1 "):  # the command line's flag
         sep.separate_array(music_like(0.3), SR)
 
 
@@ -271,8 +275,8 @@ def test_precision_bf16_runs_everywhere(tiny_weights):
 def test_precision_bf16_stays_near_fp32_on_realistic_weights():
     """On the parity fixture's 32-wide weights (realistic statistics; the tests' tiny random net
     is too ill-conditioned for 8-bit mantissas) bf16 stays within 20 dB of fp32: measured 25-29
-    dB against the golden outputs on the whole fixture (README "Precision")."""
-    from tests.conftest import sdr
+    dB against the golden outputs on the whole fixture (docs/performance.md, "Precision")."""
+    from uvrsep.evaluation import sdr
 
     wave, sr = sf.read(str(PARITY / "fixture24.wav"), dtype="float32", frames=6 * 44100, always_2d=True)
     a = Separator(PARITY / "random_hp_fp16.pth", device="cpu").separate(wave.T, sr)
@@ -294,7 +298,7 @@ def test_precision_that_the_cpu_lacks_runs_fp32_with_a_note(tiny_weights, precis
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision, floor", [("tf32", 45), ("fp16", 45), ("bf16", 30)])
 def test_precision_on_cuda(tiny_weights, precision, floor):
-    from tests.conftest import sdr
+    from uvrsep.evaluation import sdr
 
     wave = music_like(3.0, seed=5)
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
@@ -303,7 +307,11 @@ def test_precision_on_cuda(tiny_weights, precision, floor):
     assert sep.precision == precision
     b = sep.separate(wave, SR)
     # Set for the network stages only, restored after.
-    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) == flags
+    assert (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    ) == flags
     for name in a.waves:
         assert min(sdr(a.waves[name][c], b.waves[name][c]) for c in range(2)) >= floor
 
@@ -314,7 +322,7 @@ def test_precision_on_cuda(tiny_weights, precision, floor):
 def test_the_pipeline_on_cuda_equals_the_cpu(tiny_weights, tmp_path, semantics):
     """Everything from the analysis to the synthesis on the GPU (fp32): the CPU's stems, whole
     file and in segments, with TTA and post-processing."""
-    from tests.conftest import sdr
+    from uvrsep.evaluation import sdr
 
     wave = music_like(12.0, seed=7)
     path = tmp_path / "clip.wav"

@@ -69,7 +69,7 @@ def test_opus_packing_holds_more_audio(packed, tmp_path):
     assert data.vocals.shape[1] == data.index["vocals_samples"] > 0
     float16_seconds = 0.1 * 2**20 / 88200  # the vocals' half of the budget as float16: 1.2 s
     assert data.vocals.shape[1] / 44100 > 4 * float16_seconds  # here: all 6 s of the sources
-    mix, acc = make_example(data, 0, 1, 0, 1.0)
+    mix, _acc = make_example(data, 0, 1, 0, 1.0)
     assert np.isfinite(mix).all() and mix.shape == (2, 44100)
 
 
@@ -84,8 +84,19 @@ def test_examples_are_deterministic_and_mixed(packed):
 
 
 def tiny_config(packed, out, **kw) -> TrainConfig:
-    fields = dict(data=str(packed), out=str(out), family="aspp", width=4, params="1band_sr44100_hl256",
-                  steps=4, batch_size=2, crop_frames=32, warmup_steps=2, checkpoint_every=1, seed=3)
+    fields = dict(
+        data=str(packed),
+        out=str(out),
+        family="aspp",
+        width=4,
+        params="1band_sr44100_hl256",
+        steps=4,
+        batch_size=2,
+        crop_frames=32,
+        warmup_steps=2,
+        checkpoint_every=1,
+        seed=3,
+    )
     fields.update(kw)
     return TrainConfig(**fields)
 
@@ -126,8 +137,12 @@ def test_compact_checkpoint_resumes(packed, tmp_path):
         record = train(tiny_config(packed, run), stop_after=1)
         assert record["step"] == 3 and np.isfinite(record["loss"])
         resumed = torch.load(run / "last.pth", weights_only=True)
-        assert all(t.dtype == torch.float32 for st in resumed["optimizer"]["state"].values()
-                   for n, t in st.items() if n.startswith("exp_avg"))
+        assert all(
+            t.dtype == torch.float32
+            for st in resumed["optimizer"]["state"].values()
+            for n, t in st.items()
+            if n.startswith("exp_avg")
+        )
         results[moments] = resumed["state_dict"]
     for key, ref in results["exact"].items():
         assert torch.equal(results["fp32"][key], ref), key
@@ -168,7 +183,11 @@ def test_validation_reports_sdr(packed, tmp_path):
     cfg = tiny_config(packed, tmp_path / "run", steps=2, val_dir=str(tmp_path / "val"), val_every=2)
     record = train(cfg)
     assert "val_vocals_sdr" in record and np.isfinite(record["val_vocals_sdr"])
-    assert set(validate(tmp_path / "run" / "last.pth", cfg)) == {"vocals_sdr", "accompaniment_sdr", "singing_vocals_sdr"}
+    assert set(validate(tmp_path / "run" / "last.pth", cfg)) == {
+        "vocals_sdr",
+        "accompaniment_sdr",
+        "singing_vocals_sdr",
+    }
 
 
 def test_validation_never_overruns_the_time_budget(packed, tmp_path, monkeypatch):
@@ -207,4 +226,3 @@ def test_sigterm_stops_at_a_step_boundary_with_a_checkpoint(packed, tmp_path, mo
     record = train(cfg)
     assert record["step"] == 2 and signal.getsignal(signal.SIGTERM) is before
     assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["step"] == 2
-

@@ -20,15 +20,17 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import UVR_FIXTURES as UVR
-from tests.conftest import sdr
 from uvrsep import bands
 from uvrsep.cli import app
 from uvrsep.config import load_band_layout
+from uvrsep.evaluation import sdr
 from uvrsep.masks import apply_uvr_aggression
 from uvrsep.semantics import UvrSemantics
 from uvrsep.stems import mirror_high_end
 
-pytestmark = pytest.mark.skipif(not UVR.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/uvr are not present")
+pytestmark = pytest.mark.skipif(
+    not UVR.is_dir(), reason="the golden fixtures ($UVRSEP_SHARED or ../shared)/fixtures/uvr are not present"
+)
 CASES = json.loads((UVR / "cases.json").read_text()) if UVR.is_dir() else []
 MIN_SDR = 60.0
 
@@ -50,9 +52,23 @@ def check_against_golden(case: dict, ours: dict[str, np.ndarray]) -> dict[str, l
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_command_line_matches_audio_separator(case, tmp_path):
     args = [
-        "separate", str(UVR / case["input"]), "--model", str(UVR / case["weights"]), "--params", case["params"],
-        "--aggressiveness", str(case["agg"]), "--output-format", "wav", "--bit-depth", "32f", "--device", "cpu",
-        "--output-dir", str(tmp_path), *case["flags"],
+        "separate",
+        str(UVR / case["input"]),
+        "--model",
+        str(UVR / case["weights"]),
+        "--params",
+        case["params"],
+        "--aggressiveness",
+        str(case["agg"]),
+        "--output-format",
+        "wav",
+        "--bit-depth",
+        "32f",
+        "--device",
+        "cpu",
+        "--output-dir",
+        str(tmp_path),
+        *case["flags"],
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -36,20 +36,30 @@ def test_non_finite_tensors_are_refused_naming_the_tensor(tmp_path, bad, count):
     path = save(tmp_path, state)
     with pytest.raises(IncompatibleCheckpointError) as err:
         read_state_dict(path)
-    assert str(err.value) == f"{path}: tensor {KEY} holds {n} NaN or infinite value(s) of {state[KEY].numel()}; the file is damaged"
+    assert (
+        str(err.value)
+        == f"{path}: tensor {KEY} holds {n} NaN or infinite value(s) of {state[KEY].numel()}; the file is damaged"
+    )
 
 
 def test_all_tensors_nan_in_float16_counts_the_others(tmp_path):
-    state = {k: torch.full_like(v, float("nan")).half() if v.is_floating_point() else v for k, v in tiny_state().items()}
+    state = {
+        k: torch.full_like(v, float("nan")).half() if v.is_floating_point() else v for k, v in tiny_state().items()
+    }
     path = save(tmp_path, state)
-    with pytest.raises(IncompatibleCheckpointError, match=r"holds .* NaN or infinite value\(s\) .*\(and \d+ more tensors\)"):
+    with pytest.raises(
+        IncompatibleCheckpointError, match=r"holds .* NaN or infinite value\(s\) .*\(and \d+ more tensors\)"
+    ):
         check_weight_file(path)
 
 
 def test_integer_weights_are_refused_not_a_stopiteration(tmp_path):
     state = {k: (v * 100).to(torch.int32) if v.is_floating_point() else v for k, v in tiny_state().items()}
     path = save(tmp_path, state)
-    with pytest.raises(IncompatibleCheckpointError, match=rf"{path}: tensor \S+ is int32 \(and \d+ more tensors\); weights must be floating point"):
+    with pytest.raises(
+        IncompatibleCheckpointError,
+        match=rf"{path}: tensor \S+ is int32 \(and \d+ more tensors\); weights must be floating point",
+    ):
         read_state_dict(path)
 
 
@@ -78,7 +88,10 @@ def test_models_import_refuses_damaged_weights_in_one_line(tmp_path, isolated_ca
     path = save(tmp_path, state)
     result = CliRunner().invoke(app, ["models", "import", str(path)])
     assert result.exit_code == 1
-    assert result.output.strip() == f"error: {path}: tensor {KEY} holds 1 NaN or infinite value(s) of {state[KEY].numel()}; the file is damaged"
+    assert (
+        result.output.strip()
+        == f"error: {path}: tensor {KEY} holds 1 NaN or infinite value(s) of {state[KEY].numel()}; the file is damaged"
+    )
     assert not (isolated_cache / "models").exists()
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from uvrsep.errors import ConfigError
 from tests.helpers import run_windows
+from uvrsep.errors import ConfigError
 from uvrsep.windows import WindowPlan
 
 WINDOW, CONTEXT = 512, 128

@@ -19,8 +19,8 @@ try:
 except PackageNotFoundError:  # running from a source checkout
     __version__ = "0.1.0"
 
-from .config import BandLayout, list_band_layouts, load_band_layout  # noqa: E402
-from .errors import (  # noqa: E402
+from .config import BandLayout, list_band_layouts, load_band_layout
+from .errors import (
     AudioReadError,
     AudioWriteError,
     ConfigError,
@@ -32,7 +32,13 @@ from .errors import (  # noqa: E402
 )
 
 #: Names imported on first use: they bring in torch (seconds), which `uvrsep --help` must not pay.
-_LAZY = {"Separator": ".separator", "Ensemble": ".separator", "Stems": ".stems", "StreamedStems": ".stems", "Chain": ".chain"}
+_LAZY = {
+    "Separator": ".separator",
+    "Ensemble": ".separator",
+    "Stems": ".stems",
+    "StreamedStems": ".stems",
+    "Chain": ".chain",
+}
 
 
 def __getattr__(name: str):
@@ -48,11 +54,12 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = [
     "AudioReadError",
-    "Chain",
     "AudioWriteError",
     "BandLayout",
+    "Chain",
     "ConfigError",
     "EmptyAudioError",
     "Ensemble",

@@ -86,7 +86,9 @@ def frame_count(n_samples: int, layout: BandLayout) -> int:
     return min(1 + length // band.hop_length for band, length in zip(layout.bands, band_lengths(n_samples, layout)))
 
 
-def combine(specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def combine(
+    specs: list[torch.Tensor], layout: BandLayout, start: int, stop: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stack frames ``start .. stop - 1`` of each band's STFT (complex64 ``[2, n_fft/2 + 1, frames]``)
     into the combined spectrogram ``[2, bins + 1, stop - start]``, pre-filtered; also returns the
     top band's raw high-end rows ``[2, h, stop - start]`` (``None`` when the layout has none).
@@ -148,7 +150,7 @@ def band_spectra(
             # Padded after the (truncating) resampling, so the lower bands stay exact.
             padded = torch.nn.functional.pad(wave, (0, need))
         specs[i] = stft(padded, band, layout.channel_modes[i])
-    return specs
+    return [s for s in specs if s is not None]  # every band's, filled above
 
 
 def analyze(wave: torch.Tensor, layout: BandLayout, extra_frames: int = 0) -> Analysis:
@@ -168,10 +170,10 @@ def analyze(wave: torch.Tensor, layout: BandLayout, extra_frames: int = 0) -> An
     return Analysis(spec=combined, high_end=high_end, n_samples=n_samples, n_frames=n_frames)
 
 
-def synthesis_resampler(layout: BandLayout, i: int) -> str | None:
-    """Resampler taking band ``i``'s partial sum up to band ``i + 1``'s rate (``None`` for the top band)."""
-    if i == len(layout.bands) - 1:
-        return None
+def synthesis_resampler(layout: BandLayout, i: int) -> str:
+    """Resampler taking band ``i``'s partial sum up to band ``i + 1``'s rate (a band below the top)."""
+    if not 0 <= i < len(layout.bands) - 1:
+        raise ValueError(f"band {i}: only the bands below the top one are resampled in the synthesis")
     return layout.synthesis_resamplers[i]
 
 
@@ -198,7 +200,7 @@ def synthesize(spec: torch.Tensor, layout: BandLayout, high_end: torch.Tensor | 
     bands = layout.bands
     if spec.shape[2] < 2:
         return torch.zeros((2, 0), dtype=torch.float64, device=spec.device)
-    wave = None
+    wave: torch.Tensor | None = None
     for i, band in enumerate(bands):
         high = high_end if i == len(bands) - 1 else None
         part = band_part(spec, layout, i, high)
@@ -206,4 +208,5 @@ def synthesize(spec: torch.Tensor, layout: BandLayout, high_end: torch.Tensor | 
         del part
         if i < len(bands) - 1:
             wave = resample(wave, band.sample_rate, bands[i + 1].sample_rate, synthesis_resampler(layout, i))
+    assert wave is not None  # a layout has at least one band
     return wave

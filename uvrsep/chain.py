@@ -25,10 +25,8 @@ import soundfile as sf
 
 from .audio import owner_tag, remove_abandoned
 from .errors import ITEM_ERRORS, ConfigError
-from .stems import Stems, StreamedStems
+from .stems import VOICE_STEMS, Stems, StreamedStems
 
-#: Stems that carry the voice, in the order a model's labels are searched for one.
-VOICE_STEMS = ("vocals", "no_echo", "no_reverb", "no_noise")
 #: Prefix of the temporary folders holding a chain's intermediate stems.
 TEMP_PREFIX = "uvrsep-chain-"
 
@@ -38,8 +36,10 @@ def voice_stem(labels: tuple[str, str]) -> str:
     for label in VOICE_STEMS:
         if label in labels:
             return label
-    raise ConfigError(f"a model with stems {'/'.join(labels)} has no voice stem to hand on in a chain "
-                      f"(one of {', '.join(VOICE_STEMS)})")
+    raise ConfigError(
+        f"a model with stems {'/'.join(labels)} has no voice stem to hand on in a chain "
+        f"(one of {', '.join(VOICE_STEMS)})"
+    )
 
 
 def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
@@ -60,6 +60,31 @@ def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(final)
 
 
+def final_labels(
+    models: list, *, offline: bool = False, primary_stem: str | None = None, ensemble: int = 1
+) -> tuple[str, ...]:
+    """The stems a model, an ensemble (the first ``ensemble`` of ``models``, when above 1), or
+    the chain after either, will write, known without loading or downloading any of them
+    (:func:`uvrsep.model.model_stems`); ``primary_stem``, like ``params``, is the first model's.
+    Members of an ensemble whose stems do not match are refused here, naming each. Errors name
+    the first stage's models ``model`` and the later ones ``then`` (``--model`` and ``--then``
+    on the command line)."""
+    from .ensemble.rules import ensemble_labels
+    from .model import model_stems
+    from .naming import model_name
+
+    first = max(ensemble, 1)
+    pairs = [
+        model_stems(
+            m, offline=offline, primary_stem=primary_stem if k == 0 else None, given_as="model" if k < first else "then"
+        )
+        for k, m in enumerate(models)
+    ]
+    if ensemble > 1:
+        pairs[:ensemble] = [ensemble_labels(pairs[:ensemble], [model_name(m) for m in models[:ensemble]])]
+    return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
+
+
 class Chain:
     """Separators applied one after another (see the module doc). ``labels`` are the final
     stems; :meth:`separate_batch` and :meth:`separate` behave as a :class:`~uvrsep.Separator`'s."""
@@ -69,7 +94,9 @@ class Chain:
             raise ConfigError("a chain needs at least two models")
         rates = {s.layout.sample_rate for s in stages}
         if len(rates) > 1:
-            raise ConfigError(f"the models of a chain must share a sample rate (these use {', '.join(map(str, sorted(rates)))} Hz)")
+            raise ConfigError(
+                f"the models of a chain must share a sample rate (these use {', '.join(map(str, sorted(rates)))} Hz)"
+            )
         self.stages = stages
         self.sample_rate = stages[0].layout.sample_rate
         self.labels = chain_labels([s.labels for s in stages])
@@ -88,34 +115,43 @@ class Chain:
         for name in rest[-1].names:
             waves[prefix + name] = rest[-1][name]
         seconds = sum(s.seconds or 0.0 for s in [first] + rest)
-        return Stems(waves={k: waves[k] for k in self.labels}, sample_rate=self.sample_rate, primary=self.primary,
-                     notes=list(self.notes), seconds=seconds)
+        return Stems(
+            waves={k: waves[k] for k in self.labels},
+            sample_rate=self.sample_rate,
+            primary=self.primary,
+            notes=list(self.notes),
+            seconds=seconds,
+            input_meter=first.input_meter,
+        )
 
     def _later_stages(self, firsts: list[Stems]) -> list[Stems | Exception]:
         """Run the later models on the voice stems of ``firsts`` (sharing network calls)."""
         current: list[Stems | Exception] = list(firsts)
         trail: list[list[Stems]] = [[] for _ in firsts]
         for stage, voice in zip(self.stages[1:], self.voices):
-            live = [k for k, s in enumerate(current) if not isinstance(s, Exception)]
+            live = {k: s for k, s in enumerate(current) if not isinstance(s, Exception)}
             t0 = time.perf_counter()
+            outs: list[Stems | Exception]
             try:
-                outs = stage.separate_many([(current[k][voice], self.sample_rate) for k in live])
+                outs = list(stage.separate_many([(s[voice], self.sample_rate) for s in live.values()]))
             except ITEM_ERRORS:
                 outs = []
-                for k in live:
+                for s in live.values():
                     try:
-                        outs.append(stage.separate_many([(current[k][voice], self.sample_rate)])[0])
+                        outs.append(stage.separate_many([(s[voice], self.sample_rate)])[0])
                     except ITEM_ERRORS as exc:
                         outs.append(exc)
             elapsed = time.perf_counter() - t0
-            total = sum(current[k].duration for k in live) or 1.0
-            for k, out in zip(live, outs):
+            total = sum(s.duration for s in live.values()) or 1.0
+            for (k, s), out in zip(live.items(), outs):
                 if not isinstance(out, Exception):
-                    out.seconds = elapsed * current[k].duration / total
+                    out.seconds = elapsed * s.duration / total
                     trail[k].append(out)
                 current[k] = out
-        return [c if isinstance(c, Exception) else self._finish(first, trail[k])
-                for k, (c, first) in enumerate(zip(current, firsts))]
+        return [
+            c if isinstance(c, Exception) else self._finish(first, trail[k])
+            for k, (c, first) in enumerate(zip(current, firsts))
+        ]
 
     def separate(self, audio, sample_rate: int | None = None) -> Stems:
         """Separate a path, or an array with its ``sample_rate``, through every model."""
@@ -158,6 +194,7 @@ class Chain:
         folder = Path(tempfile.gettempdir())
         remove_abandoned(folder, TEMP_PREFIX)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{owner_tag()}-", dir=folder))
+        streamed_input = streamed.input_meter  # the chain's input: the first model's
         try:
             others: dict[str, Path] = {}
             prefix = ""
@@ -173,7 +210,7 @@ class Chain:
             streamed.close()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        n_samples = last.n_samples
+        n_samples, input_meter = last.n_samples, streamed_input
 
         def chunks() -> Iterator[dict[str, np.ndarray]]:
             readers = {name: sf.SoundFile(str(path)) for name, path in others.items()}
@@ -189,14 +226,23 @@ class Chain:
                     reader.close()
                 shutil.rmtree(tmp, ignore_errors=True)
 
-        return StreamedStems(names=self.labels, sample_rate=self.sample_rate, primary=self.primary,
-                             n_samples=n_samples, chunks=chunks(), notes=list(self.notes))
+        return StreamedStems(
+            names=self.labels,
+            sample_rate=self.sample_rate,
+            primary=self.primary,
+            n_samples=n_samples,
+            chunks=chunks(),
+            notes=list(self.notes),
+            input_meter=input_meter,
+        )
 
 
 def _spill(streamed: StreamedStems, files: dict[str, Path]) -> None:
     """Write every stem of a stream to float32 RF64 files (bounded memory)."""
-    handles = {name: sf.SoundFile(str(path), "w", samplerate=streamed.sample_rate, channels=2,
-                                  subtype="FLOAT", format="RF64") for name, path in files.items()}
+    handles = {
+        name: sf.SoundFile(str(path), "w", samplerate=streamed.sample_rate, channels=2, subtype="FLOAT", format="RF64")
+        for name, path in files.items()
+    }
     try:
         for block in streamed:
             for name, wave in block.items():
@@ -221,21 +267,32 @@ def load_models(
     ``ensemble_algorithm``, ...); ``params`` and the settings' ``primary_stem`` apply to the
     first stage only (in an ensemble, ``params`` to its members that record no band config). A
     registry name not yet cached is downloaded first (unless ``options["offline"]``), with a
-    size bar when ``download_progress`` and its one-line notices sent to ``on_notice``.
+    size bar when ``download_progress`` and its one-line notices sent to ``on_notice``. Errors
+    name the first stage's models ``model`` and the later ones ``then`` (``--model`` and
+    ``--then`` on the command line).
 
     The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
     worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
     """
     from .resolve import resolve_model
-    from .separator import Separator
+    from .separator import Ensemble, Separator
 
-    paths = [resolve_model(model, offline=options.get("offline", False), progress=download_progress,
-                           on_notice=on_notice).path for model in models]
+    first = max(ensemble, 1)
+    paths = [
+        resolve_model(
+            model,
+            offline=options.get("offline", False),
+            progress=download_progress,
+            on_notice=on_notice,
+            given_as="model" if k < first else "then",
+        ).path
+        for k, model in enumerate(models)
+    ]
     settings = options.pop("settings", None)
-    first = paths[:ensemble] if ensemble > 1 else paths[0]
-    stages = [Separator(first, params=params, settings=settings, on_notice=on_notice, **options)]
+    own = dict(params=params, settings=settings, on_notice=on_notice, **options)
+    stages = [Ensemble(paths[:ensemble], **own) if ensemble > 1 else Separator(paths[0], **own)]
     later = replace(settings, primary_stem=None) if settings is not None else None
     options = {k: v for k, v in options.items() if not k.startswith("ensemble_")}
-    for path in paths[ensemble:]:
+    for path in paths[first:]:
         stages.append(Separator(path, settings=later, on_notice=on_notice, **options))
     return stages[0] if len(stages) == 1 else Chain(*stages)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, option
 from .resources import resource_dir
 
 #: Resamplers a band may name, and the library whose numbers each reproduces (as ``librosa.resample``
@@ -155,18 +155,17 @@ def _parse_band(raw: Any, where: str) -> Band:
     crop = (_int(raw, "crop_start", where), _int(raw, "crop_stop", where))
     resample_type = raw.get("res_type")
     if resample_type not in RESAMPLERS:
-        raise ConfigError(
-            f"{where}: unknown res_type {resample_type!r} (known: {', '.join(RESAMPLERS)})"
-        )
+        raise ConfigError(f"{where}: unknown res_type {resample_type!r} (known: {', '.join(RESAMPLERS)})")
     convert_channels = raw.get("convert_channels")
     if convert_channels is not None and convert_channels not in CONVERT_CHANNELS:
-        raise ConfigError(f"{where}: unknown convert_channels {convert_channels!r} (known: {', '.join(CONVERT_CHANNELS)})")
+        raise ConfigError(
+            f"{where}: unknown convert_channels {convert_channels!r} (known: {', '.join(CONVERT_CHANNELS)})"
+        )
     if sample_rate <= 0 or hop_length <= 0 or n_fft <= 0 or n_fft % 2:
         raise ConfigError(f"{where}: sr, hl must be positive and n_fft positive and even")
     if not 0 <= crop[0] < crop[1] <= n_fft // 2 + 1:
         raise ConfigError(
-            f"{where}: crop_start/crop_stop {crop} must satisfy 0 <= start < stop <= n_fft/2+1 "
-            f"= {n_fft // 2 + 1}"
+            f"{where}: crop_start/crop_stop {crop} must satisfy 0 <= start < stop <= n_fft/2+1 = {n_fft // 2 + 1}"
         )
     return Band(
         sample_rate=sample_rate,
@@ -247,16 +246,20 @@ def list_band_layouts() -> list[str]:
     return sorted(p.stem for p in band_layout_dir().glob("*.json"))
 
 
-def load_band_layout(name_or_path: str | Path) -> BandLayout:
-    """Load a shipped band configuration by name (``"4band_v2"``) or a JSON file by path."""
+def load_band_layout(name_or_path: str | Path, given_as: str | None = None) -> BandLayout:
+    """Load a shipped band configuration by name (``"4band_v2"``) or a JSON file by path; an
+    unknown one is a :class:`ConfigError` naming the setting ``given_as`` if given (``params``:
+    ``--params`` on the command line)."""
     path = Path(name_or_path)
     if not (path.suffix == ".json" and path.is_file()):
         shipped = band_layout_dir() / f"{name_or_path}.json"
         if not shipped.is_file():
-            raise ConfigError(
-                f"unknown band config {str(name_or_path)!r}; known: {', '.join(list_band_layouts())}"
-                " (or give a path to a .json file)"
+            what = (
+                f"{option(given_as, value=str(name_or_path))}: unknown band config"
+                if given_as
+                else f"unknown band config {str(name_or_path)!r}"
             )
+            raise ConfigError(f"{what}; known: {', '.join(list_band_layouts())} (or give a path to a .json file)")
         path = shipped
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

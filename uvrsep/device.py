@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, option
 
 #: The network's arithmetic (``Separator(precision=...)``, ``--precision``).
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -59,9 +59,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
         raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or mps)")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but no CUDA GPU is available")
+        raise ConfigError(
+            f"{option('device', value=device)}: no CUDA GPU is available to this process "
+            f"(use {option('device', value='auto')} or {option('device', value='cpu')})"
+        )
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device mps was asked for, but MPS is not available")
+        raise ConfigError(
+            f"{option('device', value=device)}: MPS (Apple-silicon GPU) is not available on this machine "
+            f"(use {option('device', value='auto')} or {option('device', value='cpu')})"
+        )
     if device == "cuda":  # the index its tensors report, so that devices compare equal
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device(device)
@@ -87,7 +93,7 @@ def effective_precision(precision: str, device: torch.device) -> str:
 
 def uses_channels_last(device: torch.device, precision: str) -> bool:
     """Whether the network runs in channels-last memory format: on the CPU (oneDNN's convolutions,
-    about 20% faster, measured) and on CUDA for the tensor-core precisions (tf32, fp16, bf16:
+    faster there: docs/performance.md) and on CUDA for the tensor-core precisions (tf32, fp16, bf16:
     cuDNN's tensor-core convolutions take NHWC without transposing); strict fp32 on CUDA keeps
     the default layout."""
     if device.type == "cpu":

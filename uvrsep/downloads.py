@@ -14,7 +14,7 @@ Policy (:func:`download`):
   file changed, and the transfer starts again from byte 0) or when the model has a pinned sha256
   that the result must match. Otherwise the ``.part`` is deleted and the transfer starts from 0,
   without ``Range``. A resumed file that fails the checks below is fetched once more from 0.
-- Size ceiling: the registry's size when known, else :data:`MAX_DOWNLOAD_BYTES` (2 GB). A
+- Size ceiling: the registry's size when known, else :data:`~uvrsep.fetch.MAX_DOWNLOAD_BYTES` (2 GB). A
   ``Content-Length`` / ``Content-Range`` above it is refused before any byte is read; a server
   that sends more than it is stopped.
 - A name that does not resolve, a refused connection, an unreachable network, a certificate
@@ -45,24 +45,17 @@ configured).
 
 from __future__ import annotations
 
-import errno
-import http.client
-import json
 import logging
 import os
-import socket
-import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .errors import IncompatibleCheckpointError, UvrsepError, in_cli, option
+from .fetch import Failed, OutOfTime, Retryable, discard, fetch, sidecar
 from .hub import (
-    CHUNK,
     Digest,
     DownloadError,
     Notice,
@@ -77,13 +70,10 @@ from .hub import (
 from .registry import ModelSpec
 
 log = logging.getLogger(__name__)
-USER_AGENT = "uvrsep (model download)"
 MIRROR_ENV = "UVRSEP_MIRROR"
 DEADLINE_ENV = "UVRSEP_DOWNLOAD_DEADLINE"
 DEFAULT_DEADLINE = 1800.0
 RETRIES = 3
-#: The most a download may be when the registry does not give the file's size (bytes).
-MAX_DOWNLOAD_BYTES = 2_000_000_000
 
 
 def mirror_urls(spec: ModelSpec, mirror: str | None = None) -> list[str]:
@@ -110,189 +100,6 @@ def download_deadline() -> float:
     if not value > 0:
         raise UvrsepError(f"{DEADLINE_ENV}={raw!r}: must be a number of seconds above 0")
     return value
-
-
-class _Retryable(Exception):
-    """A transient failure: worth another attempt at the same URL."""
-
-
-class _Failed(Exception):
-    """This URL will not work now: go to the next one."""
-
-
-class _OutOfTime(Exception):
-    """The file's deadline passed: stop trying."""
-
-
-def _network_reason(exc: BaseException) -> tuple[str, bool]:
-    """(one-line reason, retry?) for an error raised while connecting."""
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, socket.gaierror):
-        return "the host name does not resolve (offline, or DNS blocked?)", False
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused", False
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"TLS certificate not accepted ({reason.verify_message or reason})", False
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return "no answer (timed out)", True
-    if isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-        return "network unreachable", False
-    text = str(getattr(reason, "strerror", None) or reason).strip().splitlines()
-    return (text[0] if text else type(reason).__name__), True
-
-
-# -- the .part file and what proves it can be continued -------------------------------------------
-
-
-def _sidecar(part: Path) -> Path:
-    return part.with_name(part.name + ".json")
-
-
-def _discard(part: Path) -> None:
-    """Delete a partial download and its validator, so the next transfer starts clean."""
-    part.unlink(missing_ok=True)
-    _sidecar(part).unlink(missing_ok=True)
-
-
-def _validator(headers) -> str | None:
-    """What the server offers to prove a later range comes from the same file: a strong ETag
-    (a weak one may not be used in If-Range), else Last-Modified."""
-    etag = (headers.get("ETag") or "").strip()
-    if etag and not etag.startswith("W/"):
-        return etag
-    return (headers.get("Last-Modified") or "").strip() or None
-
-
-def _saved_validator(part: Path, url: str) -> str | None:
-    """The validator saved beside ``part`` when it came from ``url`` (else None)."""
-    try:
-        saved = json.loads(_sidecar(part).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or saved.get("url") != url or not isinstance(saved.get("validator"), str):
-        return None
-    return saved["validator"]
-
-
-def _resume_point(part: Path, url: str, pinned: bool) -> tuple[int, dict[str, str]]:
-    """(bytes of ``part`` to keep, the Range / If-Range headers asking for the rest). A part
-    is kept only when the server can prove the rest belongs to it (a validator it gave for
-    ``url``) or when the result will be checked against a pinned sha256; else it is deleted."""
-    size = part.stat().st_size if part.is_file() else 0
-    validator = _saved_validator(part, url) if size else None
-    if size == 0 or (validator is None and not pinned):
-        _discard(part)
-        return 0, {}
-    headers = {"Range": f"bytes={size}-"}
-    if validator is not None:
-        headers["If-Range"] = validator
-    return size, headers
-
-
-def _range_of(content_range: str) -> tuple[int | None, int | None]:
-    """(first byte, total) of ``bytes A-B/TOTAL`` or ``bytes */TOTAL``; None where absent."""
-    unit, _, spec = content_range.strip().partition(" ")
-    if unit.lower() != "bytes" or "/" not in spec:
-        return None, None
-    span, _, total = spec.partition("/")
-    first = span.split("-", 1)[0].strip()
-    return (int(first) if first.isdigit() else None), (int(total) if total.strip().isdigit() else None)
-
-
-# -- one transfer ---------------------------------------------------------------------------------
-
-
-def _open(url: str, headers: dict[str, str], *, timeout: float, stop_at: float, part: Path, start: int):
-    """The server's response, or None when a resumed ``part`` is already the whole file (416 with
-    a matching validator). Raises :class:`_Retryable` or :class:`_Failed`."""
-    wait = max(0.05, min(timeout, stop_at - time.monotonic()))
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=wait)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code == 416 and start:  # the range starts at the end: nothing left to fetch
-            total = _range_of(exc.headers.get("Content-Range", ""))[1]
-            if total is None or total == start:
-                return None
-            _discard(part)
-            raise _Retryable(f"the server has {total} bytes, fewer than the {start} already fetched") from None
-        if 300 <= exc.code < 400:
-            raise _Failed(f"redirect loop (HTTP {exc.code}, too many redirects)") from None
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise _Retryable(f"HTTP {exc.code}") from None
-        raise _Failed(f"HTTP {exc.code} {str(exc.reason).splitlines()[0] if exc.reason else ''}".strip()) from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        reason, retry = _network_reason(exc)
-        raise (_Retryable if retry else _Failed)(reason) from None
-
-
-def _begin(response, part: Path, url: str, start: int, *, expected_size: int | None, ceiling: int) -> tuple[int, int | None]:
-    """Check a response's headers before reading its body: (byte of ``part`` it continues from,
-    the file's total size or None). A 200 starts over from 0 (the file changed, or the server
-    ignores ranges) and saves its validator beside ``part``. Raises :class:`_Failed` or
-    :class:`_Retryable` without reading the body."""
-    if response.headers.get_content_type() == "text/html":
-        raise _Failed("the server sent a web page (text/html), not the weight file")
-    first, total = _range_of(response.headers.get("Content-Range", "")) if response.status == 206 else (None, None)
-    if response.status == 206 and first != start:
-        _discard(part)
-        raise _Retryable(f"the server answered a range from byte {first}, not {start}")
-    if response.status != 206:
-        start, total = 0, None
-    if total is None:
-        length = (response.headers.get("Content-Length") or "").strip()
-        total = int(length) + start if length.isdigit() else None
-    if total is not None and expected_size is not None and total != expected_size:
-        raise _Failed(f"the server offers {total} bytes; the file has {expected_size}")
-    if total is not None and total > ceiling:
-        raise _Failed(f"the server offers {total} bytes, more than the {human_size(ceiling)} a model may have")
-    if start == 0:
-        part.write_bytes(b"")  # first empty the file, then save what proves its bytes' origin
-        validator = _validator(response.headers)
-        if validator is None:
-            _sidecar(part).unlink(missing_ok=True)
-        else:
-            _sidecar(part).write_text(json.dumps({"url": url, "validator": validator}), encoding="utf-8")
-    return start, total
-
-
-def _fetch(url: str, part: Path, *, pinned: bool, expected_size: int | None, timeout: float, stop_at: float,
-           progress: bool, label: str) -> bool:
-    """Bring ``part`` up to ``url``'s whole file, continuing it where proven (policy: module
-    doc). Returns whether bytes fetched before were kept. Raises :class:`_Retryable`,
-    :class:`_Failed` or :class:`_OutOfTime`; a full disk raises its OSError."""
-    start, headers = _resume_point(part, url, pinned)
-    response = _open(url, {"User-Agent": USER_AGENT, **headers}, timeout=timeout, stop_at=stop_at,
-                     part=part, start=start)
-    if response is None:
-        return True
-    ceiling = expected_size if expected_size is not None else MAX_DOWNLOAD_BYTES
-    with response:
-        start, total = _begin(response, part, url, start, expected_size=expected_size, ceiling=ceiling)
-        received = start
-        with open(part, "ab") as out, tqdm(
-            total=total if total is not None else expected_size, initial=start, unit="B", unit_scale=True,
-            desc=label, disable=None if progress else True, leave=False,
-        ) as bar:
-            while True:
-                if time.monotonic() >= stop_at:
-                    raise _OutOfTime()
-                try:
-                    block = response.read1(CHUNK)  # returns what has arrived: the deadline holds
-                except (http.client.HTTPException, OSError) as exc:
-                    raise _Retryable(f"transfer interrupted ({type(exc).__name__})") from None
-                if not block:
-                    break
-                if received + len(block) > ceiling:
-                    raise _Failed(f"the server sent more than the {human_size(ceiling)} a model may have"
-                                  if expected_size is None else f"the server sent more than the file's {expected_size} bytes")
-                out.write(block)
-                received += len(block)
-                bar.update(len(block))
-    total = total if total is not None else expected_size
-    if total is not None and received < total:
-        raise _Retryable(f"transfer ended at {received} of {total} bytes")
-    return start > 0
 
 
 def _check_download(part: Path, spec: ModelSpec, pinned: Digest | None) -> tuple[str | None, str]:
@@ -327,9 +134,11 @@ def _notify(on_notice: Notice | None, message: str) -> None:
         log.warning("%s", message)
 
 
-def _by_hand(spec: ModelSpec, target: Path) -> str:
+def _by_hand(spec: ModelSpec, target: Path, given_as: str = "model") -> str:
+    """What to do by hand: fetch the file, or give one with the setting ``given_as``
+    (``--model PATH``, ``--then PATH`` on the command line; ``model=PATH`` in Python)."""
     where = f"get {spec.urls[0]} and put it at {target}" if spec.urls else f"put the weight file at {target}"
-    return f"{where}, or give a weight file you have ({'--model PATH' if in_cli() else 'model=PATH'})"
+    return f"{where}, or give a weight file you have ({option(given_as) + ' PATH' if in_cli() else given_as + '=PATH'})"
 
 
 def download(
@@ -344,6 +153,7 @@ def download(
     offline: bool = False,
     on_notice: Notice | None = None,
     what: str | None = None,
+    given_as: str = "model",
 ) -> Path:
     """Return the cached file of ``spec``, downloading it first if needed (policy: module doc).
 
@@ -351,32 +161,60 @@ def download(
     then twice as long each time); ``timeout``: seconds one connect or read may wait;
     ``deadline``: seconds for the whole file (default :func:`download_deadline`);
     ``on_notice``: receives one-line notices; ``what``: how notices and errors name the
-    model (default ``"model NAME"``). Raises :class:`~uvrsep.hub.DownloadError` (one line).
+    model (default ``"model NAME"``); ``given_as``: the setting that named it (what the advice
+    to give a file by hand names). Raises :class:`~uvrsep.hub.DownloadError` (one line).
     """
     target = cached_path(spec, home)
     if target.is_file():
         return target
     what = what or f"model {spec.name}"
     if offline:
-        raise DownloadError(f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target)}")
+        raise DownloadError(
+            f"{what} is not in the cache and downloads are off ({option('offline', value=True)}): {_by_hand(spec, target, given_as)}"
+        )
     urls = mirror_urls(spec)
     if not urls:
-        raise DownloadError(f"{what} has no download URL: {_by_hand(spec, target)}")
+        raise DownloadError(f"{what} has no download URL: {_by_hand(spec, target, given_as)}")
     limit = download_deadline() if deadline is None else deadline
     try:
-        return _download_locked(spec, home, target, urls, limit, what=what, progress=progress, retries=retries,
-                                backoff=backoff, timeout=timeout, on_notice=on_notice)
+        return _download_locked(
+            spec,
+            home,
+            target,
+            urls,
+            limit,
+            what=what,
+            progress=progress,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+            on_notice=on_notice,
+            given_as=given_as,
+        )
     except UvrsepError:
         raise
     except OSError as exc:  # the cache folder: not writable, disk full, ...
         raise DownloadError(
             f"could not download {what}: cannot write in {target.parent} ({exc.strerror or exc}); "
-            f"set UVRSEP_HOME to another folder, or {_by_hand(spec, target)}"
+            f"set UVRSEP_HOME to another folder, or {_by_hand(spec, target, given_as)}"
         ) from None
 
 
-def _download_locked(spec: ModelSpec, home: Path | None, target: Path, urls: list[str], limit: float, *, what: str,
-                     progress: bool, retries: int, backoff: float, timeout: float, on_notice: Notice | None) -> Path:
+def _download_locked(
+    spec: ModelSpec,
+    home: Path | None,
+    target: Path,
+    urls: list[str],
+    limit: float,
+    *,
+    what: str,
+    progress: bool,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    on_notice: Notice | None,
+    given_as: str = "model",
+) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with locked(target.name, home):
         if target.is_file():  # another process finished it while we waited for the lock
@@ -391,22 +229,34 @@ def _download_locked(spec: ModelSpec, home: Path | None, target: Path, urls: lis
         try:
             for url in urls:
                 try:
-                    problem, actual = _download_from(url, part, spec, pinned, stop_at=stop_at, retries=retries,
-                                                     backoff=backoff, timeout=timeout, progress=progress,
-                                                     on_notice=on_notice, what=what)
-                except _OutOfTime:
+                    problem, actual = _download_from(
+                        url,
+                        part,
+                        spec,
+                        pinned,
+                        stop_at=stop_at,
+                        retries=retries,
+                        backoff=backoff,
+                        timeout=timeout,
+                        progress=progress,
+                        on_notice=on_notice,
+                        what=what,
+                    )
+                except OutOfTime:
                     failures.append(f"{_host(url)}: not complete within the {limit:g} s deadline")
                     break
                 if problem is None:
                     os.replace(part, target)
-                    _sidecar(part).unlink(missing_ok=True)
+                    sidecar(part).unlink(missing_ok=True)
                     if pinned is None:
                         _record_unverified(spec, actual, home, on_notice, what)
                     return target
                 failures.append(f"{_host(url)}: {problem}")
-            raise DownloadError(f"could not download {what} ({'; '.join(failures)}); {_by_hand(spec, target)}")
+            raise DownloadError(
+                f"could not download {what} ({'; '.join(failures)}); {_by_hand(spec, target, given_as)}"
+            )
         except Exception:  # Ctrl-C, SIGTERM and kills leave the .part to be resumed where proven
-            _discard(part)
+            discard(part)
             raise
 
 
@@ -415,44 +265,71 @@ def _record_unverified(spec: ModelSpec, actual: str, home: Path | None, on_notic
     differs from the copy downloaded before."""
     before = recorded_hashes(home).get(spec.file)
     if before is not None and before.sha256 != actual:
-        _notify(on_notice, f"{what} differs from the copy downloaded before (sha256 {before.sha256[:16]}... then, "
-                           f"{actual[:16]}... now): unverified (no published checksum)")
+        _notify(
+            on_notice,
+            f"{what} differs from the copy downloaded before (sha256 {before.sha256[:16]}... then, "
+            f"{actual[:16]}... now): unverified (no published checksum)",
+        )
     record_hash(spec.file, actual, home, source="download")
 
 
-def _download_from(url: str, part: Path, spec: ModelSpec, pinned: Digest | None, *, stop_at: float, retries: int,
-                   backoff: float, timeout: float, progress: bool, on_notice: Notice | None,
-                   what: str) -> tuple[str | None, str]:
+def _download_from(
+    url: str,
+    part: Path,
+    spec: ModelSpec,
+    pinned: Digest | None,
+    *,
+    stop_at: float,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+    on_notice: Notice | None,
+    what: str,
+) -> tuple[str | None, str]:
     """Fetch ``url`` into ``part`` and check it: (None, sha256) when ``part`` is ``spec``'s
-    file, else (why not, ...) with ``part`` deleted. Raises :class:`_OutOfTime`."""
+    file, else (why not, ...) with ``part`` deleted. Raises :class:`OutOfTime`."""
     attempt, started_over = 0, False
     while True:
         try:
-            kept = _fetch(url, part, pinned=pinned is not None, expected_size=spec.size, timeout=timeout,
-                          stop_at=stop_at, progress=progress, label=spec.file)
-        except _Failed as exc:
-            _discard(part)
+            kept = fetch(
+                url,
+                part,
+                pinned=pinned is not None,
+                expected_size=spec.size,
+                timeout=timeout,
+                stop_at=stop_at,
+                progress=progress,
+                label=spec.file,
+            )
+        except Failed as exc:
+            discard(part)
             return str(exc), ""
-        except _Retryable as exc:
+        except Retryable as exc:
             if attempt == retries:
-                _discard(part)
+                discard(part)
                 return f"{exc} ({retries + 1} attempts)", ""
             delay = backoff * 2**attempt
             if time.monotonic() + delay >= stop_at:
-                raise _OutOfTime() from None
+                raise OutOfTime() from None
             attempt += 1
-            _notify(on_notice, f"download of {what} from {_host(url)} failed ({exc}); "
-                               f"retry {attempt} of {retries} in {delay:.0f} s")
+            _notify(
+                on_notice,
+                f"download of {what} from {_host(url)} failed ({exc}); retry {attempt} of {retries} in {delay:.0f} s",
+            )
             time.sleep(delay)
             continue
         problem, actual = _check_download(part, spec, pinned)
         if problem is None:
             return None, actual
-        _discard(part)
+        discard(part)
         if kept and not started_over:  # the bytes kept from before may be what is wrong
             started_over = True
-            _notify(on_notice, f"the resumed download of {what} from {_host(url)} is not the file ({problem}); "
-                               f"downloading it again from the start")
+            _notify(
+                on_notice,
+                f"the resumed download of {what} from {_host(url)} is not the file ({problem}); "
+                f"downloading it again from the start",
+            )
             continue
         _notify(on_notice, f"discarded the download of {what} from {_host(url)}: {problem}")
         return problem, actual

@@ -83,9 +83,7 @@ def printable(text: str) -> str:
         return text
     out = []
     for ch in text:
-        if ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif unicodedata.category(ch) in ("Zs",):
+        if ch.isprintable() or ch == " " or unicodedata.category(ch) in ("Zs",):
             out.append(ch)
         else:
             out.append(repr(ch)[1:-1])

@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -35,10 +36,15 @@ SILENT_RMS_DB = -60.0
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """SDR in dB over all samples and channels (``inf`` for a perfect estimate)."""
-    ref = np.asarray(reference, dtype=np.float64).ravel()
-    err = ref - np.asarray(estimate, dtype=np.float64).ravel()
-    num, den = float(np.dot(ref, ref)), float(np.dot(err, err))
+    """SDR in dB, 10·log10(Σ|s|² / Σ|s − ŝ|²), over all samples and channels of real or complex
+    arrays of one shape, computed in float64 / complex128 (``inf`` for a perfect estimate; a
+    silent reference counts as 1e-30 of energy). uvrsep's one SDR: the evaluation, the tests and
+    the bench scripts use it."""
+    reference, estimate = np.asarray(reference), np.asarray(estimate)
+    dtype = np.complex128 if np.iscomplexobj(reference) or np.iscomplexobj(estimate) else np.float64
+    ref = reference.astype(dtype).ravel()
+    err = ref - estimate.astype(dtype).ravel()
+    num, den = float(np.vdot(ref, ref).real), float(np.vdot(err, err).real)
     if den == 0:
         return math.inf
     return 10 * math.log10(max(num, 1e-30) / den)
@@ -63,7 +69,7 @@ def rms_db(x: np.ndarray) -> float:
 def oracle_irm(mixture: np.ndarray, vocals: np.ndarray, accompaniment: np.ndarray) -> dict[str, np.ndarray]:
     """Ideal-ratio-mask estimates of both stems, ``[C, T]`` each (2048-point Hann STFT, hop 512)."""
     n = mixture.shape[-1]
-    kw = dict(n_fft=2048, hop_length=512, window="hann")
+    kw: dict[str, Any] = dict(n_fft=2048, hop_length=512, window="hann")
     mix = librosa.stft(mixture.astype(np.float64), **kw)
     v2 = np.abs(librosa.stft(vocals.astype(np.float64), **kw)) ** 2
     a2 = np.abs(librosa.stft(accompaniment.astype(np.float64), **kw)) ** 2
@@ -124,7 +130,11 @@ class Scores:
     rows: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def median(self, key: str, items: list[str] | None = None) -> float | None:
-        values = [r[key] for name, r in self.rows.items() if r.get(key) is not None and (items is None or name in items)]
+        values = [
+            value
+            for name, r in self.rows.items()
+            if (value := r.get(key)) is not None and (items is None or name in items)
+        ]
         return statistics.median(values) if values else None
 
 
@@ -162,8 +172,11 @@ def baselines() -> dict[str, Callable[[Item], dict[str, np.ndarray]]]:
     }
 
 
-def separator_system(separator) -> Callable[[Item], dict[str, np.ndarray]]:
-    """A uvrsep :class:`Separator` as an evaluation system (stems resampled to the item's rate)."""
+def separator_system(separator, name: str = "the model") -> Callable[[Item], dict[str, np.ndarray]]:
+    """A uvrsep :class:`Separator` as an evaluation system (stems resampled to the item's rate);
+    a :class:`ConfigError` naming ``name`` when its stems are not vocals and instrumental."""
+    if set(separator.labels) != {"vocals", "instrumental"}:
+        raise ConfigError(f"{name}: its stems are {'/'.join(separator.labels)}, not vocals/instrumental")
 
     def run(item: Item) -> dict[str, np.ndarray]:
         stems = separator.separate_array(item.mixture, item.sample_rate)
@@ -189,8 +202,6 @@ def write_reports(results: list[Scores], out_prefix: Path) -> tuple[Path, Path]:
         for scores in results:
             for item, row in scores.rows.items():
                 writer.writerow([scores.system, item, *("" if row[k] is None else f"{row[k]:.3f}" for k in keys)])
-    payload = {
-        s.system: {"items": s.rows, "median": {k: s.median(k) for k in keys}} for s in results
-    }
+    payload = {s.system: {"items": s.rows, "median": {k: s.median(k) for k in keys}} for s in results}
     json_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
     return csv_path, json_path

@@ -33,8 +33,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import UvrsepError
-from .registry import ModelSpec, check_file_name, load_registry
+from .registry import REPLACE_TRIES, ModelSpec, check_file_name, load_registry, write_text_atomic  # noqa: F401
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -50,7 +48,6 @@ CHUNK = 1 << 20
 UNVERIFIED = "unverified (no published checksum)"
 RECORDS_FILE = "recorded_sha256.json"
 HASHES_FILE = "hashed_files.json"
-REPLACE_TRIES = 20
 #: One line of text for the user (a download starting, a retry, a discarded file).
 Notice = Callable[[str], None]
 
@@ -83,10 +80,11 @@ def cached_path(spec: ModelSpec, home: Path | None = None) -> Path:
 
 def human_size(n: int) -> str:
     """``63454827`` → ``"63.5 MB"``."""
+    size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
     raise AssertionError  # pragma: no cover
 
 
@@ -125,25 +123,8 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Replace ``path`` by ``data`` atomically: readers see the old file or the new one. On
-    Windows a reader holding the file open makes the replacement fail for a moment: it is tried
-    again for up to a second."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-        for attempt in range(REPLACE_TRIES):
-            try:
-                os.replace(tmp, path)
-                break
-            except PermissionError:
-                if attempt == REPLACE_TRIES - 1:
-                    raise
-                time.sleep(0.05)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Replace a record file by ``data`` atomically (:func:`uvrsep.registry.write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 @contextlib.contextmanager
@@ -172,7 +153,8 @@ class Digest:
     def describe(self) -> str:
         """``"registry"``, ``"recorded on import"`` or ``"recorded on download: unverified (...)"``."""
         return {"registry": "registry", "import": "recorded on import"}.get(
-            self.source, f"recorded on download: {UNVERIFIED}")
+            self.source, f"recorded on download: {UNVERIFIED}"
+        )
 
 
 def recorded_hashes(home: Path | None = None) -> dict[str, Digest]:
@@ -181,8 +163,11 @@ def recorded_hashes(home: Path | None = None) -> dict[str, Digest]:
     for file_name, value in _read_json(models_dir(home) / RECORDS_FILE).items():
         if isinstance(value, str):
             records[file_name] = Digest(value, "")
-        elif isinstance(value, dict) and isinstance(value.get("sha256"), str) \
-                and value.get("source") in ("import", "download"):
+        elif (
+            isinstance(value, dict)
+            and isinstance(value.get("sha256"), str)
+            and value.get("source") in ("import", "download")
+        ):
             records[file_name] = Digest(value["sha256"], value["source"])
     return records
 
@@ -211,8 +196,12 @@ def file_sha256(path: Path, home: Path | None = None, *, fresh: bool = False) ->
     stat = path.stat()
     if not fresh:
         seen = _read_json(models_dir(home) / HASHES_FILE).get(path.name)
-        if isinstance(seen, dict) and seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns \
-                and isinstance(seen.get("sha256"), str):
+        if (
+            isinstance(seen, dict)
+            and seen.get("size") == stat.st_size
+            and seen.get("mtime_ns") == stat.st_mtime_ns
+            and isinstance(seen.get("sha256"), str)
+        ):
             return seen["sha256"]
     actual = sha256_file(path)
     try:
@@ -269,8 +258,11 @@ def check_cached(spec: ModelSpec, home: Path | None = None) -> None:
     path = cached_path(spec, home)
     actual = file_sha256(path, home)
     if actual != digest.sha256:
-        fix = ("delete it to download it again" if spec.urls
-               else f"import the right file again (uvrsep models import FILE --name {spec.name} --overwrite)")
+        fix = (
+            "delete it to download it again"
+            if spec.urls
+            else f"import the right file again (uvrsep models import FILE --name {spec.name} --overwrite)"
+        )
         raise UvrsepError(
             f"{path}: not the file of model {spec.name} (sha256 {actual[:16]}..., pinned "
             f"{'in the registry' if digest.source == 'registry' else 'on import'}: {digest.sha256[:16]}...); "

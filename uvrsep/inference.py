@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from .device import LOW_PRECISION, network_scope
-from .errors import OutOfMemoryError
+from .errors import OutOfMemoryError, option
 from .semantics import Semantics
 from .windows import WindowPlan, run_windows_many
+
+if TYPE_CHECKING:
+    from .network import VRNet
 
 _TORCH_OOM = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", MemoryError))
 
@@ -58,7 +62,7 @@ class NetworkStage:
     """A separator's network with its settings for the windows: device, precision, window size,
     TTA, the semantics' per-window step and estimate, and windows per call."""
 
-    net: torch.nn.Module
+    net: VRNet
     device: torch.device
     precision: str
     channels_last: bool
@@ -74,8 +78,10 @@ class NetworkStage:
 
     def windows(self, lo: int, hi: int, n: int) -> Windows:
         """Per pass, the windows of an ``n``-frame input whose outputs fall in frames ``lo .. hi − 1``."""
-        plans = [WindowPlan.for_frames(n, self.window, self.net.context, shifted=shifted)
-                 for shifted in ([False, True] if self.tta else [False])]
+        plans = [
+            WindowPlan.for_frames(n, self.window, self.net.context, shifted=shifted)
+            for shifted in ([False, True] if self.tta else [False])
+        ]
         return [(plan, *plan.covering(lo, hi)) for plan in plans]
 
     def n_windows(self, n: int) -> int:
@@ -101,17 +107,20 @@ class NetworkStage:
         c = self.net.context
         return mask[:, :, :, c:-c]
 
-    def run(self, items: list[tuple[torch.Tensor, WindowPlan]], on_window: Callable[[int], None] | None) -> list[torch.Tensor]:
+    def run(
+        self, items: list[tuple[torch.Tensor, WindowPlan]], on_window: Callable[[int], None] | None
+    ) -> list[torch.Tensor]:
         """:func:`run_windows_many` with this stage's network, in one :func:`network_scope`;
         running out of memory is an :class:`OutOfMemoryError` that says what to change."""
         try:
             with torch.inference_mode(), network_scope(self.device, self.precision):
-                return run_windows_many(items, self.predict, batch_size=self.batch_size, device=self.device,
-                                        on_window=on_window)
+                return run_windows_many(
+                    items, self.predict, batch_size=self.batch_size, device=self.device, on_window=on_window
+                )
         except (MemoryError, _TORCH_OOM) as exc:
             raise OutOfMemoryError(
                 f"the network ran out of memory on {self.device} with {self.batch_size} window(s) per call"
-                f"{'; try --batch-size 1' if self.batch_size > 1 else ''} ({type(exc).__name__})"
+                f"{'; try ' + option('batch_size', value=1) if self.batch_size > 1 else ''} ({type(exc).__name__})"
             ) from None
 
     def estimate(self, blocks: list[BlockInput], on_window: Callable[[int], None] | None) -> list[torch.Tensor]:
@@ -125,8 +134,10 @@ class NetworkStage:
             norm = b.mag / b.coef if b.coef > 0 else None
             norms.append(norm)
             if norm is not None:
-                items += [(self._window_input(b, norm, plan, first, last), plan.consecutive(last - first))
-                          for plan, first, last in b.windows]
+                items += [
+                    (self._window_input(b, norm, plan, first, last), plan.consecutive(last - first))
+                    for plan, first, last in b.windows
+                ]
         outs = iter(self.run(items, on_window) if items else [])
         del items
         ests = []

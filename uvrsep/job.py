@@ -12,7 +12,7 @@ in memory that does not grow with the length.
 The normalisation needs the input's maximum before the network's first window, so a segmented
 input's blocks are all analysed first. The analysed blocks are kept for the segments (the
 analysis then runs once) as far as the plan's ``held`` bytes allow; beyond that — long inputs
-on the CPU, whose spectrograms alone take 59 MB per minute — keeping them would make memory grow
+on the CPU, whose spectrograms alone grow with the length — keeping them would make memory grow
 with the length, so those blocks are analysed a second time when their segment comes. With
 post-processing, every frame's statistic is needed before any stem (runs of frames): the
 network's estimates are kept within the same bytes, and the blocks beyond them run through the
@@ -24,6 +24,7 @@ crosses to the host once per segment (:mod:`uvrsep.transfer`).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,9 +44,9 @@ TAIL_FRAMES = 128
 TAIL_EXTRA_FRAMES = 4
 #: Bytes of the DSP device's memory per spectrogram frame that processing an input holds at its
 #: peak (the analysis, magnitudes, window inputs, masks, the estimate, the two stems and their
-#: synthesis), per ``bins + 1 = 673`` rows: measured 90 KiB on the CPU (peak RSS of whole-file
-#: separations of 30 s and 90 s, 4band_v2: 809 and 1291 MiB), rounded up for TTA's second pass
-#: and post-processing. Scaled by the layout's rows.
+#: synthesis), per ``bins + 1 = 673`` rows: the growth of the peak RSS of whole-file
+#: separations on the CPU with the input's length (docs/performance.md), rounded up for TTA's
+#: second pass and post-processing. Scaled by the layout's rows.
 BYTES_PER_FRAME_673 = 128 << 10
 #: Analysis blocks re-analysed in the second pass that are kept for the next segments' margins.
 RECENT_BLOCKS = 4
@@ -65,8 +66,15 @@ def bytes_per_frame(layout: BandLayout) -> int:
     return BYTES_PER_FRAME_673 * (layout.bins + 1) // 673
 
 
-def segment_plan(n_samples: int, layout: BandLayout, hop: int, budget: int, *, threshold: float | None = None,
-                 windows: int | None = None) -> SegmentPlan:
+def segment_plan(
+    n_samples: int,
+    layout: BandLayout,
+    hop: int,
+    budget: int,
+    *,
+    threshold: float | None = None,
+    windows: int | None = None,
+) -> SegmentPlan:
     """The plan for an input of ``n_samples`` at ``layout``'s rate, with ``hop`` frames per network
     window and ``budget`` bytes on the DSP device (:func:`uvrsep.device.memory_budget`).
 
@@ -198,7 +206,7 @@ class Job:
             specs.append(spec[:, :, a0 - lo : stop - lo])
             highs.append(_cut(high, a0 - lo, stop - lo))
             a0, k = stop, k + 1
-        return _cat(specs), None if highs[0] is None else _cat(highs)
+        return _cat(specs), _cat_high(highs)
 
     def request(self, k: int) -> tuple[BlockInput, tuple[torch.Tensor, torch.Tensor | None]]:
         """Block ``k``'s network input, and its spectrogram and high end."""
@@ -268,8 +276,11 @@ class Job:
         """The stems' audio, segment by segment (see the class)."""
         bar = None
         if self.on_window is None and self.sep.progress and not self.whole:
-            bar = tqdm(total=self.stage.n_windows(self.n) * (2 if self.sep.settings.postprocess else 1),
-                       unit="win", leave=False)
+            bar = tqdm(
+                total=self.stage.n_windows(self.n) * (2 if self.sep.settings.postprocess else 1),
+                unit="win",
+                leave=False,
+            )
             self.on_window = bar.update
         try:
             if self.sep.settings.postprocess:
@@ -297,12 +308,18 @@ class Job:
         waves = {}
         for name, spec, high in self._stem_specs(0):
             t0 = self.sep.clock()
-            waves[name] = _host(self._with_tail(bands.synthesize(spec[:, :, : self.n], self.layout, _cut(high, 0, self.n)),
-                                                lambda a, b: (spec[:, :, a:b], _cut(high, a, b))))
+            waves[name] = _host(
+                self._with_tail(
+                    bands.synthesize(spec[:, :, : self.n], self.layout, _cut(high, 0, self.n)),
+                    functools.partial(_slice, spec, high),
+                )
+            )
             self.sep.times.synthesis += self.sep.clock() - t0
         yield waves
 
-    def _with_tail(self, wave: torch.Tensor, frames: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]]) -> torch.Tensor:
+    def _with_tail(
+        self, wave: torch.Tensor, frames: Callable[[int, int], tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> torch.Tensor:
         """``wave``, the synthesis up to the original's last frame, completed to ``n_samples``.
 
         The original drops the input's last partial hop; those samples come from a second
@@ -321,15 +338,16 @@ class Job:
 
     def _block(self, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         if k not in self._cache:
-            self._cache[k] = {name: (spec.clone() if name == self.sep.primary else spec, high)
-                              for name, spec, high in self._stem_specs(k)}
+            self._cache[k] = {
+                name: (spec.clone() if name == self.sep.primary else spec, high)
+                for name, spec, high in self._stem_specs(k)
+            }
             lo, hi = self._bounds(k)
             if self._head_frames is None and lo < self._head <= hi:
                 # The last segment's wrap-around reads the first frames again: keep a copy of them
                 # (their blocks are all cached now: the first segment needed them).
                 head = min(self._head, self.total)
-                self._head_frames = {name: tuple(None if t is None else t.clone() for t in self._frames(name, 0, head))
-                                     for name in self._cache[k]}
+                self._head_frames = {name: _cloned(*self._frames(name, 0, head)) for name in self._cache[k]}
         return self._cache[k]
 
     def _frames(self, name: str, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -346,14 +364,16 @@ class Job:
             specs.append(spec[:, :, a - lo : stop - lo])
             highs.append(_cut(high, a - lo, stop - lo))
             a, k = stop, k + 1
-        return _cat(specs), None if highs[0] is None else _cat(highs)
+        return _cat(specs), _cat_high(highs)
 
     def _segments(self) -> Iterator[dict[str, np.ndarray]]:
         sep, layout = self.sep, self.layout
         hop = layout.top.hop_length
         names = (sep.primary, sep.secondary)
-        synths = {name: segments.SegmentedSynthesis(layout, self.n, lambda a, b, name=name: self._frames(name, a, b),
-                                                    device=sep.dsp) for name in names}
+        synths = {
+            name: segments.SegmentedSynthesis(layout, self.n, functools.partial(self._frames, name), device=sep.dsp)
+            for name in names
+        }
         reach = segments.synthesis_reach(layout)
         tail = {k for k in range(len(self.starts)) if self._bounds(k)[1] > self.n - max(reach, TAIL_FRAMES)}
         length = hop * (self.n - 1)
@@ -364,15 +384,17 @@ class Job:
             chunk = {name: synths[name].output(start, stop) for name in names} if stop > start else {}
             if k == len(self.starts) - 1:
                 empty = torch.zeros((2, 0), dtype=torch.float64, device=sep.dsp)
-                chunk = {name: self._with_tail(chunk.get(name, empty), lambda a, b, name=name: self._frames(name, a, b))
-                         for name in names}
-            chunk = {name: _host(wave) for name, wave in chunk.items()}
+                chunk = {
+                    name: self._with_tail(chunk.get(name, empty), functools.partial(self._frames, name))
+                    for name in names
+                }
+            waves = {name: _host(wave) for name, wave in chunk.items()}
             # The blocks' analysis and network ran inside (when the synthesis asked for their frames).
             sep.times.synthesis += sep.clock() - t0 - (sep.times.analysis + sep.times.network - nested)
             # Keep the blocks later segments (and the wrap-around at the ends) still need.
             for j in [j for j in self._cache if j not in tail and self._bounds(j)[1] + reach <= hi]:
                 del self._cache[j]
-            yield chunk
+            yield waves
 
 
 def _prediction(request: tuple[BlockInput, tuple], est: torch.Tensor) -> tuple:
@@ -397,3 +419,18 @@ def _cut(high: torch.Tensor | None, a: int, b: int) -> torch.Tensor | None:
 
 def _cat(pieces: list[torch.Tensor]) -> torch.Tensor:
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=2)
+
+
+def _cat_high(pieces: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The high-end pieces joined (all present, or all ``None``: the layout has one or not)."""
+    present = [p for p in pieces if p is not None]
+    return _cat(present) if present else None
+
+
+def _slice(spec: torch.Tensor, high: torch.Tensor | None, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Frames ``a .. b - 1`` of a spectrogram and its high end."""
+    return spec[:, :, a:b], _cut(high, a, b)
+
+
+def _cloned(spec: torch.Tensor, high: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return spec.clone(), None if high is None else high.clone()

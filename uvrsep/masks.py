@@ -115,9 +115,21 @@ def mask_silence(
 
 
 #: UVR's primary stems whose aggression is inverted (``a → 1 − a``): its "non-accompaniment" stems.
-UVR_INVERTED_STEMS = frozenset({
-    "Vocals", "Other", "Bass", "Drums", "Guitar", "Piano", "Synthesizer", "Strings", "Woodwinds", "Brass", "Wind Inst",
-})
+UVR_INVERTED_STEMS = frozenset(
+    {
+        "Vocals",
+        "Other",
+        "Bass",
+        "Drums",
+        "Guitar",
+        "Piano",
+        "Synthesizer",
+        "Strings",
+        "Woodwinds",
+        "Brass",
+        "Wind Inst",
+    }
+)
 
 
 def uvr_exponents(aggression: float, inverted: bool) -> tuple[float, float]:

@@ -41,7 +41,13 @@ def _template_option() -> str:
 #: Values the template is tried with before any work (each must give a path inside the folder).
 _PROBES = (
     {"name": "clip", "stem": "vocals", "model": "HP2_all_vocals", "parent": "clips", "input_ext": "wav"},
-    {"name": "a", "stem": "instrumental", "model": f"m{ENSEMBLE_JOIN}n{CHAIN_JOIN}o", "parent": "b", "input_ext": "m4a"},
+    {
+        "name": "a",
+        "stem": "instrumental",
+        "model": f"m{ENSEMBLE_JOIN}n{CHAIN_JOIN}o",
+        "parent": "b",
+        "input_ext": "m4a",
+    },
 )
 
 
@@ -131,7 +137,9 @@ def check_template(template: str, n_stems: int | None, fmt: str | None = None) -
             text = render(template, ext=ext, **values)
             why = relative_problem(text, portable=True)
             if why is not None:
-                raise ConfigError(f"{_template_option()} {template!r} gives {text!r}: {why}; it must stay below {option('output_dir')}")
+                raise ConfigError(
+                    f"{_template_option()} {template!r} gives {text!r}: {why}; it must stay below {option('output_dir')}"
+                )
             if not text.lower().endswith("." + ext):
                 raise ConfigError(
                     f"{_template_option()} {template!r} gives {text!r}: the file name must end with .{{ext}} (.{ext})"
@@ -170,8 +178,16 @@ def contained_path(output_dir: Path, relative: str, *, base: Path | None = None)
 
 
 def output_paths(
-    item: InputItem, stems: tuple[str, ...], *, output_dir: Path, template: str, fmt: str, model: str,
-    mirror_tree: bool, base: Path | None = None, contained: bool = True,
+    item: InputItem,
+    stems: tuple[str, ...],
+    *,
+    output_dir: Path,
+    template: str,
+    fmt: str,
+    model: str,
+    mirror_tree: bool,
+    base: Path | None = None,
+    contained: bool = True,
 ) -> dict[str, Path]:
     """``{stem: path}`` for one input (``template`` below ``output_dir``; with ``mirror_tree`` the
     input's folders below the folder it was found in are kept). Raises :class:`AudioWriteError`
@@ -187,8 +203,15 @@ def output_paths(
     base = base if base is not None else Path(os.path.realpath(output_dir))
     paths = {}
     for stem in stems:
-        name = render(template, name=item.path.stem, stem=stem, ext=fmt, model=model, parent=parent,
-                      input_ext=item.path.suffix.lstrip("."))
+        name = render(
+            template,
+            name=item.path.stem,
+            stem=stem,
+            ext=fmt,
+            model=model,
+            parent=parent,
+            input_ext=item.path.suffix.lstrip("."),
+        )
         relative = os.path.join(folder, name) if folder not in ("", ".") else name
         if not contained:
             paths[stem] = Path(output_dir) / relative

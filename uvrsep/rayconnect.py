@@ -13,7 +13,8 @@ Ray's own messages stay off the terminal on normal runs, by Ray's documented set
 (``core_worker.cc: ...``, written to file descriptor 2) would otherwise show even on runs that
 go well. While Ray starts or connects, file descriptor 2 goes to a temporary file that is then
 dropped: Ray's C++ client writes there before that setting applies. ``UVRSEP_RAY_DEBUG=1``
-(:data:`DEBUG_ENV`) shows all of Ray's messages instead.
+(:data:`DEBUG_ENV`) shows all of Ray's messages instead. A run's Ray Data progress bars are off
+(:func:`quiet_ray_data`), and a Ray error is shown by its one line that matters (:func:`ray_reason`).
 
 Nothing here touches Ray's private modules. On this machine's loopback address (``--ray`` /
 ``local``, ``127.0.0.1:PORT``) Ray runs in its documented single-machine mode,
@@ -62,8 +63,10 @@ def check_address(address: str) -> str:
         return address
     m = _ADDRESS.fullmatch(address)
     if m is None:
-        raise ConfigError(f"--ray {address}: not a Ray address (local, auto or HOST:PORT); "
-                          "put the inputs before --ray, or write --ray=ADDRESS")
+        raise ConfigError(
+            f"--ray {address}: not a Ray address (local, auto or HOST:PORT); "
+            "put the inputs before --ray, or write --ray=ADDRESS"
+        )
     if not 0 < int(m["port"]) < 65536:
         raise ConfigError(f"--ray {address}: the port must be 1 to 65535")
     return address
@@ -82,20 +85,24 @@ def require_ray(address: str | None = None):
         os.environ[LOOPBACK_ENV] = "0"  # read when ray is imported, also by the daemons it starts
     try:
         import ray
-        import ray.data  # noqa: F401  (pyarrow & co. come with the [data] extra)
+        import ray.data
     except ImportError:
         raise ConfigError(f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}") from None
     version = tuple(int(x) for x in re.findall(r"\d+", ray.__version__)[:2])
     if version < MIN_RAY:
-        raise ConfigError(f"--ray needs Ray {'.'.join(map(str, MIN_RAY))} or newer (this is {ray.__version__}): "
-                          f"{INSTALL_HINT} --upgrade")
+        raise ConfigError(
+            f"--ray needs Ray {'.'.join(map(str, MIN_RAY))} or newer (this is {ray.__version__}): "
+            f"{INSTALL_HINT} --upgrade"
+        )
     if address not in (None, "local"):
         connect_deadline()  # a bad override is a usage error, found before any work
     if _loopback(address) and not ray.is_initialized() and ray.util.get_node_ip_address() != "127.0.0.1":
         # Otherwise Ray replaces a loopback address by the machine's outward one, both when it
         # starts an instance (which then listens there) and when it connects to 127.0.0.1:PORT.
-        raise ConfigError(f"--ray {address}: Ray was imported before uvrsep could keep it on 127.0.0.1: set "
-                          f"{LOOPBACK_ENV}=0 before importing ray, or connect with ray.init() first")
+        raise ConfigError(
+            f"--ray {address}: Ray was imported before uvrsep could keep it on 127.0.0.1: set "
+            f"{LOOPBACK_ENV}=0 before importing ray, or connect with ray.init() first"
+        )
     return ray
 
 
@@ -189,8 +196,9 @@ def _join(ray, address: str) -> None:
     """``ray.init(address)`` within the deadline; an address where nothing answers fails at once."""
     seconds = connect_deadline()
     target = _probe_target(address)
-    advice = ("check the address (`ray start --head` prints it; Ray's port is 6379 by default) "
-              "and that the cluster is up")
+    advice = (
+        "check the address (`ray start --head` prints it; Ray's port is 6379 by default) and that the cluster is up"
+    )
 
     def attempt() -> None:
         if target is not None:
@@ -202,8 +210,10 @@ def _join(ray, address: str) -> None:
     with _ray_output_hidden():
         finished = run_within(seconds, attempt, late=ray.shutdown)
     if not finished:
-        raise UvrsepError(f"--ray {address}: no Ray cluster answered within {seconds:g} s; {advice} "
-                          f"({DEADLINE_ENV} sets the deadline)")
+        raise UvrsepError(
+            f"--ray {address}: no Ray cluster answered within {seconds:g} s; {advice} "
+            f"({DEADLINE_ENV} sets the deadline)"
+        )
 
 
 def _probe_target(address: str) -> tuple[str, int] | None:
@@ -261,3 +271,28 @@ def run_within(seconds: float, work: Callable[[], None], late: Callable[[], None
     if state["error"] is not None:
         raise state["error"]
     return True
+
+
+def ray_reason(exc: BaseException) -> str:
+    """The one line that matters in a Ray error (the uvrsep error inside it, if any)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, UvrsepError):
+            return str(cause)
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    text = str(exc)
+    for line in text.splitlines():
+        m = re.search(r"uvrsep\.errors\.\w+: (.*)", line)
+        if m:
+            return m.group(1).strip()
+    return one_line(exc)
+
+
+def quiet_ray_data() -> None:
+    """No Ray Data progress bars or start-up lines: the batch shows its own progress."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)

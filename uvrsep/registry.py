@@ -9,13 +9,18 @@ model is given.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
 import os
 import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from filelock import FileLock
 
 from .errors import ConfigError
 from .resources import resource_dir
@@ -24,6 +29,7 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
 
 def _label(name: str) -> str:
     return name.lower().replace(" ", "_")
@@ -36,9 +42,25 @@ STEM_LABELS = {
     "Vocals": ("vocals", "instrumental"),
     **{
         name: pair
-        for stem in ("Echo", "Reverb", "Noise", "Other", "Bass", "Drums", "Guitar", "Piano", "Synthesizer",
-                     "Strings", "Woodwinds", "Brass", "Wind Inst")
-        for name, pair in ((stem, (_label(stem), "no_" + _label(stem))), (f"No {stem}", ("no_" + _label(stem), _label(stem))))
+        for stem in (
+            "Echo",
+            "Reverb",
+            "Noise",
+            "Other",
+            "Bass",
+            "Drums",
+            "Guitar",
+            "Piano",
+            "Synthesizer",
+            "Strings",
+            "Woodwinds",
+            "Brass",
+            "Wind Inst",
+        )
+        for name, pair in (
+            (stem, (_label(stem), "no_" + _label(stem))),
+            (f"No {stem}", ("no_" + _label(stem), _label(stem))),
+        )
     },
 }
 
@@ -57,7 +79,11 @@ def parse_stem_label(text: str) -> str:
     raise ConfigError(
         f"unknown stem {text!r} (use one of {', '.join(STEM_LABELS)}; case, spaces and underscores do not matter)"
     )
+
+
 UVR_HASH_TAIL = 10_000 * 1024
+#: How many times replacing a file another process holds open is tried (Windows), 50 ms apart.
+REPLACE_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -87,7 +113,9 @@ class ModelSpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(raw) - known
         if unknown or "name" not in raw or "file" not in raw:
-            raise ConfigError(f"{where}: bad model entry {raw.get('name', '?')!r} ({', '.join(sorted(unknown)) or 'needs name and file'})")
+            raise ConfigError(
+                f"{where}: bad model entry {raw.get('name', '?')!r} ({', '.join(sorted(unknown)) or 'needs name and file'})"
+            )
         raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
         if raw.get("primary", "Instrumental") not in STEM_LABELS:
             raise ConfigError(f"{where}: {raw['name']}: unknown primary stem {raw['primary']!r}")
@@ -133,8 +161,13 @@ def check_file_name(name: str, what: str = "model name", folder: Path | None = N
     of ``folder`` (:func:`name_limit`) with :data:`NAME_MARGIN` bytes to spare; else a
     :class:`ConfigError`."""
     bad = (
-        not name or name in (".", "..") or name.startswith(".") or "/" in name or "\\" in name
-        or any(ord(c) < 32 for c in name) or Path(name).name != name
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or "/" in name
+        or "\\" in name
+        or any(ord(c) < 32 for c in name)
+        or Path(name).name != name
     )
     if bad:
         raise ConfigError(f"{what} {name!r} must be a plain file name (no folders, '/', '\\' or leading '.')")
@@ -175,15 +208,31 @@ class Registry:
                 return spec
         return None
 
-    def get(self, name: str) -> ModelSpec:
-        """Like :meth:`find`, but an unknown name is a :class:`ConfigError` with suggestions."""
+    def get(self, name: str, label: str | None = None) -> ModelSpec:
+        """Like :meth:`find`, but an unknown name is a :class:`ConfigError` with suggestions,
+        naming it as ``label`` says (``--then NAME``; default ``unknown model 'NAME'``)."""
         spec = self.find(name)
         if spec is None:
             labels = [x for m in self.models for x in (m.name, *m.aliases)]
             close = difflib.get_close_matches(name, labels, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown model {name!r}: not a file and not a registry name{hint} (see `uvrsep models list`)")
+            what = f"{label}: unknown model" if label else f"unknown model {name!r}"
+            raise ConfigError(f"{what}: not a file and not a registry name{hint} (see `uvrsep models list`)")
         return spec
+
+    def band_config_users(self) -> dict[str, list[str]]:
+        """``{band config: [what uses it]}``: the entries naming it, then the number of files in
+        UVR's hash table that do (``"N file(s) in UVR's hash table"``)."""
+        users: dict[str, list[str]] = {}
+        for spec in self.models:
+            if spec.params:
+                users.setdefault(spec.params, []).append(spec.name)
+        counts: dict[str, int] = {}
+        for entry in self.uvr_hashes.values():
+            counts[entry.get("params", "")] = counts.get(entry.get("params", ""), 0) + 1
+        for params, count in counts.items():
+            users.setdefault(params, []).append(f"{count} file(s) in UVR's hash table")
+        return users
 
     def identify_by_uvr_hash(self, path: Path) -> dict | None:
         """UVR's table entry for a file (MD5 of its last 10,000 KiB), if any."""
@@ -221,14 +270,42 @@ def load_registry(home: Path | None = None) -> Registry:
     return Registry(models=models, uvr_hashes=raw.get("uvr_hash", {}), default=raw.get("default"))
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` (UTF-8) atomically: readers see the old file or the new one,
+    never a part; the temporary file has a name of its own, so writers never share one. On
+    Windows a reader holding the file open makes the replacement fail for a moment: it is tried
+    again for up to a second (:data:`REPLACE_TRIES`)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        for attempt in range(REPLACE_TRIES):
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:
+                if attempt == REPLACE_TRIES - 1:
+                    raise
+                time.sleep(0.05)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def add_user_model(home: Path, spec: ModelSpec) -> None:
-    """Add (or replace) an entry in the user registry, atomically."""
+    """Add (or replace) an entry in the user registry. The read-modify-write holds the cache's
+    cross-process lock ``locks/user_models.lock`` (:mod:`filelock`: every platform), so imports
+    running at once never lose each other's entries; the file is replaced atomically."""
     path = user_registry_path(home)
-    entries = []
-    if path.is_file():
-        entries = [e for e in json.loads(path.read_text(encoding="utf-8")) if e.get("name") != spec.name]
-    entries.append(spec.to_dict())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(entries, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    (home / "locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(home / "locks" / "user_models.lock"):
+        entries = []
+        if path.is_file():
+            try:
+                entries = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{path}: unreadable user registry ({exc})") from None
+            entries = [e for e in entries if e.get("name") != spec.name]
+        entries.append(spec.to_dict())
+        write_text_atomic(path, json.dumps(entries, indent=2, ensure_ascii=False))

@@ -15,7 +15,7 @@ synthesis resampler for that step:
   ``L``; here that sum runs over the ``±FFT_KERNEL_HALF`` nearest samples (indices taken
   modulo ``L``, so the wrap-around at the file's two ends is the original's), with the outer
   half of the kernel tapered. The bands are low-passed well below Nyquist, so the neglected
-  tail is far below audibility: measured 110–130 dB SDR against the whole-file resampling.
+  tail is far below audibility (its SDR against the whole-file resampling: docs/performance.md).
 - libsamplerate (``sinc_fastest`` between all bands in UVR semantics) is stateful and runs
   forwards: a :class:`SequentialResampler` feeds it the partial sum in order and gives exactly
   the whole-file ``librosa.resample`` output (the same float32 samples), so the stems are
@@ -33,6 +33,7 @@ lies above a libsamplerate step (it would need the finished lower sum at the fil
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -77,8 +78,10 @@ def unsupported_reason(layout: BandLayout) -> str | None:
         elif resampler not in FFT_RESAMPLERS:
             return f"band {i + 1}'s synthesis resampler {resampler} cannot be run in segments"
         elif sequential_below:
-            return (f"band {i + 1}'s synthesis FFT resampling needs the whole lower sum, which libsamplerate "
-                    "makes in order across rates below it")
+            return (
+                f"band {i + 1}'s synthesis FFT resampling needs the whole lower sum, which libsamplerate "
+                "makes in order across rates below it"
+            )
         elif hi.sample_rate % lo.sample_rate:
             return f"band {i + 1}'s rate does not divide band {i + 2}'s"
     return None
@@ -93,7 +96,11 @@ def analysis_margin(layout: BandLayout) -> int:
 
 
 def analyze_frames(
-    read: Callable[[int, int], np.ndarray], layout: BandLayout, n_samples: int, start: int, stop: int,
+    read: Callable[[int, int], np.ndarray],
+    layout: BandLayout,
+    n_samples: int,
+    start: int,
+    stop: int,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Frames ``start .. stop - 1`` of :func:`bands.analyze` of the whole input, from a reader.
@@ -120,7 +127,9 @@ def analyze_frames(
 # -- synthesis --------------------------------------------------------------------------------
 
 
-def periodic_kernel(length: int, ratio: int, phase: int, half: int = FFT_KERNEL_HALF, flat: int = FFT_KERNEL_FLAT) -> np.ndarray:
+def periodic_kernel(
+    length: int, ratio: int, phase: int, half: int = FFT_KERNEL_HALF, flat: int = FFT_KERNEL_FLAT
+) -> np.ndarray:
     """Taps ``j = -half .. half`` of ``scipy.signal.resample``'s upsampling by ``ratio`` of a
     real signal of ``length`` samples, for output phase ``phase`` (``1 .. ratio - 1``).
 
@@ -203,7 +212,9 @@ class SequentialResampler:
                 chunk = np.zeros((2, want))
             self._fed += chunk.shape[1]
             chunk = chunk.astype(np.float32)
-            new = np.stack([conv.process(ch, self.ratio, end_of_input=False) for conv, ch in zip(self._converters, chunk)])
+            new = np.stack(
+                [conv.process(ch, self.ratio, end_of_input=False) for conv, ch in zip(self._converters, chunk)]
+            )
             self._buf = np.concatenate([self._buf, new.astype(np.float64)], axis=1)
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -256,10 +267,13 @@ class SegmentedSynthesis:
         self._kernels: dict[int, torch.Tensor] = {}
         self._sequential = {
             i: SequentialResampler(
-                lambda a, b, i=i: transfer.to_host(self._level(i, a, b)), self.lengths[i],
-                layout.bands[i + 1].sample_rate / band.sample_rate, bands.synthesis_resampler(layout, i),
+                functools.partial(self._level_on_host, i),
+                self.lengths[i],
+                layout.bands[i + 1].sample_rate / band.sample_rate,
+                bands.synthesis_resampler(layout, i),
             )
-            for i, band in enumerate(layout.bands[:-1]) if _step(layout, i) == "sequential"
+            for i, band in enumerate(layout.bands[:-1])
+            if _step(layout, i) == "sequential"
         }
 
     def output(self, start: int, stop: int) -> torch.Tensor:
@@ -267,6 +281,10 @@ class SegmentedSynthesis:
         libsamplerate step in the layout, ranges must come in order (each starting where the
         previous one stopped, or later)."""
         return self._level(len(self.layout.bands) - 1, start, stop)
+
+    def _level_on_host(self, i: int, start: int, stop: int) -> np.ndarray:
+        """:meth:`_level` in host memory (what libsamplerate reads)."""
+        return transfer.to_host(self._level(i, start, stop))
 
     def _level(self, i: int, start: int, stop: int) -> torch.Tensor:
         """Band ``i``'s partial sum (bands ``0 .. i``), samples ``start .. stop - 1`` within ``0 .. L_i``."""
@@ -298,7 +316,9 @@ class SegmentedSynthesis:
         """The periodic kernel's taps for band ``i``'s FFT step, one row per output phase
         ``1 .. ratio − 1``: float64 ``[ratio − 1, 2·half + 1]`` on the device (computed once)."""
         if i not in self._kernels:
-            taps = np.stack([periodic_kernel(self.lengths[i], ratio, phase, self.half, self.flat) for phase in range(1, ratio)])
+            taps = np.stack(
+                [periodic_kernel(self.lengths[i], ratio, phase, self.half, self.flat) for phase in range(1, ratio)]
+            )
             self._kernels[i] = transfer.to_device(taps, self.device)
         return self._kernels[i]
 

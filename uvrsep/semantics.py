@@ -28,8 +28,10 @@ first pass and then applies the whole file's plan to each segment.
 
 from __future__ import annotations
 
+import difflib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -37,7 +39,7 @@ import numpy as np
 import torch
 
 from .config import BandLayout
-from .errors import ConfigError
+from .errors import ConfigError, option
 from .masks import (
     UVR_INVERTED_STEMS,
     apply_aggressiveness,
@@ -49,10 +51,10 @@ from .masks import (
 )
 from .registry import parse_stem_label
 
-
 #: Largest network window (frames) a setting may ask for: UVR offers up to 1024; memory per
 #: window grows with it.
 MAX_WINDOW_SIZE = 2048
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -110,20 +112,40 @@ class Settings:
         if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) or self.window_size < 1:
             raise ConfigError(f"window size must be a positive whole number of frames, got {self.window_size}")
         if self.window_size > MAX_WINDOW_SIZE:
-            raise ConfigError(f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames "
-                              "(UVR's largest is 1024)")
-        primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
-        return replace(self, aggressiveness=agg, high_end=high_end, primary_stem=primary,
-                       tta=bool(self.tta), postprocess=bool(self.postprocess))
+            raise ConfigError(
+                f"window size {self.window_size} is too large: at most {MAX_WINDOW_SIZE} frames (UVR's largest is 1024)"
+            )
+        try:
+            primary = None if self.primary_stem is None else parse_stem_label(self.primary_stem)
+        except ConfigError as exc:
+            raise ConfigError(f"{option('primary_stem', value=self.primary_stem)}: {exc}") from None
+        return replace(
+            self,
+            aggressiveness=agg,
+            high_end=high_end,
+            primary_stem=primary,
+            tta=bool(self.tta),
+            postprocess=bool(self.postprocess),
+        )
 
     @classmethod
-    def from_options(cls, settings: Settings | None, options: dict[str, Any]) -> Settings:
-        """``settings`` (default: all defaults) with the fields named in ``options`` replaced;
-        a name that is not a field is a ``TypeError``, as for any unknown keyword."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - names)
+    def from_options(
+        cls, settings: Settings | None, options: dict[str, Any], *, where: str = "Settings", others: Iterable[str] = ()
+    ) -> Settings:
+        """``settings`` (default: all defaults) with the fields named in ``options`` replaced.
+
+        A name that is not a field is a one-line :class:`ConfigError` naming it, ``where`` it was
+        given (``Separator()``) and the closest valid name among the fields and ``others`` (the
+        caller's own arguments), as a typo usually is."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
         if unknown:
-            raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+            valid = [*others, *names]
+            first = unknown[0]
+            close = difflib.get_close_matches(first, valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"the arguments are {', '.join(valid)}"
+            what = ", ".join(map(repr, unknown))
+            raise ConfigError(f"{where} got unknown argument{'s' if len(unknown) > 1 else ''} {what}; {hint}")
         return replace(settings or cls(), **options)
 
 
@@ -149,6 +171,12 @@ class Semantics(ABC):
         self.family = family
         self.primary = primary
         self.uses_aggressiveness = uses_aggressiveness
+
+    @property
+    def aggressiveness(self) -> float:
+        """The aggressiveness setting (filled in: a semantics is built from resolved settings)."""
+        assert self.settings.aggressiveness is not None, "Settings.resolve() fills it in"
+        return self.settings.aggressiveness
 
     @staticmethod
     def adapt_layout(layout: BandLayout, family: str) -> BandLayout:
@@ -217,7 +245,7 @@ class RvcSemantics(Semantics):
 
     def window_mask(self, mask: torch.Tensor) -> torch.Tensor:
         if self.uses_aggressiveness:  # RVC's VR 5.1 path ignores it
-            mask = apply_aggressiveness(mask, self.settings.aggressiveness / 100, self.layout.split_bin)
+            mask = apply_aggressiveness(mask, self.aggressiveness / 100, self.layout.split_bin)
         return mask
 
     def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
@@ -281,7 +309,7 @@ class UvrSemantics(Semantics):
 
     def estimate(self, masks: list[torch.Tensor], norm: torch.Tensor, coef: float) -> torch.Tensor:
         mask = (masks[0] + masks[1]) * 0.5 if len(masks) == 2 else masks[0].to(torch.float32, copy=True)
-        return apply_uvr_aggression(mask, self.settings.aggressiveness, self.layout.split_bin, self.inverted)
+        return apply_uvr_aggression(mask, self.aggressiveness, self.layout.split_bin, self.inverted)
 
     def magnitudes(self, est: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
         return est * mag

@@ -9,20 +9,20 @@ numbers reproduce RVC's ``AudioPre`` (see README, "Faithfulness").
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import clips, segments
 from .audio import as_waveform, check_input_rate, check_samples, read_audio, read_audio_object, to_stereo
 from .config import BandLayout
-from .device import (  # noqa: F401  (resolve_device: re-exported, callers import it from here)
+from .device import (
     LOW_PRECISION,
     PhaseClock,
     dsp_device,
@@ -35,10 +35,11 @@ from .ensemble.members import EnsembleMixin
 from .errors import ConfigError, EmptyAudioError, option
 from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
-from .model import load_model, model_stems  # noqa: F401  (model_stems: re-exported, as above)
+from .model import load_model, model_stems
 from .registry import STEM_LABELS
+from .report.measures import SignalMeter
 from .semantics import SEMANTICS, Semantics, Settings
-from .sources import ArraySource, AudioSource, resample
+from .sources import ArraySource, AudioSource, MeteredSource, resample
 from .stems import Stems, StreamedStems
 
 
@@ -58,9 +59,7 @@ class Separator:
 
     Args:
         model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...);
-            ``None``: the default model. A list of them is an ensemble: an
-            :class:`Ensemble` (docs/ensembles.md), each model loaded once,
-            separating every input with the same settings, the stems combined label by label.
+            ``None``: the default model; a list of them: an :class:`Ensemble` (docs/ensembles.md).
         settings: a :class:`~uvrsep.semantics.Settings` (semantics ``rvc`` or ``uvr``,
             aggressiveness, TTA, post-processing and its threshold, window size, high end,
             primary stem). Its fields may also be given as keywords, alone
@@ -88,8 +87,7 @@ class Separator:
             it runs in fp32, with a note: few CPUs have fast fp16 kernels);
             ``bf16``: weights and windows in bfloat16, on every device (on the CPU fast only
             with AVX512-BF16 or AMX). README (`--precision`) gives the measured parity.
-        ensemble_algorithm, ensemble_weights: for an ensemble only (a list of models): how its
-            stems are combined (:mod:`uvrsep.ensemble`; default ``avg_wave``, equal weights).
+        ensemble_algorithm, ensemble_weights: for a list of models only (:class:`Ensemble`).
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
@@ -99,9 +97,7 @@ class Separator:
     """
 
     def __new__(cls, model: str | Path | list | tuple | None = None, *args, **kwargs):
-        if cls is Separator and isinstance(model, (list, tuple)):
-            return super().__new__(Ensemble)
-        return super().__new__(cls)
+        return super().__new__(Ensemble if cls is Separator and isinstance(model, (list, tuple)) else cls)
 
     def __init__(
         self,
@@ -123,22 +119,27 @@ class Separator:
         **setting_fields,
     ):
         if ensemble_algorithm is not None or ensemble_weights is not None:
-            raise ConfigError(f"{option('ensemble_algorithm')} and {option('ensemble_weights')} are for an ensemble: "
-                              "give a list of models")
-        settings = Settings.from_options(settings, setting_fields)
+            raise ConfigError(
+                f"{option('ensemble_algorithm')} and {option('ensemble_weights')} are for an ensemble: "
+                "give a list of models"
+            )
+        settings = Settings.from_options(settings, setting_fields, where="Separator()", others=_ARGUMENTS)
         settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+            raise ConfigError(f"{option('batch_size')} must be at least 1, got {batch_size}")
         if segment_windows is not None and segment_windows < 1:
-            raise ConfigError(f"segment_windows must be at least 1, got {segment_windows}")
+            raise ConfigError(f"{option('segment_windows')} must be at least 1, got {segment_windows}")
         if segment_threshold is not None and not segment_threshold >= 0:
-            raise ConfigError(f"segment threshold must be a number of seconds >= 0, got {segment_threshold}")
-        self.device = resolve_device(device)
-        self.precision = effective_precision(precision, self.device)
+            raise ConfigError(
+                f"{option('segment_threshold')} must be a number of seconds >= 0, got {segment_threshold}"
+            )
+        self.device: torch.device = resolve_device(device)
+        self.precision: str = effective_precision(precision, self.device)
         #: Where the DSP runs (:func:`uvrsep.device.dsp_device`: the network's CUDA device, else the CPU).
         self.dsp: torch.device = dsp_device(self.device)
-        self.model = load_model(model, params=params, device=self.device, offline=offline, progress=progress,
-                                on_notice=on_notice)
+        self.model = load_model(
+            model, params=params, device=self.device, offline=offline, progress=progress, on_notice=on_notice
+        )
         self.notes: list[str] = list(self.model.notes)
         self.model_path, self.spec, self.architecture = self.model.path, self.model.spec, self.model.architecture
         self.weights, self.net = self.model.weights, self.model.net
@@ -148,17 +149,15 @@ class Separator:
             self.net.to(LOW_PRECISION[self.precision])
         self.channels_last = uses_channels_last(self.device, self.precision)
         if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
         self.configure(settings)
-        self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
-        self.progress = progress
-        self.stream = stream
-        self.segment_threshold = segment_threshold
-        self.segment_windows = segment_windows
-        #: The share of the device's memory budget one input may take here (an ensemble's
-        #: members, which stream a long input side by side, split it).
-        self.memory_share = 1.0
-        self.times = PhaseTimes()
+        self.batch_size: int = batch_size or (4 if self.device.type == "cuda" else 1)
+        self.progress: bool = progress
+        self.stream: int | None = stream
+        self.segment_threshold: float | None = segment_threshold
+        self.segment_windows: int | None = segment_windows
+        self.memory_share = 1.0  # of the device's memory budget (an ensemble's members split it)
+        self.times: PhaseTimes = PhaseTimes()
         self.clock = PhaseClock(self.dsp)
 
     def configure(self, settings: Settings | None = None, **setting_fields) -> None:
@@ -168,7 +167,9 @@ class Separator:
         :attr:`layout` (the band config as the semantics carries it out), :attr:`primary` /
         :attr:`secondary` and :attr:`semantics`. A bad value, or a window the net cannot take,
         is a :class:`ConfigError` and changes nothing."""
-        given = Settings.from_options(settings or getattr(self, "_given_settings", None), setting_fields)
+        given = Settings.from_options(
+            settings or getattr(self, "_given_settings", None), setting_fields, where="configure()"
+        )
         settings = given.resolve()
         window, context, label = settings.window_size, self.net.context, self.architecture.label
         if window <= 2 * context:
@@ -184,17 +185,23 @@ class Separator:
             )
         primary = settings.primary_stem or self.model.primary
         if settings.primary_stem is None and self.model.primary_is_default:
-            note = (f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
-                    f"(the original's default for a {label}; --primary-stem sets it)")
+            note = (
+                f"no primary stem known for {self.model_path.name}: the mask keeps {STEM_LABELS[primary][0]} "
+                f"(the original's default for a {label}; {option('primary_stem')} sets it)"
+            )
             if note not in self.notes:
                 self.notes.append(note)
         kind = SEMANTICS[settings.semantics]
         self._given_settings = given
         self.settings: Settings = settings
         self.layout: BandLayout = kind.adapt_layout(self.model.layout, self.architecture.family)
-        self.primary, self.secondary = STEM_LABELS[primary]
+        self.primary: str = STEM_LABELS[primary][0]
+        self.secondary: str = STEM_LABELS[primary][1]
         self.semantics: Semantics = kind(
-            settings, self.layout, family=self.architecture.family, primary=primary,
+            settings,
+            self.layout,
+            family=self.architecture.family,
+            primary=primary,
             uses_aggressiveness=self.net.uses_aggressiveness,
         )
 
@@ -205,8 +212,16 @@ class Separator:
 
     def stage(self) -> NetworkStage:
         """The network stage with the settings in use (:mod:`uvrsep.inference`)."""
-        return NetworkStage(self.net, self.device, self.precision, self.channels_last, self.semantics,
-                            self.settings.window_size, self.settings.tta, self.batch_size)
+        return NetworkStage(
+            self.net,
+            self.device,
+            self.precision,
+            self.channels_last,
+            self.semantics,
+            self.settings.window_size,
+            self.settings.tta,
+            self.batch_size,
+        )
 
     def n_windows(self, n_frames: int) -> int:
         """Network windows needed for ``n_frames`` frames (both passes with TTA)."""
@@ -218,8 +233,14 @@ class Separator:
     def segment_plan(self, n_samples: int) -> SegmentPlan:
         """How an input of ``n_samples`` (at the model's rate) is processed: whole, or in segments
         of how many frames (see ``segment_threshold`` and ``segment_windows``)."""
-        return segment_plan(n_samples, self.layout, self.stage().hop, int(memory_budget(self.dsp) * self.memory_share),
-                            threshold=self.segment_threshold, windows=self.segment_windows)
+        return segment_plan(
+            n_samples,
+            self.layout,
+            self.stage().hop,
+            int(memory_budget(self.dsp) * self.memory_share),
+            threshold=self.segment_threshold,
+            windows=self.segment_windows,
+        )
 
     def streams(self, seconds: float) -> bool:
         """Whether an input of ``seconds`` is separated in segments (then :meth:`separate_batch`
@@ -267,7 +288,7 @@ class Separator:
         in segments where the device's memory asks for it (see ``segment_threshold``);
         :meth:`separate_streamed` also gives the stems segment by segment. A file or encoded
         audio carries its own rate: ``sample_rate`` is for arrays only. Every refusal is a
-        one-line :class:`~uvrsep.errors.UvrsepError` (README, "Python").
+        one-line :class:`~uvrsep.errors.UvrsepError` (the contract: docs/python-api.md).
         """
         if isinstance(audio, (str, os.PathLike)) or _encoded(audio):
             if sample_rate is not None:
@@ -291,7 +312,7 @@ class Separator:
 
     def separate_many(
         self,
-        inputs: list[str | Path | tuple[np.ndarray, int]],
+        inputs: list[str | Path | tuple[object, int]],
         on_window: Callable[[int], None] | None = None,
     ) -> list[Stems]:
         """Separate several inputs (paths or ``(wave, sample_rate)`` pairs) with shared network
@@ -308,43 +329,29 @@ class Separator:
         """:meth:`separate_many` of waveforms already read (float32 ``[2, T]`` at the model's rate):
         those separated whole share network calls; those in segments go one by one."""
         self.times = PhaseTimes(read=read_seconds)
-        waves = list(waves)
+        held: list[np.ndarray | None] = list(waves)
+        del waves
         results: dict[int, Stems] = {}
         group: list[tuple[int, Job]] = []
-        for k in range(len(waves)):  # release each waveform as soon as it is analysed
-            plan = self.segment_plan(waves[k].shape[1])
-            job = Job(self, ArraySource(waves[k]), plan, on_window if plan.frames is not None else None)
-            waves[k] = None
+        meters = [SignalMeter(self.layout.sample_rate) for _ in held]  # the inputs' measures
+        for k in range(len(held)):  # release each waveform as soon as it is analysed
+            wave, held[k] = held[k], None
+            assert wave is not None
+            meters[k].add(wave)
+            plan = self.segment_plan(wave.shape[1])
+            job = Job(self, ArraySource(wave), plan, on_window if plan.frames is not None else None)
+            del wave
             if plan.frames is None:
                 group.append((k, job))
             else:
-                results[k] = StreamedStems(self.labels, self.layout.sample_rate, self.primary, job.n_samples,
-                                           job.run(), list(self.notes)).collect()
-        for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
+                results[k] = StreamedStems(
+                    self.labels, self.layout.sample_rate, self.primary, job.n_samples, job.run(), list(self.notes)
+                ).collect()
+        for (k, _), stems in zip(group, clips.run_whole(self, [job for _, job in group], on_window)):
             results[k] = stems
-        return [results[k] for k in range(len(waves))]
-
-    def _run_whole(self, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
-        """Whole-input jobs, their windows in shared network calls; each clip's arrays are
-        released as soon as its stems exist."""
-        if not jobs:
-            return []
-        requests = [job.request(0) for job in jobs]
-        t0 = self.clock()
-        total = sum(last - first for block, _ in requests if block.coef > 0 for _, first, last in block.windows)
-        with tqdm(total=total, unit="win", disable=None if self.progress else True, leave=False) as bar:
-            ests = jobs[0].stage.estimate([block for block, _ in requests], on_window or bar.update)
-        self.times.network += self.clock() - t0
-        for job, request, est in zip(jobs, requests, ests):
-            job.keep(0, request, est)
-        del requests, ests
-        results = []
-        for k, job in enumerate(jobs):
-            waves = next(job.run())
-            jobs[k] = None
-            results.append(Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary,
-                                 notes=list(self.notes)))
-        return results
+        for k, stems in results.items():
+            stems.input_meter = meters[k]
+        return [results[k] for k in range(len(held))]
 
     # -- files ----------------------------------------------------------------------------------
     def separate_batch(
@@ -353,7 +360,7 @@ class Separator:
         *,
         group_windows: int = 8,
         durations: Mapping[Path, float] | None = None,
-    ) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
+    ) -> Generator[tuple[Path, Stems | StreamedStems | Exception], None, None]:
         """Separate many files, yielding ``(path, stems)`` or ``(path, error)`` per input, in order.
 
         Consecutive inputs are grouped until a group needs about ``group_windows`` network
@@ -396,12 +403,21 @@ class Separator:
                 source.close()
                 return self.separate_many([path], on_window=on_window)[0].as_stream()
             self.times.read = time.perf_counter() - t0
-            job = Job(self, source, plan, on_window)
+            metered = MeteredSource(source, SignalMeter(self.layout.sample_rate))
+            job = Job(self, metered, plan, on_window)
+            metered.complete()  # the first pass read it all: nothing left, normally
         except BaseException:
             source.close()
             raise
-        return StreamedStems(names=self.labels, sample_rate=self.layout.sample_rate, primary=self.primary,
-                             n_samples=source.n_samples, chunks=job.run(), notes=list(self.notes))
+        return StreamedStems(
+            names=self.labels,
+            sample_rate=self.layout.sample_rate,
+            primary=self.primary,
+            n_samples=source.n_samples,
+            chunks=job.run(),
+            notes=list(self.notes),
+            input_meter=metered.meter,
+        )
 
 
 class Ensemble(EnsembleMixin, Separator):
@@ -410,6 +426,14 @@ class Ensemble(EnsembleMixin, Separator):
 
 
 __all__ = ["Ensemble", "PhaseTimes", "Separator", "model_stems", "resolve_device"]
+
+#: The keyword arguments of :class:`Separator` besides the :class:`Settings` fields (for the
+#: suggestion when a keyword is unknown).
+_ARGUMENTS = tuple(
+    name
+    for name, p in inspect.signature(Separator.__init__).parameters.items()
+    if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+)
 
 
 def _encoded(audio: object) -> bool:

@@ -14,14 +14,26 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from . import bands
-from .audio import FFMPEG_EXTENSIONS, check_input_file, check_samples, owner_tag, probe, remove_abandoned, run_ffmpeg_decode
+from .audio import (
+    FFMPEG_EXTENSIONS,
+    check_input_file,
+    check_samples,
+    owner_tag,
+    probe,
+    remove_abandoned,
+    run_ffmpeg_decode,
+)
 from .errors import AudioReadError, EmptyAudioError, UnsupportedFormatError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 #: Input samples of margin around each block when the input's rate is converted block-wise.
 SOURCE_MARGIN = 8192
@@ -43,18 +55,21 @@ class ArraySource:
     """An input already in memory: float32 stereo ``[2, T]`` at the model's rate."""
 
     def __init__(self, wave: np.ndarray):
-        self.wave = wave
+        self.wave: np.ndarray | None = wave
         self.n_samples = wave.shape[1]
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Samples ``start .. stop - 1``: float32 ``[2, stop - start]`` (zeros outside; the array
         itself when the range is all of it)."""
+        wave = self.wave
+        if wave is None:
+            raise ValueError("the source is closed")
         if start == 0 and stop == self.n_samples:
-            return self.wave
+            return wave
         out = np.zeros((2, stop - start), dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.n_samples)
         if lo < hi:
-            out[:, lo - start : hi - start] = self.wave[:, lo:hi]
+            out[:, lo - start : hi - start] = wave[:, lo:hi]
         return out
 
     def close(self) -> None:
@@ -87,7 +102,9 @@ class AudioSource:
             self.close()
             raise EmptyAudioError(f"{self.path}: holds no audio samples")
         ratio = sample_rate / self.source_rate
-        self.n_samples = math.ceil(self.source_samples * ratio) if self.source_rate != sample_rate else self.source_samples
+        self.n_samples = (
+            math.ceil(self.source_samples * ratio) if self.source_rate != sample_rate else self.source_samples
+        )
         g = math.gcd(self.source_rate, sample_rate)
         self._period_in, self._period_out = self.source_rate // g, sample_rate // g
 
@@ -128,8 +145,9 @@ class AudioSource:
     def _decode_in_order(self, fh: sf.SoundFile) -> sf.SoundFile:
         target = self._temp_file()
         try:
-            with sf.SoundFile(str(target), "w", samplerate=fh.samplerate, channels=fh.channels,
-                              subtype="FLOAT", format="RF64") as out:
+            with sf.SoundFile(
+                str(target), "w", samplerate=fh.samplerate, channels=fh.channels, subtype="FLOAT", format="RF64"
+            ) as out:
                 while True:  # not fh.blocks(): it pads to the header's (too long) length
                     block = fh.read(1 << 18, dtype="float32", always_2d=True)
                     if not len(block):
@@ -140,15 +158,16 @@ class AudioSource:
             raise AudioReadError(f"{self.path}: cannot decode audio ({exc})") from None
         return sf.SoundFile(str(target))
 
-    def __enter__(self) -> AudioSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        if getattr(self, "_file", None) is not None:
-            self._file.close()
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
             self._file = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -156,11 +175,14 @@ class AudioSource:
 
     def _read_source(self, start: int, stop: int) -> np.ndarray:
         """Source samples ``start .. stop - 1`` as float32 ``[C, n]`` (zeros outside the file)."""
-        out = np.zeros((self._file.channels, stop - start), dtype=np.float32)
+        file = self._file
+        if file is None:
+            raise ValueError(f"{self.path}: the source is closed")
+        out = np.zeros((file.channels, stop - start), dtype=np.float32)
         lo, hi = max(start, 0), min(stop, self.source_samples)
         if lo < hi:
-            self._file.seek(lo)
-            data = self._file.read(hi - lo, dtype="float32", always_2d=True).T
+            file.seek(lo)
+            data = file.read(hi - lo, dtype="float32", always_2d=True).T
             if data.shape[1] != hi - lo:
                 raise AudioReadError(f"{self.path}: ends early ({lo + data.shape[1]} of {self.source_samples} samples)")
             check_samples(data, self.path)
@@ -197,3 +219,38 @@ def zero_outside(wave, start: int, length: int):
     return wave
 
 
+class MeteredSource:
+    """A source (``read``, ``n_samples``, ``close``) whose samples are measured as they are first
+    read, in order (:class:`uvrsep.report.measures.SignalMeter`): the input's part of the clip's
+    measures, taken from the reads the separation makes anyway. Samples read again are not
+    measured again; a range skipped over is read for the meter alone (:meth:`complete` reads
+    whatever is left)."""
+
+    #: Samples per read when the meter reads for itself.
+    BLOCK = 1 << 18
+
+    def __init__(self, source, meter):
+        self.source, self.meter = source, meter
+        self.n_samples = source.n_samples
+
+    def _measure(self, wave: np.ndarray, start: int) -> None:
+        lo, hi = max(self.meter.samples, start), min(start + wave.shape[1], self.n_samples)
+        if lo < hi:
+            self.meter.add(wave[:, lo - start : hi - start])
+
+    def complete(self, upto: int | None = None) -> None:
+        """Measure every sample before ``upto`` (default: all) not measured yet."""
+        upto = self.n_samples if upto is None else min(upto, self.n_samples)
+        while self.meter.samples < upto:
+            start = self.meter.samples
+            self._measure(self.source.read(start, min(upto, start + self.BLOCK)), start)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """The source's samples ``start .. stop - 1``; those not seen before go to the meter."""
+        self.complete(start)
+        wave = self.source.read(start, stop)
+        self._measure(wave, start)
+        return wave
+
+    def close(self) -> None:
+        self.source.close()

@@ -7,19 +7,43 @@ mix, ``v = X − y``. Each stem's top band gets its high end back by "mirroring"
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import AudioWriteError, option
 from .config import BandLayout
+from .errors import AudioWriteError, option
 from .naming import contained_path
+from .report.measures import SignalMeter
 from .writer import write_stems
 
 HIGH_END_MODES = ("mirroring", "mirroring2", "none")
+#: Stems that carry the voice, in the order a model's labels are searched for one.
+VOICE_STEMS = ("vocals", "no_echo", "no_reverb", "no_noise")
+
+
+def voice_stem_of(names: Sequence[str]) -> str | None:
+    """The stem among ``names`` that holds the voice, or ``None``: one of :data:`VOICE_STEMS`,
+    after the prefixes a chain gives its later models' stems (each a voice stem and ``_``).
+
+    >>> voice_stem_of(("instrumental", "vocals")), voice_stem_of(("drums", "no_drums"))
+    ('vocals', None)
+    >>> voice_stem_of(("instrumental", "vocals_no_reverb", "vocals_reverb"))
+    'vocals_no_reverb'
+    """
+    for name in names:
+        rest = name
+        while rest not in VOICE_STEMS:
+            prefix = next((v + "_" for v in VOICE_STEMS if rest.startswith(v + "_")), None)
+            if prefix is None:
+                break
+            rest = rest[len(prefix) :]
+        if rest in VOICE_STEMS:
+            return name
+    return None
 
 
 def mirror_high_end(
@@ -60,6 +84,10 @@ class Stems(Mapping):
     notes: list[str] = field(default_factory=list)
     #: Processing time attributed to this input (its share of a shared network run), if known.
     seconds: float | None = None
+    #: The input as the network heard it (model's rate, stereo), measured while it was held
+    #: (:mod:`uvrsep.report.measures`); the writer measures the stems against it. ``None``:
+    #: stems made otherwise, written without measures.
+    input_meter: SignalMeter | None = field(default=None, repr=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -69,6 +97,11 @@ class Stems(Mapping):
     def duration(self) -> float:
         """Seconds of audio."""
         return self.waves[self.primary].shape[1] / self.sample_rate
+
+    @property
+    def voice(self) -> str | None:
+        """The stem that holds the voice (:func:`voice_stem_of`), or ``None``."""
+        return voice_stem_of(self.names)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.waves[name]
@@ -81,8 +114,15 @@ class Stems(Mapping):
 
     def as_stream(self) -> StreamedStems:
         """The same audio as a one-block :class:`StreamedStems` (for code that writes streams)."""
-        return StreamedStems(self.names, self.sample_rate, self.primary, self.waves[self.primary].shape[1],
-                             iter([self.waves]), list(self.notes))
+        return StreamedStems(
+            self.names,
+            self.sample_rate,
+            self.primary,
+            self.waves[self.primary].shape[1],
+            iter([self.waves]),
+            list(self.notes),
+            self.input_meter,
+        )
 
     def write(
         self,
@@ -115,11 +155,18 @@ class StreamedStems:
     n_samples: int
     chunks: Iterator[dict[str, np.ndarray]]
     notes: list[str] = field(default_factory=list)
+    #: As :attr:`Stems.input_meter` (complete once the stream is returned: its first pass read all).
+    input_meter: SignalMeter | None = field(default=None, repr=False)
 
     @property
     def duration(self) -> float:
         """Seconds of audio."""
         return self.n_samples / self.sample_rate
+
+    @property
+    def voice(self) -> str | None:
+        """The stem that holds the voice (:func:`voice_stem_of`), or ``None``."""
+        return voice_stem_of(self.names)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self.chunks
@@ -136,8 +183,13 @@ class StreamedStems:
         for chunk in self:
             for name, wave in chunk.items():
                 parts[name].append(wave)
-        return Stems({name: np.concatenate(p, axis=1) for name, p in parts.items()}, self.sample_rate,
-                     self.primary, list(self.notes))
+        return Stems(
+            {name: np.concatenate(p, axis=1) for name, p in parts.items()},
+            self.sample_rate,
+            self.primary,
+            list(self.notes),
+            input_meter=self.input_meter,
+        )
 
 
 def stem_paths(output_dir: str | Path, track: str, names: tuple[str, ...], fmt: str) -> dict[str, Path]:

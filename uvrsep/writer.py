@@ -14,6 +14,7 @@ import soxr
 
 from .audio import AudioStreamWriter
 from .errors import AudioWriteError, OutputExistsError
+from .report.measures import ClipMeter
 
 
 def write_stems(
@@ -27,6 +28,7 @@ def write_stems(
     on_block: Callable[[float], None] | None = None,
     before_commit: Callable[[], None] | None = None,
     on_clipped: Callable[[str], None] | None = None,
+    on_measures: Callable[[dict | None], None] | None = None,
 ) -> dict[str, Path]:
     """Write stems to ``{stem: path}``, converted as asked; atomic per file. The one writer of
     uvrsep's outputs.
@@ -40,6 +42,10 @@ def write_stems(
     ``on_clipped`` gets one line when integer PCM or a lossy format clipped a stem noticeably
     (:data:`uvrsep.audio.CLIP_WARN_PEAK`, :data:`uvrsep.audio.CLIP_WARN_FRACTION`):
     ``"vocals (peak +90.3 dBFS, 99.97 % of samples)"``.
+    ``on_measures`` gets the clip's measures (:mod:`uvrsep.report.measures`: every stem, written
+    or not, as separated, before any conversion, against the input the stems carry the meter
+    of; ``None`` for stems without one) once every file is complete, before ``before_commit``.
+    They are computed on the blocks as they pass, and only when asked for.
     """
     if hasattr(stems, "as_stream"):
         stems = stems.as_stream()  # in memory: one block, so the same writer serves both
@@ -47,11 +53,17 @@ def write_stems(
     out_sr = sample_rate or sr
     channels = 1 if mono else 2
     writers: dict[str, AudioStreamWriter] = {}
-    converters = {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq")
-                  for name in targets} if out_sr != sr else {}
+    converters = (
+        {name: soxr.ResampleStream(sr, out_sr, channels, dtype="float32", quality="soxr_hq") for name in targets}
+        if out_sr != sr
+        else {}
+    )
     # librosa's length rule for a resampled signal (its fix_length pads or trims to it).
     length = int(np.ceil(stems.n_samples * (float(out_sr) / sr))) if converters else stems.n_samples
     written = dict.fromkeys(targets, 0)
+    meter = None
+    if on_measures is not None and stems.input_meter is not None:
+        meter = ClipMeter(sr, stems.names, stems.voice, stems.input_meter)
 
     def convert(wave: np.ndarray, converter, last: bool) -> np.ndarray:
         if mono and wave.shape[0] > 1:
@@ -70,6 +82,8 @@ def write_stems(
         for name, path in targets.items():
             writers[name] = AudioStreamWriter(path, out_sr, channels, bit_depth=bit_depth, overwrite=overwrite)
         for chunk in stems:
+            if meter is not None and chunk:
+                meter.add_stems(chunk)
             for name in writers:
                 put(name, convert(chunk[name], converters.get(name), last=False))
             if on_block is not None and chunk:
@@ -86,6 +100,8 @@ def write_stems(
         clipped = [f"{name} ({w.clips.describe()})" for name, w in writers.items() if w.clips.noticeable]
         if clipped and on_clipped is not None:
             on_clipped(", ".join(clipped))
+        if on_measures is not None:
+            on_measures(meter.result() if meter is not None else None)
         if before_commit is not None:
             before_commit()
         for name, writer in writers.items():
@@ -101,5 +117,3 @@ def write_stems(
     if kept and len(kept) == len(targets):
         raise OutputExistsError(f"{', '.join(kept)}: written by another run meanwhile; kept as they are")
     return targets
-
-

@@ -170,8 +170,11 @@ def complete_interrupted(targets: Iterable[Path]) -> bool:
     ready: dict[Path, Path] = {}
     for path in missing:
         prefix = f".{temp_stem(path.name)}."
-        found = [c for c in path.parent.glob(f"{glob.escape(prefix)}*{READY_SUFFIX}")
-                 if is_abandoned(c.name[len(prefix) : -len(READY_SUFFIX)], c)]
+        found = [
+            c
+            for c in path.parent.glob(f"{glob.escape(prefix)}*{READY_SUFFIX}")
+            if is_abandoned(c.name[len(prefix) : -len(READY_SUFFIX)], c)
+        ]
         if not found:
             return False
         ready[path] = max(found, key=lambda c: c.stat().st_mtime_ns)
@@ -255,7 +258,8 @@ def check_output_dir(path: Path, what: str | None = None) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise ConfigError(f"{what} is not a folder" if probe == path
-                          else f"{what} cannot be made: {probe} is a file, not a folder")
+        raise ConfigError(
+            f"{what} is not a folder" if probe == path else f"{what} cannot be made: {probe} is a file, not a folder"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} is not writable" + ("" if probe == path else f" ({probe} is read-only for you)"))

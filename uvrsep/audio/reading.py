@@ -30,11 +30,49 @@ log = logging.getLogger(__name__)
 
 #: Extensions read with soundfile (libsndfile); anything else goes through ffmpeg.
 SOUNDFILE_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64".split()
+    [
+        ".wav",
+        ".wave",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".au",
+        ".snd",
+        ".caf",
+        ".w64",
+        ".rf64",
+    ]
 )
 #: Extensions (audio and video containers) decoded with ffmpeg.
 FFMPEG_EXTENSIONS = frozenset(
-    ".m4a .aac .alac .wma .ac3 .eac3 .dts .amr .mka .mp4 .m4v .mkv .webm .mov .avi .flv .ts .3gp .wmv .mpg .mpeg".split()
+    [
+        ".m4a",
+        ".aac",
+        ".alac",
+        ".wma",
+        ".ac3",
+        ".eac3",
+        ".dts",
+        ".amr",
+        ".mka",
+        ".mp4",
+        ".m4v",
+        ".mkv",
+        ".webm",
+        ".mov",
+        ".avi",
+        ".flv",
+        ".ts",
+        ".3gp",
+        ".wmv",
+        ".mpg",
+        ".mpeg",
+    ]
 )
 
 
@@ -117,8 +155,11 @@ def read_audio_object(source: object, name: str = "file object", stream: int | N
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
+        read = getattr(source, "read", None)
+        if not callable(read):
+            raise ConfigError(f"{name}: not audio bytes nor a binary file object (no .read())")
         try:
-            data = source.read()
+            data = read()
         except (OSError, ValueError) as exc:
             raise AudioReadError(f"{name}: cannot be read ({exc})") from None
         if not isinstance(data, (bytes, bytearray)):
@@ -168,8 +209,18 @@ def _read_with_librosa(path: Path, first_error: Exception) -> tuple[np.ndarray, 
 
 def probe(path: Path, stream: int) -> tuple[int, int, float | None]:
     """(sample rate, channels, duration in s or None) of an audio stream, from ffprobe."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", f"a:{stream}",
-           "-show_entries", "stream=sample_rate,channels,duration:format=duration", "-of", "json", str(path)]
+    cmd = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        f"a:{stream}",
+        "-show_entries",
+        "stream=sample_rate,channels,duration:format=duration",
+        "-of",
+        "json",
+        str(path),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout
         info = json.loads(out)
@@ -190,9 +241,23 @@ def run_ffmpeg_decode(path: Path, stream: int, channels: int, output: list[str])
     """Decode audio stream ``stream`` of ``path`` to float32 PCM with ``channels`` channels
     (ffmpeg's down-mix), written as ``output`` says; no shell. Raises
     :class:`UnsupportedFormatError` with ffmpeg's last line when it fails."""
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:a:{stream}", "-vn",
-           "-ac", str(channels), "-acodec", "pcm_f32le", *output]
-    proc = subprocess.run(cmd, capture_output=True)
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        f"0:a:{stream}",
+        "-vn",
+        "-ac",
+        str(channels),
+        "-acodec",
+        "pcm_f32le",
+        *output,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, check=False)  # its return code is read below
     if proc.returncode != 0:
         reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["ffmpeg failed"]
         raise UnsupportedFormatError(f"{path}: cannot decode audio ({reason[0]})")
@@ -280,30 +345,52 @@ def as_waveform(wave: object, name: str = "array") -> np.ndarray:
     - Refused with a one-line :class:`ConfigError`: unsigned integers (their zero is not
       silence: convert 8-bit PCM yourself), booleans, complex numbers, text or objects; an empty
       array is an :class:`EmptyAudioError`.
-    - torch tensors (any device) and nested lists are read as arrays.
+    - torch tensors (any device; float dtypes numpy lacks, such as bfloat16, are widened to
+      float32 exactly) and nested lists are read as arrays.
     """
     if hasattr(wave, "detach") and hasattr(wave, "cpu"):  # a torch tensor
-        wave = wave.detach().cpu().numpy()
+        wave = _tensor_array(wave, name)
     try:
         arr = np.asarray(wave)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{name}: not an array of samples ({exc})") from None
     kind = arr.dtype.kind
     if kind == "u":
-        raise ConfigError(f"{name}: unsigned integer samples ({arr.dtype}) are refused: their zero is not silence; "
-                          "give float samples in -1..1, or signed integers")
+        raise ConfigError(
+            f"{name}: unsigned integer samples ({arr.dtype}) are refused: their zero is not silence; "
+            "give float samples in -1..1, or signed integers"
+        )
     if kind not in "fi":
         what = {"b": "booleans", "c": "complex numbers"}.get(kind, f"{arr.dtype} values")
         raise ConfigError(f"{name}: holds {what}, not audio samples; give float (-1..1) or signed integer samples")
     if arr.ndim not in (1, 2):
-        raise ConfigError(f"{name}: a {arr.ndim}-D array of shape {tuple(arr.shape)}; give [samples], "
-                          "[channels, samples] or [samples, channels]")
+        raise ConfigError(
+            f"{name}: a {arr.ndim}-D array of shape {tuple(arr.shape)}; give [samples], "
+            "[channels, samples] or [samples, channels]"
+        )
     if arr.size == 0:
         raise EmptyAudioError(f"{name}: holds no audio samples (shape {tuple(arr.shape)})")
     arr = channels_first(arr, name)
     if kind == "i":
         return (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _tensor_array(tensor, name: str) -> np.ndarray:
+    """A torch tensor's values as a numpy array (on the CPU): float dtypes numpy has no type for
+    (bfloat16, float8) widened to float32 (exact), complex ones with their conjugation applied;
+    one numpy cannot hold (sparse, quantized) is a :class:`ConfigError`."""
+    try:
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point() and tensor.element_size() <= 2 and str(tensor.dtype) != "torch.float16":
+            tensor = tensor.float()
+        return tensor.resolve_conj().numpy()
+    except (TypeError, RuntimeError, ValueError) as exc:
+        first = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise ConfigError(
+            f"{name}: a torch tensor ({tensor.dtype}, {tensor.layout}) that is not an array of samples "
+            f"({first}); give a dense float or signed integer tensor"
+        ) from None
 
 
 def to_stereo(wav: np.ndarray) -> np.ndarray:

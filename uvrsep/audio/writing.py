@@ -4,18 +4,23 @@ by block (:class:`AudioStreamWriter`), ffmpeg encodes, and what clipping at full
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from ..errors import AudioWriteError, ConfigError, OutputExistsError, option
 from .files import READY_SUFFIX, commit_file, temp_beside, write_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 #: ``--bit-depth`` choices and the soundfile subtype each maps to (lossless formats).
 BIT_DEPTHS = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
@@ -50,7 +55,9 @@ def output_settings_problem(fmt: str, bit_depth: str | None, sample_rate: int | 
             return f"sample rate {sample_rate} Hz is outside {MIN_OUTPUT_RATE}–{MAX_OUTPUT_RATE} Hz"
         rates = FORMAT_RATES.get(fmt)
         if rates is not None and sample_rate not in rates:
-            allowed = ", ".join(map(str, sorted(rates))) if isinstance(rates, frozenset) else f"{rates.start}–{rates.stop - 1}"
+            allowed = (
+                f"{rates.start}–{rates.stop - 1}" if isinstance(rates, range) else ", ".join(map(str, sorted(rates)))
+            )
             return f"{fmt} cannot be written at {sample_rate} Hz (its rates: {allowed} Hz)"
     return None
 
@@ -151,7 +158,9 @@ def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, 
     if not target.suffix:
         raise AudioWriteError(f"{target}: has no extension to choose the output format by")
     if shutil.which("ffmpeg") is None:
-        raise AudioWriteError(f"{target}: writing {target.suffix} needs ffmpeg, which is not installed (or use wav/flac)")
+        raise AudioWriteError(
+            f"{target}: writing {target.suffix} needs ffmpeg, which is not installed (or use wav/flac)"
+        )
     if target.exists() and not overwrite:
         raise AudioWriteError(f"{target}: already exists (pass overwrite to replace it)")
     # Keep the extension last: ffmpeg picks the container by it.
@@ -159,9 +168,11 @@ def encode_with_ffmpeg(source: str | os.PathLike, target: str | os.PathLike, *, 
     # Absolute paths: a relative name starting with "-" or holding "name:" is not read as an option or protocol.
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", os.path.abspath(source), "-vn", os.path.abspath(tmp_name)]
     try:
-        proc = subprocess.run(cmd, capture_output=True)
+        proc = subprocess.run(cmd, capture_output=True, check=False)  # its return code is read below
         if proc.returncode != 0:
-            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            reason = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [
+                f"exit status {proc.returncode}"
+            ]
             raise AudioWriteError(f"{target}: ffmpeg cannot encode it ({reason[0]})")
         ours = commit_file(tmp_name, target, overwrite)
     except BaseException as exc:
@@ -181,8 +192,15 @@ class AudioStreamWriter:
     ``overwrite`` a target that appeared meanwhile (another process's) is kept and
     :meth:`commit` raises :class:`OutputExistsError`."""
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, *, bit_depth: str | None = None,
-                 overwrite: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        channels: int,
+        *,
+        bit_depth: str | None = None,
+        overwrite: bool = False,
+    ):
         self.path = Path(path)
         self.overwrite = overwrite
         container, self.subtype = _output_format(self.path, bit_depth, overwrite, sample_rate)
@@ -190,8 +208,9 @@ class AudioStreamWriter:
         self.clips = ClipCount()
         self._tmp = temp_beside(self.path)
         try:
-            self._fh = sf.SoundFile(self._tmp, "w", samplerate=sample_rate, channels=channels,
-                                    subtype=self.subtype, format=container)
+            self._fh = sf.SoundFile(
+                self._tmp, "w", samplerate=sample_rate, channels=channels, subtype=self.subtype, format=container
+            )
         except (OSError, sf.LibsndfileError, RuntimeError) as exc:
             Path(self._tmp).unlink(missing_ok=True)
             raise write_error(self.path, exc) from None
@@ -229,13 +248,11 @@ class AudioStreamWriter:
         return self.path
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already closed or broken: the file goes anyway
             self._fh.close()
-        except Exception:  # already closed or broken: the file goes anyway
-            pass
         Path(self._tmp).unlink(missing_ok=True)
 
-    def __enter__(self) -> AudioStreamWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -83,7 +83,9 @@ def read_list_file(from_list: str) -> list[str]:
                 try:
                     line = raw.decode("utf-8").strip()
                 except UnicodeDecodeError:
-                    raise ConfigError(f"--from-list {name}: is not a UTF-8 text file (one input path per line)") from None
+                    raise ConfigError(
+                        f"--from-list {name}: is not a UTF-8 text file (one input path per line)"
+                    ) from None
                 if "\x00" in line:
                     raise ConfigError(f"--from-list {name}: holds binary data, not one input path per line")
                 if line and not line.startswith("#"):
@@ -103,9 +105,9 @@ def collect_inputs(
     subfolders too), sorted. A path that is not there stays an item: :func:`plan_batch` fails
     it with its reason, before any model is loaded.
     """
-    specs = [str(s) for s in specs]
+    given = [str(s) for s in specs]
     if from_list is not None:
-        specs += read_list_file(from_list)
+        given += read_list_file(from_list)
     items: list[InputItem] = []
     problems: list[tuple[str, str]] = []
     seen: set[Path] = set()
@@ -116,14 +118,20 @@ def collect_inputs(
             seen.add(key)
             items.append(InputItem(path, root))
 
-    for spec in specs:
+    for spec in given:
         path = Path(spec)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
             found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
             if not found:
                 subfolders = not recursive and any(p.is_dir() for p in path.iterdir())
-                problems.append((spec, "folder holds no audio files" + (" (its subfolders may: add --recursive)" if subfolders else "")))
+                problems.append(
+                    (
+                        spec,
+                        "folder holds no audio files"
+                        + (" (its subfolders may: add --recursive)" if subfolders else ""),
+                    )
+                )
             for p in found:
                 add(p, path)
         elif path.exists() or path.is_symlink() or not glob.has_magic(spec):
@@ -137,5 +145,3 @@ def collect_inputs(
             for p in found:
                 add(p, root)
     return items, problems
-
-

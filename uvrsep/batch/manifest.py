@@ -33,7 +33,9 @@ class ItemResult:
     error: str = ""
     #: One-line warnings about the result (stems clipped at full scale).
     warnings: list[str] = field(default_factory=list)
-
+    #: The clip's measures (:func:`uvrsep.report.measure_clip`'s dict) for an ``ok`` input
+    #: separated now; ``None`` otherwise (failed, skipped, or found done by a Ray run's recovery).
+    measures: dict | None = None
 
 
 class Manifest:
@@ -42,14 +44,15 @@ class Manifest:
     Format (one JSON object per line, UTF-8, append-only): ``input`` (path as given),
     ``status`` (``ok`` / ``skipped`` / ``failed``), ``outputs`` (paths written or found),
     ``duration_s`` (seconds of audio), ``seconds`` (processing time; clips that shared network
-    calls share its time by their windows), ``error`` (one line), then the fields of ``run``
-    that every record of this run carries (``uvrsep separate``: ``model``, the models as
-    ``{model}`` names them, and for an ensemble ``ensemble``: its ``algorithm`` and
-    ``weights``). The last record of an input wins. An input whose last record is ``ok`` with
-    exactly the outputs asked for now, all present, is finished: a re-run skips it and writes
-    no new record. Each record is appended and flushed to disk as soon as its input is decided
-    (an input's ``ok`` once its stems are in place), so a run stopped in any way leaves a
-    record for every finished input.
+    calls share its time by their windows), ``error`` (one line), ``measures`` (an input
+    separated and written now: its per-clip measures, i.e. levels, voice share and activity,
+    music left; docs/report.md; ``null`` in other records), then the fields of ``run`` that
+    every record of this run carries (``uvrsep separate``: ``model``, the models as ``{model}``
+    names them, and for an ensemble ``ensemble``: its ``algorithm`` and ``weights``). The last
+    record of an input wins. An input whose last record is ``ok`` with exactly the outputs asked
+    for now, all present, is finished: a re-run skips it and writes no new record. Each record is
+    appended and flushed to disk as soon as its input is decided (an input's ``ok`` once its
+    stems are in place), so a run stopped in any way leaves a record for every finished input.
 
     Runs may share a manifest: records are appended under a lock file beside it
     (``<manifest>.lock``; in the cache's ``locks/`` when its folder is read-only), and a ``skipped`` record never follows an ``ok`` of the same input,
@@ -121,13 +124,17 @@ class Manifest:
                     fh.seek(self._offset)
                     self._parse(fh, whole=False)  # what other runs recorded meanwhile
                     if self._remember(result):
-                        _append_line(fh, (json.dumps(self.last[result.input], ensure_ascii=False) + "\n").encode("utf-8"))
+                        _append_line(
+                            fh, (json.dumps(self.last[result.input], ensure_ascii=False) + "\n").encode("utf-8")
+                        )
                         self._offset = fh.tell()
                         self._lines += 1
             except OSError as exc:
                 reason = "disk full" if exc.errno in (28, 122) else (exc.strerror or str(exc))
-                self.write_error = (f"--manifest {self.path}: cannot be written ({reason}); "
-                                    "resuming from it will redo this run's inputs")
+                self.write_error = (
+                    f"--manifest {self.path}: cannot be written ({reason}); "
+                    "resuming from it will redo this run's inputs"
+                )
 
     def _remember(self, result: ItemResult) -> bool:
         """Take ``result`` as its input's last record; whether it says something new (a
@@ -151,7 +158,7 @@ def read_records(fh: BinaryIO, path: object, lines_before: int = 0) -> tuple[dic
         if line is not None and not line.strip():
             continue
         rec, problem = _parse_record(line) if line is not None else (None, f"over {MAX_LINE_BYTES} bytes")
-        if problem is not None:
+        if rec is None:
             warnings.append(f"{path}:{number}: unreadable manifest line skipped ({problem})")
         else:
             last[rec["input"]] = rec
@@ -187,5 +194,3 @@ def _append_line(fh: BinaryIO, line: bytes) -> None:
     fh.write(line)
     fh.flush()
     os.fsync(fh.fileno())
-
-

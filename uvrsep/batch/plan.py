@@ -18,7 +18,7 @@ from ..audio import (
     complete_interrupted,
     duration_seconds,
 )
-from ..errors import ITEM_ERRORS, AudioWriteError, one_line
+from ..errors import ITEM_ERRORS, AudioWriteError, ConfigError, one_line, option
 from ..naming import DEFAULT_TEMPLATE, InputItem, check_template, output_paths
 from .manifest import ItemResult, Manifest
 
@@ -52,8 +52,30 @@ class OutputPlan:
     def paths(self, item: InputItem, stems: Iterable[str], *, contained: bool = True) -> dict[str, Path]:
         """``{stem: path}`` of one input; an :class:`AudioWriteError` naming it when one would
         not stay inside ``output_dir`` (see :func:`uvrsep.naming.output_paths`)."""
-        return output_paths(item, tuple(stems), output_dir=self.output_dir, template=self.template, fmt=self.fmt,
-                            model=self.model, mirror_tree=self.mirror_tree, contained=contained)
+        return output_paths(
+            item,
+            tuple(stems),
+            output_dir=self.output_dir,
+            template=self.template,
+            fmt=self.fmt,
+            model=self.model,
+            mirror_tree=self.mirror_tree,
+            contained=contained,
+        )
+
+
+def select_stems(wanted: str | Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
+    """The stems to write: ``wanted`` (labels, or one comma-separated string; repeats dropped,
+    order kept) checked against the ``available`` ones, or all of them for ``None``; a
+    :class:`ConfigError` for an unknown label or an empty choice."""
+    if wanted is None:
+        return tuple(available)
+    parts = wanted.split(",") if isinstance(wanted, str) else wanted
+    chosen = tuple(dict.fromkeys(v.strip() for v in parts if v.strip()))
+    if not chosen or any(v not in available for v in chosen):
+        shown = wanted if isinstance(wanted, str) else ",".join(wanted)
+        raise ConfigError(f"{option('stems')} {shown!r}: this model writes {', '.join(available)}")
+    return chosen
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -83,11 +105,18 @@ class Conflicts:
         if self.overwrites:
             return "choose another --output-dir or --name-template (an input is never overwritten)"
         fields = (["{parent}"] if self.other_folders else []) + (["{input_ext}"] if self.same_folder else [])
-        example = "{name}_{input_ext}_{stem}.{ext}" if not self.other_folders else (
-            "{parent}/{name}_{stem}.{ext}" if not self.same_folder else "{parent}/{name}_{input_ext}_{stem}.{ext}")
-        return (f"put {' and '.join(fields)} in --name-template (e.g. '{example}')"
-                + (" or use --mirror-tree" if self.other_folders and not self.same_folder else "")
-                + " to keep them apart")
+        example = (
+            "{name}_{input_ext}_{stem}.{ext}"
+            if not self.other_folders
+            else (
+                "{parent}/{name}_{stem}.{ext}" if not self.same_folder else "{parent}/{name}_{input_ext}_{stem}.{ext}"
+            )
+        )
+        return (
+            f"put {' and '.join(fields)} in --name-template (e.g. '{example}')"
+            + (" or use --mirror-tree" if self.other_folders and not self.same_folder else "")
+            + " to keep them apart"
+        )
 
 
 def find_conflicts(
@@ -156,8 +185,10 @@ def _check_targets(targets: dict[str, Path]) -> None:
     device) stands at an output's name: it is never replaced, with or without ``overwrite``."""
     for path in targets.values():
         if path.exists() and not path.is_file():
-            raise AudioWriteError(f"{path}: a folder or special file stands at this output name; "
-                                  "remove it or choose another --name-template")
+            raise AudioWriteError(
+                f"{path}: a folder or special file stands at this output name; "
+                "remove it or choose another --name-template"
+            )
 
 
 def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[str], manifest: Manifest) -> BatchPlan:
@@ -177,19 +208,29 @@ def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[st
             continue
         if not plan.overwrite:
             if manifest.finished(item, targets):
-                done.append(ItemResult(str(item.path), "skipped", [str(p) for p in targets.values()], error="done (manifest)"))
+                done.append(
+                    ItemResult(str(item.path), "skipped", [str(p) for p in targets.values()], error="done (manifest)")
+                )
                 continue
             existing = [p for p in targets.values() if p.exists()]
             if len(existing) == len(targets):
-                done.append(ItemResult(str(item.path), "skipped", [str(p) for p in targets.values()], error="outputs exist"))
+                done.append(
+                    ItemResult(str(item.path), "skipped", [str(p) for p in targets.values()], error="outputs exist")
+                )
                 continue
             if existing and complete_interrupted(targets.values()):  # a killed run's, finished now
-                done.append(ItemResult(str(item.path), "ok", [str(p) for p in targets.values()],
-                                       _duration_or_zero(item.path)))
+                done.append(
+                    ItemResult(str(item.path), "ok", [str(p) for p in targets.values()], _duration_or_zero(item.path))
+                )
                 continue
             if existing:
-                done.append(ItemResult(str(item.path), "skipped",
-                                       error=f"{', '.join(map(str, existing))} exist(s); --overwrite replaces"))
+                done.append(
+                    ItemResult(
+                        str(item.path),
+                        "skipped",
+                        error=f"{', '.join(map(str, existing))} exist(s); --overwrite replaces",
+                    )
+                )
                 continue
         try:
             duration = duration_seconds(item.path)
@@ -198,5 +239,3 @@ def plan_batch(items: Sequence[InputItem], plan: OutputPlan, labels: Sequence[st
             continue
         jobs.append(Job(item, targets, duration))
     return BatchPlan(jobs, done)
-
-

@@ -15,7 +15,7 @@ from .manifest import ItemResult
 
 def format_duration(seconds: float) -> str:
     """``h:mm:ss`` (``0:00:07``, ``12:03:45``)."""
-    total = int(round(max(0.0, seconds)))
+    total = round(max(0.0, seconds))
     return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
 
 
@@ -40,15 +40,18 @@ class BatchReport:
     def summary(self) -> str:
         """``3 processed, 1 skipped, 0 failed; 0:01:23 of audio in 0:00:41 (2.0x faster than real time)``."""
         audio, wall = self.audio_seconds, self.wall_seconds
-        text = (f"{self.count('ok')} processed, {self.count('skipped')} skipped, {self.count('failed')} failed; "
-                f"{format_duration(audio)} of audio in {format_duration(wall)}")
+        text = (
+            f"{self.count('ok')} processed, {self.count('skipped')} skipped, {self.count('failed')} failed; "
+            f"{format_duration(audio)} of audio in {format_duration(wall)}"
+        )
         if audio > 0 and wall > 0:
             ratio = audio / wall
-            text += f" ({ratio:.1f}x faster than real time)" if ratio >= 1 else f" ({1 / ratio:.1f}x slower than real time)"
+            text += (
+                f" ({ratio:.1f}x faster than real time)" if ratio >= 1 else f" ({1 / ratio:.1f}x slower than real time)"
+            )
         if self.manifest_warnings:
             text += f"; {self.manifest_warnings} unreadable manifest line(s) skipped"
         return text
-
 
 
 class BatchProgress:
@@ -61,8 +64,15 @@ class BatchProgress:
     breaking the bar.
     """
 
-    def __init__(self, total_seconds: float, total_files: int, *, stream: TextIO | None = None,
-                 interval: float = 30.0, terminal: bool | None = None):
+    def __init__(
+        self,
+        total_seconds: float,
+        total_files: int,
+        *,
+        stream: TextIO | None = None,
+        interval: float = 30.0,
+        terminal: bool | None = None,
+    ):
         from tqdm import tqdm
 
         self.stream = stream or sys.stderr
@@ -79,9 +89,15 @@ class BatchProgress:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         if self.terminal:
-            self.bar = tqdm(total=round(total_seconds, 3), unit="s", unit_scale=False, file=self.stream,
-                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}",
-                            dynamic_ncols=True, leave=False)
+            self.bar = tqdm(
+                total=round(total_seconds, 3),
+                unit="s",
+                unit_scale=False,
+                file=self.stream,
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}",
+                dynamic_ncols=True,
+                leave=False,
+            )
         elif interval > 0:
             self._timer = threading.Thread(target=self._tick, name="uvrsep-progress", daemon=True)
             self._timer.start()
@@ -97,9 +113,12 @@ class BatchProgress:
 
     def _bar_update(self, seconds: float) -> None:
         """Move the bar, never past its total (tqdm warns when a bar overruns)."""
-        step = min(round(seconds, 3), self.bar.total - self.bar.n)
+        bar = self.bar
+        if bar is None:
+            return
+        step = min(round(seconds, 3), bar.total - bar.n)
         if step > 0:
-            self.bar.update(step)
+            bar.update(step)
 
     def advance(self, seconds: float) -> None:
         """``seconds`` more of audio are done."""
@@ -134,9 +153,12 @@ class BatchProgress:
                 eta = format_duration(elapsed * (self.total - done) / done)
             elif self.total <= done:
                 eta = "0:00:00"
-            print(f"progress: {self.files}/{self.files_total} files, {format_duration(done)} of "
-                  f"{format_duration(self.total)} audio, {format_duration(elapsed)} elapsed, ETA {eta}",
-                  file=self.stream, flush=True)
+            print(
+                f"progress: {self.files}/{self.files_total} files, {format_duration(done)} of "
+                f"{format_duration(self.total)} audio, {format_duration(elapsed)} elapsed, ETA {eta}",
+                file=self.stream,
+                flush=True,
+            )
 
     def write(self, line: str) -> None:
         if self.bar is not None:
@@ -145,8 +167,9 @@ class BatchProgress:
             with self._lock:
                 print(line, file=self.stream, flush=True)
 
-    def close(self) -> None:
-        """End the bar or the timer; off a terminal, print the last progress line."""
+    def close(self, *, failed: bool = False) -> None:
+        """End the bar or the timer; off a terminal, print the last progress line (after a
+        ``failed`` run only if some work was done: an error before the first input stays one line)."""
         if self.closed_at is not None:
             return
         self._stop.set()
@@ -155,7 +178,5 @@ class BatchProgress:
         self.closed_at = time.monotonic()
         if self.bar is not None:
             self.bar.close()
-        elif self.files_total:
+        elif self.files_total and (not failed or self.files or self.done):
             self._maybe_line(force=True)
-
-

@@ -44,9 +44,9 @@ def separate_jobs(
     complete, just before the first is renamed into place; ``record(result)`` is called once
     per job as soon as its result is final (its stems in place), from the thread that
     finished it, before the result is yielded: an interruption never loses the record of a
-    finished input.
+    finished input. Every ``ok`` result carries the clip's measures, taken by the writer.
     """
-    jobs = {job.item.path: job for job in jobs}
+    by_path = {job.item.path: job for job in jobs}
     clock = time.perf_counter()
 
     def settle(result: ItemResult) -> ItemResult:
@@ -63,14 +63,31 @@ def separate_jobs(
         promised: list[ItemResult] = []
         notes: list[str] = []
 
+        measured: list[dict | None] = [None]
+
         def result(status: str, outputs: list[str], error: str = "") -> ItemResult:
             now = time.perf_counter()
             spent = now - clock if seconds is None else seconds + now - start
-            return ItemResult(str(job.item.path), status, outputs, round(stems.duration, 3), round(spent, 3), error,
-                              list(notes))
+            return ItemResult(
+                str(job.item.path),
+                status,
+                outputs,
+                round(stems.duration, 3),
+                round(spent, 3),
+                error,
+                list(notes),
+                measured[0] if status == "ok" else None,
+            )
+
+        def measures(values: dict | None) -> None:
+            measured[0] = values
 
         def clipped(what: str) -> None:
-            depth = "--bit-depth 32f keeps every sample" if plan.fmt in ("wav", "flac") else "wav --bit-depth 32f keeps every sample"
+            depth = (
+                "--bit-depth 32f keeps every sample"
+                if plan.fmt in ("wav", "flac")
+                else "wav --bit-depth 32f keeps every sample"
+            )
             notes.append(f"{job.item.path}: clipped at full scale: {what}; {depth}, or scale the input down")
 
         def commit() -> None:
@@ -79,9 +96,18 @@ def separate_jobs(
                 before_commit(job)
 
         try:
-            written = write_stems(stems, job.targets, sample_rate=plan.sample_rate, mono=plan.mono,
-                                  bit_depth=plan.bit_depth, overwrite=plan.overwrite, on_block=blocks,
-                                  before_commit=commit, on_clipped=clipped)
+            written = write_stems(
+                stems,
+                job.targets,
+                sample_rate=plan.sample_rate,
+                mono=plan.mono,
+                bit_depth=plan.bit_depth,
+                overwrite=plan.overwrite,
+                on_block=blocks,
+                before_commit=commit,
+                on_clipped=clipped,
+                on_measures=measures,
+            )
             final = result("ok", [str(p) for p in written.values()])
         except OutputExistsError as exc:
             final = result("skipped", [str(p) for p in job.targets.values()], str(exc))
@@ -103,20 +129,24 @@ def separate_jobs(
             clock = time.perf_counter()
 
     pending: deque[tuple[Stems, Future]] = deque()
-    outcomes = separator.separate_batch(list(jobs), group_windows=group_windows,
-                                        durations={path: job.duration for path, job in jobs.items()})
+    outcomes = separator.separate_batch(
+        list(by_path), group_windows=group_windows, durations={path: job.duration for path, job in by_path.items()}
+    )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="uvrsep-writer") as writer:
         try:
             for path, outcome in outcomes:
-                job = jobs[path]
+                job = by_path[path]
                 if isinstance(outcome, Stems) and outcome.seconds is not None:
                     pending.append((outcome, writer.submit(write, job, outcome, None, outcome.seconds)))
                     yield from finished(wait=False)
                     continue
                 yield from finished(wait=True)  # results stay in the inputs' order
                 if isinstance(outcome, Exception):
-                    yield settle(ItemResult(str(path), "failed", duration_s=round(job.duration, 3),
-                                            error=one_line(outcome, path)))
+                    yield settle(
+                        ItemResult(
+                            str(path), "failed", duration_s=round(job.duration, 3), error=one_line(outcome, path)
+                        )
+                    )
                 else:  # streamed: separated while it is written; the time since the last input
                     yield write(job, outcome, on_block, None)
                 clock = time.perf_counter()
@@ -179,9 +209,12 @@ def run_batch(
             progress.advance(seconds)
 
     try:
-        if execute is None:  # each record is written as soon as its stems are in place
-            results = separate_jobs(separator, items.jobs, plan, group_windows=group_windows, on_block=on_block,
-                                    record=manifest.record)
+        if not items.jobs:  # every input decided beforehand: no model is needed (``separator`` may be None)
+            results: Iterable[ItemResult] = ()
+        elif execute is None:  # each record is written as soon as its stems are in place
+            results = separate_jobs(
+                separator, items.jobs, plan, group_windows=group_windows, on_block=on_block, record=manifest.record
+            )
         else:  # the workers put the stems in place; recorded as their results arrive
             results = (_recorded(manifest, result) for result in execute(items.jobs, on_block))
         for result in results:

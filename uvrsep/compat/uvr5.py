@@ -40,7 +40,7 @@ Deliberate differences from the original:
   original's ``(wav * 32768).astype(int16)`` wraps 1.0 to -32768); digital silence gives silence;
   post-processing without a quiet frame does not raise.
 - **Long inputs stream**: files too long for the device's memory are separated and written in
-  segments, in bounded memory (the original holds the whole file, about 1 GB per minute).
+  segments, in bounded memory (the original holds the whole file's arrays: docs/performance.md).
 - **Vocal-primary weights.** ``is_hp3=True`` (as RVC and GPT-SoVITS pass it) swaps the names
   *and* the folders, so ``vocal_...`` is always in ``vocal_root`` (GPT-SoVITS' routing; RVC's own
   ``AudioPre`` swapped only the names, leaving HP3's ``vocal_`` file in ``ins_root``). Weights
@@ -93,9 +93,9 @@ from pathlib import Path
 import torch
 
 from ..audio import encode_with_ffmpeg
-from ..writer import write_stems
 from ..errors import AudioWriteError, ConfigError, UvrsepError
 from ..separator import Separator
+from ..writer import write_stems
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,10 @@ class _Uvr5:
         if isinstance(agg, bool) or not isinstance(agg, (int, float)):
             raise ConfigError(f"agg must be a number from 0 to 100, got {agg!r}")
         self._separator: Separator | None = Separator(
-            model_path, device=_device(device), aggressiveness=agg, tta=tta,
+            model_path,
+            device=_device(device),
+            aggressiveness=agg,
+            tta=tta,
             precision="fp16" if is_half else "fp32",
         )
         for note in self._separator.notes:
@@ -180,7 +183,10 @@ class _Uvr5:
             raise ConfigError(f"window_size must be an integer above {2 * sep.net.context}, got {window!r}")
         mode = str(data["high_end_process"])
         sep.configure(
-            aggressiveness=agg, tta=bool(data["tta"]), postprocess=bool(data["postprocess"]), window_size=window,
+            aggressiveness=agg,
+            tta=bool(data["tta"]),
+            postprocess=bool(data["postprocess"]),
+            window_size=window,
             high_end=mode if mode in _HIGH_END else "none",  # the original mirrors for "mirroring*" only
         )
 
@@ -230,8 +236,11 @@ class _Uvr5:
             batch.close()
         for path in finals.values():
             log.info("%s: wrote %s", name, path)
-        by_head = {head: str(finals[stem]) for stem, (_, head) in ((sep.primary, masked), (sep.secondary, residual))
-                   if stem in finals}
+        by_head = {
+            head: str(finals[stem])
+            for stem, (_, head) in ((sep.primary, masked), (sep.secondary, residual))
+            if stem in finals
+        }
         return by_head.get("vocal_"), by_head.get("instrument_")
 
 
@@ -246,9 +255,7 @@ class AudioPre(_Uvr5):
         ``is_hp3`` (or weights known to be vocal-primary) marks the masked stem as the vocals.
         Returns ``(vocal_path, instrument_path)``, or ``"No save root."`` when both folders are None.
         """
-        vocal_masked = bool(is_hp3) or (
-            self._separator is not None and self._separator.primary == "vocals"
-        )
+        vocal_masked = bool(is_hp3) or (self._separator is not None and self._separator.primary == "vocals")
         if vocal_masked:
             return self._run(music_file, (vocal_root, "vocal_"), (ins_root, "instrument_"), format)
         return self._run(music_file, (ins_root, "instrument_"), (vocal_root, "vocal_"), format)
@@ -269,11 +276,11 @@ class AudioPreDeEcho(_Uvr5):
         return self._run(music_file, (ins_root, dry), (vocal_root, wet), format)
 
 
-class _audio_pre_(AudioPre):  # noqa: N801 - the name yuki_builder and 2023's RVC import
+class _audio_pre_(AudioPre):
     """``AudioPre`` under its 2023 name (yuki_builder's ``infer_uvr5._audio_pre_``)."""
 
 
-class _audio_pre_new(AudioPreDeEcho):  # noqa: N801
+class _audio_pre_new(AudioPreDeEcho):
     """``AudioPreDeEcho`` under its 2023 name (yuki_builder's ``infer_uvr5._audio_pre_new``),
     with that code's file names: the dry signal is ``instrument_...``, the echo ``vocal_...``."""
 

@@ -31,4 +31,4 @@ from .polyphase import PolyphaseFilter
 from .resampling import convolve_valid, fft_resample, resample
 from .spectrum import istft, stft
 
-__all__ = ["band_part", "band_stft", "PolyphaseFilter", "convolve_valid", "fft_resample", "resample", "istft", "stft"]
+__all__ = ["PolyphaseFilter", "band_part", "band_stft", "convolve_valid", "fft_resample", "istft", "resample", "stft"]

@@ -155,13 +155,15 @@ def band_part(spec: torch.Tensor, layout: BandLayout, i: int, high_end: torch.Te
         view = buf.transpose(1, 2)
         view[:, band.crop[0] : band.crop[1]] = rows[:, :, f0:f1]
         if top:
-            if h > 0:
+            if h > 0 and high_end is not None:
                 view[:, band.n_fft // 2 - h : band.n_fft // 2] = high_end[:, :, f0:f1]
             if band.highpass is not None and band.highpass[0] > 0:
                 apply_highpass(view, band.highpass[0], band.highpass[1] - 1)
         elif i == 0:
+            assert band.lowpass is not None, "a lower band has a low-pass (config check)"
             apply_lowpass(view, *band.lowpass)
         else:
+            assert band.lowpass is not None and band.highpass is not None, "a middle band has both (config check)"
             apply_highpass(view, band.highpass[0], band.highpass[1] - 1)
             apply_lowpass(view, *band.lowpass)
         return buf

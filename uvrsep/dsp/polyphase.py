@@ -95,8 +95,11 @@ class _Plan:
                 start, stop, values = phases[k]
                 dense[start - lo : stop - lo, k - r0] = values
             blocks = tuple(
-                _Block(lo + c, min(self.mp, hi - lo - c),
-                       torch.as_tensor(dense[c : c + self.mp], dtype=dtype).to(device).contiguous())
+                _Block(
+                    lo + c,
+                    min(self.mp, hi - lo - c),
+                    torch.as_tensor(dense[c : c + self.mp], dtype=dtype).to(device).contiguous(),
+                )
                 for c in range(0, hi - lo, self.mp)
             )
             groups.append(_Group(r0, r1, blocks))
@@ -124,10 +127,11 @@ class _Plan:
             for q0 in range(0, rows, chunk):
                 q1 = min(rows, q0 + chunk)
                 for group in self.groups:
-                    acc = out[b, q0:q1] if single else scratch[: q1 - q0, : group.r1 - group.r0]
+                    acc = out[b, q0:q1] if scratch is None else scratch[: q1 - q0, : group.r1 - group.r0]
                     for k, block in enumerate(group.blocks):
-                        view = padded.as_strided((q1 - q0, block.width), (self.mp, 1),
-                                                 row_base + q0 * self.mp + block.offset)
+                        view = padded.as_strided(
+                            (q1 - q0, block.width), (self.mp, 1), row_base + q0 * self.mp + block.offset
+                        )
                         if k == 0:
                             torch.mm(view, block.matrix, out=acc)
                         else:

@@ -36,7 +36,7 @@ RESAMPY_FILTERS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resampy_table(name: str) -> tuple[np.ndarray, int]:
     """resampy's half window for filter ``name`` (float64 ``[zeros·2^precision + 1]``) and its
     entries per zero crossing, as ``resampy.filters.sinc_window`` builds it: the sinc
@@ -155,8 +155,9 @@ def resampy_resample(x: torch.Tensor, orig_sr: int, target_sr: int, name: str) -
     return y[..., :n_samples]
 
 
-def _recompute(x: torch.Tensor, y: torch.Tensor, outputs: np.ndarray, name: str, orig_sr: int, target_sr: int,
-               chunk: int = 1 << 15) -> None:
+def _recompute(
+    x: torch.Tensor, y: torch.Tensor, outputs: np.ndarray, name: str, orig_sr: int, target_sr: int, chunk: int = 1 << 15
+) -> None:
     """In place: outputs ``outputs`` of ``y`` computed at resampy's own float64 positions."""
     terms = _resampy_terms(name, orig_sr, target_sr)
     n = x.shape[-1]
@@ -167,6 +168,6 @@ def _recompute(x: torch.Tensor, y: torch.Tensor, outputs: np.ndarray, name: str,
         kernel, lead = _kernel_from_wings(*_resampy_weights(terms, terms.scale * (pos - base)))
         index = base[:, None] + lead + np.arange(kernel.shape[1])[None, :]
         kernel = np.where((index >= 0) & (index < n), kernel, 0.0)
-        index = torch.as_tensor(np.clip(index, 0, n - 1), device=x.device)
+        rows = torch.as_tensor(np.clip(index, 0, n - 1), device=x.device)
         taps = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
-        y[..., torch.as_tensor(which, device=x.device)] = (x[..., index] * taps).sum(-1)
+        y[..., torch.as_tensor(which, device=x.device)] = (x[..., rows] * taps).sum(-1)

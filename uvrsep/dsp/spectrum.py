@@ -51,8 +51,9 @@ def _overlap_add(frames: torch.Tensor, n_fft: int, hop: int, out: torch.Tensor, 
         out[:, first + j : first + j + count, :width] += frames[:, :, j * hop : j * hop + width]
 
 
-def _window_sums(n_fft: int, hop: int, count: int, dtype: torch.dtype, device: torch.device
-                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def _window_sums(
+    n_fft: int, hop: int, count: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """librosa's ``window_sumsquare`` of ``count`` frames in hops, as ``(head, full, tail)``:
     the first ``k − 1`` hops ``[k − 1, hop]``, the one sum ``[hop]`` of all ``k = ⌈n_fft/hop⌉``
     pieces that every hop in between has, and the last ``k − 1`` hops. With fewer than ``k``
@@ -67,8 +68,15 @@ def _window_sums(n_fft: int, hop: int, count: int, dtype: torch.dtype, device: t
     return sums[: pieces - 1], sums[pieces - 1], sums[pieces:]
 
 
-def istft_from_blocks(block_of: Callable[[int, int], torch.Tensor], batch: int, count: int, n_fft: int, hop: int,
-                  dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def istft_from_blocks(
+    block_of: Callable[[int, int], torch.Tensor],
+    batch: int,
+    count: int,
+    n_fft: int,
+    hop: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> torch.Tensor:
     """The iSTFT of ``count`` frames produced block by block: ``block_of(f0, f1)`` gives frames ``f0 .. f1 - 1`` as complex
     ``[batch, f1 - f0, n_fft/2 + 1]``; returns real ``dtype`` ``[batch, hop·(count − 1)]``."""
     window = hann_window(n_fft, dtype, device)
@@ -86,7 +94,7 @@ def istft_from_blocks(block_of: Callable[[int, int], torch.Tensor], batch: int, 
     one = torch.ones((), dtype=dtype, device=device)
     head, full, tail = _window_sums(n_fft, hop, count, dtype, device)
     out[:, : head.shape[0]] /= torch.where(head > tiny, head, one)
-    if full is not None:
+    if full is not None and tail is not None:
         out[:, pieces - 1 : count] /= torch.where(full > tiny, full, one)
         out[:, count:] /= torch.where(tail > tiny, tail, one)
     return out.view(batch, -1)[:, n_fft // 2 : n_fft // 2 + hop * (count - 1)]
@@ -102,6 +110,7 @@ def istft(spec: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
         raise ValueError(f"a spectrogram of {spec.shape[-2]} rows does not come from an even n_fft={n_fft}")
     lead, count = spec.shape[:-2], spec.shape[-1]
     by_frame = spec.reshape(-1, spec.shape[-2], count).transpose(1, 2)
-    y = istft_from_blocks(lambda f0, f1: by_frame[:, f0:f1], by_frame.shape[0], count, n_fft, hop,
-                      by_frame.real.dtype, spec.device)
+    y = istft_from_blocks(
+        lambda f0, f1: by_frame[:, f0:f1], by_frame.shape[0], count, n_fft, hop, by_frame.real.dtype, spec.device
+    )
     return y.reshape(*lead, y.shape[-1])

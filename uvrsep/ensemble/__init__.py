@@ -87,9 +87,15 @@ from .rules import (
 
 #: Names imported on first use (they bring in torch, which the CLI's checks must not pay).
 _LAZY = {
-    "combine_spectra": ".algorithms", "combine_waves": ".algorithms",
-    "EMIT_SAMPLES": ".stream", "HOP": ".stream", "N_FFT": ".stream", "SPOOL_BYTES": ".stream",
-    "EnsembleStream": ".stream", "ensemble": ".stream", "ensemble_blocks": ".stream",
+    "combine_spectra": ".algorithms",
+    "combine_waves": ".algorithms",
+    "EMIT_SAMPLES": ".stream",
+    "HOP": ".stream",
+    "N_FFT": ".stream",
+    "SPOOL_BYTES": ".stream",
+    "EnsembleStream": ".stream",
+    "ensemble": ".stream",
+    "ensemble_blocks": ".stream",
     "EnsembleMixin": ".members",
 }
 

@@ -19,7 +19,8 @@ them at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import inspect
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,16 +84,26 @@ class EnsembleMixin:
         precision: str = "fp32",
         **setting_fields,
     ):
-        settings = Settings.from_options(settings, setting_fields)
+        settings = Settings.from_options(settings, setting_fields, where="Separator()", others=_ARGUMENTS)
         self.ensemble_algorithm, self.ensemble_weights = check_ensemble(
-            len(models), ensemble_algorithm, ensemble_weights, settings.primary_stem)
+            len(models), ensemble_algorithm, ensemble_weights, settings.primary_stem
+        )
         settings.resolve()  # bad values fail before any model is loaded
         self.names = [model_name(m) for m in models]
         facts = [model_facts(m, offline=offline) for m in models]
         ensemble_labels([f.stems for f in facts], self.names)  # before any download
-        options = dict(settings=settings, device=device, batch_size=batch_size, progress=progress, offline=offline,
-                       stream=stream, segment_threshold=segment_threshold, segment_windows=segment_windows,
-                       on_notice=on_notice, precision=precision)
+        options = dict(
+            settings=settings,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+            offline=offline,
+            stream=stream,
+            segment_threshold=segment_threshold,
+            segment_windows=segment_windows,
+            on_notice=on_notice,
+            precision=precision,
+        )
         self.members: list = []
         for model, fact in zip(models, facts, strict=True):
             if not fact.read:  # a registry entry: download it, then read what the file records
@@ -107,12 +118,19 @@ class EnsembleMixin:
         for member in self.members:  # their long inputs stream side by side
             member.memory_share = 1.0 / len(self.members)
         first = self.members[0]
-        self.device, self.precision, self.dsp, self.batch_size = first.device, first.precision, first.dsp, first.batch_size
+        self.device, self.precision, self.dsp, self.batch_size = (
+            first.device,
+            first.precision,
+            first.dsp,
+            first.batch_size,
+        )
         self.progress, self.stream = progress, stream
         self.segment_threshold, self.segment_windows = segment_threshold, segment_windows
         self.notes = list(dict.fromkeys(note for m in self.members for note in m.notes))
         if params is not None and all(f.params is not None for f in facts):
-            self.notes.append(f"{option('params')} {params} is not used: every model of the ensemble records its band config")
+            self.notes.append(
+                f"{option('params')} {params} is not used: every model of the ensemble records its band config"
+            )
         note = weights_note(self.ensemble_algorithm, self.ensemble_weights if ensemble_weights is not None else None)
         self.notes += [note] if note else []
         self._take_settings()
@@ -127,7 +145,7 @@ class EnsembleMixin:
     def configure(self, settings: Settings | None = None, **setting_fields) -> None:
         """Use other settings in every member (see :meth:`uvrsep.Separator.configure`); a bad value for
         any member changes nothing in any. ``primary_stem`` is refused."""
-        given = Settings.from_options(settings or self.members[0]._given_settings, setting_fields)
+        given = Settings.from_options(settings or self.members[0]._given_settings, setting_fields, where="configure()")
         check_ensemble(len(self.members), self.ensemble_algorithm, self.ensemble_weights, given.primary_stem)
         before = [m._given_settings for m in self.members]
         try:
@@ -153,6 +171,13 @@ class EnsembleMixin:
                 setattr(out, phase, getattr(out, phase) + getattr(m.times, phase))
         return out
 
+    @times.setter
+    def times(self, value) -> None:
+        """The first member takes ``value`` and the others start from zero, so that reading it
+        back gives ``value`` (``PhaseTimes()``: every member's times reset)."""
+        for k, m in enumerate(self.members):
+            m.times = replace(value) if k == 0 else type(value)()
+
     def stage(self):
         raise ConfigError("an ensemble has one network stage per model: use members[i].stage()")
 
@@ -172,7 +197,7 @@ class EnsembleMixin:
         """Separate several inputs (paths or ``(wave, sample_rate)`` pairs): each member's
         :meth:`uvrsep.Separator.separate_many` (every member reads them itself), combined."""
         per_member = [m.separate_many(inputs, on_window) for m in self.members]
-        return [self._combine(list(results)) for results in zip(*per_member, strict=True)]
+        return [self._combine_held(list(results)) for results in zip(*per_member, strict=True)]
 
     def separate_streamed(self, path: str | Path, on_window: Callable[[int], None] | None = None) -> StreamedStems:
         """Separate a file of any length (see :meth:`uvrsep.Separator.separate_streamed`): the members
@@ -188,8 +213,12 @@ class EnsembleMixin:
         return self._combined_stream(streams)
 
     def separate_batch(
-        self, paths: Iterable[str | Path], *, group_windows: int = 8, durations: Mapping[Path, float] | None = None,
-    ) -> Iterator[tuple[Path, Stems | StreamedStems | Exception]]:
+        self,
+        paths: Iterable[str | Path],
+        *,
+        group_windows: int = 8,
+        durations: Mapping[Path, float] | None = None,
+    ) -> Generator[tuple[Path, Stems | StreamedStems | Exception], None, None]:
         """As :meth:`uvrsep.Separator.separate_batch`: each member's batch over the same files, in step;
         an input fails (with the first failing member's error) when any member fails it."""
         paths = [Path(p) for p in paths]
@@ -211,19 +240,26 @@ class EnsembleMixin:
                 batch.close()
 
     # -- combining ------------------------------------------------------------------------------
-    def _combine(self, results: list[Stems | StreamedStems]) -> Stems | StreamedStems:
-        """The members' stems of one input combined: in memory when all are, with the sum of
-        their processing times; else streamed."""
-        combined = self._combined_stream([r.as_stream() if isinstance(r, Stems) else r for r in results])
-        if not all(isinstance(r, Stems) for r in results):
-            return combined
-        stems = combined.collect()
+    def _combine(self, results: Sequence[Stems | StreamedStems]) -> Stems | StreamedStems:
+        """The members' stems of one input combined: in memory when all are (:meth:`_combine_held`),
+        else streamed."""
+        held = [r for r in results if isinstance(r, Stems)]
+        if len(held) == len(results):
+            return self._combine_held(held)
+        return self._combined_stream([r.as_stream() if isinstance(r, Stems) else r for r in results])
+
+    def _combine_held(self, results: Sequence[Stems]) -> Stems:
+        """The members' in-memory stems of one input combined, with the sum of their processing
+        times (``None`` when one is not known)."""
+        stems = self._combined_stream([r.as_stream() for r in results]).collect()
         times = [r.seconds for r in results]
-        return replace(stems, seconds=None if None in times else sum(times))
+        return replace(stems, seconds=None if None in times else sum(t or 0.0 for t in times))
 
     def _combined_stream(self, streams: list[StreamedStems]) -> StreamedStems:
         """The members' streams of one input (``{stem: float32 [2, t]}`` blocks each) combined
-        block by block: float32 ``[2, t']`` blocks, the first member's stem order."""
+        block by block: float32 ``[2, t']`` blocks, the first member's stem order. The input's
+        measures (``input_meter``) are the first member's: every member read the same input at
+        the same rate."""
         labels = self.labels
 
         def chunks() -> Iterator[dict[str, np.ndarray]]:
@@ -234,5 +270,21 @@ class EnsembleMixin:
                 for s in streams:
                     s.close()
 
-        return StreamedStems(names=labels, sample_rate=self.layout.sample_rate, primary=self.primary,
-                             n_samples=max(s.n_samples for s in streams), chunks=chunks(), notes=list(self.notes))
+        return StreamedStems(
+            names=labels,
+            sample_rate=self.layout.sample_rate,
+            primary=self.primary,
+            n_samples=max(s.n_samples for s in streams),
+            chunks=chunks(),
+            notes=list(self.notes),
+            input_meter=streams[0].input_meter,
+        )
+
+
+#: The keyword arguments of an ensemble besides the :class:`Settings` fields (for the suggestion
+#: when a keyword is unknown).
+_ARGUMENTS = tuple(
+    name
+    for name, p in inspect.signature(EnsembleMixin.__init__).parameters.items()
+    if name != "self" and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+)

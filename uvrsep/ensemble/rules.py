@@ -11,9 +11,17 @@ from collections.abc import Iterable, Sequence
 from ..errors import ConfigError, option
 
 ALGORITHMS = (
-    "avg_wave", "median_wave", "min_wave", "max_wave",
-    "avg_fft", "median_fft", "min_fft", "max_fft",
-    "uvr_max_spec", "uvr_min_spec", "ensemble_wav",
+    "avg_wave",
+    "median_wave",
+    "min_wave",
+    "max_wave",
+    "avg_fft",
+    "median_fft",
+    "min_fft",
+    "max_fft",
+    "uvr_max_spec",
+    "uvr_min_spec",
+    "ensemble_wav",
 )
 DEFAULT_ALGORITHM = "avg_wave"
 #: The algorithms that use the weights; the others ignore them.
@@ -29,7 +37,9 @@ def check_algorithm(name: object) -> str:
     a one-line :class:`ConfigError` naming the valid ones."""
     key = name.strip().lower() if isinstance(name, str) else None
     if key not in ALGORITHMS:
-        raise ConfigError(f"{option('ensemble_algorithm')}: unknown algorithm {name!r}; use one of {', '.join(ALGORITHMS)}")
+        raise ConfigError(
+            f"{option('ensemble_algorithm')}: unknown algorithm {name!r}; use one of {', '.join(ALGORITHMS)}"
+        )
     return key
 
 
@@ -47,8 +57,10 @@ def check_weights(weights: Iterable[float] | None, n_members: int) -> tuple[floa
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise ConfigError(f"{name}: {v!r} is not a number")
     if len(values) != n_members:
-        raise ConfigError(f"{name}: {len(values)} weight{'s' * (len(values) != 1)} for {n_members} "
-                          f"model{'s' * (n_members != 1)}; give one weight per model, in the models' order")
+        raise ConfigError(
+            f"{name}: {len(values)} weight{'s' * (len(values) != 1)} for {n_members} "
+            f"model{'s' * (n_members != 1)}; give one weight per model, in the models' order"
+        )
     out = tuple(float(v) for v in values)
     for v in out:
         if not math.isfinite(v):
@@ -69,8 +81,10 @@ def parse_weights(texts: Iterable[str]) -> list[float]:
             try:
                 values.append(float(part.strip()))
             except ValueError:
-                raise ConfigError(f"{option('ensemble_weights')} {text!r}: {part.strip()!r} is not a number "
-                                  "(give numbers separated by commas, e.g. 2,1)") from None
+                raise ConfigError(
+                    f"{option('ensemble_weights')} {text!r}: {part.strip()!r} is not a number "
+                    "(give numbers separated by commas, e.g. 2,1)"
+                ) from None
     return values
 
 
@@ -78,12 +92,15 @@ def weights_note(algorithm: str, weights: Sequence[float] | None) -> str | None:
     """A one-line note when unequal ``weights`` are given to an algorithm that ignores them."""
     if weights is None or algorithm in WEIGHTED or len(set(weights)) <= 1:
         return None
-    return (f"{algorithm} ignores {option('ensemble_weights')} (only {' and '.join(WEIGHTED)} weigh the models); "
-            "all models count the same")
+    return (
+        f"{algorithm} ignores {option('ensemble_weights')} (only {' and '.join(WEIGHTED)} weigh the models); "
+        "all models count the same"
+    )
 
 
-def check_ensemble(n_members: int, algorithm: object, weights: Iterable[float] | None,
-                   primary_stem: object = None) -> tuple[str, tuple[float, ...]]:
+def check_ensemble(
+    n_members: int, algorithm: object, weights: Iterable[float] | None, primary_stem: object = None
+) -> tuple[str, tuple[float, ...]]:
     """The settings of an ensemble of ``n_members`` models, checked: ``(algorithm, weights)``
     (``algorithm`` ``None``: :data:`DEFAULT_ALGORITHM`). A :class:`ConfigError` for no model, a
     bad algorithm or weights, or a primary stem (the members' stems are matched by label: each
@@ -91,9 +108,11 @@ def check_ensemble(n_members: int, algorithm: object, weights: Iterable[float] |
     if n_members < 1:
         raise ConfigError("an ensemble needs at least one model")
     if primary_stem is not None:
-        raise ConfigError(f"{option('primary_stem')} cannot be used with an ensemble: its models' stems are matched "
-                          "by label, each model keeping its own primary stem (`uvrsep models import FILE --primary "
-                          "STEM` records one for a file)")
+        raise ConfigError(
+            f"{option('primary_stem')} cannot be used with an ensemble: its models' stems are matched "
+            "by label, each model keeping its own primary stem (`uvrsep models import FILE --primary "
+            "STEM` records one for a file)"
+        )
     return check_algorithm(DEFAULT_ALGORITHM if algorithm is None else algorithm), check_weights(weights, n_members)
 
 
@@ -105,6 +124,8 @@ def ensemble_labels(stems: Sequence[tuple[str, str]], names: Sequence[str]) -> t
     first = tuple(stems[0])
     if any(set(pair) != set(first) for pair in stems[1:]):
         listing = "; ".join(f"{name}: {'/'.join(pair)}" for name, pair in zip(names, stems, strict=True))
-        raise ConfigError(f"the models of an ensemble must write the same stems (they are combined label by label); "
-                          f"these write {listing}")
+        raise ConfigError(
+            f"the models of an ensemble must write the same stems (they are combined label by label); "
+            f"these write {listing}"
+        )
     return first  # type: ignore[return-value]

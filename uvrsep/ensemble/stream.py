@@ -30,8 +30,9 @@ EMIT_SAMPLES = 1 << 16
 Wave = torch.Tensor | np.ndarray
 
 
-def ensemble(waves: Sequence[Wave], algorithm: str = DEFAULT_ALGORITHM,
-             weights: Iterable[float] | None = None) -> torch.Tensor:
+def ensemble(
+    waves: Sequence[Wave], algorithm: str = DEFAULT_ALGORITHM, weights: Iterable[float] | None = None
+) -> torch.Tensor:
     """The members' waveforms of one stem, each ``[C, T_i]`` (tensors or arrays), combined:
     float32 ``[C, max T_i]`` on the first member's device. One block of :class:`EnsembleStream`."""
     if len(waves) == 0:
@@ -42,9 +43,13 @@ def ensemble(waves: Sequence[Wave], algorithm: str = DEFAULT_ALGORITHM,
     return torch.cat(parts, dim=1)
 
 
-def ensemble_blocks(members: Sequence[Iterable[Mapping[str, Wave]]], algorithm: str = DEFAULT_ALGORITHM,
-                    weights: Iterable[float] | None = None, *, spool_bytes: int = SPOOL_BYTES,
-                    ) -> Iterator[dict[str, torch.Tensor]]:
+def ensemble_blocks(
+    members: Sequence[Iterable[Mapping[str, Wave]]],
+    algorithm: str = DEFAULT_ALGORITHM,
+    weights: Iterable[float] | None = None,
+    *,
+    spool_bytes: int = SPOOL_BYTES,
+) -> Iterator[dict[str, torch.Tensor]]:
     """Each member's stream of ``{stem: [C, t]}`` blocks (e.g. a
     :class:`~uvrsep.stems.StreamedStems`), combined: yields ``{stem: float32 [C, t']}`` blocks
     (none empty) whose concatenation is :func:`ensemble` of the whole stems (``spool_bytes``:
@@ -101,8 +106,14 @@ class EnsembleStream:
     Attributes: ``algorithm``, ``weights`` (checked), ``notes`` (one-line notes for the user).
     """
 
-    def __init__(self, n_members: int, algorithm: str = DEFAULT_ALGORITHM, weights: Iterable[float] | None = None,
-                 *, spool_bytes: int = SPOOL_BYTES):
+    def __init__(
+        self,
+        n_members: int,
+        algorithm: str = DEFAULT_ALGORITHM,
+        weights: Iterable[float] | None = None,
+        *,
+        spool_bytes: int = SPOOL_BYTES,
+    ):
         if n_members < 1:
             raise ConfigError("an ensemble needs at least one model's stems")
         self.algorithm = check_algorithm(algorithm)
@@ -127,8 +138,9 @@ class EnsembleStream:
             raise ConfigError(f"an ensemble of {self.n_members} models got stems of {len(blocks)}")
         for i, block in enumerate(blocks):
             if not isinstance(block, Mapping):
-                raise ConfigError(f"model {i + 1} of the ensemble: expected {{stem: [channels, samples]}}, "
-                                  f"got {type(block).__name__}")
+                raise ConfigError(
+                    f"model {i + 1} of the ensemble: expected {{stem: [channels, samples]}}, got {type(block).__name__}"
+                )
         if self._stems is None:
             first = next((b for b in blocks if b), None)
             if first is None:
@@ -147,8 +159,10 @@ class EnsembleStream:
     def _member_block(self, i: int, block: Mapping[str, Wave]) -> dict[str, torch.Tensor]:
         assert self._stems is not None
         if block and set(block) != set(self._stems):
-            raise ConfigError(f"model {i + 1} of the ensemble has stems {', '.join(block)}, "
-                              f"the others {', '.join(self._stems)}: stems are matched by name")
+            raise ConfigError(
+                f"model {i + 1} of the ensemble has stems {', '.join(block)}, "
+                f"the others {', '.join(self._stems)}: stems are matched by name"
+            )
         out = {name: _as_float32(w, self._stems[name].device) for name, w in block.items()}
         if len({w.shape[1] for w in out.values()}) > 1:
             raise ConfigError(f"model {i + 1} of the ensemble: its stems in one block differ in length")
@@ -191,8 +205,10 @@ class _StemEnsemble:
             if self.channels is None:
                 self.channels = w.shape[0]
             if w.shape[0] != self.channels:
-                raise ConfigError(f"stem {self.name}: model {i + 1} of the ensemble has {w.shape[0]} channels, "
-                                  f"another {self.channels}; all must have the same number")
+                raise ConfigError(
+                    f"stem {self.name}: model {i + 1} of the ensemble has {w.shape[0]} channels, "
+                    f"another {self.channels}; all must have the same number"
+                )
             self.queues[i].append(w)
             self.lengths[i] += w.shape[1]
         n = min(self.lengths)
@@ -208,7 +224,13 @@ class _StemEnsemble:
         """The next ``n`` samples of every member, zero-padded where a queue is shorter."""
         out = []
         for i, q in enumerate(self.queues):
-            have = q[0] if len(q) == 1 else torch.cat(q, dim=1) if q else torch.zeros(self.channels, 0, device=self.device)
+            have = (
+                q[0]
+                if len(q) == 1
+                else torch.cat(q, dim=1)
+                if q
+                else torch.zeros(self.channels or 0, 0, device=self.device)
+            )
             if have.shape[1] < n:
                 have = torch.cat([have, have.new_zeros(have.shape[0], n - have.shape[1])], dim=1)
             out.append(have[:, :n])
@@ -287,8 +309,10 @@ class _Spectral:
             return iter([])
         else:
             head = self.bufs[0].new_zeros(self.bufs[0].shape[0], 0)
+        assert self.bufs is not None  # push() started them
         self.bufs = [torch.cat([b, b.new_zeros(b.shape[0], HOP)], dim=1) for b in self.bufs]
         body = self._frames()
+        assert self.carry is not None
         rest = self.received - self.emitted  # T mod HOP samples: frame K's second half alone
         tail = self.carry[:, :rest] / self.tail_norm[:rest]
         self.emitted += rest
@@ -302,8 +326,10 @@ class _Spectral:
         n = (length - N_FFT) // HOP + 1 if length >= N_FFT else 0
         if n <= 0:
             return self.bufs[0].new_zeros(channels, 0)
-        specs = [torch.stft(b[:, : (n + 1) * HOP], N_FFT, HOP, window=self.window, center=False,
-                            return_complex=True) for b in self.bufs]
+        specs = [
+            torch.stft(b[:, : (n + 1) * HOP], N_FFT, HOP, window=self.window, center=False, return_complex=True)
+            for b in self.bufs
+        ]
         self.bufs = [b[:, n * HOP :] for b in self.bufs]
         frames = torch.fft.irfft(self.combine(specs), n=N_FFT, dim=1) * self.window[:, None]
         frames = frames.reshape(channels, 2, HOP, n).transpose(2, 3)  # [C, half, frame, sample]
@@ -336,19 +362,21 @@ class _ChannelChoice:
 
     @property
     def held_bytes(self) -> int:
-        if self.spools is None:
+        if self.spools is None or self.sums is None:
             return 0
         per_member = self.written * 4 * self.sums.shape[1]
         return per_member * len(self.spools) if per_member <= self.limit else 0  # beyond: on disk
 
     def push(self, xs: list[torch.Tensor]) -> torch.Tensor:
         if self.spools is None:
-            self.spools = [tempfile.SpooledTemporaryFile(max_size=self.limit) for _ in xs]
+            self.spools = [tempfile.SpooledTemporaryFile(max_size=self.limit) for _ in xs]  # noqa: SIM115  (closed by close())
             self.sums = torch.zeros(len(xs), xs[0].shape[0], dtype=torch.float64)
             self.device = xs[0].device
+        spools, sums = self.spools, self.sums
+        assert sums is not None
         for i, x in enumerate(xs):
-            self.sums[i] += x.abs().sum(dim=1, dtype=torch.float64).cpu()
-            self.spools[i].write(x.T.contiguous().cpu().numpy().tobytes())  # rows [t, C]
+            sums[i] += x.abs().sum(dim=1, dtype=torch.float64).cpu()
+            spools[i].write(x.T.contiguous().cpu().numpy().tobytes())  # rows [t, C]
         self.written += xs[0].shape[1]
         self.block = max(self.block, xs[0].shape[1])
         return xs[0].new_zeros(xs[0].shape[0], 0)
@@ -359,18 +387,20 @@ class _ChannelChoice:
         return self._read_back() if self.spools is not None else iter([])
 
     def _read_back(self) -> Iterator[torch.Tensor]:
+        spools, sums = self.spools, self.sums
+        assert spools is not None and sums is not None  # finish() checked
         try:
-            chosen = self.sums.argmin(dim=0).tolist()  # per channel; the first of equal sums
-            width = self.sums.shape[1] * 4
+            chosen = sums.argmin(dim=0).tolist()  # per channel; the first of equal sums
+            width = sums.shape[1] * 4
             for start in range(0, self.written, self.block):
                 stop = min(start + self.block, self.written)
                 rows = {}
                 for m in set(chosen):
-                    self.spools[m].seek(start * width)
-                    raw = self.spools[m].read((stop - start) * width)
+                    spools[m].seek(start * width)
+                    raw = spools[m].read((stop - start) * width)
                     rows[m] = np.frombuffer(raw, dtype=np.float32).reshape(stop - start, -1)
                 yield torch.from_numpy(np.stack([rows[m][:, c] for c, m in enumerate(chosen)])).to(self.device)
         finally:
-            for spool in self.spools:
+            for spool in spools:
                 spool.close()
             self.spools = None

@@ -5,6 +5,7 @@ from .cascaded_lstm import BaseNet, CascadedNet, LstmNetConfig
 from .checkpoint import (
     Architecture,
     LoadedWeights,
+    VRNet,
     check_weight_file,
     describe_state_dict,
     detect_architecture,
@@ -22,6 +23,7 @@ __all__ = [
     "CascadedNet",
     "LoadedWeights",
     "LstmNetConfig",
+    "VRNet",
     "check_tensors",
     "check_weight_file",
     "describe_state_dict",

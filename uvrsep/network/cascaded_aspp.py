@@ -84,7 +84,7 @@ class CascadedASPPNet(nn.Module):
         super().__init__()
         ch = config.channels
         if config.bins % (2 ** (config.levels + 1)):
-            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by {2 ** config.levels}")
+            raise ValueError(f"bins={config.bins}: bins / 2 must be divisible by {2**config.levels}")
         self.config = config
         d, lv = config.dilations, config.levels
         self.stg1_low_band_net = BaseASPPNet(2, ch, d, lv)
@@ -106,7 +106,7 @@ class CascadedASPPNet(nn.Module):
     def frame_multiple(self) -> int:
         """Window lengths (frames) the net takes are multiples of this: each level halves them
         and the decoder crops the skips to twice the coarser length."""
-        return 2 ** self.config.levels
+        return 2**self.config.levels
 
     def _pad_rows(self, mask: torch.Tensor) -> torch.Tensor:
         return F.pad(mask, (0, 0, 0, self.config.bins + 1 - mask.shape[2]), mode="replicate")
@@ -119,11 +119,11 @@ class CascadedASPPNet(nn.Module):
         aux1 = torch.cat([self.stg1_low_band_net(x[:, :, :half]), self.stg1_high_band_net(x[:, :, half:])], dim=2)
         aux2 = self.stg2_full_band_net(self.stg2_bridge(torch.cat([x, aux1], dim=1)))
         bridge = [self.stg3_bridge(torch.cat([x, aux1, aux2], dim=1))]
-        if not keep_aux:
-            aux1 = aux2 = None
+        kept: tuple[torch.Tensor | None, torch.Tensor | None] = (aux1, aux2) if keep_aux else (None, None)
+        del aux1, aux2
         # The bridge's output is popped into the call (forward, not __call__, whose argument tuple
         # would hold it): freed once the last stage's first encoder has read it.
-        return self.stg3_full_band_net.forward(bridge.pop()), aux1, aux2
+        return self.stg3_full_band_net.forward(bridge.pop()), *kept
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _, _ = self._stages(x, keep_aux=False)
@@ -132,5 +132,9 @@ class CascadedASPPNet(nn.Module):
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Final mask and the two auxiliary masks, each ``[B, 2, bins + 1, T]`` (for training)."""
         h, aux1, aux2 = self._stages(x, keep_aux=True)
-        return tuple(self._pad_rows(torch.sigmoid(head(z))) for head, z in
-                     ((self.out, h), (self.aux1_out, aux1), (self.aux2_out, aux2)))
+        assert aux1 is not None and aux2 is not None  # kept with keep_aux
+        return (
+            self._pad_rows(torch.sigmoid(self.out(h))),
+            self._pad_rows(torch.sigmoid(self.aux1_out(aux1))),
+            self._pad_rows(torch.sigmoid(self.aux2_out(aux2))),
+        )

@@ -31,8 +31,7 @@ class BaseNet(nn.Module):
     ``[B, nin, F, T] → [B, nout, F, T]``; ``nin_lstm`` must equal ``F / 2``.
     """
 
-    def __init__(self, nin: int, nout: int, nin_lstm: int, nout_lstm: int,
-                 dilations=((4, 2), (8, 4), (12, 6))):
+    def __init__(self, nin: int, nout: int, nin_lstm: int, nout_lstm: int, dilations=((4, 2), (8, 4), (12, 6))):
         super().__init__()
         self.enc1 = Conv2DBNActiv(nin, nout, 3, 1, 1)
         self.enc2 = StridedEncoder(nout, nout * 2, 3, 2, 1)

@@ -29,6 +29,9 @@ from .cascaded_aspp import AsppNetConfig, CascadedASPPNet
 from .cascaded_lstm import CascadedNet, LstmNetConfig
 from .validation import check_tensors
 
+#: The two VR-architecture nets: the v5 HP family and VR 5.1.
+VRNet = CascadedASPPNet | CascadedNet
+
 _FIRST_CONV = "stg1_low_band_net.enc1.conv1.conv.0.weight"
 _LSTM_IH = "stg3_full_band_net.lstm_dec2.lstm.weight_ih_l0"
 _LSTM_HH = "stg3_full_band_net.lstm_dec2.lstm.weight_hh_l0"
@@ -62,7 +65,7 @@ MAX_LISTED = 6
 class LoadedWeights:
     """A net built and filled from a weight file."""
 
-    net: torch.nn.Module
+    net: VRNet
     path: Path
     file_dtype: torch.dtype
     n_tensors: int
@@ -71,8 +74,11 @@ class LoadedWeights:
 
 #: Lines of torch's load errors that are advice about torch.load itself (turning the safe loader
 #: off, its documentation), never repeated to a user: uvrsep only ever loads weights.
-_TORCH_ADVICE = re.compile(r"weights_only|weights only load failed|trusted source|documentation|file an issue|"
-                           r"safe_globals|allowlist|if you trust", re.IGNORECASE)
+_TORCH_ADVICE = re.compile(
+    r"weights_only|weights only load failed|trusted source|documentation|file an issue|"
+    r"safe_globals|allowlist|if you trust",
+    re.IGNORECASE,
+)
 
 
 def _load_failure(exc: Exception) -> str:
@@ -84,8 +90,10 @@ def _load_failure(exc: Exception) -> str:
     detail = refused.group(1).strip() if refused else (lines[0] if lines else "")
     detail = " ".join(part for part in re.split(r"(?<=\.)\s+", detail) if not _TORCH_ADVICE.search(part))
     if re.search(r"\bglobal\b", detail, re.IGNORECASE):  # a reference to a class or function: code
-        return ("it holds Python objects besides tensors, which could run code if loaded; uvrsep loads weights "
-                f"only and refuses it ({detail.rstrip('.')})")
+        return (
+            "it holds Python objects besides tensors, which could run code if loaded; uvrsep loads weights "
+            f"only and refuses it ({detail.rstrip('.')})"
+        )
     return detail.rstrip(".") or type(exc).__name__
 
 
@@ -103,9 +111,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     with path.open("rb") as fh:
         head = fh.read(64)
     if head.startswith(b"version https://git-lfs"):
-        raise IncompatibleCheckpointError(
-            f"{path}: is a Git LFS pointer, not the weights (download the real file)"
-        )
+        raise IncompatibleCheckpointError(f"{path}: is a Git LFS pointer, not the weights (download the real file)")
     try:
         with warnings.catch_warnings():
             # torch warns about the pickle protocol of raw-pickle (legacy) files; the file is
@@ -113,13 +119,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to unpickle means the same thing: not a weight file
-        raise IncompatibleCheckpointError(f"{path}: not a readable PyTorch weight file ({_load_failure(exc)})") from None
+        raise IncompatibleCheckpointError(
+            f"{path}: not a readable PyTorch weight file ({_load_failure(exc)})"
+        ) from None
     meta = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         meta = {k: v for k, v in obj.items() if k in ("format", "params", "primary", "architecture", "step")}
         obj = obj["state_dict"]
     if (
-        not isinstance(obj, dict) or not obj
+        not isinstance(obj, dict)
+        or not obj
         or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise IncompatibleCheckpointError(f"{path}: does not hold a state dict of tensors")
@@ -194,7 +203,7 @@ class Architecture:
     nout_lstm: int = 128
     bins: int | None = None
 
-    def build(self, bins: int) -> torch.nn.Module:
+    def build(self, bins: int) -> VRNet:
         """The network for this architecture over ``bins`` frequency rows."""
         if self.family == "vr51":
             return CascadedNet(LstmNetConfig(bins=bins, nout=self.width, nout_lstm=self.nout_lstm))
@@ -240,8 +249,10 @@ def _identify(state: dict[str, torch.Tensor]) -> Architecture | None:
         branches = 5 + sum(any(f".aspp.conv{i}." in k for k in state) for i in (6, 7))
         levels = 5 if any(".enc5." in k for k in state) else 4
         return Architecture(
-            family="aspp", width=_size(state, "aspp", "width", 0),
-            dilations=ASPP_DILATIONS[branches], levels=levels,
+            family="aspp",
+            width=_size(state, "aspp", "width", 0),
+            dilations=ASPP_DILATIONS[branches],
+            levels=levels,
         )
     return None
 

@@ -29,8 +29,16 @@ def crop_center(skip: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class Conv2DBNActiv(nn.Module):
     """Conv2d (no bias) → BatchNorm2d → activation. ``[B, nin, F, T] → [B, nout, F', T']``."""
 
-    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
-                 dilation: int = 1, activ: type[nn.Module] = nn.ReLU):
+    def __init__(
+        self,
+        nin: int,
+        nout: int,
+        ksize: int = 3,
+        stride: int = 1,
+        pad: int = 1,
+        dilation: int = 1,
+        activ: type[nn.Module] = nn.ReLU,
+    ):
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(nin, nout, kernel_size=ksize, stride=stride, padding=pad, dilation=dilation, bias=False),
@@ -45,12 +53,21 @@ class Conv2DBNActiv(nn.Module):
 class SeparableConv2DBNActiv(nn.Module):
     """Depthwise conv → pointwise 1×1 conv → BatchNorm2d → activation (UVR's ``SeperableConv2DBNActiv``)."""
 
-    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
-                 dilation: int = 1, activ: type[nn.Module] = nn.ReLU):
+    def __init__(
+        self,
+        nin: int,
+        nout: int,
+        ksize: int = 3,
+        stride: int = 1,
+        pad: int = 1,
+        dilation: int = 1,
+        activ: type[nn.Module] = nn.ReLU,
+    ):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(nin, nin, kernel_size=ksize, stride=stride, padding=pad, dilation=dilation,
-                      groups=nin, bias=False),
+            nn.Conv2d(
+                nin, nin, kernel_size=ksize, stride=stride, padding=pad, dilation=dilation, groups=nin, bias=False
+            ),
             nn.Conv2d(nin, nout, kernel_size=1, bias=False),
             nn.BatchNorm2d(nout),
             activ(),
@@ -66,8 +83,9 @@ class Encoder(nn.Module):
     ``[B, nin, F, T] → ([B, nout, F/s, T/s], [B, nout, F, T])``.
     """
 
-    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
-                 activ: type[nn.Module] = nn.LeakyReLU):
+    def __init__(
+        self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1, activ: type[nn.Module] = nn.LeakyReLU
+    ):
         super().__init__()
         self.conv1 = Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ)
         self.conv2 = Conv2DBNActiv(nout, nout, ksize, stride, pad, activ=activ)
@@ -86,8 +104,16 @@ class Decoder(nn.Module):
 
     conv_attr = "conv"
 
-    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
-                 activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
+    def __init__(
+        self,
+        nin: int,
+        nout: int,
+        ksize: int = 3,
+        stride: int = 1,
+        pad: int = 1,
+        activ: type[nn.Module] = nn.ReLU,
+        dropout: bool = False,
+    ):
         super().__init__()
         setattr(self, self.conv_attr, Conv2DBNActiv(nin, nout, ksize, 1, pad, activ=activ))
         self.dropout = nn.Dropout2d(0.1) if dropout else None
@@ -133,8 +159,7 @@ class ASPPModule(nn.Module):
     ``[B, nin, F, T] → [B, nout, F, T]``.
     """
 
-    def __init__(self, nin: int, nout: int, dilations: tuple[int, ...] = (4, 8, 16),
-                 activ: type[nn.Module] = nn.ReLU):
+    def __init__(self, nin: int, nout: int, dilations: tuple[int, ...] = (4, 8, 16), activ: type[nn.Module] = nn.ReLU):
         super().__init__()
         self.n_dilated = len(dilations)
         self.conv1 = nn.Sequential(
@@ -165,8 +190,9 @@ class StridedEncoder(nn.Module):
     ``[B, nin, F, T] → [B, nout, F/s, T/s]`` (LeakyReLU).
     """
 
-    def __init__(self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1,
-                 activ: type[nn.Module] = nn.LeakyReLU):
+    def __init__(
+        self, nin: int, nout: int, ksize: int = 3, stride: int = 1, pad: int = 1, activ: type[nn.Module] = nn.LeakyReLU
+    ):
         super().__init__()
         self.conv1 = Conv2DBNActiv(nin, nout, ksize, stride, pad, activ=activ)
         self.conv2 = Conv2DBNActiv(nout, nout, ksize, 1, pad, activ=activ)
@@ -187,8 +213,14 @@ class DenseASPPModule(nn.Module):
     ``[B, nin, F, T] → [B, nout, F, T]``.
     """
 
-    def __init__(self, nin: int, nout: int, dilations=((4, 2), (8, 4), (12, 6)),
-                 activ: type[nn.Module] = nn.ReLU, dropout: bool = False):
+    def __init__(
+        self,
+        nin: int,
+        nout: int,
+        dilations=((4, 2), (8, 4), (12, 6)),
+        activ: type[nn.Module] = nn.ReLU,
+        dropout: bool = False,
+    ):
         super().__init__()
         self.conv1 = nn.Sequential(nn.AdaptiveAvgPool2d((1, None)), Conv2DBNActiv(nin, nout, 1, 1, 0, activ=activ))
         self.conv2 = Conv2DBNActiv(nin, nout, 1, 1, 0, activ=activ)
@@ -202,7 +234,10 @@ class DenseASPPModule(nn.Module):
         _, _, h, w = x.shape
         feats = [
             F.interpolate(self.conv1(x), size=(h, w), mode="bilinear", align_corners=True),
-            self.conv2(x), self.conv3(x), self.conv4(x), self.conv5(x),
+            self.conv2(x),
+            self.conv3(x),
+            self.conv4(x),
+            self.conv5(x),
         ]
         out = self.bottleneck(torch.cat(feats, dim=1))
         if self.dropout is not None:

@@ -26,14 +26,25 @@ def check_tensors(state: dict[str, torch.Tensor], path: str | Path = "<weights>"
     official use), tensors claiming more values than the file stores (:func:`_check_stored`), and
     NaN / infinite values (which would only show as NaN stems after a whole separation). Raises
     :class:`IncompatibleCheckpointError`. Each check reads only what the previous ones allowed."""
-    _refuse_first(path, [k for k, v in state.items() if v.layout != torch.strided],
-                  lambda k: f"is a {_name(state[k].layout)} tensor", "weights must be dense tensors")
-    _refuse_first(path, [k for k, v in state.items() if v.device.type != "cpu"],
-                  lambda k: f"is a {state[k].device.type} tensor", "it holds no values")
+    _refuse_first(
+        path,
+        [k for k, v in state.items() if v.layout != torch.strided],
+        lambda k: f"is a {_name(state[k].layout)} tensor",
+        "weights must be dense tensors",
+    )
+    _refuse_first(
+        path,
+        [k for k, v in state.items() if v.device.type != "cpu"],
+        lambda k: f"is a {state[k].device.type} tensor",
+        "it holds no values",
+    )
     allowed = {k: _COUNTER_DTYPES if k.endswith(_INTEGER_KEYS) else WEIGHT_DTYPES for k in state}
-    _refuse_first(path, [k for k, v in state.items() if v.dtype not in allowed[k]],
-                  lambda k: f"is {_name(state[k].dtype)}",
-                  "weights must be floating point (float32, float16, bfloat16 or float64)")
+    _refuse_first(
+        path,
+        [k for k, v in state.items() if v.dtype not in allowed[k]],
+        lambda k: f"is {_name(state[k].dtype)}",
+        "weights must be floating point (float32, float16, bfloat16 or float64)",
+    )
     _check_stored(state, path)
     bad = [(k, n) for k, v in state.items() if v.is_floating_point() and (n := _count_non_finite(v))]
     if bad:
@@ -62,7 +73,8 @@ def _check_stored(state: dict[str, torch.Tensor], path) -> None:
     a huge shape. ``torch.save`` of a net never writes them, and counting, casting or loading
     their values would cost memory the file never held. The same view under two keys (tied
     weights, as UVR's conv6 / conv7) counts once."""
-    held, claimed = {}, {}
+    held: dict[int, int] = {}
+    claimed: dict[int, dict[tuple, tuple[str, int]]] = {}
     for key, tensor in state.items():
         storage = tensor.untyped_storage()
         held[storage.data_ptr()] = storage.nbytes()

@@ -1,9 +1,11 @@
 """Per-clip measures of a separation: what a dataset builder needs to decide which clips to keep.
 
-Inputs: the input wave ``x`` and the stems ``s`` as written, float32 ``[channels, samples]``
-(numpy or torch), all at one sample rate ``sr`` and of one length ``N``; ``C`` is a signal's
-channel count (the input and the stems may differ: a mono output of a stereo input). One of the
-stems is the voice stem ``v``. Levels are in dB relative to full scale (±1.0).
+Inputs: the input wave ``x`` and the stems ``s``, float32 ``[channels, samples]`` (numpy or
+torch), all at one sample rate ``sr`` and of one length ``N``; ``C`` is a signal's channel count
+(the input and the stems may differ). One of the stems may be the voice stem ``v`` (``None``:
+no voice stem; its measures are then ``None``). A batch measures the input as the network heard
+it and every stem as separated, before the writer converts them (:func:`uvrsep.writer.write_stems`).
+Levels are in dB relative to full scale (±1.0).
 
 Frames: consecutive, non-overlapping blocks of ``L = max(1, round(2048 · sr / 44100))`` samples
 (46.4 ms at any rate); the last frame holds the ``N mod L`` samples left over, if any, so every
@@ -45,10 +47,11 @@ measured only where the leak is quieter); a clean speech recording with audible 
 noise that the model leaves in the voice stem reads a high ``music_left_db`` (the noise is left
 in, though it is not music).
 
-Cost: one pass over each signal in float32 blocks (peak, clipped count, frame energies), with
-float64 sums: 1-2 ms for a 3 s stereo clip with two stems at 44.1 kHz. :class:`ClipMeter` takes
-the audio in blocks of any size (streamed stems of long inputs); :func:`measure_clip` is it for
-whole waves.
+Cost: one pass over each signal in float32 blocks (minimum and maximum; the clipped samples
+counted only when one is past full scale; frame energies), with float64 sums; its cost next to the separation is in docs/report.md
+(scripts/bench_measures.py). :class:`ClipMeter` takes
+the audio in blocks of any size (streamed stems of long inputs), the input possibly measured
+beforehand by a :class:`SignalMeter`; :func:`measure_clip` is it for whole waves.
 """
 
 from __future__ import annotations
@@ -91,11 +94,15 @@ def _as_array(wave: object, what: str) -> np.ndarray:
     return arr
 
 
-class _Signal:
-    """Running peak, clipped count and frame energies of one signal, fed in blocks."""
+class SignalMeter:
+    """Running peak, clipped count and frame energies of one signal at ``sample_rate``, fed in
+    order in float32 ``[C, t]`` blocks of any size. What the measures need of the input: a
+    separation measures its input while it holds it (a few numbers per frame are kept) and hands
+    the meter on with the stems (:attr:`uvrsep.stems.Stems.input_meter`)."""
 
-    def __init__(self, frame: int):
-        self.frame = frame
+    def __init__(self, sample_rate: int):
+        self.sample_rate = int(sample_rate)
+        self.frame = frame_length(self.sample_rate)
         self.channels = 0
         self.peak = 0.0
         self.clipped = 0
@@ -103,7 +110,9 @@ class _Signal:
         self.energies: list[np.ndarray] = []  # float64 [frames] per block
         self._rest = np.zeros((0, 0), np.float32)  # samples of an unfinished frame [C, < L]
 
-    def add(self, block: np.ndarray) -> None:
+    def add(self, block: object) -> None:
+        """Take the next samples, float32 ``[C, t]`` (numpy or torch)."""
+        block = _as_array(block, "signal")
         if block.shape[1] == 0:
             return
         if self.samples == 0:
@@ -111,8 +120,10 @@ class _Signal:
             self._rest = np.zeros((self.channels, 0), np.float32)
         elif block.shape[0] != self.channels:
             raise ValueError(f"a block with {block.shape[0]} channels after blocks with {self.channels}")
-        self.peak = max(self.peak, float(block.max()), -float(block.min()))
-        self.clipped += int(np.count_nonzero(block > 1.0)) + int(np.count_nonzero(block < -1.0))
+        low, high = float(block.min()), float(block.max())
+        self.peak = max(self.peak, high, -low)
+        if high > 1.0 or low < -1.0:  # counted only where there is something to count
+            self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
         self.samples += block.shape[1]
         if self._rest.shape[1]:
             block = np.concatenate([self._rest, block], axis=1)
@@ -142,22 +153,36 @@ class ClipMeter:
     """Measures of one clip, fed block by block (see the module's docstring for the definitions).
 
     ``meter.add(input_block, {stem: block})`` with float32 ``[channels, t]`` blocks in order (any
-    ``t``, the same for the input and every stem), then ``meter.result()`` once.
+    ``t``, the same for the input and every stem), then ``meter.result()`` once. When the input
+    was measured beforehand (``input_meter``: a :class:`SignalMeter` fed all of its ``N``
+    samples, as a separation does), feed the stems alone with :meth:`add_stems`. ``voice`` is
+    ``None`` when no stem holds the voice: then the voice's measures are ``None``.
     """
 
-    def __init__(self, sample_rate: int, stems: Sequence[str], voice: str):
-        if voice not in stems:
+    def __init__(
+        self, sample_rate: int, stems: Sequence[str], voice: str | None, input_meter: SignalMeter | None = None
+    ):
+        if voice is not None and voice not in stems:
             raise ValueError(f"voice stem {voice!r} is not one of the stems {list(stems)}")
+        if input_meter is not None and input_meter.sample_rate != int(sample_rate):
+            raise ValueError(
+                f"the input was measured at {input_meter.sample_rate} Hz, the stems are at {sample_rate} Hz"
+            )
         self.sample_rate = int(sample_rate)
         self.voice = voice
-        frame = frame_length(self.sample_rate)
-        self.input = _Signal(frame)
-        self.stems = {name: _Signal(frame) for name in stems}
+        self.measured_input = input_meter is not None
+        self.input = input_meter if input_meter is not None else SignalMeter(self.sample_rate)
+        self.stems = {name: SignalMeter(self.sample_rate) for name in stems}
+
+    def _check_names(self, stem_blocks: Mapping[str, object]) -> None:
+        if set(stem_blocks) != set(self.stems):
+            raise ValueError(f"blocks of stems {sorted(stem_blocks)}, expected {sorted(self.stems)}")
 
     def add(self, input_block: object, stem_blocks: Mapping[str, object]) -> None:
         """Take the next ``t`` samples of the input and of every stem."""
-        if set(stem_blocks) != set(self.stems):
-            raise ValueError(f"blocks of stems {sorted(stem_blocks)}, expected {sorted(self.stems)}")
+        if self.measured_input:
+            raise ValueError("the input was measured beforehand: feed the stems with add_stems")
+        self._check_names(stem_blocks)
         x = _as_array(input_block, "input")
         blocks = {name: _as_array(wave, f"stem {name!r}") for name, wave in stem_blocks.items()}
         lengths = {b.shape[1] for b in blocks.values()} | {x.shape[1]}
@@ -167,17 +192,39 @@ class ClipMeter:
         for name, block in blocks.items():
             self.stems[name].add(block)
 
+    def add_stems(self, stem_blocks: Mapping[str, object]) -> None:
+        """Take the next samples of every stem, the input having been measured beforehand. Each
+        stem is measured over the input's ``N`` samples, as the writer writes it: samples past
+        ``N`` are left out, and a stem that ends early is taken to go on with zeros."""
+        if not self.measured_input:
+            raise ValueError("add_stems is for an input measured beforehand (input_meter); use add")
+        self._check_names(stem_blocks)
+        for name, wave in stem_blocks.items():
+            signal = self.stems[name]
+            signal.add(_as_array(wave, f"stem {name!r}")[:, : max(0, self.input.samples - signal.samples)])
+
     def result(self) -> dict:
         """The measures as a JSON-able dict (see the module docstring)."""
+        n = self.input.samples
+        if self.measured_input:
+            for signal in self.stems.values():  # ended early: zeros, as the writer pads it
+                if signal.samples < n:
+                    signal.add(np.zeros((signal.channels or self.input.channels, n - signal.samples), np.float32))
         x_energy, lengths = self.input.finish()
         stem_energy = {name: signal.finish()[0] for name, signal in self.stems.items()}
         totals = {name: float(e.sum()) for name, e in stem_energy.items()}
-        all_energy = sum(totals.values())
-        voice = self.stems[self.voice]
-        p_v = stem_energy[self.voice] / (max(voice.channels, 1) * lengths) if lengths.size else lengths
         p_x = x_energy / (max(self.input.channels, 1) * lengths) if lengths.size else lengths
-        active = active_frames(p_v)
-        n = self.input.samples
+        voice: dict = {"voice_share": None, "voice_active": None, "music_left_db": None}
+        if self.voice is not None:
+            all_energy = sum(totals.values())
+            signal = self.stems[self.voice]
+            p_v = stem_energy[self.voice] / (max(signal.channels, 1) * lengths) if lengths.size else lengths
+            active = active_frames(p_v)
+            voice = {
+                "voice_share": round(totals[self.voice] / all_energy, 4) if all_energy > 0 else 0.0,
+                "voice_active": round(float(lengths[active].sum()) / n, 4) if n else 0.0,
+                "music_left_db": music_left_db(p_v, p_x, active),
+            }
         return {
             "version": MEASURES_VERSION,
             "duration_s": round(n / self.sample_rate, 3),
@@ -185,9 +232,7 @@ class ClipMeter:
             "input": self.input.levels(float(x_energy.sum())),
             "stems": {name: signal.levels(totals[name]) for name, signal in self.stems.items()},
             "clipped": sum(signal.clipped for signal in self.stems.values()),
-            "voice_share": round(totals[self.voice] / all_energy, 4) if all_energy > 0 else 0.0,
-            "voice_active": round(float(lengths[active].sum()) / n, 4) if n else 0.0,
-            "music_left_db": music_left_db(p_v, p_x, active),
+            **voice,
         }
 
 
@@ -209,7 +254,7 @@ def music_left_db(p_v: np.ndarray, p_x: np.ndarray, active: np.ndarray) -> float
     return round(float(np.median(10 * np.log10(ratio))), 2)
 
 
-def measure_clip(input_wave: object, stems: Mapping[str, object], voice: str, sample_rate: int) -> dict:
+def measure_clip(input_wave: object, stems: Mapping[str, object], voice: str | None, sample_rate: int) -> dict:
     """The measures of one clip: ``input_wave`` and ``stems`` (``{name: wave}``) as written, float32
     ``[channels, samples]`` (numpy or torch) at ``sample_rate``, all of one length; ``voice``
     names the voice stem. Returns the JSON-able dict the module docstring defines."""

@@ -20,8 +20,10 @@ from .table import ClipRow, Column, Thresholds
 _HERE = Path(__file__).resolve().parent
 
 #: The page's text when pictures were turned off.
-NO_PICTURES = ("Spectrogram pictures were turned off for this report ({flag}). To see them, make the report "
-               "again without {flag}: they are written beside the page.")
+NO_PICTURES = (
+    "Spectrogram pictures were turned off for this report ({flag}). To see them, make the report "
+    "again without {flag}: they are written beside the page."
+)
 
 
 @dataclass
@@ -38,8 +40,10 @@ class ClipMedia:
 
 
 def _thresholds_text(t: Thresholds) -> str:
-    return (f"music left above {t.music_left_db:g} dB; voice share below {100 * t.voice_share:g} %; "
-            f"voice active below {100 * t.voice_active:g} %; more than {t.clipped:g} clipped samples; failed")
+    return (
+        f"music left above {t.music_left_db:g} dB; voice share below {100 * t.voice_share:g} %; "
+        f"voice active below {100 * t.voice_active:g} %; more than {t.clipped:g} clipped samples; failed"
+    )
 
 
 def page_data(columns: list[Column], rows: list[ClipRow], media: list[ClipMedia], thresholds: Thresholds) -> dict:
@@ -47,19 +51,28 @@ def page_data(columns: list[Column], rows: list[ClipRow], media: list[ClipMedia]
     return {
         "columns": [{"key": c.key, "label": c.label, "kind": c.kind, "help": c.help} for c in columns],
         "rows": [[row.values.get(c.key) for c in columns] for row in rows],
-        "media": [{"input": list(m.input), "outputs": [list(o) for o in m.outputs],
-                   "pictures": [list(p) for p in m.pictures]} for m in media],
-        "thresholds": {"music_left_db": thresholds.music_left_db, "voice_share": thresholds.voice_share,
-                       "voice_active": thresholds.voice_active, "clipped": thresholds.clipped},
+        "media": [
+            {"input": list(m.input), "outputs": [list(o) for o in m.outputs], "pictures": [list(p) for p in m.pictures]}
+            for m in media
+        ],
+        "thresholds": {
+            "music_left_db": thresholds.music_left_db,
+            "voice_share": thresholds.voice_share,
+            "voice_active": thresholds.voice_active,
+            "clipped": thresholds.clipped,
+        },
     }
 
 
 def _definitions(columns: list[Column]) -> str:
-    items = "".join(f"<dt>{html.escape(c.label)}</dt><dd>{html.escape(c.help)}</dd>"
-                    for c in columns if "." not in c.key)
-    return ("<details><summary>What the columns mean</summary><dl>" + items + "<dt>&lt;stem&gt; peak / RMS / "
-            "clipped</dt><dd>each stem's peak and RMS level (dBFS) and samples over full scale</dd></dl>"
-            "<p class=\"note\">Definitions and formulas: uvrsep's docs/report.md.</p></details>")
+    items = "".join(
+        f"<dt>{html.escape(c.label)}</dt><dd>{html.escape(c.help)}</dd>" for c in columns if "." not in c.key
+    )
+    return (
+        "<details><summary>What the columns mean</summary><dl>" + items + "<dt>&lt;stem&gt; peak / RMS / "
+        "clipped</dt><dd>each stem's peak and RMS level (dBFS) and samples over full scale</dd></dl>"
+        '<p class="note">Definitions and formulas: uvrsep\'s docs/report.md.</p></details>'
+    )
 
 
 def page_html(data: dict, *, title: str, subtitle: str, thresholds: Thresholds, notes: list[str]) -> str:

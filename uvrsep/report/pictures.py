@@ -23,12 +23,28 @@ FFT_SIZE = 2048
 RANGE_DB = 80.0
 
 #: Colour map anchors, dark to bright (0-255 RGB); 256 colours are interpolated between them.
-_ANCHORS = np.array([
-    (0, 0, 4), (28, 16, 68), (79, 18, 123), (129, 37, 129), (181, 54, 122),
-    (229, 80, 100), (251, 135, 97), (254, 194, 135), (252, 253, 191),
-], dtype=np.float64)
-PALETTE = np.stack([np.interp(np.linspace(0, len(_ANCHORS) - 1, 256), np.arange(len(_ANCHORS)), _ANCHORS[:, c])
-                    for c in range(3)], axis=1).round().astype(np.uint8)  # [256, 3]
+_ANCHORS = np.array(
+    [
+        (0, 0, 4),
+        (28, 16, 68),
+        (79, 18, 123),
+        (129, 37, 129),
+        (181, 54, 122),
+        (229, 80, 100),
+        (251, 135, 97),
+        (254, 194, 135),
+        (252, 253, 191),
+    ],
+    dtype=np.float64,
+)
+PALETTE = (
+    np.stack(
+        [np.interp(np.linspace(0, len(_ANCHORS) - 1, 256), np.arange(len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)],
+        axis=1,
+    )
+    .round()
+    .astype(np.uint8)
+)  # [256, 3]
 
 
 def png_bytes(indices: np.ndarray, palette: np.ndarray) -> bytes:
@@ -42,8 +58,13 @@ def png_bytes(indices: np.ndarray, palette: np.ndarray) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)  # 8 bits, palette, no interlace
     rows = np.concatenate([np.zeros((height, 1), np.uint8), indices], axis=1)  # filter type 0 per row
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"PLTE", np.asarray(palette, np.uint8).tobytes())
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _mel(hz: np.ndarray) -> np.ndarray:

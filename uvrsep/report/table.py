@@ -73,8 +73,12 @@ FIXED_COLUMNS = (
     Column("voice_stem", "voice stem", "text", "the stem measured as the voice"),
     Column("voice_share", "voice share", "fraction", "voice stem's energy / all stems' energy"),
     Column("voice_active", "voice active", "fraction", "share of the duration in which the voice stem is active"),
-    Column("music_left_db", "music left dB", "db",
-           "median level of the voice stem in its pauses relative to the input (higher: more left)"),
+    Column(
+        "music_left_db",
+        "music left dB",
+        "db",
+        "median level of the voice stem in its pauses relative to the input (higher: more left)",
+    ),
     Column("clipped", "clipped", "count", "samples over full scale, all stems"),
     Column("input_peak_dbfs", "input peak dBFS", "db", "input's peak"),
     Column("input_rms_dbfs", "input RMS dBFS", "db", "input's RMS level"),
@@ -126,16 +130,21 @@ def _stem_names(rows_measures: list[dict | None]) -> list[str]:
 
 def columns_for(stem_names: list[str]) -> list[Column]:
     """The table's columns for clips with these stems."""
-    per_stem = [Column(f"{name}.{what}", f"{name} {label}", kind, f"{name} stem's {label}")
-                for name in stem_names
-                for what, label, kind in (("peak_dbfs", "peak dBFS", "db"), ("rms_dbfs", "RMS dBFS", "db"),
-                                          ("clipped", "clipped", "count"))]
+    per_stem = [
+        Column(f"{name}.{what}", f"{name} {label}", kind, f"{name} stem's {label}")
+        for name in stem_names
+        for what, label, kind in (
+            ("peak_dbfs", "peak dBFS", "db"),
+            ("rms_dbfs", "RMS dBFS", "db"),
+            ("clipped", "clipped", "count"),
+        )
+    ]
     return [*FIXED_COLUMNS, *per_stem, ERROR_COLUMN]
 
 
 def _values(record: dict, measures: dict | None) -> dict:
     m = measures or {}
-    levels = m.get("input") if isinstance(m.get("input"), dict) else {}
+    levels: dict = m["input"] if isinstance(m.get("input"), dict) else {}
     values = {
         "input": record["input"],
         "status": record["status"],
@@ -149,7 +158,7 @@ def _values(record: dict, measures: dict | None) -> dict:
         "input_rms_dbfs": _number(levels.get("rms_dbfs")),
         "error": record.get("error") if isinstance(record.get("error"), str) else "",
     }
-    stems = m.get("stems") if isinstance(m.get("stems"), dict) else {}
+    stems: dict = m["stems"] if isinstance(m.get("stems"), dict) else {}
     for name, stem in stems.items():
         if isinstance(stem, dict):
             for what in ("peak_dbfs", "rms_dbfs", "clipped"):
@@ -162,10 +171,12 @@ def flags_for(values: dict, thresholds: Thresholds) -> list[str]:
     flags = []
     if values["status"] == "failed":
         flags.append("failed")
-    checks = (("music left", "music_left_db", lambda v: v > thresholds.music_left_db),
-              ("little voice", "voice_share", lambda v: v < thresholds.voice_share),
-              ("voice rarely active", "voice_active", lambda v: v < thresholds.voice_active),
-              ("clipped", "clipped", lambda v: v > thresholds.clipped))
+    checks = (
+        ("music left", "music_left_db", lambda v: v > thresholds.music_left_db),
+        ("little voice", "voice_share", lambda v: v < thresholds.voice_share),
+        ("voice rarely active", "voice_active", lambda v: v < thresholds.voice_active),
+        ("clipped", "clipped", lambda v: v > thresholds.clipped),
+    )
     flags += [name for name, key, test in checks if values.get(key) is not None and test(values[key])]
     return flags
 
@@ -209,7 +220,7 @@ def output_labels(outputs: list[str]) -> list[str]:
         start -= 1
     while end > 0 and first[len(first) - end].isalnum():
         end -= 1
-    return [p[start: len(p) - end] or Path(p).stem for p in outputs]
+    return [p[start : len(p) - end] or Path(p).stem for p in outputs]
 
 
 def voice_output(outputs: list[str], voice_stem: str | None) -> str | None:
@@ -223,5 +234,7 @@ def voice_output(outputs: list[str], voice_stem: str | None) -> str | None:
     if len(exact) == 1:
         return exact[0]
     n = len(want)
-    within = [p for p, label in zip(outputs, labels) if any(label[i:i + n] == want for i in range(len(label) - n + 1))]
+    within = [
+        p for p, label in zip(outputs, labels) if any(label[i : i + n] == want for i in range(len(label) - n + 1))
+    ]
     return within[0] if len(within) == 1 else None

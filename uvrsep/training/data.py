@@ -2,8 +2,8 @@
 
 ``prepare_dataset`` decodes vocal and music files, resamples them to 44.1 kHz, and packs them
 (``vocals`` mono, ``music`` stereo; Ogg Opus, or float16 arrays) with an ``index.json`` of
-segments (source, kind, weight, bandwidth). It keeps a size budget, so a ~50 MB set (about
-100 min of audio with Opus) can travel to a GPU machine and be read fast there.
+segments (source, kind, weight, bandwidth). It keeps a size budget, so the set can travel to a
+GPU machine and be read fast there (how much audio a budget holds: docs/performance.md).
 
 ``make_example`` draws one training mixture from a packed set: a vocal crop (speed/pitch
 change, EQ, pan, gain) over a music crop at a vocal-to-music ratio between -10 and +15 dB,
@@ -82,7 +82,8 @@ def _load(path: str, channels: int) -> np.ndarray:
     return wave if wave.shape[0] == 2 else np.concatenate([wave, wave])
 
 
-#: Bytes per second and channel each packing codec needs (Opus: measured ~7.7 KB/s on the vocals).
+#: Bytes per second and channel each packing codec budgets: float16's exact size; for Opus a
+#: bound above the mean its encoder reaches on voices (docs/performance.md).
 CODEC_BYTES_PER_SECOND = {"float16": 2 * SAMPLE_RATE, "opus": 8_000}
 OPUS_RATE = 48000
 
@@ -100,8 +101,8 @@ def prepare_dataset(
     budget split between vocals and music by the number of kinds present, at most
     ``max_seconds_per_file`` from each file, a seeded excerpt, so the budget covers many files).
 
-    ``codec`` "opus" stores Ogg Opus (about 11x more audio per MB; decoded into RAM when the set
-    is opened), "float16" raw arrays (memory-mapped, no decoding). Returns the index.
+    ``codec`` "opus" stores Ogg Opus (several times more audio per MB, see
+    :data:`CODEC_BYTES_PER_SECOND`; decoded into RAM when the set is opened), "float16" raw arrays (memory-mapped, no decoding). Returns the index.
     """
     if codec not in CODEC_BYTES_PER_SECOND:
         raise ValueError(f"unknown codec {codec!r} (use {', '.join(CODEC_BYTES_PER_SECOND)})")
@@ -136,14 +137,18 @@ def prepare_dataset(
             peak = float(np.max(np.abs(wave))) if wave.size else 0.0
             if peak == 0:
                 continue
-            segments.append(Segment(src.name, src.kind, path, used[src.kind], wave.shape[1], src.weight, src.bandwidth_hz))
+            segments.append(
+                Segment(src.name, src.kind, path, used[src.kind], wave.shape[1], src.weight, src.bandwidth_hz)
+            )
             arrays[src.kind].append(wave.astype(np.float16))
             used[src.kind] += wave.shape[1]
     index = {"sample_rate": SAMPLE_RATE, "seed": seed, "codec": codec, "segments": [asdict(s) for s in segments]}
     for kind, channels in (("vocals", 1), ("music", 2)):
         data = np.concatenate(arrays[kind], axis=1) if arrays[kind] else np.zeros((channels, 0), np.float16)
         if codec == "opus" and data.shape[1]:
-            at48 = librosa.resample(data.astype(np.float32), orig_sr=SAMPLE_RATE, target_sr=OPUS_RATE, res_type="soxr_hq")
+            at48 = librosa.resample(
+                data.astype(np.float32), orig_sr=SAMPLE_RATE, target_sr=OPUS_RATE, res_type="soxr_hq"
+            )
             sf.write(out_dir / f"{kind}.opus", at48.T, OPUS_RATE, format="OGG", subtype="OPUS")
         else:
             np.save(out_dir / f"{kind}.npy", data)
@@ -200,7 +205,7 @@ class PackedSet:
 
 def _speed(wave: np.ndarray, factor: float, n: int) -> np.ndarray:
     """Play ``factor`` times faster (pitch up by the same ratio), then fit to ``n`` samples."""
-    up, down = 100, int(round(100 * factor))
+    up, down = 100, round(100 * factor)
     if up != down:
         wave = scipy.signal.resample_poly(wave, up, down, axis=-1).astype(np.float32)
     return librosa.util.fix_length(wave, size=n, axis=-1)
@@ -225,7 +230,7 @@ def make_example(data: PackedSet, seed: int, step: int, index: int, seconds: flo
     rng = np.random.default_rng([seed, step, index])
     n = int(seconds * SAMPLE_RATE)
     factor = rng.uniform(0.9, 1.1)
-    voc, seg = data.crop("vocals", rng, int(math.ceil(n * factor)) + 16)
+    voc, seg = data.crop("vocals", rng, math.ceil(n * factor) + 16)
     voc = _eq(_speed(voc, factor, n), rng)
     pan = rng.uniform(0.2, 0.8)
     voc = np.concatenate([voc * math.sqrt(1 - pan), voc * math.sqrt(pan)])
@@ -249,10 +254,26 @@ def make_example(data: PackedSet, seed: int, step: int, index: int, seconds: flo
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
 
 
+def speech_source(spec: str | Path) -> Source:
+    """Every audio file below a folder of extra speech, as a vocal source; ``"DIR:HZ"`` marks
+    band-limited recordings (``bandwidth_hz``; a drive letter, ``C:\\speech``, is part of the folder)."""
+    name, _, hz = str(spec).rpartition(":")
+    if not name or not hz.replace(".", "", 1).isdigit():
+        name, hz = str(spec), ""
+    files = tuple(sorted(str(p) for p in Path(name).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
+    return Source(f"speech:{Path(name).name}", "vocals", files, 1.0, float(hz) if hz else None)
+
+
+def music_source(folder: Path, split: str, hold_out: float, seed: int) -> Source:
+    """A music folder's files of one split (``"valid"``: the held-out ones, see :func:`split_music`)."""
+    train_files, held = split_music(folder, hold_out, seed)
+    return Source(f"music:{Path(folder).name}", "music", tuple(held if split == "valid" else train_files))
+
+
 def split_music(folder: Path, hold_out: float, seed: int) -> tuple[list[str], list[str]]:
     """(training files, held-out files) of a music folder: a seeded shuffle, the first
     ``hold_out`` fraction held out (for validation items), so the two never overlap."""
     files = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     order = list(np.random.default_rng(seed).permutation(files)) if files else []
-    n_held = int(round(len(order) * hold_out))
+    n_held = round(len(order) * hold_out)
     return sorted(order[n_held:]), sorted(order[:n_held])

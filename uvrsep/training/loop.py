@@ -132,7 +132,9 @@ def _schedule(cfg: TrainConfig):
     return factor
 
 
-def save_checkpoint(path: Path, cfg: TrainConfig, arch: Architecture, net, opt=None, sched=None, step=0, history=None) -> None:
+def save_checkpoint(
+    path: Path, cfg: TrainConfig, arch: Architecture, net, opt=None, sched=None, step=0, history=None
+) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
         "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(arch).items()},
@@ -175,7 +177,7 @@ def compact_checkpoint(checkpoint: Path, out: Path, *, moments: str = "bf16") ->
     rounds them (half the bytes; ``train`` loads them back as fp32, so the resumed run is close
     to, not bit-identical with, an uninterrupted one), "drop" leaves them out (the optimizer
     restarts its moments and bias correction at the saved step; the schedule and step go on).
-    A width-16 ASPP net: 30 MiB of weights, 91 MiB checkpoint, 60 MiB with "bf16".
+    Sizes of a width-16 net's files: docs/performance.md.
     """
     if moments not in MOMENTS:
         raise ValueError(f"moments must be one of {', '.join(MOMENTS)}, not {moments!r}")
@@ -197,11 +199,13 @@ def compact_checkpoint(checkpoint: Path, out: Path, *, moments: str = "bf16") ->
     return out
 
 
-def validate(checkpoint: Path, cfg: TrainConfig) -> dict[str, float]:
+def validate(checkpoint: Path, cfg: TrainConfig) -> dict[str, float | None]:
     """Median SDR of both stems on the validation items, through the full inference path."""
     from ..evaluation import evaluate, load_items, separator_system
     from ..separator import Separator
 
+    if cfg.val_dir is None:
+        raise ValueError("validate needs cfg.val_dir")
     items = load_items(cfg.val_dir)
     if cfg.val_items is not None and len(items) > cfg.val_items:  # an even spread over the kinds
         items = [items[round(i * (len(items) - 1) / max(1, cfg.val_items - 1))] for i in range(cfg.val_items)]
@@ -275,11 +279,17 @@ def train(cfg: TrainConfig, on_log=None, stop_after: int | None = None) -> dict:
             loss = train_step(net, opt, scaler, x, y, use_amp)
             sched.step()
             step += 1
-            record = {"step": step, "loss": round(float(loss.detach()), 6), "lr": sched.get_last_lr()[0],
-                      "seconds": round(time.perf_counter() - started, 2)}
+            record = {
+                "step": step,
+                "loss": round(float(loss.detach()), 6),
+                "lr": sched.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             due = cfg.val_dir and (step % cfg.val_every == 0 or step == cfg.steps)
-            if due and cfg.time_budget_s is not None and (
-                time.perf_counter() - started + val_seconds > cfg.time_budget_s
+            if (
+                due
+                and cfg.time_budget_s is not None
+                and (time.perf_counter() - started + val_seconds > cfg.time_budget_s)
             ):
                 # A validation pass as long as the last one would end past the budget: skip it
                 # (the caller evaluates the final model anyway), so the budget holds.
