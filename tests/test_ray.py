@@ -443,6 +443,10 @@ def test_an_ensemble_over_ray_writes_the_local_ensembles_files(
     ran = records(tmp_path / "out.jsonl")
     assert {r["model"] for r in ran} == {"tiny_fp32&tiny_b"}
     assert all(r["ensemble"] == {"algorithm": "avg_fft", "weights": [1.0, 2.0]} for r in ran)
+    here = {r["input"]: r["measures"] for r in records(tmp_path / "local.jsonl")}
+    for rec in ran:  # the long input's too: an ensemble's streamed stems carry the input's meter
+        assert rec["measures"] is not None and here[rec["input"]] is not None, rec["input"]
+        assert rec["measures"]["voice_share"] == pytest.approx(here[rec["input"]]["voice_share"], abs=2e-4)
 
 
 def _closed_port() -> int:
