@@ -2,6 +2,7 @@
 """Peak memory against input length: one fresh process per length, a table at the end.
 
     python scripts/bench_memory.py [--minutes 1 10 60] [--model PATH] [--width 16] [--segment-threshold S]
+                                   [--ensemble N] [--ensemble-algorithm NAME]
 
 Each length gets a deterministic stereo test signal (tones, chords, noise) at 44.1 kHz written
 to a temporary WAV, separated by `uvrsep separate` in a child process (CPU), whose peak RSS
@@ -9,7 +10,8 @@ to a temporary WAV, separated by `uvrsep separate` in a child process (CPU), who
 memory budget (or longer than ``--segment-threshold``) are streamed in segments;
 `--segment-threshold inf` shows whole-file processing. Without --model a random net of the HP
 family (cascaded ASPP, --width 16 by default: ~4x cheaper than the 32-wide HP net, same code
-path) is used, since the HP network runs at about real time on 2 cores.
+path) is used, since the HP network runs at about real time on 2 cores. ``--ensemble N`` separates
+with an ensemble of N such random nets (seeds 0 .. N-1; ``-m`` repeated, docs/ensembles.md).
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ def make_signal(path: Path, minutes: float, sr: int = 44100) -> None:
             fh.write(x.astype(np.float32))
 
 
-def random_weights(folder: Path, width: int) -> Path:
+def random_weights(folder: Path, width: int, seed: int = 0) -> Path:
     """A random HP-family (cascaded ASPP, 4band_v2) weight file of ``width`` in ``folder``: time and
     memory do not depend on the values, so the benchmarks need nothing downloaded."""
     from uvrsep.network import Architecture
 
-    torch.manual_seed(0)
-    path = folder / f"random_aspp{width}.pth"
+    torch.manual_seed(seed)
+    path = folder / f"random_aspp{width}_{seed}.pth"
     torch.save(Architecture("aspp", width).build(672).state_dict(), path)
     return path
 
@@ -76,11 +78,17 @@ def main() -> None:
         default=None,
         help="passed to uvrsep separate (default: none, the memory decides; 'inf': whole-file processing)",
     )
+    parser.add_argument(
+        "--ensemble", type=int, default=1, help="an ensemble of this many random nets (needs no --model)"
+    )
+    parser.add_argument("--ensemble-algorithm", default=None)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model or random_weights(tmp, args.width)
+        models = (
+            [args.model] if args.model else [random_weights(tmp, args.width, seed) for seed in range(args.ensemble)]
+        )
         for minutes in args.minutes:
             wav = tmp / f"input_{minutes:g}min.wav"
             make_signal(wav, minutes)
@@ -90,8 +98,7 @@ def main() -> None:
                 "uvrsep",
                 "separate",
                 str(wav),
-                "-m",
-                str(model),
+                *(a for m in models for a in ("-m", str(m))),
                 "-o",
                 str(tmp / "out"),
                 "--device",
@@ -100,13 +107,18 @@ def main() -> None:
                 "--params",
                 "4band_v2",
             ]
+            if args.ensemble_algorithm is not None:
+                cmd += ["--ensemble-algorithm", args.ensemble_algorithm]
             if args.segment_threshold is not None:
                 cmd += ["--segment-threshold", str(args.segment_threshold)]
             rss, wall, status = run_measured(cmd, tmp / "log.txt")
             rows.append((minutes, rss, wall, status))
             wav.unlink()
+    what = args.model or f"random cascaded ASPP, width {args.width}" + (
+        f", an ensemble of {args.ensemble}" if args.ensemble > 1 else ""
+    )
     print(
-        f"model: {args.model or f'random cascaded ASPP, width {args.width}'}; machine: {os.cpu_count()} cores; "
+        f"model: {what} ({args.ensemble_algorithm or 'avg_wave'}); machine: {os.cpu_count()} cores; "
         f"load average after: {os.getloadavg()[0]:.2f}"
     )
     print(f"{'minutes':>8} | {'peak RSS MiB':>12} | {'wall s':>8} | status")

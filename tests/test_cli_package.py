@@ -17,8 +17,8 @@ from uvrsep.batch import Manifest, OutputPlan, plan_batch, run_batch, select_ste
 from uvrsep.chain import final_labels
 from uvrsep.errors import ConfigError, UvrsepError
 from uvrsep.hub import cached_path
-from uvrsep.model import band_config_of, import_model, model_name
-from uvrsep.naming import InputItem
+from uvrsep.model import band_config_of, import_model
+from uvrsep.naming import InputItem, model_name
 from uvrsep.registry import ModelSpec, load_registry
 from uvrsep.training.data import music_source, speech_source
 

@@ -359,6 +359,34 @@ class Generated:
             yield {"vocals": t, "instrumental": 0.5 * t}
 
 
+@pytest.mark.parametrize(
+    "algorithm", ["avg_wave", pytest.param("max_fft", marks=pytest.mark.slow)]
+)  # not ensemble_wav: it holds all (its spool)
+def test_members_of_different_block_lengths_are_read_as_needed(algorithm):
+    """Models that segment a long input differently give blocks of different lengths:
+    ensemble_blocks reads a member only when it is the furthest behind, so no member's samples
+    run ahead of the combined output by more than about one block (plus the STFT's context),
+    for 1 s as for 3 s of input (read in step, the member of longest blocks would run ahead by
+    a growing share of the input)."""
+    sizes = (999, 4410, 10000)
+    leads = {}
+    for seconds in (1, 3):
+        read = [0] * len(sizes)
+
+        def counted(i: int, seconds: int, read: list[int]):
+            for block in Generated(seconds, sizes[i], seed=i):
+                read[i] += block["vocals"].shape[1]
+                yield block
+
+        emitted, lead = 0, 0
+        for out in ens.ensemble_blocks([counted(i, seconds, read) for i in range(len(sizes))], algorithm):
+            emitted += out["vocals"].shape[1]
+            lead = max(lead, max(read) - emitted)
+        assert emitted == seconds * 44100
+        leads[seconds] = lead
+    assert max(leads.values()) <= max(sizes) + ens.N_FFT + ens.HOP, leads
+
+
 @pytest.mark.parametrize("algorithm", quick("max_fft", "ensemble_wav"))
 def test_streamed_memory_is_bounded(algorithm):
     """Between pushes the combiner holds O(context) (the queues are empty when the members come

@@ -1,8 +1,8 @@
 """``uvrsep separate --ray`` on a local Ray instance (127.0.0.1, CPU actors, a tiny random HP
 net): the same files and manifest as the local batch, failures per input, a worker and the
-driver killed mid-run, the GPU form on declared GPUs, a chain (``--then``); an unreachable address
-failing within the deadline, and a process that imported Ray first. Slow; skipped where Ray is not
-installed.
+driver killed mid-run, the GPU form on declared GPUs, a chain (``--then``), an ensemble
+(``-m A -m B``); an unreachable address failing within the deadline, and a process that
+imported Ray first. Slow; skipped where Ray is not installed.
 
 One Ray instance serves the module (2 CPUs, 2 declared GPUs); the first test runs before it
 exists, because it checks that a bare ``--ray`` starts (and stops) a private one. In-process
@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import SR, music_like
 from tests.test_chain import dereverb_weights  # noqa: F401  (a fixture)
+from tests.test_ensemble_run import second_weights  # noqa: F401  (a fixture)
 from uvrsep.cli import app
 from uvrsep.rayconnect import CONNECT_DEADLINE_S, DEADLINE_ENV, DEBUG_ENV, LOOPBACK_ENV
 
@@ -387,6 +388,65 @@ def test_a_chain_over_ray_writes_the_local_chains_files(
     assert sorted(p.name for p in out.iterdir()) == files
     for name in files:
         assert (out / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def test_an_ensemble_over_ray_writes_the_local_ensembles_files(
+    corpus,
+    tiny_weights,
+    second_weights,  # noqa: F811
+    ray_address,
+    tmp_path,
+):
+    """``-m A -m B`` on the workers (each loads both models; the long input streams through both
+    members side by side): the same bytes and records as the same ensemble run here."""
+    names = ["a.wav", "c_48k.wav", "long.wav"]
+    local, out = tmp_path / "local", tmp_path / "out"
+
+    def args(folder: Path, *extra: str) -> list[str]:
+        return [
+            "separate",
+            *(str(corpus / n) for n in names),
+            "-m",
+            str(tiny_weights),
+            "-m",
+            str(second_weights),
+            "--ensemble-algorithm",
+            "avg_fft",
+            "--ensemble-weights",
+            "1,2",
+            "-o",
+            str(folder),
+            "--device",
+            "cpu",
+            "--segment-threshold",
+            SEGMENT_THRESHOLD,
+            "--manifest",
+            str(folder.parent / f"{folder.name}.jsonl"),
+            *extra,
+        ]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = runner.invoke(app, args(local))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, args(out, "--ray", "local", "--ray-workers", "2"))
+    assert result.exit_code == 0, result.output
+    assert "3 processed, 0 skipped, 0 failed" in result.output
+    files = sorted(p.name for p in local.iterdir())
+    assert files == sorted(f"{Path(n).stem}_{stem}.wav" for n in names for stem in ("instrumental", "vocals"))
+    assert sorted(p.name for p in out.iterdir()) == files
+    for name in files:
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name
+    ran = records(tmp_path / "out.jsonl")
+    assert {r["model"] for r in ran} == {"tiny_fp32&tiny_b"}
+    assert all(r["ensemble"] == {"algorithm": "avg_fft", "weights": [1.0, 2.0]} for r in ran)
+    here = {r["input"]: r["measures"] for r in records(tmp_path / "local.jsonl")}
+    for rec in ran:  # the long input's too: an ensemble's streamed stems carry the input's meter
+        assert rec["measures"] is not None and here[rec["input"]] is not None, rec["input"]
+        assert rec["measures"]["voice_share"] == pytest.approx(here[rec["input"]]["voice_share"], abs=2e-4)
 
 
 def _closed_port() -> int:

@@ -32,7 +32,13 @@ from .errors import (
 )
 
 #: Names imported on first use: they bring in torch (seconds), which `uvrsep --help` must not pay.
-_LAZY = {"Separator": ".separator", "Stems": ".stems", "StreamedStems": ".stems", "Chain": ".chain"}
+_LAZY = {
+    "Separator": ".separator",
+    "Ensemble": ".separator",
+    "Stems": ".stems",
+    "StreamedStems": ".stems",
+    "Chain": ".chain",
+}
 
 
 def __getattr__(name: str):
@@ -56,6 +62,7 @@ __all__ = [
     "Chain",
     "ConfigError",
     "EmptyAudioError",
+    "Ensemble",
     "IncompatibleCheckpointError",
     "OutOfMemoryError",
     "Separator",

@@ -60,19 +60,28 @@ def chain_labels(stages: list[tuple[str, str]]) -> tuple[str, ...]:
     return tuple(final)
 
 
-def final_labels(models: list, *, offline: bool = False, primary_stem: str | None = None) -> tuple[str, ...]:
-    """The stems a model, or the chain of ``models``, will write, known without loading or
-    downloading any of them (:func:`uvrsep.model.model_stems`); ``primary_stem``, like
-    ``params``, is the first model's. Errors name the first model ``model`` and the later ones
-    ``then`` (``--model`` and ``--then`` on the command line)."""
+def final_labels(
+    models: list, *, offline: bool = False, primary_stem: str | None = None, ensemble: int = 1
+) -> tuple[str, ...]:
+    """The stems a model, an ensemble (the first ``ensemble`` of ``models``, when above 1), or
+    the chain after either, will write, known without loading or downloading any of them
+    (:func:`uvrsep.model.model_stems`); ``primary_stem``, like ``params``, is the first model's.
+    Members of an ensemble whose stems do not match are refused here, naming each. Errors name
+    the first stage's models ``model`` and the later ones ``then`` (``--model`` and ``--then``
+    on the command line)."""
+    from .ensemble.rules import ensemble_labels
     from .model import model_stems
+    from .naming import model_name
 
+    first = max(ensemble, 1)
     pairs = [
         model_stems(
-            m, offline=offline, primary_stem=primary_stem if k == 0 else None, given_as="then" if k else "model"
+            m, offline=offline, primary_stem=primary_stem if k == 0 else None, given_as="model" if k < first else "then"
         )
         for k, m in enumerate(models)
     ]
+    if ensemble > 1:
+        pairs[:ensemble] = [ensemble_labels(pairs[:ensemble], [model_name(m) for m in models[:ensemble]])]
     return pairs[0] if len(pairs) == 1 else chain_labels(pairs)
 
 
@@ -247,33 +256,43 @@ def load_models(
     models: list,
     *,
     params=None,
+    ensemble: int = 1,
     on_notice: Callable[[str], None] | None = None,
     download_progress: bool = False,
     **options,
 ):
-    """The :class:`~uvrsep.Separator` for ``models[0]``, or the :class:`Chain` of all of them,
-    each built with the same ``options`` (Separator keywords: device, settings, ...);
-    ``params`` and the settings' ``primary_stem`` apply to the first model only. A registry name not yet cached is downloaded
-    first (unless ``options["offline"]``), with a size bar when ``download_progress`` and its
-    one-line notices sent to ``on_notice``. Errors name the first model ``model`` and the later
-    ones ``then`` (``--model`` and ``--then`` on the command line).
+    """The first stage — the :class:`~uvrsep.Separator` for ``models[0]``, or with ``ensemble``
+    above 1 the ensemble of ``models[:ensemble]`` — alone, or as the :class:`Chain` with the
+    later models. Each is built with the same ``options`` (Separator keywords: device, settings,
+    ``ensemble_algorithm``, ...); ``params`` and the settings' ``primary_stem`` apply to the
+    first stage only (in an ensemble, ``params`` to its members that record no band config). A
+    registry name not yet cached is downloaded first (unless ``options["offline"]``), with a
+    size bar when ``download_progress`` and its one-line notices sent to ``on_notice``. Errors
+    name the first stage's models ``model`` and the later ones ``then`` (``--model`` and
+    ``--then`` on the command line).
 
     The one place a batch builds its model, on this machine (``uvrsep separate``) or inside each
     worker of a Ray cluster (:mod:`uvrsep.cluster`), so every setting reaches both the same way.
     """
     from .resolve import resolve_model
-    from .separator import Separator
+    from .separator import Ensemble, Separator
 
-    stages = []
-    settings = options.pop("settings", None)
-    for k, model in enumerate(models):
-        path = resolve_model(
+    first = max(ensemble, 1)
+    paths = [
+        resolve_model(
             model,
             offline=options.get("offline", False),
             progress=download_progress,
             on_notice=on_notice,
-            given_as="model" if k == 0 else "then",
+            given_as="model" if k < first else "then",
         ).path
-        own = settings if k == 0 or settings is None else replace(settings, primary_stem=None)
-        stages.append(Separator(path, params=params if k == 0 else None, settings=own, on_notice=on_notice, **options))
+        for k, model in enumerate(models)
+    ]
+    settings = options.pop("settings", None)
+    own = dict(params=params, settings=settings, on_notice=on_notice, **options)
+    stages = [Ensemble(paths[:ensemble], **own) if ensemble > 1 else Separator(paths[0], **own)]
+    later = replace(settings, primary_stem=None) if settings is not None else None
+    options = {k: v for k, v in options.items() if not k.startswith("ensemble_")}
+    for path in paths[first:]:
+        stages.append(Separator(path, settings=later, on_notice=on_notice, **options))
     return stages[0] if len(stages) == 1 else Chain(*stages)

@@ -1,5 +1,6 @@
 """Many files through one separator: short clips grouped to share network calls, each group read
-on a background thread while the one before it is separated (:meth:`uvrsep.Separator.separate_batch`).
+on a background thread while the one before it is separated (:meth:`uvrsep.Separator.separate_batch`);
+inputs held whole run their windows in shared network calls (:func:`run_whole`).
 
 The reader thread decodes and converts rates on the CPU only (:meth:`Separator.load`), so it never
 runs work on the GPU beside the network (:func:`uvrsep.device.network_scope`).
@@ -8,15 +9,20 @@ runs work on the GPU beside the network (:func:`uvrsep.device.network_scope`).
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from .audio import duration_seconds
 from .errors import ITEM_ERRORS
 from .stems import Stems, StreamedStems
+
+if TYPE_CHECKING:
+    from .job import Job
 
 
 def separate_batch(
@@ -116,3 +122,31 @@ def _share_time(results: list[Stems], seconds: float, weights: list[int]) -> Non
     total = sum(weights)
     for result, weight in zip(results, weights):
         result.seconds = seconds * weight / total
+
+
+def run_whole(sep, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
+    """``sep``'s whole-input jobs, their windows in shared network calls; each clip's arrays are
+    released as soon as its stems exist (:meth:`uvrsep.Separator.separate_many`)."""
+    if not jobs:
+        return []
+    requests = [job.request(0) for job in jobs]
+    t0 = sep.clock()
+    total = sum(last - first for block, _ in requests if block.coef > 0 for _, first, last in block.windows)
+    with tqdm(total=total, unit="win", disable=None if sep.progress else True, leave=False) as bar:
+        ests = jobs[0].stage.estimate([block for block, _ in requests], on_window or bar.update)
+    sep.times.network += sep.clock() - t0
+    for job, request, est in zip(jobs, requests, ests):
+        job.keep(0, request, est)
+    del requests, ests
+    results = []
+    held: list[Job | None] = list(jobs)
+    del jobs
+    for k in range(len(held)):
+        current, held[k] = held[k], None
+        assert current is not None
+        waves = next(current.run())
+        del current
+        results.append(
+            Stems(waves=waves, sample_rate=sep.layout.sample_rate, primary=sep.primary, notes=list(sep.notes))
+        )
+    return results

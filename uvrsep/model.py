@@ -104,24 +104,35 @@ def weight_facts(path: Path, state: dict, meta: dict, spec, uvr_entry: dict | No
     return WeightFacts(arch, params, primary or default_primary(arch, path), primary is None, source)
 
 
-def model_stems(
-    model: str | Path | None = None,
-    *,
-    offline: bool = False,
-    primary_stem: str | None = None,
-    given_as: str | None = "model",
-) -> tuple[str, str]:
-    """The (masked, residual) stem labels ``model`` will write, worked out without downloading
-    or building it (a path is read; a registry name that is not cached yet answers from its
-    entry; a cached one must have its pinned sha256). ``None`` is the registry's default model;
-    ``primary_stem`` (any spelling) is the setting of that name, which decides. Lets a caller
-    check its whole job (names, existing outputs, ``--stems``) before it loads a model; errors
-    name the setting ``given_as`` (``model``; ``--model`` / ``--then`` on the command line)."""
-    from .hub import home_dir
-    from .registry import load_registry, parse_stem_label
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is known of a model before it is built (:func:`model_facts`).
 
-    if primary_stem is not None:
-        return STEM_LABELS[parse_stem_label(primary_stem)]
+    Attributes:
+        stems: the (masked, residual) stem labels it writes.
+        params: the band config its facts record (the file's metadata, its registry entry, UVR's
+            hash table); ``None`` when none does (``params`` given by the caller, else the
+            family's default, decides).
+        read: whether a weight file was read (``False``: a registry entry not yet downloaded
+            answered, and a band config UVR's hash table would give is not known yet).
+    """
+
+    stems: tuple[str, str]
+    params: str | None
+    read: bool
+
+
+def model_facts(
+    model: str | Path | None = None, *, offline: bool = False, given_as: str | None = "model"
+) -> ModelFacts:
+    """The stems and recorded band config of ``model`` (a path, a registry name, ``None``: the
+    registry's default model), worked out without downloading or building it: a path is read; a
+    registry name that is not cached yet answers from its entry; a cached one must have its
+    pinned sha256. Errors name the setting ``given_as`` (``model``; ``--model`` / ``--then`` on
+    the command line)."""
+    from .hub import home_dir
+    from .registry import load_registry
+
     registry = load_registry(home_dir())
     path = weight_file(model, given_as) if model is not None else None
     spec: ModelSpec | None
@@ -130,10 +141,30 @@ def model_stems(
     else:
         spec, path = named_model(model, registry, given_as=given_as)
         if path is None:
-            return STEM_LABELS[spec.primary]
+            return ModelFacts(STEM_LABELS[spec.primary], spec.params, read=False)
     state, meta = read_checkpoint(path)
     entry = registry.identify_by_uvr_hash(path) if spec is None or spec.params is None else None
-    return STEM_LABELS[weight_facts(path, state, meta, spec, entry).primary]
+    facts = weight_facts(path, state, meta, spec, entry)
+    return ModelFacts(STEM_LABELS[facts.primary], facts.params, read=True)
+
+
+def model_stems(
+    model: str | Path | None = None,
+    *,
+    offline: bool = False,
+    primary_stem: str | None = None,
+    given_as: str | None = "model",
+) -> tuple[str, str]:
+    """The (masked, residual) stem labels ``model`` will write, worked out without downloading
+    or building it (:func:`model_facts`). ``None`` is the registry's default model;
+    ``primary_stem`` (any spelling) is the setting of that name, which decides. Lets a caller
+    check its whole job (names, existing outputs, ``--stems``) before it loads a model; errors
+    name the setting ``given_as``."""
+    from .registry import parse_stem_label
+
+    if primary_stem is not None:
+        return STEM_LABELS[parse_stem_label(primary_stem)]
+    return model_facts(model, offline=offline, given_as=given_as).stems
 
 
 def file_info(path: Path) -> list[tuple[str, str]]:
@@ -178,15 +209,6 @@ def file_info(path: Path) -> list[tuple[str, str]]:
         ("size", f"{size} bytes ({human_size(size)})"),
         ("sha256", sha256_file(path)),
     ]
-
-
-def model_name(model: str | Path | None) -> str:
-    """What a model is called in output names (``{model}``) and reports: the registry name, or
-    the weight file's name without ``.pth``; ``None`` is the registry's default model."""
-    from .hub import default_model_name
-
-    name = str(model) if model is not None else default_model_name()
-    return Path(name).name.removesuffix(".pth")
 
 
 def band_config_of(spec: ModelSpec, registry: Registry) -> str:

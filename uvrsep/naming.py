@@ -23,21 +23,52 @@ TEMPLATE_FIELDS = {
     "name": "input file name without extension",
     "stem": "stem label (vocals, instrumental, no_echo, ...)",
     "ext": "output format (wav, flac, mp3, ogg)",
-    "model": "model name (registry name, or weight file name without .pth; a chain: first+second)",
+    "model": "model name (registry name, or weight file name without .pth; an ensemble: A&B; a chain: first+second)",
     "parent": "name of the input's folder",
     "input_ext": "the input file's extension without the dot (wav, m4a, mp4; keeps clip.mp4 and clip.m4a apart)",
 }
+#: What ``{model}`` puts between the models of an ensemble, and between the stages of a chain:
+#: ``-m A -m B --then C`` is ``A&B+C``. Both are valid in file names on Windows, macOS and Linux
+#: (Windows refuses ``<>:"/\|?*``) and neither is a path separator.
+ENSEMBLE_JOIN = "&"
+CHAIN_JOIN = "+"
 
 
-#: Values the template is tried with before any work (each must give a path inside the folder).
 def _template_option() -> str:
     return option("name_template", "template")
 
 
+#: Values the template is tried with before any work (each must give a path inside the folder).
 _PROBES = (
     {"name": "clip", "stem": "vocals", "model": "HP2_all_vocals", "parent": "clips", "input_ext": "wav"},
-    {"name": "a", "stem": "instrumental", "model": "m+n", "parent": "b", "input_ext": "m4a"},
+    {
+        "name": "a",
+        "stem": "instrumental",
+        "model": f"m{ENSEMBLE_JOIN}n{CHAIN_JOIN}o",
+        "parent": "b",
+        "input_ext": "m4a",
+    },
 )
+
+
+def model_name(model: str | os.PathLike | None) -> str:
+    """What ``{model}`` says for one model: its registry name, or its weight file's name without
+    ``.pth`` (``None``: the registry's default model)."""
+    if model is None:
+        from .hub import default_model_name
+
+        model = default_model_name()
+    return PurePath(str(model)).name.removesuffix(".pth")
+
+
+def model_field(ensemble: list, then: list | tuple = ()) -> str:
+    """``{model}`` for a run: the first stage's models (one, or an ensemble's, joined by
+    :data:`ENSEMBLE_JOIN`), then a chain's later models, each after :data:`CHAIN_JOIN`.
+
+    >>> model_field(["HP2_all_vocals.pth", "models/2_HP-UVR.pth"], ["VR-DeEchoNormal"])
+    'HP2_all_vocals&2_HP-UVR+VR-DeEchoNormal'
+    """
+    return ENSEMBLE_JOIN.join(map(model_name, ensemble)) + "".join(CHAIN_JOIN + model_name(m) for m in then)
 
 
 @dataclass(frozen=True)

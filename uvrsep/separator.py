@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import clips, segments
 from .audio import as_waveform, check_input_rate, check_samples, read_audio, read_audio_object, to_stereo
@@ -32,6 +31,7 @@ from .device import (
     resolve_device,
     uses_channels_last,
 )
+from .ensemble.members import EnsembleMixin
 from .errors import ConfigError, EmptyAudioError, option
 from .inference import NetworkStage
 from .job import Job, SegmentPlan, segment_plan
@@ -59,7 +59,7 @@ class Separator:
 
     Args:
         model: a ``.pth`` weight file or a registry name (HP2_all_vocals, 2_HP-UVR, ...);
-            ``None``: the default model.
+            ``None``: the default model; a list of them: an :class:`Ensemble` (docs/ensembles.md).
         settings: a :class:`~uvrsep.semantics.Settings` (semantics ``rvc`` or ``uvr``,
             aggressiveness, TTA, post-processing and its threshold, window size, high end,
             primary stem). Its fields may also be given as keywords, alone
@@ -87,6 +87,7 @@ class Separator:
             it runs in fp32, with a note: few CPUs have fast fp16 kernels);
             ``bf16``: weights and windows in bfloat16, on every device (on the CPU fast only
             with AVX512-BF16 or AMX). README (`--precision`) gives the measured parity.
+        ensemble_algorithm, ensemble_weights: for a list of models only (:class:`Ensemble`).
 
     ``model`` is a path to a ``.pth`` file or a registry name (``uvrsep models list``); ``None``
     is the registry's default model (``HP2_all_vocals``). A name not yet cached is downloaded
@@ -94,6 +95,9 @@ class Separator:
     names come from ``params``, else the registry entry, else UVR's hash table, else the
     original's default for the family (:mod:`uvrsep.model`).
     """
+
+    def __new__(cls, model: str | Path | list | tuple | None = None, *args, **kwargs):
+        return super().__new__(Ensemble if cls is Separator and isinstance(model, (list, tuple)) else cls)
 
     def __init__(
         self,
@@ -110,8 +114,15 @@ class Separator:
         segment_windows: int | None = None,
         on_notice: Callable[[str], None] | None = None,
         precision: str = "fp32",
+        ensemble_algorithm: str | None = None,
+        ensemble_weights: Iterable[float] | None = None,
         **setting_fields,
     ):
+        if ensemble_algorithm is not None or ensemble_weights is not None:
+            raise ConfigError(
+                f"{option('ensemble_algorithm')} and {option('ensemble_weights')} are for an ensemble: "
+                "give a list of models"
+            )
         settings = Settings.from_options(settings, setting_fields, where="Separator()", others=_ARGUMENTS)
         settings.resolve()  # bad values fail before the model is loaded
         if batch_size is not None and batch_size < 1:
@@ -122,8 +133,8 @@ class Separator:
             raise ConfigError(
                 f"{option('segment_threshold')} must be a number of seconds >= 0, got {segment_threshold}"
             )
-        self.device = resolve_device(device)
-        self.precision = effective_precision(precision, self.device)
+        self.device: torch.device = resolve_device(device)
+        self.precision: str = effective_precision(precision, self.device)
         #: Where the DSP runs (:func:`uvrsep.device.dsp_device`: the network's CUDA device, else the CPU).
         self.dsp: torch.device = dsp_device(self.device)
         self.model = load_model(
@@ -140,12 +151,13 @@ class Separator:
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it; the stubs omit it
         self.configure(settings)
-        self.batch_size = batch_size or (4 if self.device.type == "cuda" else 1)
-        self.progress = progress
-        self.stream = stream
-        self.segment_threshold = segment_threshold
-        self.segment_windows = segment_windows
-        self.times = PhaseTimes()
+        self.batch_size: int = batch_size or (4 if self.device.type == "cuda" else 1)
+        self.progress: bool = progress
+        self.stream: int | None = stream
+        self.segment_threshold: float | None = segment_threshold
+        self.segment_windows: int | None = segment_windows
+        self.memory_share = 1.0  # of the device's memory budget (an ensemble's members split it)
+        self.times: PhaseTimes = PhaseTimes()
         self.clock = PhaseClock(self.dsp)
 
     def configure(self, settings: Settings | None = None, **setting_fields) -> None:
@@ -183,7 +195,8 @@ class Separator:
         self._given_settings = given
         self.settings: Settings = settings
         self.layout: BandLayout = kind.adapt_layout(self.model.layout, self.architecture.family)
-        self.primary, self.secondary = STEM_LABELS[primary]
+        self.primary: str = STEM_LABELS[primary][0]
+        self.secondary: str = STEM_LABELS[primary][1]
         self.semantics: Semantics = kind(
             settings,
             self.layout,
@@ -224,7 +237,7 @@ class Separator:
             n_samples,
             self.layout,
             self.stage().hop,
-            memory_budget(self.dsp),
+            int(memory_budget(self.dsp) * self.memory_share),
             threshold=self.segment_threshold,
             windows=self.segment_windows,
         )
@@ -334,38 +347,11 @@ class Separator:
                 results[k] = StreamedStems(
                     self.labels, self.layout.sample_rate, self.primary, job.n_samples, job.run(), list(self.notes)
                 ).collect()
-        for (k, _), stems in zip(group, self._run_whole([job for _, job in group], on_window)):
+        for (k, _), stems in zip(group, clips.run_whole(self, [job for _, job in group], on_window)):
             results[k] = stems
         for k, stems in results.items():
             stems.input_meter = meters[k]
         return [results[k] for k in range(len(held))]
-
-    def _run_whole(self, jobs: list[Job], on_window: Callable[[int], None] | None) -> list[Stems]:
-        """Whole-input jobs, their windows in shared network calls; each clip's arrays are
-        released as soon as its stems exist."""
-        if not jobs:
-            return []
-        requests = [job.request(0) for job in jobs]
-        t0 = self.clock()
-        total = sum(last - first for block, _ in requests if block.coef > 0 for _, first, last in block.windows)
-        with tqdm(total=total, unit="win", disable=None if self.progress else True, leave=False) as bar:
-            ests = jobs[0].stage.estimate([block for block, _ in requests], on_window or bar.update)
-        self.times.network += self.clock() - t0
-        for job, request, est in zip(jobs, requests, ests):
-            job.keep(0, request, est)
-        del requests, ests
-        results = []
-        held: list[Job | None] = list(jobs)
-        del jobs
-        for k in range(len(held)):
-            current, held[k] = held[k], None
-            assert current is not None
-            waves = next(current.run())
-            del current
-            results.append(
-                Stems(waves=waves, sample_rate=self.layout.sample_rate, primary=self.primary, notes=list(self.notes))
-            )
-        return results
 
     # -- files ----------------------------------------------------------------------------------
     def separate_batch(
@@ -434,7 +420,12 @@ class Separator:
         )
 
 
-__all__ = ["PhaseTimes", "Separator", "model_stems", "resolve_device"]
+class Ensemble(EnsembleMixin, Separator):
+    __doc__ = EnsembleMixin.__doc__
+    member_class = Separator
+
+
+__all__ = ["Ensemble", "PhaseTimes", "Separator", "model_stems", "resolve_device"]
 
 #: The keyword arguments of :class:`Separator` besides the :class:`Settings` fields (for the
 #: suggestion when a keyword is unknown).

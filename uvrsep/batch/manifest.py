@@ -44,12 +44,15 @@ class Manifest:
     Format (one JSON object per line, UTF-8, append-only): ``input`` (path as given),
     ``status`` (``ok`` / ``skipped`` / ``failed``), ``outputs`` (paths written or found),
     ``duration_s`` (seconds of audio), ``seconds`` (processing time; clips that shared network
-    calls share its time by their windows), ``error`` (one line). The last record of an input
-    wins. ``measures`` (an input separated and written now): its per-clip measures (levels,
-    voice share and activity, music left; docs/report.md), ``null`` in other records. An input whose last record is ``ok`` with exactly the outputs asked for now, all
-    present, is finished: a re-run skips it and writes no new record. Each record is appended
-    and flushed to disk as soon as its input is decided (an input's ``ok`` once its stems are in
-    place), so a run stopped in any way leaves a record for every finished input.
+    calls share its time by their windows), ``error`` (one line), ``measures`` (an input
+    separated and written now: its per-clip measures, i.e. levels, voice share and activity,
+    music left; docs/report.md; ``null`` in other records), then the fields of ``run`` that
+    every record of this run carries (``uvrsep separate``: ``model``, the models as ``{model}``
+    names them, and for an ensemble ``ensemble``: its ``algorithm`` and ``weights``). The last
+    record of an input wins. An input whose last record is ``ok`` with exactly the outputs asked
+    for now, all present, is finished: a re-run skips it and writes no new record. Each record is
+    appended and flushed to disk as soon as its input is decided (an input's ``ok`` once its
+    stems are in place), so a run stopped in any way leaves a record for every finished input.
 
     Runs may share a manifest: records are appended under a lock file beside it
     (``<manifest>.lock``; in the cache's ``locks/`` when its folder is read-only), and a ``skipped`` record never follows an ``ok`` of the same input,
@@ -58,8 +61,9 @@ class Manifest:
     swallow the next record. The manifest must be a regular file (or not exist yet).
     """
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, run: dict | None = None):
         self.path = Path(path) if path is not None else None
+        self.run = dict(run or {})
         self.last: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.write_error: str | None = None
@@ -120,7 +124,9 @@ class Manifest:
                     fh.seek(self._offset)
                     self._parse(fh, whole=False)  # what other runs recorded meanwhile
                     if self._remember(result):
-                        _append_line(fh, (json.dumps(result.__dict__, ensure_ascii=False) + "\n").encode("utf-8"))
+                        _append_line(
+                            fh, (json.dumps(self.last[result.input], ensure_ascii=False) + "\n").encode("utf-8")
+                        )
                         self._offset = fh.tell()
                         self._lines += 1
             except OSError as exc:
@@ -136,7 +142,7 @@ class Manifest:
         previous = self.last.get(result.input)
         if result.status == "skipped" and previous is not None and previous["status"] != "failed":
             return False
-        self.last[result.input] = dict(result.__dict__)
+        self.last[result.input] = {**result.__dict__, **self.run}
         return True
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..ensemble.rules import ALGORITHMS, DEFAULT_ALGORITHM
 from ..naming import TEMPLATE_FIELDS
 from .common import Device
 
@@ -33,6 +34,11 @@ class SemanticsChoice(str, Enum):
     uvr = "uvr"
 
 
+#: ``--ensemble-algorithm``: the names of :data:`uvrsep.ensemble.ALGORITHMS` (built from them, so
+#: the two cannot differ; mypy lists an Enum's members only from a literal).
+EnsembleAlgorithm = Enum("EnsembleAlgorithm", {name: name for name in ALGORITHMS}, type=str)  # type: ignore[misc]
+
+
 class Precision(str, Enum):
     fp32 = "fp32"
     tf32 = "tf32"
@@ -49,13 +55,35 @@ Inputs = Annotated[
     ),
 ]
 ModelOpt = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--model",
         "-m",
         metavar="NAME|PATH",
-        help="Weight file (.pth) or registry name (see `uvrsep models list`); downloaded on first use.",
+        help="Weight file (.pth) or registry name (see `uvrsep models list`); downloaded on first use. "
+        "Repeat for an ensemble (-m A -m B): each model separates the input, their stems are combined "
+        "label by label (docs/ensembles.md).",
         show_default="HP2_all_vocals",
+    ),
+]
+EnsembleAlgorithmOpt = Annotated[
+    EnsembleAlgorithm | None,
+    typer.Option(
+        "--ensemble-algorithm",
+        metavar="NAME",
+        help="How an ensemble's stems are combined (audio-separator's names, docs/ensembles.md): "
+        + ", ".join(ALGORITHMS)
+        + ".",
+        show_default=DEFAULT_ALGORITHM,
+    ),
+]
+EnsembleWeightsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ensemble-weights",
+        metavar="W[,W...]",
+        help="One weight per --model, in order (comma-separated or repeated); used by avg_wave and avg_fft.",
+        show_default="equal",
     ),
 ]
 ThenOpt = Annotated[
@@ -63,7 +91,7 @@ ThenOpt = Annotated[
     typer.Option(
         "--then",
         metavar="NAME|PATH",
-        help="Then run this model on the previous one's voice stem (repeatable), e.g. "
+        help="Then run this model on the previous one's (or the ensemble's) voice stem (repeatable), e.g. "
         "--then VR-DeEchoDeReverb: writes instrumental, vocals_no_reverb, vocals_reverb.",
         show_default=False,
     ),
@@ -72,7 +100,8 @@ ParamsOpt = Annotated[
     str | None,
     typer.Option(
         metavar="NAME|PATH",
-        help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's.",
+        help="Band config name or .json path (see `uvrsep params`); in a chain, the first model's; "
+        "in an ensemble, that of each model that records none.",
         show_default="the registry's, else 4band_v2 / 4band_v3 by family",
     ),
 ]

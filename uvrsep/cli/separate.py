@@ -1,5 +1,5 @@
-"""``uvrsep separate``: the batch (inputs, output plan, manifest, progress) over one model or a
-chain, on this machine or on a Ray cluster (:mod:`uvrsep.batch`, :mod:`uvrsep.cluster`)."""
+"""``uvrsep separate``: the batch (inputs, output plan, manifest, progress) over one model, an
+ensemble or a chain, on this machine or on a Ray cluster (:mod:`uvrsep.batch`, :mod:`uvrsep.cluster`)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 import typer
 
 from ..errors import ConfigError, Terminated, UvrsepError, printable
-from ..naming import DEFAULT_TEMPLATE
+from ..naming import DEFAULT_TEMPLATE, model_field
 from .common import Device, error, fail, notice
 from .options import (
     AggressivenessOpt,
     BatchSizeOpt,
     BitDepthOpt,
     DeviceOpt,
+    EnsembleAlgorithmOpt,
+    EnsembleWeightsOpt,
     FromListOpt,
     GpusPerWorkerOpt,
     HighEndOpt,
@@ -53,6 +55,8 @@ from .options import (
 def separate(
     inputs: Inputs = None,
     model: ModelOpt = None,
+    ensemble_algorithm: EnsembleAlgorithmOpt = None,
+    ensemble_weights: EnsembleWeightsOpt = None,
     then: ThenOpt = None,
     params: ParamsOpt = None,
     semantics: SemanticsOpt = SemanticsChoice.rvc,
@@ -101,10 +105,10 @@ def separate(
     from ..batch import Manifest, OutputPlan, check_output_dir, collect_inputs, select_stems
     from ..chain import final_labels
     from ..config import load_band_layout
-    from ..model import model_name
     from ..semantics import Settings
 
-    models = [model, *(then or [])]
+    members: list[str | None] = [*model] if model else [None]
+    models = [*members, *(then or [])]
     # Every separation setting, once: the model(s) are built from these here or on each Ray worker.
     settings = Settings(
         semantics=semantics.value,
@@ -125,8 +129,10 @@ def separate(
         offline=offline,
         stream=stream,
         segment_threshold=segment_threshold,
+        ensemble=len(members),
     )
     try:  # everything that can be checked without the model, before it is loaded (or downloaded)
+        options.update(_ensemble_options(len(members), ensemble_algorithm, ensemble_weights, primary_stem))
         _check_where(device.value, ray, ray_workers, gpus_per_worker)
         if params is not None:
             load_band_layout(params, given_as="params")
@@ -135,8 +141,10 @@ def separate(
             error("no input given (files, folders, globs or --from-list)")
             raise typer.Exit(2)
         check_output_dir(output_dir)
-        journal = Manifest(manifest)
-        labels = final_labels(models, offline=offline, primary_stem=settings.resolve().primary_stem)
+        journal = Manifest(manifest, run=_run_record(members, then or [], options))
+        labels = final_labels(
+            models, offline=offline, primary_stem=settings.resolve().primary_stem, ensemble=len(members)
+        )
         wanted = select_stems(stems, labels)
         plan = OutputPlan(
             output_dir=output_dir,
@@ -148,7 +156,7 @@ def separate(
             mono=mono,
             mirror_tree=mirror_tree,
             overwrite=overwrite,
-            model="+".join(model_name(m) for m in models),
+            model=model_field(members, then or []),
         )
     except UvrsepError as exc:
         raise fail(exc, 2 if isinstance(exc, ConfigError) else 1) from None
@@ -157,6 +165,31 @@ def separate(
     _refuse_conflicts(items, plan, wanted, manifest=manifest, from_list=from_list)
     where = dict(manifest=manifest, ray=ray, ray_workers=ray_workers, gpus_per_worker=gpus_per_worker)
     _execute(models, options, items, labels, plan, journal, problems, **where)
+
+
+def _ensemble_options(n_members: int, algorithm, weights: list[str] | None, primary_stem: str | None) -> dict:
+    """``ensemble_algorithm`` and ``ensemble_weights`` for the models, checked (one-line
+    :class:`ConfigError`: --ensemble-* with one model, --primary-stem with several, bad values)."""
+    from ..ensemble.rules import check_ensemble, parse_weights
+
+    values = None if weights is None else parse_weights(weights)
+    if n_members == 1:
+        if algorithm is not None or values is not None:
+            raise ConfigError(
+                "--ensemble-algorithm and --ensemble-weights are for an ensemble: give --model two or more times"
+            )
+        return dict(ensemble_algorithm=None, ensemble_weights=None)
+    name, checked = check_ensemble(n_members, None if algorithm is None else algorithm.value, values, primary_stem)
+    return dict(ensemble_algorithm=name, ensemble_weights=list(checked))
+
+
+def _run_record(members: list[str | None], then: list[str], options: dict) -> dict:
+    """What every manifest record of the run says made its outputs: ``model`` (as ``{model}``
+    says it) and, for an ensemble, ``ensemble``: its algorithm and weights."""
+    record: dict = {"model": model_field(members, then)}
+    if len(members) > 1:
+        record["ensemble"] = {"algorithm": options["ensemble_algorithm"], "weights": options["ensemble_weights"]}
+    return record
 
 
 def _execute(
@@ -286,7 +319,7 @@ def _run(models, options, work, plan, journal, progress, *, ray, ray_workers, gp
 
 def _load_models(models: list[str | None], progress, **options):
     """Load (downloading on first use, with a size bar and one-line notices) the model, or the
-    chain of models."""
+    ensemble, or the chain of models."""
     from ..chain import load_models
 
     separator = load_models(models, on_notice=notice, download_progress=True, **options)

@@ -29,7 +29,7 @@ def eval_command(
 ) -> None:
     """Per-item and median SDR / SI-SDR of both stems, next to the mixture and the oracle IRM."""
     from ..evaluation import STEMS, baselines, evaluate, load_items, separator_system, write_reports
-    from ..model import model_name
+    from ..naming import model_name
     from ..separator import Separator
 
     try:

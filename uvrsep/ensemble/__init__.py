@@ -51,8 +51,13 @@ before the end (its choice depends on the whole signal); it keeps the members' s
 up to ``spool_bytes`` each (:data:`SPOOL_BYTES`), beyond that in a temporary file, and emits
 them at the end. :func:`ensemble` is one block through the same code.
 
-Modules: :mod:`.algorithms` (names, weights, the combination of aligned blocks or frames),
-:mod:`.stream` (the members' queues, STFT framing and overlap-add, the spool, the entry points).
+Modules: :mod:`.rules` (names, weights, stems matched by label; no torch, so the CLI checks
+them before anything heavy is imported), :mod:`.algorithms` (the combination of aligned blocks
+or frames), :mod:`.stream` (the members' queues, STFT framing and overlap-add, the spool, the
+entry points), :mod:`.members` (what ``Separator([A, B, ...])`` gives,
+:class:`uvrsep.separator.Ensemble`: the members' separations combined for files, batches, long
+inputs). Everything but :mod:`.rules` is
+imported on first use.
 
 Differences from audio-separator 0.47.1, beyond float rounding (it computes in float64 in
 places, uvrsep in float32 / complex64, on the data's device):
@@ -66,19 +71,48 @@ places, uvrsep in float32 / complex64, on the data's device):
 - NaN samples are not given any meaning here (audio-separator's argmin/argmax pick a NaN).
 """
 
-from .algorithms import (
+from .rules import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
     SPECTRAL_ALGORITHMS,
     WAVE_ALGORITHMS,
     WEIGHTED,
     check_algorithm,
+    check_ensemble,
     check_weights,
-    combine_spectra,
-    combine_waves,
+    ensemble_labels,
+    parse_weights,
     weights_note,
 )
-from .stream import EMIT_SAMPLES, HOP, N_FFT, SPOOL_BYTES, EnsembleStream, ensemble, ensemble_blocks
+
+#: Names imported on first use (they bring in torch, which the CLI's checks must not pay).
+_LAZY = {
+    "combine_spectra": ".algorithms",
+    "combine_waves": ".algorithms",
+    "EMIT_SAMPLES": ".stream",
+    "HOP": ".stream",
+    "N_FFT": ".stream",
+    "SPOOL_BYTES": ".stream",
+    "EnsembleStream": ".stream",
+    "ensemble": ".stream",
+    "ensemble_blocks": ".stream",
+    "EnsembleMixin": ".members",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ALGORITHMS",
@@ -90,12 +124,16 @@ __all__ = [
     "SPOOL_BYTES",
     "WAVE_ALGORITHMS",
     "WEIGHTED",
+    "EnsembleMixin",
     "EnsembleStream",
     "check_algorithm",
+    "check_ensemble",
     "check_weights",
     "combine_spectra",
     "combine_waves",
     "ensemble",
     "ensemble_blocks",
+    "ensemble_labels",
+    "parse_weights",
     "weights_note",
 ]

@@ -1,89 +1,15 @@
-"""The ensemble algorithms' names, the checks of a name and of the weights, and the combination
-of the members' aligned blocks (wave algorithms) or STFT frames (spectral algorithms).
+"""The combination of the members' aligned blocks (wave algorithms) or STFT frames (spectral
+algorithms). The algorithms' names and the checks of a name and of the weights are in
+:mod:`.rules` (no torch there).
 
 Formulas: the package's docstring (:mod:`uvrsep.ensemble`).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
-
-from ..errors import ConfigError, option
-
-ALGORITHMS = (
-    "avg_wave",
-    "median_wave",
-    "min_wave",
-    "max_wave",
-    "avg_fft",
-    "median_fft",
-    "min_fft",
-    "max_fft",
-    "uvr_max_spec",
-    "uvr_min_spec",
-    "ensemble_wav",
-)
-DEFAULT_ALGORITHM = "avg_wave"
-#: The algorithms that use the weights; the others ignore them.
-WEIGHTED = ("avg_wave", "avg_fft")
-#: Sample by sample.
-WAVE_ALGORITHMS = ("avg_wave", "median_wave", "min_wave", "max_wave")
-#: Bin by bin of an STFT.
-SPECTRAL_ALGORITHMS = ("avg_fft", "median_fft", "min_fft", "max_fft", "uvr_max_spec", "uvr_min_spec")
-
-
-def check_algorithm(name: object) -> str:
-    """The algorithm's name (one of :data:`ALGORITHMS`; case and surrounding blanks ignored), or
-    a one-line :class:`ConfigError` naming the valid ones."""
-    key = name.strip().lower() if isinstance(name, str) else None
-    if key not in ALGORITHMS:
-        raise ConfigError(
-            f"{option('ensemble_algorithm')}: unknown algorithm {name!r}; use one of {', '.join(ALGORITHMS)}"
-        )
-    return key
-
-
-def check_weights(weights: Iterable[float] | None, n_members: int) -> tuple[float, ...]:
-    """The weights as floats, one per member (``None``: all 1.0), or a one-line
-    :class:`ConfigError`: not numbers, a count other than ``n_members``, a NaN or infinite
-    value, a negative value, or all 0."""
-    name = option("ensemble_weights")
-    if weights is None:
-        return (1.0,) * n_members
-    if isinstance(weights, (str, bytes)) or not isinstance(weights, Iterable):
-        raise ConfigError(f"{name}: expected numbers, one per model, got {weights!r}")
-    values = list(weights)
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise ConfigError(f"{name}: {v!r} is not a number")
-    if len(values) != n_members:
-        raise ConfigError(
-            f"{name}: {len(values)} weight{'s' * (len(values) != 1)} for {n_members} "
-            f"model{'s' * (n_members != 1)}; give one weight per model, in the models' order"
-        )
-    out = tuple(float(v) for v in values)
-    for v in out:
-        if not math.isfinite(v):
-            raise ConfigError(f"{name}: {v} is not a finite number")
-        if v < 0:
-            raise ConfigError(f"{name}: {v:g} is negative; a weight is a model's share, 0 or more")
-    if not any(out):
-        raise ConfigError(f"{name}: all weights are 0; at least one must be above 0")
-    return out
-
-
-def weights_note(algorithm: str, weights: Sequence[float] | None) -> str | None:
-    """A one-line note when unequal ``weights`` are given to an algorithm that ignores them."""
-    if weights is None or algorithm in WEIGHTED or len(set(weights)) <= 1:
-        return None
-    return (
-        f"{algorithm} ignores {option('ensemble_weights')} (only {' and '.join(WEIGHTED)} weigh the models); "
-        "all models count the same"
-    )
 
 
 def combine_waves(algorithm: str, xs: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:

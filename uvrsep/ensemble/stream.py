@@ -14,16 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .algorithms import (
-    DEFAULT_ALGORITHM,
-    SPECTRAL_ALGORITHMS,
-    WAVE_ALGORITHMS,
-    check_algorithm,
-    check_weights,
-    combine_spectra,
-    combine_waves,
-    weights_note,
-)
+from .algorithms import combine_spectra, combine_waves
+from .rules import DEFAULT_ALGORITHM, SPECTRAL_ALGORITHMS, WAVE_ALGORITHMS, check_algorithm, check_weights, weights_note
 
 #: STFT of the spectral algorithms (audio-separator's, librosa's defaults): window and FFT
 #: size, hop. The overlap-add below relies on ``N_FFT == 2 · HOP``.
@@ -60,19 +52,37 @@ def ensemble_blocks(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Each member's stream of ``{stem: [C, t]}`` blocks (e.g. a
     :class:`~uvrsep.stems.StreamedStems`), combined: yields ``{stem: float32 [C, t']}`` blocks
-    (none empty) whose concatenation is :func:`ensemble` of the whole stems. The members'
-    streams are read in step, one block of each at a time (``spool_bytes``: see
-    :class:`EnsembleStream`)."""
+    (none empty) whose concatenation is :func:`ensemble` of the whole stems (``spool_bytes``:
+    see :class:`EnsembleStream`).
+
+    The members' streams are read as the combination needs them: each time, one block of every
+    member that has given the fewest samples so far. Members whose blocks differ in length
+    (models of other window sizes or band configs segment a long input differently) thus wait
+    for each other, and no member's samples pile up: about one block of each is held.
+    """
     stream = EnsembleStream(len(members), algorithm, weights, spool_bytes=spool_bytes)
     iterators = [iter(m) for m in members]
-    while True:
-        blocks = [next(it, None) for it in iterators]
-        if all(b is None for b in blocks):
-            break
-        out = stream.push([{} if b is None else b for b in blocks])
+    given = [0] * len(members)
+    live = set(range(len(members)))
+    while live:
+        behind = min(given[i] for i in live)
+        blocks: list[Mapping[str, Wave]] = []
+        for i, it in enumerate(iterators):
+            block = next(it, None) if i in live and given[i] == behind else {}
+            if block is None:
+                live.discard(i)
+                block = {}
+            given[i] += _block_length(block)
+            blocks.append(block)
+        out = stream.push(blocks)
         if any(w.shape[1] for w in out.values()):
             yield out
     yield from stream.finish()
+
+
+def _block_length(block: Mapping[str, Wave]) -> int:
+    """Samples in a member's block (its stems share one length; 0 for ``{}``)."""
+    return int(next(iter(block.values())).shape[1]) if block else 0
 
 
 class EnsembleStream:
