@@ -32,13 +32,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_auto_num_workers(config):
-    """``-n auto`` (pyproject's addopts): one worker per core, at most 8 (each holds torch and
-    its own test models; past 8 the suite gains little and costs memory)."""
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
 def pytest_collection_modifyitems(config, items):
     """Skip, with the reason shown, what this machine cannot run. The Ray tests, which start
     and stop local Ray instances, run one after another on one xdist worker."""
