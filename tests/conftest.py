@@ -26,20 +26,11 @@ UVR_FIXTURES = SHARED / "fixtures" / "uvr"
 SR = 44100
 
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # Run by pytest-xdist (README: `-n 2`): each worker has a core; torch's thread pool would
-    # otherwise put two threads per worker on the same cores.
-    torch.set_num_threads(1)
-
-
 def pytest_collection_modifyitems(config, items):
-    """Skip, with the reason shown, what this machine cannot run. The Ray tests, which start
-    and stop local Ray instances, run one after another on one xdist worker."""
+    """Skip, with the reason shown, what this machine cannot run."""
     no_ffmpeg = shutil.which("ffmpeg") is None
     no_cuda = not torch.cuda.is_available()
     for item in items:
-        if item.path.name == "test_ray.py":
-            item.add_marker(pytest.mark.xdist_group("ray"))
         if no_ffmpeg and "needs_ffmpeg" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="ffmpeg is not installed"))
         if no_cuda and "gpu" in item.keywords:
