@@ -164,7 +164,9 @@ def _finished(out: Path, clips: list[Path]) -> list[Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])  # SIGTERM takes SIGINT's path (test_hardening)
 def test_every_finished_input_has_its_ok_record_however_the_run_ends(sig, tiny_weights, tmp_path):
-    clips = _clips(tmp_path / "clips", 16, seconds=0.3)
+    # 40 clips make 5 groups of 8 windows: after the first 3 are written, 4 network runs remain
+    # (with 16, one remained, and on a loaded machine it could finish before the signal landed).
+    clips = _clips(tmp_path / "clips", 40, seconds=0.3)
     out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
     proc = subprocess.Popen(
         [
