@@ -30,6 +30,7 @@ from .errors import (
     UnsupportedFormatError,
     UvrsepError,
 )
+from .lazy import lazy_names
 
 #: Names imported on first use: they bring in torch (seconds), which `uvrsep --help` must not pay.
 _LAZY = {
@@ -40,19 +41,7 @@ _LAZY = {
     "Chain": ".chain",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -71,6 +71,7 @@ places, uvrsep in float32 / complex64, on the data's device):
 - NaN samples are not given any meaning here (audio-separator's argmin/argmax pick a NaN).
 """
 
+from ..lazy import lazy_names
 from .rules import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -99,19 +100,7 @@ _LAZY = {
     "EnsembleMixin": ".members",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 __all__ = [
