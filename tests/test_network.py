@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tests.conftest import random_net
+from tests.conftest import TINY_CHANNELS, random_net
 from uvrsep.errors import IncompatibleCheckpointError
 from uvrsep.network import Architecture, AsppNetConfig, CascadedASPPNet, CascadedNet, LstmNetConfig, load_network
 from uvrsep.network.layers import crop_center
@@ -58,7 +58,7 @@ def test_fp16_and_fp32_files_load_to_same_fp32_net(tiny_weights, tiny_weights_fp
     a = load_network(tiny_weights, 672)
     b = load_network(tiny_weights_fp16, 672)
     assert a.file_dtype == torch.float32 and b.file_dtype == torch.float16
-    assert a.net.config.channels == 16
+    assert a.net.config.channels == TINY_CHANNELS
     for (ka, va), (kb, vb) in zip(a.net.state_dict().items(), b.net.state_dict().items()):
         assert ka == kb and va.dtype == vb.dtype
         if va.is_floating_point():
@@ -152,3 +152,22 @@ def test_inference_rewrites_keep_the_function(family):
     assert torch.equal(plain, with_aux)
     assert float((fused - plain).abs().max()) < 1e-4  # fp32 rounding: the plain net is 3e-5 from its fp64 twin
     assert float((plain - plain.mean()).abs().max()) > 0.05  # the mask varies: the check has teeth
+
+
+def test_loading_weights_draws_no_random_initialisation(tiny_weights, monkeypatch):
+    """The net is built on the meta device and then filled from the file: PyTorch's random
+    initialisation (a third of the load time of the 64-wide HP2 net) would be overwritten."""
+
+    def only_on_meta(init):
+        def checked(tensor, *args, **kwargs):
+            assert tensor.device.type == "meta", "random initialisation of real memory while loading weights"
+            return init(tensor, *args, **kwargs)
+
+        return checked
+
+    for name in ("kaiming_uniform_", "uniform_", "ones_", "zeros_"):
+        monkeypatch.setattr(torch.nn.init, name, only_on_meta(getattr(torch.nn.init, name)))
+    loaded = load_network(tiny_weights, 672)
+    want = torch.load(tiny_weights, weights_only=True)
+    for key, value in loaded.net.state_dict().items():
+        assert torch.equal(value, want[key].to(value.dtype)), key

@@ -15,10 +15,13 @@ is built: a small file declaring a huge net costs no memory.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
@@ -293,16 +296,20 @@ def _check_limits(state: dict[str, torch.Tensor], arch: Architecture, path) -> N
         )
 
 
-def expected_shapes(arch: Architecture) -> dict[str, torch.Size]:
+@functools.lru_cache(maxsize=16)
+def expected_shapes(arch: Architecture) -> Mapping[str, torch.Size]:
     """Every key of ``arch``'s state dict and its shape, from the net built on the meta device
     (no memory: safe for any size) over the weights' own bins (VR 5.1) or any count the net
-    accepts (ASPP weights do not depend on it). ``ValueError`` if the net cannot be built."""
+    accepts (ASPP weights do not depend on it). ``ValueError`` if the net cannot be built.
+
+    Kept per architecture (a weight file is matched when its facts are read and again when it
+    is loaded, and building even a meta net costs a few hundred module constructions)."""
     with torch.device("meta"):
         net = arch.build(arch.default_bins)
-    return {key: value.shape for key, value in net.state_dict().items()}
+    return MappingProxyType({key: value.shape for key, value in net.state_dict().items()})
 
 
-def _check_match(expected: dict[str, torch.Size], state: dict[str, torch.Tensor], path, arch: Architecture) -> None:
+def _check_match(expected: Mapping[str, torch.Size], state: dict[str, torch.Tensor], path, arch: Architecture) -> None:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [
@@ -365,10 +372,12 @@ def load_network(
     if bins is None:
         raise IncompatibleCheckpointError(f"{path}: a {arch.label} needs a band config to size it")
     try:
-        net = arch.build(bins)
+        with torch.device("meta"):  # no random initialisation: every tensor is loaded below
+            net = arch.build(bins)
     except ValueError as exc:
         raise IncompatibleCheckpointError(f"{path}: {exc}") from None
     first = next(v for v in state.values() if v.is_floating_point())
+    net = net.to_empty(device="cpu")
     net.load_state_dict(state, strict=True)
     net.float().eval().to(device)
     return LoadedWeights(net=net, path=path, file_dtype=first.dtype, n_tensors=len(state), architecture=arch)
