@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import SR, music_like, random_net
+from tests.conftest import SR, TINY_CHANNELS, music_like, random_net
 from uvrsep import Ensemble, Separator
 from uvrsep.chain import Chain
 from uvrsep.cli import app
@@ -34,19 +34,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """The ensemble's first member: a random HP-layout net 8 channels wide (seed 0), under the
-    name of conftest's 16-wide one (``tiny_fp32``), which it replaces in this module."""
-    path = tmp_path_factory.mktemp("first") / "tiny_fp32.pth"
-    torch.save(random_net(channels=8).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def second_weights(tmp_path_factory):
-    """The ensemble's second member: another such net (seed 1)."""
+    """The ensemble's second member: a net as wide as conftest's ``tiny_weights`` (the first
+    member, seed 0), seed 1."""
     path = tmp_path_factory.mktemp("second") / "tiny_b.pth"
-    torch.save(random_net(channels=8, seed=1).state_dict(), path)
+    torch.save(random_net(channels=TINY_CHANNELS, seed=1).state_dict(), path)
     return path
 
 

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from tests.conftest import SR, music_like
+from tests.conftest import SR, TINY_CHANNELS, music_like
 from uvrsep.batch import BatchProgress, format_duration
 from uvrsep.cli import app
 
@@ -278,7 +278,7 @@ def test_models_info_describes_a_weight_file(tiny_weights, tmp_path):
     assert result.exit_code == 0, result.output
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in result.output.splitlines())
     assert rows["file"] == str(tiny_weights) and rows["registry"] == "-"
-    assert rows["architecture"] == "cascaded ASPP net (width 16, 5-branch ASPP)"
+    assert rows["architecture"] == f"cascaded ASPP net (width {TINY_CHANNELS}, 5-branch ASPP)"
     assert rows["band config"] == "4band_v2 (family default)"
     assert rows["stems"] == "instrumental (masked), vocals (residual) (family default; --primary-stem sets it)"
     assert rows["sha256"] == hashlib.sha256(tiny_weights.read_bytes()).hexdigest()
