@@ -89,6 +89,7 @@ def test_stems_are_a_read_only_mapping():
         stems["vocals"] = np.zeros((2, 1))
 
 
+@pytest.mark.slow
 def test_huge_samples_warn_once_that_the_stems_were_clipped(tiny_weights, tmp_path):
     from uvrsep.cli import app
 

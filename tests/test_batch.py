@@ -449,6 +449,7 @@ def test_manifest_format_and_resume(tmp_path, tiny_weights):
         b'{"input": "cut',  # cut without newline
     ],
 )
+@pytest.mark.slow
 def test_manifest_garbage_is_skipped_with_a_warning(tmp_path, tiny_weights, short_wav, garbage):
     out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
     manifest.write_bytes(garbage)
@@ -555,6 +556,7 @@ def test_cross_clip_batching_equals_one_at_a_time(tiny_weights):
             np.testing.assert_allclose(together[name], single[name], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_shared_runs_time_is_split_by_network_windows(tiny_weights, tmp_path):
     """Clips separated in one network run share its time in proportion to their windows."""
     sep = Separator(tiny_weights, device="cpu", window_size=288)
@@ -718,6 +720,7 @@ def test_ctrl_c_during_a_streamed_input_leaves_nothing(tmp_path, tiny_weights):
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(tmp_path, monkeypatch):
     """In-memory stems go to a writer thread: the next group's separation starts before the last
     group's files are written; results keep the inputs' order, a failed write lands on its
@@ -818,6 +821,7 @@ def test_a_set_of_outputs_cut_by_a_kill_is_completed_not_redone_or_refused(tmp_p
     assert sf.read(vocals)[0].shape == (int(0.5 * SR), 2)
 
 
+@pytest.mark.slow
 def test_the_next_group_is_read_while_the_current_one_is_separated(tiny_weights, tmp_path, monkeypatch):
     """separate_batch reads (decodes, resamples) group k + 1 on a background thread while group
     k is separated; results keep the inputs' order and a file that cannot be read fails alone."""

@@ -78,6 +78,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(tiny_weights, short_wav, 
     assert sf.info(str(target)).frames == 22050
 
 
+@pytest.mark.slow
 def test_bad_file_does_not_stop_the_others(tiny_weights, short_wav, tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEjunk")
@@ -193,6 +194,7 @@ def test_params_lists_bands_rates_and_models():
     assert "HP2_all_vocals" in lines["4band_v2"] and "VR-DeEchoNormal" in lines["4band_v3"]
 
 
+@pytest.mark.slow
 def test_uvr_semantics_options(tiny_weights, short_wav, tmp_path):
     out = tmp_path / "out"
     result = invoke(

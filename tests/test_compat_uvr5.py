@@ -234,6 +234,7 @@ def test_rvc_folder_loop_names_folders_and_equal_stems(weights, songs, reference
                 assert sdr(stems[label][c], written[:, c]) >= 60
 
 
+@pytest.mark.slow
 def test_hp3_routes_vocals_to_the_vocal_folder_with_or_without_is_hp3(weights, songs, reference, tmp_path):
     """GPT-SoVITS passes is_hp3 positionally; RVC's retry path and yuki_builder do not pass it."""
     pre = AudioPre(AGG, str(weights["hp3"]), torch.device("cpu"), False)
@@ -262,6 +263,7 @@ def test_is_hp3_is_honoured_for_any_weights(weights, songs, reference, tmp_path)
     assert_same_pcm(Path(ins_path), reference("hp") / "a song_vocals.wav")
 
 
+@pytest.mark.slow
 def test_none_roots(weights, songs, reference, tmp_path):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     assert pre._path_audio_(str(songs / "a song.wav")) == "No save root."
@@ -294,6 +296,7 @@ def test_deecho_rvc_call_puts_the_dry_signal_in_the_vocal_folder(weights, songs,
     assert_same_pcm(Path(ins_path), ref / f"{stem}_echo.wav")
 
 
+@pytest.mark.slow
 def test_yuki_audio_pre_new_keeps_its_2023_names(weights, songs, reference, tmp_path):
     """yuki_builder's uvr(): ``_path_audio_(inp, save_ins_path, save_vocal_path, fmt)`` on
     ``_audio_pre_new``, whose names were the reverse of today's RVC (dry = ``instrument_``)."""
@@ -344,6 +347,7 @@ def test_attributes_and_del_model_frees_the_net(weights, songs, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_data_changes_apply_to_the_next_call(weights, songs, reference, tmp_path):
     pre = AudioPre(AGG, str(weights["hp"]), "cpu", False)
     pre.data["agg"] = 20

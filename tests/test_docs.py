@@ -3,8 +3,8 @@ or ```` ```python runnable ```` is run on fixtures, so no page goes stale.
 
 A runnable block needs neither a download, a GPU, a cluster nor the internet. It runs in a fresh
 copy of a folder holding ``song.wav`` (3 s, 44.1 kHz stereo), ``clips/`` (short 48 kHz WAV clips
-named as yuki_builder names them, one folder per role) and ``model.pth`` (random weights of a
-16-wide HP net), with ``UVRSEP_HOME`` pointing at a private cache in which that file is imported
+named as yuki_builder names them, one folder per role) and ``model.pth`` (random weights of an
+HP-layout net as wide as the other tests' tiny one), with ``UVRSEP_HOME`` pointing at a private cache in which that file is imported
 under the default model's name, ``HP2_all_vocals``, so the default-model commands work offline.
 ``uvrsep`` in a bash block runs as ``python -m uvrsep`` with this interpreter, and ``python`` is
 this interpreter. A block fails the test when it exits non-zero, and when a file that a
@@ -36,7 +36,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, music_like, random_net
+from tests.conftest import REPO, TINY_CHANNELS, music_like, random_net
 from uvrsep.cli import app
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -279,7 +279,7 @@ def docs_folder(tmp_path_factory) -> Path:
     for k, (name, seconds) in enumerate(CLIPS.items()):
         (root / "clips" / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(root / "clips" / name, music_like(seconds, sr=48000, seed=k).T, 48000, subtype="PCM_16")
-    torch.save(random_net(seed=5).state_dict(), root / "model.pth")
+    torch.save(random_net(channels=TINY_CHANNELS, seed=5).state_dict(), root / "model.pth")
     result = CliRunner().invoke(
         app,
         ["models", "import", str(root / "model.pth"), "--name", "HP2_all_vocals"],

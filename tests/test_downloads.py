@@ -173,6 +173,7 @@ def test_refused_connection_fails_fast(isolated_cache):
     assert cache_files(isolated_cache) == []
 
 
+@pytest.mark.slow
 def test_slow_drip_hits_the_deadline(server, isolated_cache):
     server.plan["/m.pth"] = ["drip"]
     start = time.monotonic()

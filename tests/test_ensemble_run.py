@@ -84,6 +84,7 @@ def write_clip(path, seconds: float, seed: int = 1):
 # -- quick: the rules, before any work ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_model_is_the_model_alone(tiny_weights):
     """``avg_wave`` (the default) of one model is that model's own stems, bit for bit."""
     wave = music_like(0.3)
@@ -331,6 +332,7 @@ def test_a_batch_loads_each_model_once_records_the_ensemble_and_resumes(tiny_wei
     assert loads == {"tiny_fp32.pth": 1, "tiny_b.pth": 1}
 
 
+@pytest.mark.slow
 def test_an_ensemble_batch_records_the_measures_a_single_model_records(tiny_weights, second_weights, tmp_path):
     """An ``ok`` record of an ensemble's batch has a single model's fields (the writer's result,
     then the run's ``model`` and ``ensemble``) and carries the per-clip measures of the input and

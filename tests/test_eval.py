@@ -61,6 +61,7 @@ def test_oracle_beats_mixture_and_mixture_sdr_is_the_ratio():
     assert est["vocals"].shape == item.vocals.shape
 
 
+@pytest.mark.slow
 def test_eval_command_writes_reports(tmp_path, tiny_weights):
     for seed in (0, 1):
         item = make_item(seed)

@@ -139,6 +139,7 @@ for k in range(100):
 """
 
 
+@pytest.mark.slow
 def test_concurrent_record_updates_keep_every_record(tmp_path):
     """4 processes x 100 updates of the record file: read-modify-write under the lock, written
     atomically, so none is lost."""

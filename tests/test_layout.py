@@ -121,6 +121,7 @@ def test_the_package_holds_no_oracle():
     assert not (PACKAGE / "dsp" / "reference.py").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and separates
 def test_separating_needs_neither_resampy_nor_scipy(tmp_path, tiny_weights):
     """resampy's filters are computed, not read from its files: a separation with a 48 kHz input
     (resampy's kaiser_fast to 44.1 kHz) runs where resampy, scipy and librosa cannot be imported."""

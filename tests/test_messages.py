@@ -72,6 +72,7 @@ def test_a_read_only_manifest_folder_names_manifest(tiny_weights, short_wav, tmp
     assert f"error: --manifest {folder / 'run.jsonl'}: its folder {folder} is not writable" in result.output
 
 
+@pytest.mark.slow
 def test_the_advice_for_inputs_that_differ_by_extension_works(tiny_weights, tmp_path):
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -92,6 +93,7 @@ def test_the_advice_for_inputs_that_differ_by_extension_works(tiny_weights, tmp_
     ]
 
 
+@pytest.mark.slow
 def test_the_advice_for_inputs_of_different_folders_works(tiny_weights, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -140,6 +142,7 @@ def test_a_terminal_bar_that_overruns_ends_without_a_warning():
     assert [str(w.message) for w in caught] == []
 
 
+@pytest.mark.slow
 def test_progress_lines_keep_coming_while_nothing_finishes():
     """Off a terminal, a line at least every ``interval`` seconds, also while one long input
     (or one long segment) is being separated and nothing advances."""
@@ -286,6 +289,7 @@ def test_models_info_describes_a_weight_file(tiny_weights, tmp_path):
     assert missing.exit_code == 1 and missing.output == f"error: {tmp_path / 'none.pth'}: weight file not found\n"
 
 
+@pytest.mark.slow  # a child process and its exit handlers
 def test_nothing_is_printed_after_a_failed_runs_error_line(tmp_path):
     """What a library still does while the failed command's process ends (Ray's connection
     attempt, given up at the deadline, logs from C++ seconds later; here an exit handler that

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO
 
 WRITER = """
@@ -22,6 +24,7 @@ for k in range(count):
 """
 
 
+@pytest.mark.slow  # four child processes
 def test_concurrent_imports_keep_every_entry(tmp_path):
     processes, count = 4, 15
     start = time.time() + 2.0  # after every interpreter has started

@@ -168,6 +168,7 @@ def real_page(tmp_path_factory, tiny_weights):
     return root / "pages" / "report.html"
 
 
+@pytest.mark.slow
 def test_the_page_of_a_real_batch_made_by_the_command(browser, real_page):
     """Rows, sorting, flags, players and pictures of a page made by ``uvrsep report`` from the
     manifest of a ``uvrsep separate`` run (resumed: a failed attempt, then ok)."""

@@ -301,6 +301,7 @@ def test_batch_streams_long_inputs_to_the_same_files(tmp_path, tiny_weights):
     assert sdr(outputs["whole"], outputs["streamed"]) >= MIN_SDR
 
 
+@pytest.mark.slow
 def test_bad_long_input_fails_alone_and_leaves_nothing(tmp_path, tiny_weights):
     src = tmp_path / "in"
     src.mkdir()

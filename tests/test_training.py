@@ -154,6 +154,7 @@ def test_compact_checkpoint_resumes(packed, tmp_path):
         compact_checkpoint(full, tmp_path / "x.pth", moments="fp16")
 
 
+@pytest.mark.slow
 def test_export_loads_like_official_weights(packed, tmp_path):
     cfg = tiny_config(packed, tmp_path / "run", steps=1)
     train(cfg)
@@ -166,6 +167,7 @@ def test_export_loads_like_official_weights(packed, tmp_path):
     assert stems["vocals"].shape == (2, 13230)
 
 
+@pytest.mark.slow
 def test_vr51_family_trains(packed, tmp_path):
     cfg = tiny_config(packed, tmp_path / "vr", family="vr51", width=8, nout_lstm=16, steps=1, crop_frames=32)
     record = train(cfg)
@@ -190,6 +192,7 @@ def test_validation_reports_sdr(packed, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_validation_never_overruns_the_time_budget(packed, tmp_path, monkeypatch):
     """A validation pass that would end past --time-budget is skipped; training goes on to its steps."""
     from uvrsep.training import loop
