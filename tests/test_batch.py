@@ -789,6 +789,51 @@ def test_clips_are_written_in_the_background_while_the_next_ones_are_separated(t
     assert blocks == [0.5, 0.5] and all(r.seconds >= 0.1 for r in results if r.status == "ok")
 
 
+def test_the_network_waits_for_a_slow_writer(tmp_path, monkeypatch):
+    """Clips separated but not written are bounded (MAX_QUEUED_WRITES): with a writer far slower
+    than the network, the separator is not asked for more until the writer catches up."""
+    import threading
+
+    from uvrsep.batch import Job, separate_jobs
+    from uvrsep.batch import run as batch
+    from uvrsep.stems import Stems
+
+    lock = threading.Lock()
+    counts = {"separated": 0, "written": 0}
+    backlog: list[int] = []
+    wave = np.zeros((2, 4410), np.float32)
+
+    class Fast:
+        labels = ("vocals", "instrumental")
+
+        def separate_batch(self, paths, group_windows, durations):
+            for path in paths:
+                with lock:
+                    backlog.append(counts["separated"] - counts["written"])
+                    counts["separated"] += 1
+                yield path, Stems({"vocals": wave, "instrumental": wave}, SR, "vocals", seconds=0.01)
+
+    real = batch.write_stems
+
+    def slow_write(result, targets, **kw):
+        time.sleep(0.01)
+        out = real(result, targets, **kw)
+        with lock:
+            counts["written"] += 1
+        return out
+
+    monkeypatch.setattr(batch, "write_stems", slow_write)
+    plan = OutputPlan(output_dir=tmp_path, template="{name}_{stem}.{ext}", stems=("vocals", "instrumental"))
+    jobs = [
+        Job(InputItem(Path(f"c{k}.wav"), Path(".")), {s: tmp_path / f"c{k}_{s}.wav" for s in plan.stems}, 0.1)
+        for k in range(40)
+    ]
+    results = list(separate_jobs(Fast(), jobs, plan))
+    assert [r.status for r in results] == ["ok"] * 40
+    assert max(backlog) <= batch.MAX_QUEUED_WRITES + 1, backlog
+    assert max(backlog) >= batch.MAX_QUEUED_WRITES - 1, backlog  # the writer did fall behind
+
+
 def test_a_set_of_outputs_cut_by_a_kill_is_completed_not_redone_or_refused(tmp_path):
     """A run killed between renaming one finished stem into place and the next leaves the
     others complete (``.ready``): the next run renames them into place; a set whose missing

@@ -173,8 +173,9 @@ def _finished(out: Path, clips: list[Path]) -> list[Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])  # SIGTERM takes SIGINT's path (test_hardening)
 def test_every_finished_input_has_its_ok_record_however_the_run_ends(sig, tiny_weights, tmp_path):
-    # 40 clips make 5 groups of 8 windows: after the first 3 are written, 4 network runs remain
-    # (with 16, one remained, and on a loaded machine it could finish before the signal landed).
+    # 40 clips make 5 groups of 8 windows, and the network runs at most MAX_QUEUED_WRITES clips
+    # ahead of the writer: when the first 3 are written, at least 40 - 3 - 8 - 8 are not (before
+    # that bound a fast network could finish all 40 while the writer caught up, and did once).
     clips = _clips(tmp_path / "clips", 40, seconds=0.3)
     out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
     proc = subprocess.Popen(

@@ -18,6 +18,10 @@ from .manifest import ItemResult, Manifest
 from .plan import BatchPlan, Job, OutputPlan, plan_batch
 from .progress import BatchProgress, BatchReport
 
+#: Clips separated but not yet written, at most: the network waits for the writer beyond this, so a
+#: slow writer (mp3 through ffmpeg, a network drive) never makes separated clips pile up in memory.
+MAX_QUEUED_WRITES = 8
+
 
 def separate_jobs(
     separator,
@@ -36,7 +40,7 @@ def separate_jobs(
     :class:`~uvrsep.chain.Chain`) separates them with :meth:`~uvrsep.Separator.separate_batch`
     (short clips share network calls, long ones stream) and :func:`write_stems` writes each to
     ``job.targets``. Stems held in memory (short clips) are written by a background thread
-    while the next clips are separated; streamed ones are written as they are separated. Any
+    while the next clips are separated (at most :data:`MAX_QUEUED_WRITES` waiting); streamed ones are written as they are separated. Any
     exception while separating or writing one input fails that input with a one-line reason;
     only an interruption stops it, and then no partial file is left (a file being written in
     the background is finished, whole, or not at all). ``on_block`` gets the seconds of audio
@@ -117,10 +121,11 @@ def separate_jobs(
             return final  # recorded before the commit
         return settle(final)
 
-    def finished(wait: bool) -> Iterator[ItemResult]:
-        """The results of the background writes done so far (all of them with ``wait``), in order."""
+    def finished(wait: bool, keep: int = 0) -> Iterator[ItemResult]:
+        """The results of the background writes done so far, in order; with ``wait``, waiting
+        for all but the last ``keep``."""
         nonlocal clock
-        while pending and (wait or pending[0][1].done()):
+        while pending and ((wait and len(pending) > keep) or pending[0][1].done()):
             stems, future = pending.popleft()
             result = future.result()
             if on_block is not None and result.status == "ok":
@@ -138,7 +143,7 @@ def separate_jobs(
                 job = by_path[path]
                 if isinstance(outcome, Stems) and outcome.seconds is not None:
                     pending.append((outcome, writer.submit(write, job, outcome, None, outcome.seconds)))
-                    yield from finished(wait=False)
+                    yield from finished(wait=True, keep=MAX_QUEUED_WRITES)
                     continue
                 yield from finished(wait=True)  # results stay in the inputs' order
                 if isinstance(outcome, Exception):
