@@ -40,9 +40,9 @@ def separate_jobs(
     :class:`~uvrsep.chain.Chain`) separates them with :meth:`~uvrsep.Separator.separate_batch`
     (short clips share network calls, long ones stream) and :func:`write_stems` writes each to
     ``job.targets``. Stems held in memory (short clips) are written by a background thread
-    while the next clips are separated (at most :data:`MAX_QUEUED_WRITES` waiting); streamed ones are written as they are separated. Any
-    exception while separating or writing one input fails that input with a one-line reason;
-    only an interruption stops it, and then no partial file is left (a file being written in
+    while the next clips are separated (at most :data:`MAX_QUEUED_WRITES` waiting); streamed
+    ones are written as they are separated. Any exception while separating or writing one
+    input fails that input with a one-line reason; only an interruption stops it, and then no partial file is left (a file being written in
     the background is finished, whole, or not at all). ``on_block`` gets the seconds of audio
     each written block covered; ``before_commit(job)`` is called once a job's files are
     complete, just before the first is renamed into place; ``record(result)`` is called once
